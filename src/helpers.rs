@@ -1,0 +1,144 @@
+//! The small helpers every guide example leans on (the C `zhelpers.h`).
+//!
+//! * strings on the wire carry no trailing NUL: [`send_string`] sends exactly
+//!   the bytes of the text, [`recv_string`] reads any bytes as (lossy) text;
+//! * [`random_identity`] makes the printable `XXXX-XXXX` identities that
+//!   `s_set_id` gives sockets. The C version calls `rand()`, which is not
+//!   thread-safe and is seeded the same way in every thread, so identities
+//!   collide (zguide #521, #572). Here each call draws from the thread-local,
+//!   OS-seeded RNG, so threads and processes do not repeat each other;
+//! * [`randof`], [`clock_ms`] and [`sleep_ms`] are `randof`, `s_clock` and
+//!   `s_sleep`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+use crate::interrupt;
+use crate::Error;
+
+/// A random whole number in `0..num` (the guide's `randof`). `randof(0)` is 0.
+pub fn randof(num: u32) -> u32 {
+    if num == 0 {
+        return 0;
+    }
+    rand::thread_rng().gen_range(0..num)
+}
+
+/// A printable random identity `"%04X-%04X"`, e.g. `0A3F-91C2`.
+pub fn random_identity() -> String {
+    let mut rng = rand::thread_rng();
+    format!(
+        "{:04X}-{:04X}",
+        rng.gen_range(0..0x10000),
+        rng.gen_range(0..0x10000)
+    )
+}
+
+/// Gives `socket` a printable random identity (`s_set_id`) and returns it.
+pub fn set_random_identity(socket: &zmq::Socket) -> Result<String, Error> {
+    let identity = random_identity();
+    socket.set_identity(identity.as_bytes())?;
+    Ok(identity)
+}
+
+/// Wall-clock time in milliseconds (`s_clock`).
+pub fn clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sleeps `ms` milliseconds (`s_sleep`). Not interruptible; see
+/// [`interrupt::sleep_ms`] for a sleep that ends on Ctrl-C.
+pub fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Sends `text` as one frame, without a trailing NUL (`s_send`).
+pub fn send_string(socket: &zmq::Socket, text: &str) -> Result<(), Error> {
+    interrupt::retry_eintr(|| socket.send(text.as_bytes(), 0))
+}
+
+/// Sends `text` as a frame with more to follow (`s_sendmore`).
+pub fn send_more(socket: &zmq::Socket, text: &str) -> Result<(), Error> {
+    interrupt::retry_eintr(|| socket.send(text.as_bytes(), zmq::SNDMORE))
+}
+
+/// Receives one frame as text (`s_recv`), waiting as long as it takes; ends
+/// with `Error::Interrupted` on Ctrl-C. Bytes that are not UTF-8 are replaced,
+/// never a panic. Unlike `s_recv` the text is not truncated at 255 bytes.
+pub fn recv_string(socket: &zmq::Socket) -> Result<String, Error> {
+    interrupt::wait_readable(socket, -1)?;
+    let bytes = interrupt::retry_eintr(|| socket.recv_bytes(0))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Receives one frame as text if one is waiting (`s_recv` with `ZMQ_DONTWAIT`).
+pub fn try_recv_string(socket: &zmq::Socket) -> Result<Option<String>, Error> {
+    match interrupt::retry_eintr(|| socket.recv_bytes(zmq::DONTWAIT)) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(Error::Zmq(zmq::Error::EAGAIN)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Flushes stdout; for programs that print progress without a newline.
+pub fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// Reads the `N`th command-line argument, or `default` if it is absent.
+pub fn arg_or(index: usize, default: &str) -> String {
+    std::env::args()
+        .nth(index)
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A count from the environment variable `name` (used by tests to shrink a
+/// workload), or `default`, the C value. Bad values fall back to the default
+/// with a warning.
+pub fn env_count(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            log::warn!("{name}={text:?} is not a whole number; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_printable_and_shaped() {
+        let id = random_identity();
+        assert_eq!(id.len(), 9);
+        assert_eq!(&id[4..5], "-");
+        assert!(id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn identities_differ_across_threads() {
+        let ids: Vec<String> = (0..16)
+            .map(|_| std::thread::spawn(random_identity))
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn randof_stays_in_range() {
+        assert!((0..1000).all(|_| randof(5) < 5));
+        assert_eq!(randof(0), 0);
+    }
+}

@@ -1,0 +1,146 @@
+//! Ctrl-C and SIGTERM that wake a blocked poll (the guide's `s_catch_signals`).
+//!
+//! The guide's §9 "Handling Interrupt Signals" shows the self-pipe trick: the
+//! signal handler writes a byte into a pipe, and every `zmq_poll` also watches
+//! the pipe's read end, so a program blocked waiting for messages wakes up the
+//! moment the user presses Ctrl-C, and can close its sockets and exit cleanly.
+//!
+//! Here the `ctrlc` crate runs our handler on an ordinary thread, which sets a
+//! flag and writes into one end of a Unix socket pair. The other end is never
+//! drained, so once a signal has arrived every later poll returns at once: a
+//! program cannot miss it, whichever thread happens to be blocked.
+//!
+//! Until [`catch_signals`] is called the functions here behave like plain
+//! ZeroMQ calls, and the default signal action (terminate) stays in force.
+//!
+//! A signal can also make a blocking libzmq call fail with `EINTR`. That is not
+//! an error: [`retry_eintr`] retries the call unless we were told to stop (an
+//! earlier Rust `interrupt` port crashed by unwrapping it).
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static WAKE: OnceLock<UnixStream> = OnceLock::new();
+
+/// Installs the Ctrl-C/SIGTERM handler. Call it once near the top of `main`;
+/// calling it again does nothing.
+pub fn catch_signals() {
+    WAKE.get_or_init(|| {
+        let (reader, writer) = UnixStream::pair().expect("cannot create the signal self-pipe");
+        let _ = writer.set_nonblocking(true);
+        let installed = ctrlc::set_handler(move || {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            // Non-blocking: after the first byte nobody needs more.
+            let _ = (&writer).write(b" ");
+        });
+        if let Err(e) = installed {
+            log::warn!("cannot install the Ctrl-C handler: {e}");
+        }
+        reader
+    });
+}
+
+/// True once Ctrl-C or SIGTERM was received (the guide's `s_interrupted`).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The read end of the self-pipe, readable once a signal arrived; `None` until
+/// [`catch_signals`] is called. Put it in a poll set with
+/// `zmq::PollItem::from_fd` to build the §9 loop by hand.
+pub fn wake_fd() -> Option<std::os::fd::RawFd> {
+    WAKE.get().map(AsRawFd::as_raw_fd)
+}
+
+/// Runs a libzmq call again while it fails with `EINTR`, unless a signal asked
+/// us to stop, in which case it returns `Error::Interrupted`.
+pub fn retry_eintr<T>(mut call: impl FnMut() -> zmq::Result<T>) -> Result<T, Error> {
+    loop {
+        match call() {
+            Err(zmq::Error::EINTR) if interrupted() => return Err(Error::Interrupted),
+            Err(zmq::Error::EINTR) => continue,
+            other => return other.map_err(Error::from),
+        }
+    }
+}
+
+/// Polls `sockets` for input for at most `timeout_ms` (-1: no limit) and
+/// returns, per socket, whether it is readable. Returns `Error::Interrupted`
+/// as soon as Ctrl-C/SIGTERM arrives.
+pub fn poll(sockets: &[&zmq::Socket], timeout_ms: i64) -> Result<Vec<bool>, Error> {
+    let deadline = deadline_after(timeout_ms);
+    loop {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let mut items: Vec<zmq::PollItem> = sockets
+            .iter()
+            .map(|s| s.as_poll_item(zmq::POLLIN))
+            .collect();
+        if let Some(fd) = wake_fd() {
+            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, remaining_ms(deadline, timeout_ms)) {
+            Ok(_) => {
+                if wake_fd().is_some() && items[sockets.len()].is_readable() {
+                    return Err(Error::Interrupted);
+                }
+                return Ok(items[..sockets.len()]
+                    .iter()
+                    .map(|i| i.is_readable())
+                    .collect());
+            }
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `socket` is readable: `Ok(true)`, or `Ok(false)` when
+/// `timeout_ms` ran out. Interruptible like [`poll`].
+pub fn wait_readable(socket: &zmq::Socket, timeout_ms: i64) -> Result<bool, Error> {
+    Ok(poll(&[socket], timeout_ms)?[0])
+}
+
+/// Sleeps `ms` milliseconds, returning `Error::Interrupted` early on Ctrl-C.
+pub fn sleep_ms(ms: u64) -> Result<(), Error> {
+    let Some(fd) = wake_fd() else {
+        std::thread::sleep(Duration::from_millis(ms));
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    loop {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let mut items = [zmq::PollItem::from_fd(fd, zmq::POLLIN)];
+        match zmq::poll(&mut items, left.as_millis().max(1) as i64) {
+            Ok(_) | Err(zmq::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn deadline_after(timeout_ms: i64) -> Option<Instant> {
+    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+}
+
+/// The poll timeout still left before `deadline`, so that retries after
+/// `EINTR` do not stretch the caller's timeout.
+fn remaining_ms(deadline: Option<Instant>, timeout_ms: i64) -> i64 {
+    match deadline {
+        None => timeout_ms,
+        Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i64,
+    }
+}

@@ -1,0 +1,76 @@
+//! # zguide-rs: the ZeroMQ guide's patterns, in Rust
+//!
+//! This crate is the small library behind the guide's example programs in
+//! `src/bin/`. The C examples lean on `zhelpers.h` and on czmq's classes
+//! (`zmsg`, `zloop`, `zactor`) and on the guide's own protocol classes
+//! (`mdcliapi`, `mdwrkapi`, …). Where the guide has a class, this crate has a
+//! module; where it has a program, `src/bin/` has a binary of the same name
+//! that reads like it, top to bottom.
+//!
+//! ## Module map
+//!
+//! | module | what it teaches | guide / C original |
+//! |---|---|---|
+//! | [`message`] | multipart messages, envelopes, `s_dump` | `zmsg`, `s_dump` |
+//! | [`helpers`] | identities, `randof`, clock, strings on the wire | `zhelpers.h` |
+//! | [`interrupt`] | Ctrl-C/SIGTERM that wakes a blocked poll | §9, `s_catch_signals` |
+//! | [`heartbeat`] | liveness, heartbeat timing, reconnect back-off | §25–§27 |
+//! | [`reactor`] | readers and timers in one poll loop | `zloop` |
+//! | [`actor`] | a thread with a pipe, ready/`$TERM` handshake | `zactor` |
+//! | [`ppp`] | Paranoid Pirate protocol constants and checks | §25, PPP |
+//! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
+//! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
+//! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
+//!
+//! ## Errors
+//!
+//! Library calls return [`Error`]. `Error::Interrupted` is not a failure: it is
+//! how a blocked call reports that the user pressed Ctrl-C, so a program can
+//! close its sockets and exit cleanly, like the guide's `s_interrupted` checks.
+
+pub mod actor;
+pub mod heartbeat;
+pub mod helpers;
+pub mod interrupt;
+pub mod mdp;
+pub mod message;
+pub mod perf;
+pub mod ppp;
+pub mod reactor;
+pub mod runner;
+
+pub use message::Message;
+
+use std::fmt;
+
+/// What can go wrong in a library call.
+#[derive(Debug)]
+pub enum Error {
+    /// Ctrl-C or SIGTERM arrived while the call was waiting.
+    Interrupted,
+    /// libzmq reported an error (`ETERM` after the context was shut down, …).
+    Zmq(zmq::Error),
+    /// A peer sent something the protocol does not allow; the text says what.
+    Protocol(String),
+    /// A peer did not answer in time.
+    Timeout,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Interrupted => f.write_str("interrupted"),
+            Error::Zmq(e) => write!(f, "zmq: {e}"),
+            Error::Protocol(what) => write!(f, "protocol error: {what}"),
+            Error::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<zmq::Error> for Error {
+    fn from(e: zmq::Error) -> Error {
+        Error::Zmq(e)
+    }
+}

@@ -1,0 +1,576 @@
+//! The integration-test harness shared by every chapter's tests.
+//!
+//! A [`Scenario`] is one run of a guide section: it starts real binaries as
+//! processes, reads their output line by line, waits for lines with bounded
+//! timeouts, writes to their stdin, sends signals, restarts them, and kills
+//! everything it started when it is dropped (the test passed or panicked).
+//!
+//! **Isolation.** The guide's programs use fixed endpoints (`tcp://*:5555` …)
+//! and we keep them unchanged, so tests that run in parallel would clash on
+//! ports. Every scenario therefore gets its own network namespace: a small
+//! holder process is started with `unshare -n` (`unshare -rn` when not root,
+//! which adds a user namespace so no privilege is needed), brings its private
+//! `lo` up, and then just waits; every program of the scenario is started in
+//! that namespace with `nsenter`. Each scenario also gets its own temporary
+//! working directory, for the `ipc://` files some programs create.
+//!
+//! **Failures.** Every wait has a timeout; when it runs out the panic message
+//! shows what we waited for and the recent output of every process.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The path of one of this crate's binaries: `bin!("hwserver")`.
+#[macro_export]
+macro_rules! bin {
+    ($name:literal) => {
+        env!(concat!("CARGO_BIN_EXE_", $name))
+    };
+}
+
+/// A timeout in seconds, stretched by `ZGUIDE_TEST_SLOWDOWN` (a factor, default
+/// 1) for slow machines.
+pub fn secs(n: u64) -> Duration {
+    let factor: f64 = std::env::var("ZGUIDE_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(n as f64 * factor)
+}
+
+/// Handle of a process within its scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pid(usize);
+
+/// Everything a process printed, stdout and stderr interleaved as read.
+#[derive(Default)]
+struct OutputState {
+    text: String,
+    /// Readers still open (stdout, stderr); 0 once both reached end of file.
+    open_streams: usize,
+}
+
+#[derive(Default)]
+struct Output {
+    state: Mutex<OutputState>,
+    changed: Condvar,
+}
+
+impl Output {
+    fn append(&self, chunk: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.text.push_str(chunk);
+        self.changed.notify_all();
+    }
+
+    fn text(&self) -> String {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .text
+            .clone()
+    }
+}
+
+/// How to start a process: arguments, environment, working directory.
+#[derive(Clone, Default)]
+pub struct Spec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl Spec {
+    pub fn new(program: impl AsRef<Path>, args: &[&str]) -> Spec {
+        Spec {
+            program: program.as_ref().to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Spec::default()
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl ToString) -> Spec {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Spec {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+}
+
+struct Proc {
+    label: String,
+    spec: Spec,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    output: Arc<Output>,
+    readers: Vec<JoinHandle<()>>,
+    /// Byte offset in the output up to which `expect` has consumed lines.
+    cursor: usize,
+    exit: Option<std::process::ExitStatus>,
+}
+
+/// One isolated run of a guide section. See the module docs.
+pub struct Scenario {
+    name: String,
+    holder: Child,
+    holder_stdin: Option<ChildStdin>,
+    dir: PathBuf,
+    procs: Vec<Proc>,
+    labels: HashMap<String, usize>,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes a spawned process die with the test process, and puts it in its own
+/// process group so that killing the group also takes its children.
+fn own_group_and_die_with_parent(cmd: &mut Command) {
+    // SAFETY: only async-signal-safe calls (prctl, setpgid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::setpgid(0, 0);
+            Ok(())
+        });
+    }
+}
+
+static SCENARIOS: AtomicUsize = AtomicUsize::new(0);
+
+impl Scenario {
+    /// A fresh network namespace with `lo` up, and an empty working directory.
+    pub fn new(name: &str) -> Scenario {
+        let serial = SCENARIOS.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "zguide-test-{name}-{}-{serial}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scenario directory");
+
+        let mut holder = Command::new("unshare");
+        holder.arg(if is_root() { "-n" } else { "-rn" });
+        // The holder waits on its stdin: when the test process goes away, the
+        // pipe closes and the holder exits with it, even after a SIGKILL.
+        holder.args([
+            "sh",
+            "-c",
+            "ip link set lo up && echo ready && read _ignored",
+        ]);
+        holder
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        own_group_and_die_with_parent(&mut holder);
+        let mut holder = holder
+            .spawn()
+            .expect("start the namespace holder (needs unshare and ip)");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("holder stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read from namespace holder");
+        if line.trim() != "ready" {
+            let mut err = String::new();
+            if let Some(mut e) = holder.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("could not create a network namespace: {line}{err}");
+        }
+        let holder_stdin = holder.stdin.take();
+        Scenario {
+            name: name.to_string(),
+            holder,
+            holder_stdin,
+            dir,
+            procs: Vec::new(),
+            labels: HashMap::new(),
+        }
+    }
+
+    /// The scenario's private working directory (default cwd of processes).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts `program args…` inside the scenario's namespace, labelled `label`.
+    pub fn start(&mut self, label: &str, program: &str, args: &[&str]) -> Pid {
+        self.start_spec(label, Spec::new(program, args))
+    }
+
+    /// Starts a process described by `spec`.
+    pub fn start_spec(&mut self, label: &str, spec: Spec) -> Pid {
+        assert!(
+            !self.labels.contains_key(label),
+            "label {label} used twice in scenario {}",
+            self.name
+        );
+        let output = Arc::new(Output::default());
+        let mut proc = Proc {
+            label: label.to_string(),
+            spec,
+            child: None,
+            stdin: None,
+            output,
+            readers: Vec::new(),
+            cursor: 0,
+            exit: None,
+        };
+        self.spawn_into(&mut proc);
+        self.procs.push(proc);
+        let index = self.procs.len() - 1;
+        self.labels.insert(label.to_string(), index);
+        Pid(index)
+    }
+
+    fn spawn_into(&self, proc: &mut Proc) {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(self.holder.id().to_string());
+        if is_root() {
+            cmd.arg("-n");
+        } else {
+            cmd.args(["-U", "-n", "--preserve-credentials"]);
+        }
+        cmd.arg("--").arg(&proc.spec.program).args(&proc.spec.args);
+        cmd.current_dir(proc.spec.cwd.as_ref().unwrap_or(&self.dir));
+        cmd.env("RUST_BACKTRACE", "1");
+        for (k, v) in &proc.spec.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        own_group_and_die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", proc.spec.program.display()));
+        proc.stdin = child.stdin.take();
+        let streams: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        proc.output.state.lock().unwrap().open_streams = streams.len();
+        for mut stream in streams {
+            let output = proc.output.clone();
+            proc.readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => output.append(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                let mut state = output.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.open_streams -= 1;
+                output.changed.notify_all();
+            }));
+        }
+        proc.child = Some(child);
+        proc.exit = None;
+    }
+
+    /// The handle of the process labelled `label`.
+    pub fn pid(&self, label: &str) -> Pid {
+        Pid(*self
+            .labels
+            .get(label)
+            .unwrap_or_else(|| panic!("no process labelled {label}")))
+    }
+
+    /// The OS process id (for signals sent by hand).
+    pub fn os_pid(&self, pid: Pid) -> i32 {
+        self.procs[pid.0]
+            .child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .unwrap_or(0)
+    }
+
+    /// Everything the process printed so far (all its runs, if restarted).
+    pub fn output(&self, pid: Pid) -> String {
+        self.procs[pid.0].output.text()
+    }
+
+    /// The lines the process printed so far.
+    pub fn lines(&self, pid: Pid) -> Vec<String> {
+        self.output(pid).lines().map(str::to_string).collect()
+    }
+
+    /// How many output lines contain `needle`.
+    pub fn count(&self, pid: Pid, needle: &str) -> usize {
+        self.output(pid)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until a line after the last `expect`ed one contains `needle`, and
+    /// returns that line. A line still being written (no newline yet) counts.
+    pub fn expect(&mut self, pid: Pid, needle: &str, timeout: Duration) -> String {
+        let (line, end) = self.wait_output(
+            pid,
+            timeout,
+            &format!("a line containing {needle:?}"),
+            |text, cursor| find_line(text, cursor, needle),
+        );
+        self.procs[pid.0].cursor = end;
+        line
+    }
+
+    /// Waits until `needle` appears on `n` lines in total (from the start).
+    pub fn expect_count(&mut self, pid: Pid, needle: &str, n: usize, timeout: Duration) {
+        self.wait_output(
+            pid,
+            timeout,
+            &format!("{n} lines containing {needle:?}"),
+            |text, _| (text.lines().filter(|l| l.contains(needle)).count() >= n).then_some(()),
+        );
+    }
+
+    /// Waits until `pred` holds for the process's whole output so far.
+    pub fn wait_for(&self, pid: Pid, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) {
+        self.wait_output(pid, timeout, what, |text, _| pred(text).then_some(()));
+    }
+
+    fn wait_output<T>(
+        &self,
+        pid: Pid,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&str, usize) -> Option<T>,
+    ) -> T {
+        let proc = &self.procs[pid.0];
+        let deadline = Instant::now() + timeout;
+        let mut state = proc.output.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(value) = check(&state.text, proc.cursor) {
+                return value;
+            }
+            let now = Instant::now();
+            if now >= deadline || state.open_streams == 0 {
+                drop(state);
+                let reason = if now >= deadline {
+                    format!("timed out after {timeout:?}")
+                } else {
+                    "its output closed (the process ended)".to_string()
+                };
+                panic!(
+                    "[{}] waiting for {what} from {}: {reason}\n{}",
+                    self.name,
+                    proc.label,
+                    self.report()
+                );
+            }
+            state = proc
+                .output
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Writes `text` to the process's stdin (e.g. `"\n"` for "press Enter").
+    pub fn write_stdin(&mut self, pid: Pid, text: &str) {
+        let proc = &mut self.procs[pid.0];
+        let stdin = proc.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(text.as_bytes()).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes the process's stdin (end of file).
+    pub fn close_stdin(&mut self, pid: Pid) {
+        self.procs[pid.0].stdin = None;
+    }
+
+    /// Sends a signal (`libc::SIGINT`, `libc::SIGTERM`, `libc::SIGKILL` …).
+    pub fn signal(&self, pid: Pid, signal: i32) {
+        let os_pid = self.os_pid(pid);
+        if os_pid > 0 {
+            // SAFETY: plain kill(2) on a child we started and have not reaped.
+            unsafe { libc::kill(os_pid, signal) };
+        }
+    }
+
+    /// SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self, pid: Pid) {
+        self.signal(pid, libc::SIGINT);
+    }
+
+    /// SIGKILL and reap: the process is gone when this returns.
+    pub fn kill(&mut self, pid: Pid) {
+        self.signal(pid, libc::SIGKILL);
+        self.wait_exit(pid, secs(10));
+    }
+
+    /// Waits for the process to exit and returns its exit code, or
+    /// `-signal` if a signal ended it.
+    pub fn wait_exit(&mut self, pid: Pid, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let proc = &mut self.procs[pid.0];
+            if let Some(status) = proc.exit {
+                return code_of(status);
+            }
+            let child = proc.child.as_mut().expect("process was started");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                proc.exit = Some(status);
+                // Let the readers drain what is left in the pipes.
+                let output = proc.output.clone();
+                let drain_deadline = Instant::now() + Duration::from_secs(2);
+                let mut state = output.state.lock().unwrap_or_else(|e| e.into_inner());
+                while state.open_streams > 0 && Instant::now() < drain_deadline {
+                    state = output
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                return code_of(status);
+            }
+            if Instant::now() >= deadline {
+                let label = proc.label.clone();
+                panic!(
+                    "[{}] {label} did not exit within {timeout:?}\n{}",
+                    self.name,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self, pid: Pid) -> bool {
+        let proc = &mut self.procs[pid.0];
+        if proc.exit.is_some() {
+            return false;
+        }
+        match proc.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(status))) => {
+                proc.exit = Some(status);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Asserts the process is still running, with the report if not.
+    pub fn assert_running(&mut self, pid: Pid) {
+        if !self.is_running(pid) {
+            let label = self.procs[pid.0].label.clone();
+            panic!("[{}] {label} is not running\n{}", self.name, self.report());
+        }
+    }
+
+    /// Starts the process again with the same arguments (it must have exited
+    /// or been killed). Its output continues in the same buffer, after a
+    /// `--- restarted ---` marker, and the `expect` cursor stays where it was.
+    pub fn restart(&mut self, pid: Pid) {
+        assert!(!self.is_running(pid), "restart of a running process");
+        let mut proc = std::mem::replace(
+            &mut self.procs[pid.0],
+            Proc {
+                label: String::new(),
+                spec: Spec::default(),
+                child: None,
+                stdin: None,
+                output: Arc::new(Output::default()),
+                readers: Vec::new(),
+                cursor: 0,
+                exit: None,
+            },
+        );
+        proc.output.append("--- restarted ---\n");
+        for reader in proc.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.spawn_into(&mut proc);
+        self.procs[pid.0] = proc;
+    }
+
+    /// The last lines of every process's output, for failure messages.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for proc in &self.procs {
+            let text = proc.output.text();
+            let lines: Vec<&str> = text.lines().collect();
+            let skip = lines.len().saturating_sub(40);
+            out.push_str(&format!(
+                "---- {} ({} lines, last {}) ----\n",
+                proc.label,
+                lines.len(),
+                lines.len() - skip
+            ));
+            for line in &lines[skip..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Panics with `message` and the report.
+    pub fn fail(&self, message: &str) -> ! {
+        panic!("[{}] {message}\n{}", self.name, self.report());
+    }
+}
+
+fn code_of(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
+}
+
+/// Finds the first complete or partial line at or after byte `cursor` that
+/// contains `needle`; returns it and the offset just past it.
+fn find_line(text: &str, cursor: usize, needle: &str) -> Option<(String, usize)> {
+    let rest = text.get(cursor..)?;
+    let mut offset = cursor;
+    for line in rest.split_inclusive('\n') {
+        let end = offset + line.len();
+        if line.contains(needle) {
+            return Some((line.trim_end_matches(['\n', '\r']).to_string(), end));
+        }
+        offset = end;
+    }
+    None
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        for proc in &mut self.procs {
+            if let Some(child) = proc.child.as_mut() {
+                // The whole process group: the program and anything it started
+                // (even if the program itself already ended).
+                // SAFETY: kill(2) on a group we created.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                if proc.exit.is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        self.holder_stdin = None;
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
