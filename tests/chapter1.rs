@@ -35,3 +35,20 @@ fn version_reports_the_linked_libzmq() {
     );
     assert_eq!(sc.wait_exit(version, secs(10)), 0);
 }
+
+#[test]
+fn a_raw_req_socket_in_the_namespace_reaches_hwserver() {
+    let mut sc = Scenario::new("hello-raw");
+    let server = sc.start("hwserver", bin!("hwserver"), &[]);
+    let reply = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::REQ).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_rcvtimeo(20_000).unwrap();
+        socket.connect("tcp://localhost:5555").unwrap();
+        socket.send("Hello", 0).unwrap();
+        socket.recv_bytes(0)
+    });
+    assert_eq!(reply.as_deref(), Ok(&b"World"[..]), "{}", sc.report());
+    sc.expect(server, "Received Hello", secs(10));
+}

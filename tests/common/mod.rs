@@ -504,6 +504,39 @@ impl Scenario {
         self.procs[pid.0] = proc;
     }
 
+    /// Runs `probe` on a thread that has joined the scenario's network
+    /// namespace, so test-side sockets can speak raw frames to the programs
+    /// (`tcp://localhost:5555` there is the scenario's, not the host's).
+    /// `probe` must create its own `zmq::Context`: libzmq's I/O thread is
+    /// started with the context's first socket and inherits the namespace.
+    /// Joining a namespace from a multi-threaded test needs root (CI is root);
+    /// without it this panics with a clear message.
+    pub fn in_namespace<T: Send + 'static>(&self, probe: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns_path = format!("/proc/{}/ns/net", self.holder.id());
+        let name = self.name.clone();
+        let handle = std::thread::spawn(move || {
+            let file =
+                std::fs::File::open(&ns_path).expect("open the scenario's network namespace");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only, with a valid namespace fd.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "[{name}] joining the namespace needs root: {}",
+                std::io::Error::last_os_error()
+            );
+            probe()
+        });
+        match handle.join() {
+            Ok(value) => value,
+            Err(panic) => {
+                eprintln!("{}", self.report());
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
     /// The last lines of every process's output, for failure messages.
     pub fn report(&self) -> String {
         let mut out = String::new();
