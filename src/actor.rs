@@ -80,6 +80,35 @@ impl Pipe {
     pub fn send(&self, msg: Message) -> Result<(), Error> {
         msg.send(&self.socket)
     }
+
+    /// The usual actor loop step: waits up to `timeout_ms` (-1: no limit)
+    /// until one of `sockets` is readable, watching the pipe as well.
+    /// `Ok(Some(flags))` says which sockets are readable (all false on
+    /// timeout); `Ok(None)` means time to stop: `$TERM` arrived, or Ctrl-C.
+    /// Other commands on the pipe are not expected by such a task; they are
+    /// logged and dropped.
+    pub fn poll(
+        &self,
+        sockets: &[&zmq::Socket],
+        timeout_ms: i64,
+    ) -> Result<Option<Vec<bool>>, Error> {
+        let mut all = vec![&self.socket];
+        all.extend_from_slice(sockets);
+        let mut ready = match interrupt::poll(&all, timeout_ms) {
+            Ok(ready) => ready,
+            Err(Error::Interrupted) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if ready[0] {
+            let command = self.recv()?;
+            if is_term(&command) {
+                return Ok(None);
+            }
+            log::warn!("actor: unexpected command dropped: {command:?}");
+        }
+        ready.remove(0);
+        Ok(Some(ready))
+    }
 }
 
 /// A running task on its own thread, with the owner's end of the pipe.
@@ -234,6 +263,30 @@ mod tests {
         let other = context.socket(zmq::PAIR).unwrap();
         assert!(other.bind("inproc://actor-test-ready").is_err());
         actor.signal(0).unwrap();
+    }
+
+    #[test]
+    fn pipe_poll_reports_sockets_and_stops_on_term() {
+        let context = zmq::Context::new();
+        let actor = Actor::new(&context, |pipe| {
+            let inbox = pipe.context().socket(zmq::PULL).unwrap();
+            inbox.bind("inproc://actor-test-poll").unwrap();
+            // Before "ready" nobody can send yet: this poll times out.
+            assert_eq!(pipe.poll(&[&inbox], 10).unwrap(), Some(vec![false]));
+            pipe.signal(0).unwrap();
+            while let Some(ready) = pipe.poll(&[&inbox], -1).unwrap() {
+                if ready[0] {
+                    let text = inbox.recv_bytes(0).unwrap();
+                    pipe.send(Message::from_frames([text])).unwrap();
+                }
+            }
+        })
+        .unwrap();
+        let push = context.socket(zmq::PUSH).unwrap();
+        push.connect("inproc://actor-test-poll").unwrap();
+        push.send("job", 0).unwrap();
+        assert_eq!(actor.recv().unwrap().first(), Some(&b"job"[..]));
+        drop(actor); // $TERM ends the poll loop
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | module | what it teaches | guide / C original |
 //! |---|---|---|
 //! | [`message`] | multipart messages, envelopes, `s_dump` | `zmsg`, `s_dump` |
+//! | [`envelope`] | checked `[identity][""][body]` envelopes for ROUTER brokers | `zmsg_unwrap`, §15–§18 |
 //! | [`helpers`] | identities, `randof`, clock, strings on the wire | `zhelpers.h` |
 //! | [`interrupt`] | Ctrl-C/SIGTERM that wakes a blocked poll | §9, `s_catch_signals` |
 //! | [`heartbeat`] | liveness, heartbeat timing, reconnect back-off | §25–§27 |
@@ -29,6 +30,7 @@
 //! close its sockets and exit cleanly, like the guide's `s_interrupted` checks.
 
 pub mod actor;
+pub mod envelope;
 pub mod heartbeat;
 pub mod helpers;
 pub mod interrupt;
