@@ -1,0 +1,429 @@
+//! The side-by-side scenario runner behind `zguide run`.
+//!
+//! The guide's examples come in sets: a server and a client, a ventilator,
+//! workers and a sink, a broker with clients and workers. The book asks you to
+//! open a terminal per program; `zguide run <scenario>` starts them all in
+//! one, each line labelled with the program that printed it, and stops them
+//! all when the scenario is over or you press Ctrl-C.
+//!
+//! * [`scenario`]: the scenario files (`zguide/scenarios/*.toml`) and the
+//!   tour (`zguide/tour.toml`), parsed and checked;
+//! * [`supervisor`]: starting, feeding, watching and stopping the processes;
+//! * [`output`]: the labelled, optionally coloured output.
+//!
+//! This file is the command line: [`main`] takes the arguments and returns
+//! the exit code (0 success, 1 the end condition did not hold, 2 bad usage or
+//! scenario, 130 interrupted). The file format and the commands are described
+//! for learners in `zguide/README.md`.
+
+pub mod output;
+pub mod scenario;
+pub mod supervisor;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use output::Printer;
+use scenario::{load_all, load_scenario, load_tour, resolve_program, Scenario};
+use supervisor::{header, Outcome, Plan, TempDir};
+
+/// Exit code: bad usage or scenario.
+pub const EXIT_USAGE: i32 = 2;
+
+const USAGE: &str = "\
+zguide: run the ZeroMQ guide's examples side by side
+
+Usage:
+  zguide list                          list the scenarios (one per guide section)
+  zguide run [OPTIONS] [SCENARIO]...   run scenarios one after another;
+                                       without a SCENARIO, run the short tour
+  zguide help [COMMAND]                show this text, or a command's
+
+Options:
+  --scenarios DIR   read scenarios from DIR (default: $ZGUIDE_SCENARIOS, else
+                    the crate's zguide/scenarios, else ./zguide/scenarios)
+  -h, --help        show help
+  -V, --version     show the version
+
+Examples:
+  zguide run hello
+  zguide run hello --use hwserver=./my-c-build/hwserver
+
+Exit codes: 0 success, 1 a scenario's end condition did not hold (timeout, a
+part failed), 2 bad usage or scenario file, 130 interrupted (Ctrl-C).
+";
+
+const RUN_USAGE: &str = "\
+zguide run: start a scenario's programs side by side, labelled
+
+Usage:
+  zguide run [OPTIONS] [SCENARIO]...
+
+Every part of the scenario is started in one working directory; each line it
+prints is shown as `[part] line` (stderr as `[part:err]` when not coloured).
+The run ends when the scenario's `until_exit` parts have exited, or after its
+`duration`; then the other parts get SIGINT and, 2 s later, SIGKILL. Ctrl-C
+stops everything the same way. Without a SCENARIO the tour in tour.toml (next
+to the scenario directory) runs, one scenario after another.
+
+Options:
+  --use PART=PROGRAM  run PROGRAM instead of the part's own program, e.g. your
+                      C or C++ build of the same example (repeatable). A
+                      PROGRAM with a `/` is a path; a bare name is looked up
+                      beside zguide, then on PATH.
+  --dir DIR           working directory of the parts (created if missing, kept);
+                      default: a fresh temporary directory, removed afterwards
+  --scenarios DIR     read scenarios from DIR
+  -h, --help          show this help
+
+Exit codes: 0 success, 1 an end condition did not hold (timeout, a part
+exited with an error), 2 bad usage, scenario or missing program, 130 Ctrl-C.
+";
+
+const LIST_USAGE: &str = "\
+zguide list: list the scenarios, in guide order
+
+Usage:
+  zguide list [--scenarios DIR]
+
+Shows each scenario's name (what `zguide run` takes), guide section and title,
+and which scenarios the tour (`zguide run` alone) runs.
+";
+
+#[derive(Debug, Default, PartialEq)]
+struct Cli {
+    command: Option<String>,
+    names: Vec<String>,
+    scenarios: Option<PathBuf>,
+    swaps: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    help: bool,
+    version: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli::default();
+    let mut rest = args.iter();
+    let mut options_done = false;
+    while let Some(arg) = rest.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            match inline.clone().or_else(|| rest.next().cloned()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("{name} needs a value")),
+            }
+        };
+        match flag {
+            _ if options_done || !flag.starts_with('-') || flag == "-" => {
+                if cli.command.is_none() {
+                    cli.command = Some(arg.clone());
+                } else {
+                    cli.names.push(arg.clone());
+                }
+            }
+            "--" => options_done = true,
+            "-h" | "--help" => cli.help = true,
+            "-V" | "--version" => cli.version = true,
+            "--scenarios" => cli.scenarios = Some(value("--scenarios")?.into()),
+            "--dir" => cli.dir = Some(value("--dir")?.into()),
+            "--use" => {
+                let swap = value("--use")?;
+                match swap.split_once('=') {
+                    Some((part, program)) if !part.is_empty() && !program.is_empty() => {
+                        cli.swaps.push((part.to_string(), program.to_string()))
+                    }
+                    _ => return Err(format!("--use takes PART=PROGRAM, not {swap:?}")),
+                }
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(cli)
+}
+
+/// Runs the `zguide` command line; returns the process exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    let cli = match parse_args(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    if cli.version {
+        println!("zguide {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    match cli.command.as_deref() {
+        None if cli.help => print_help(USAGE),
+        None => {
+            eprint!("{USAGE}");
+            EXIT_USAGE
+        }
+        Some("help") => match cli.names.first().map(String::as_str) {
+            None => print_help(USAGE),
+            Some("run") => print_help(RUN_USAGE),
+            Some("list") => print_help(LIST_USAGE),
+            Some(other) => usage_error(&format!("no command {other:?}")),
+        },
+        Some("list") if cli.help => print_help(LIST_USAGE),
+        Some("run") if cli.help => print_help(RUN_USAGE),
+        Some("list") => {
+            if !cli.names.is_empty() || !cli.swaps.is_empty() || cli.dir.is_some() {
+                return usage_error("`zguide list` takes only --scenarios");
+            }
+            list(&scenario_dir(cli.scenarios))
+        }
+        Some("run") => run(&cli),
+        Some(other) => usage_error(&format!("no command {other:?}")),
+    }
+}
+
+fn print_help(text: &str) -> i32 {
+    print!("{text}");
+    0
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("zguide: {message}\n(`zguide --help` shows the usage)");
+    EXIT_USAGE
+}
+
+fn error(message: &str) -> i32 {
+    eprintln!("zguide: {message}");
+    EXIT_USAGE
+}
+
+/// `--scenarios`, else `$ZGUIDE_SCENARIOS`, else the crate's own
+/// `zguide/scenarios` (found at build time), else `./zguide/scenarios`.
+fn scenario_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir;
+    }
+    if let Some(dir) = std::env::var_os("ZGUIDE_SCENARIOS").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
+    if built_in.is_dir() {
+        built_in
+    } else {
+        PathBuf::from("zguide/scenarios")
+    }
+}
+
+fn list(dir: &Path) -> i32 {
+    let (scenarios, errors) = match load_all(dir) {
+        Ok(found) => found,
+        Err(e) => return error(&e.to_string()),
+    };
+    let width = |f: fn(&Scenario) -> &str, title: &str| {
+        scenarios
+            .iter()
+            .map(|s| f(s).chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let name_width = width(|s| &s.name, "NAME");
+    let section_width = width(|s| &s.section, "SECTION");
+    let row = |name: &str, section: &str, title: &str| {
+        let pad = |text: &str, w: usize| {
+            format!(
+                "{text}{}",
+                " ".repeat(w.saturating_sub(text.chars().count()))
+            )
+        };
+        println!(
+            "{}  {}  {title}",
+            pad(name, name_width),
+            pad(section, section_width)
+        );
+    };
+    row("NAME", "SECTION", "TITLE");
+    for s in &scenarios {
+        row(&s.name, &s.section, &s.title);
+    }
+    if let Ok(tour) = load_tour(dir) {
+        println!(
+            "\nThe tour (`zguide run` alone): {}",
+            tour.scenarios.join(", ")
+        );
+    }
+    for e in &errors {
+        eprintln!("zguide: {e}");
+    }
+    if errors.is_empty() {
+        0
+    } else {
+        EXIT_USAGE
+    }
+}
+
+fn run(cli: &Cli) -> i32 {
+    let dir = scenario_dir(cli.scenarios.clone());
+    let (names, tour) = if cli.names.is_empty() {
+        match load_tour(&dir) {
+            Ok(tour) => (tour.scenarios.clone(), Some(tour)),
+            Err(e) => return error(&format!("no scenario given, and no tour: {e}")),
+        }
+    } else {
+        (cli.names.clone(), None)
+    };
+
+    // Check everything before starting anything.
+    let mut scenarios = Vec::new();
+    for name in &names {
+        match load_scenario(&dir, name) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => return error(&e.to_string()),
+        }
+    }
+    let swaps: HashMap<&str, &str> = cli
+        .swaps
+        .iter()
+        .map(|(p, prog)| (p.as_str(), prog.as_str()))
+        .collect();
+    for part in swaps.keys() {
+        if !scenarios.iter().any(|s| s.part(part).is_some()) {
+            let known: Vec<&str> = scenarios
+                .iter()
+                .flat_map(|s| s.parts.iter().map(|p| p.name.as_str()))
+                .collect();
+            return error(&format!(
+                "--use {part}=…: no part named {part:?} in {} (parts: {})",
+                names.join(", "),
+                known.join(", ")
+            ));
+        }
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let mut programs = Vec::new();
+    for s in &scenarios {
+        let mut found = Vec::new();
+        for part in &s.parts {
+            let program = swaps
+                .get(part.name.as_str())
+                .copied()
+                .unwrap_or(&part.program);
+            match resolve_program(program, exe_dir.as_deref()) {
+                Ok(path) => found.push(path),
+                Err(e) => return error(&format!("{}: part {}: {e}", s.name, part.name)),
+            }
+        }
+        programs.push(found);
+    }
+    if let Some(d) = &cli.dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            return error(&format!("cannot create {}: {e}", d.display()));
+        }
+    }
+
+    crate::interrupt::catch_signals();
+    let printer = Arc::new(Mutex::new(Printer::stdout()));
+    let note = |text: &str| printer.lock().unwrap_or_else(|e| e.into_inner()).note(text);
+    if let Some(tour) = &tour {
+        note(&format!(
+            "The tour: {} ({} scenarios)",
+            names.join(", "),
+            names.len()
+        ));
+        if !tour.about.is_empty() {
+            note(&tour.about);
+        }
+    }
+    let mut outcomes = Vec::new();
+    for (s, programs) in scenarios.iter().zip(programs) {
+        if crate::interrupt::interrupted() {
+            outcomes.push(Outcome::Interrupted);
+            break;
+        }
+        if !outcomes.is_empty() {
+            printer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .blank_line();
+        }
+        note(&header(s));
+        let temp;
+        let workdir = match &cli.dir {
+            Some(d) => d.clone(),
+            None => match TempDir::new(&s.name) {
+                Ok(t) => {
+                    temp = t;
+                    temp.path().to_path_buf()
+                }
+                Err(e) => return error(&format!("cannot create a working directory: {e}")),
+            },
+        };
+        let plan = Plan {
+            scenario: s,
+            swapped: s
+                .parts
+                .iter()
+                .map(|p| swaps.contains_key(p.name.as_str()))
+                .collect(),
+            programs,
+            workdir,
+        };
+        outcomes.push(supervisor::run(&plan, &printer));
+    }
+
+    if outcomes.len() > 1 || tour.is_some() {
+        let ok = outcomes.iter().filter(|o| **o == Outcome::Success).count();
+        printer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .blank_line();
+        note(&format!("{ok} of {} scenarios ok", names.len()));
+    }
+    let codes: Vec<i32> = outcomes.iter().map(Outcome::exit_code).collect();
+    [130, EXIT_USAGE, 1]
+        .into_iter()
+        .find(|c| codes.contains(c))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn flags_go_anywhere_and_take_values_both_ways() {
+        let cli = parse_args(&args(
+            "--scenarios /s run hello --use hwserver=/x/mtserver --use=hwclient=hwclient --dir=/d",
+        ))
+        .unwrap();
+        assert_eq!(cli.command.as_deref(), Some("run"));
+        assert_eq!(cli.names, ["hello"]);
+        assert_eq!(cli.scenarios, Some(PathBuf::from("/s")));
+        assert_eq!(cli.dir, Some(PathBuf::from("/d")));
+        assert_eq!(
+            cli.swaps,
+            [
+                ("hwserver".to_string(), "/x/mtserver".to_string()),
+                ("hwclient".to_string(), "hwclient".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_usage_is_explained() {
+        for (line, expected) in [
+            ("run --use hwserver", "PART=PROGRAM"),
+            ("run --use", "needs a value"),
+            ("run --frobnicate", "unknown option --frobnicate"),
+        ] {
+            let err = parse_args(&args(line)).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        assert_eq!(main(args("frobnicate")), EXIT_USAGE);
+        assert_eq!(main(args("list extra")), EXIT_USAGE);
+    }
+}

@@ -1,0 +1,600 @@
+//! Starting a scenario's parts side by side, watching them, stopping them.
+//!
+//! Each process runs in its own process group, so that a signal reaches the
+//! program and anything it started, and so that the terminal's Ctrl-C reaches
+//! only the runner, which then passes it on: first SIGINT (the guide's
+//! programs close their sockets and exit), then, after [`GRACE`], SIGKILL.
+//! Every process also gets `PR_SET_PDEATHSIG`, so that even a runner killed
+//! with SIGKILL leaves no orphans behind, and the list of processes is a guard
+//! that kills whatever still runs when it is dropped (a panic included).
+//!
+//! One thread per pipe reads the parts' output and hands it to the
+//! [`Printer`]; the main loop only starts parts on time, feeds stdin, reaps
+//! exits and checks the end condition, waking every few milliseconds. Every
+//! wait is bounded.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::output::{Printer, Stream};
+use super::scenario::{secs_text, Scenario};
+use crate::interrupt;
+
+/// How long the parts get to exit after SIGINT before they are killed.
+pub const GRACE: Duration = Duration::from_secs(2);
+/// How often the main loop looks at the processes when nothing happens.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The end condition held: exit code 0.
+    Success,
+    /// The end condition did not hold (timeout, a part failed): exit code 1.
+    Failed(String),
+    /// Ctrl-C or SIGTERM: exit code 130.
+    Interrupted,
+    /// A program could not be started at all: exit code 2.
+    Broken(String),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failed(_) => 1,
+            Outcome::Broken(_) => 2,
+            Outcome::Interrupted => 130,
+        }
+    }
+}
+
+/// A scenario with every part's program found, ready to start.
+pub struct Plan<'a> {
+    pub scenario: &'a Scenario,
+    /// The program of each part, in the order of `scenario.parts`.
+    pub programs: Vec<PathBuf>,
+    /// Whether `--use` swapped the part's program.
+    pub swapped: Vec<bool>,
+    /// The working directory of every part.
+    pub workdir: PathBuf,
+}
+
+/// The printer, shared by the main loop and the reader threads.
+pub type SharedPrinter = Arc<Mutex<Printer>>;
+
+fn lock(printer: &SharedPrinter) -> MutexGuard<'_, Printer> {
+    printer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lines printed before a run: title, section, what it shows.
+pub fn header(scenario: &Scenario) -> String {
+    let mut text = format!(
+        "{} ({}): {}\n",
+        scenario.title, scenario.name, scenario.section
+    );
+    if !scenario.about.is_empty() {
+        text.push_str(&scenario.about);
+        text.push('\n');
+    }
+    text.push_str(&scenario.end_condition());
+    text
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Still running, or exited by itself.
+    NotAsked,
+    Interrupted,
+    Killed,
+}
+
+/// One running copy of a part.
+struct Process {
+    part: usize,
+    label: String,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    exit: Option<ExitStatus>,
+    stop: Stop,
+    open_pipes: usize,
+}
+
+impl Process {
+    fn running(&self) -> bool {
+        self.child.is_some() && self.exit.is_none()
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends `signal` to the process's group (itself and what it started).
+    fn signal(&self, signal: i32) {
+        if let (Some(pid), true) = (self.pid(), self.running()) {
+            // SAFETY: kill(2) on the process group of a child we have not
+            // reaped yet, so the group id cannot belong to anyone else.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+
+    /// Reaps the process if it exited; true if it did just now.
+    fn reap(&mut self) -> bool {
+        if !self.running() {
+            return false;
+        }
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(status);
+                self.stdin = None;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => {
+                // Cannot happen for our own child; treat it as gone.
+                self.exit = Some(ExitStatus::from_raw(0));
+                true
+            }
+        }
+    }
+
+    /// How the process ended, for the summary.
+    fn status_text(&self) -> String {
+        let Some(status) = self.exit else {
+            return if self.child.is_none() {
+                "not started".into()
+            } else {
+                "still running".into()
+            };
+        };
+        match (self.stop, status.code(), status.signal()) {
+            (Stop::Killed, _, _) => format!("killed ({} s after SIGINT)", secs_text(GRACE)),
+            (Stop::Interrupted, Some(0), _) => "stopped".into(),
+            (Stop::Interrupted, Some(code), _) => format!("stopped (exit {code})"),
+            (Stop::Interrupted, None, Some(libc::SIGINT)) => "stopped by SIGINT".into(),
+            (Stop::Interrupted, None, signal) => {
+                format!("stopped (signal {})", signal.unwrap_or(0))
+            }
+            (Stop::NotAsked, Some(code), _) => format!("exited {code}"),
+            (Stop::NotAsked, None, signal) => format!("killed by signal {}", signal.unwrap_or(0)),
+        }
+    }
+}
+
+/// The processes of a run. Dropping it kills whatever still runs, so no path
+/// out of [`run`] (an early return, a panic) leaves a process behind.
+struct Processes(Vec<Process>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            p.signal(libc::SIGKILL);
+        }
+        wait_all(&mut self.0, Duration::from_secs(5));
+    }
+}
+
+/// Reaps processes until none runs or `limit` passed.
+fn wait_all(processes: &mut [Process], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        for p in processes.iter_mut() {
+            p.reap();
+        }
+        if !processes.iter().any(Process::running) || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+enum Event {
+    /// The process printed its `stdin_when` text.
+    StdinWanted(usize),
+    /// One of the process's pipes reached end of file.
+    PipeClosed(usize),
+}
+
+/// Runs `plan` to its end and prints a summary line; see the module docs.
+/// Call [`interrupt::catch_signals`] first, so that Ctrl-C ends the run cleanly.
+pub fn run(plan: &Plan, printer: &SharedPrinter) -> Outcome {
+    let scenario = plan.scenario;
+    let mut processes = Processes(Vec::new());
+    let mut labels = Vec::new();
+    for (index, part) in scenario.parts.iter().enumerate() {
+        for label in part.labels() {
+            labels.push((label.clone(), index));
+            processes.0.push(Process {
+                part: index,
+                label,
+                child: None,
+                stdin: None,
+                exit: None,
+                stop: Stop::NotAsked,
+                open_pipes: 0,
+            });
+        }
+    }
+    lock(printer).set_labels(labels);
+
+    let (events_in, events) = mpsc::channel();
+    let started = Instant::now();
+    let outcome = supervise(
+        plan,
+        &mut processes.0,
+        printer,
+        &events_in,
+        &events,
+        started,
+    );
+    stop_all(&mut processes.0, printer);
+
+    // Let the readers print the last lines before the summary.
+    let drain_deadline = Instant::now() + Duration::from_secs(1);
+    while processes.0.iter().any(|p| p.open_pipes > 0) && Instant::now() < drain_deadline {
+        match events.recv_timeout(TICK) {
+            Ok(Event::PipeClosed(i)) => processes.0[i].open_pipes -= 1,
+            Ok(Event::StdinWanted(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let verdict = match &outcome {
+        Outcome::Success => "ok".to_string(),
+        Outcome::Failed(why) => format!("FAILED ({why})"),
+        Outcome::Broken(why) => format!("could not run ({why})"),
+        Outcome::Interrupted => "interrupted".to_string(),
+    };
+    lock(printer).note(&format!(
+        "{}: {verdict} after {:.1} s; {}",
+        scenario.name,
+        started.elapsed().as_secs_f64(),
+        summary(scenario, &processes.0)
+    ));
+    outcome
+}
+
+/// The main loop: start, feed, reap, judge.
+fn supervise(
+    plan: &Plan,
+    processes: &mut [Process],
+    printer: &SharedPrinter,
+    events_in: &Sender<Event>,
+    events: &Receiver<Event>,
+    started: Instant,
+) -> Outcome {
+    let scenario = plan.scenario;
+    let mut next = 0;
+    let mut last_start = started;
+    loop {
+        if interrupt::interrupted() {
+            return Outcome::Interrupted;
+        }
+
+        // Start the processes that are due, in file order.
+        while next < processes.len() {
+            let part_index = processes[next].part;
+            let first_of_part = next == 0 || processes[next - 1].part != part_index;
+            let delay = if first_of_part {
+                scenario.parts[part_index].start_after
+            } else {
+                Duration::ZERO
+            };
+            if Instant::now() < last_start + delay {
+                break;
+            }
+            if let Err(e) = start(plan, next, processes, printer, events_in) {
+                return Outcome::Broken(e);
+            }
+            last_start = Instant::now();
+            next += 1;
+        }
+
+        // Feed stdin where a part asked for it; count closed pipes.
+        let mut event = events.recv_timeout(TICK).ok();
+        while let Some(e) = event {
+            match e {
+                Event::StdinWanted(i) => feed_stdin(plan, &mut processes[i], printer),
+                Event::PipeClosed(i) => processes[i].open_pipes -= 1,
+            }
+            event = events.try_recv().ok();
+        }
+
+        // Reap the processes that exited by themselves.
+        for p in processes.iter_mut() {
+            if !p.reap() {
+                continue;
+            }
+            let text = p.status_text();
+            lock(printer).note(&format!("{} {text}", p.label));
+            let part = &scenario.parts[p.part];
+            let ok = p.exit.is_some_and(|s| s.success());
+            if !ok && (scenario.until_exit.contains(&part.name) || !part.allow_failure) {
+                return Outcome::Failed(format!("{} {text}", p.label));
+            }
+        }
+
+        // The end condition.
+        let all_started = next == processes.len();
+        let done = |name: &String| {
+            processes
+                .iter()
+                .filter(|p| &scenario.parts[p.part].name == name)
+                .all(|p| p.exit.is_some())
+        };
+        if all_started && !scenario.until_exit.is_empty() && scenario.until_exit.iter().all(done) {
+            return Outcome::Success;
+        }
+        if all_started && processes.iter().all(|p| p.exit.is_some()) {
+            return Outcome::Success; // Nothing left to run, and nothing failed.
+        }
+        let elapsed = started.elapsed();
+        if scenario.duration.is_some_and(|d| elapsed >= d) {
+            return Outcome::Success;
+        }
+        if elapsed >= scenario.timeout {
+            let waiting: Vec<&str> = processes
+                .iter()
+                .filter(|p| scenario.until_exit.contains(&scenario.parts[p.part].name))
+                .filter(|p| p.exit.is_none())
+                .map(|p| p.label.as_str())
+                .collect();
+            return Outcome::Failed(format!(
+                "timeout after {} s, still waiting for {}",
+                secs_text(scenario.timeout),
+                waiting.join(", ")
+            ));
+        }
+    }
+}
+
+/// Starts process `index` and its reader threads.
+fn start(
+    plan: &Plan,
+    index: usize,
+    processes: &mut [Process],
+    printer: &SharedPrinter,
+    events_in: &Sender<Event>,
+) -> Result<(), String> {
+    let part = &plan.scenario.parts[processes[index].part];
+    let program = &plan.programs[processes[index].part];
+    let mut command = Command::new(program);
+    command
+        .args(&part.args)
+        .current_dir(&plan.workdir)
+        .envs(part.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if part.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    die_with_runner(&mut command);
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "cannot start {} ({}): {e}",
+            processes[index].label,
+            program.display()
+        )
+    })?;
+
+    let process = &mut processes[index];
+    let shown = if plan.swapped[process.part] {
+        program.display().to_string()
+    } else {
+        part.program.clone()
+    };
+    let mut command_line = vec![shown];
+    command_line.extend(part.args.iter().map(|a| quoted(a)));
+    lock(printer).note(&format!(
+        "started {} (pid {}): {}",
+        process.label,
+        child.id(),
+        command_line.join(" ")
+    ));
+
+    process.stdin = child.stdin.take();
+    let pipes: [(Option<Box<dyn Read + Send>>, Stream); 2] = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            Stream::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            Stream::Stderr,
+        ),
+    ];
+    for (pipe, stream) in pipes {
+        let Some(pipe) = pipe else { continue };
+        process.open_pipes += 1;
+        let printer = printer.clone();
+        let events = events_in.clone();
+        let wanted = part.stdin_when.clone();
+        std::thread::spawn(move || read_pipe(pipe, index, stream, &printer, wanted, &events));
+    }
+    process.child = Some(child);
+    if part.stdin.is_some() && part.stdin_when.is_none() {
+        feed_stdin(plan, process, printer);
+    }
+    Ok(())
+}
+
+/// A shell-like rendering of one argument, for the "started" line.
+fn quoted(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Asks the kernel to SIGKILL the process when the runner dies, however it
+/// dies. (It is tied to the thread that started the process: the runner
+/// starts every process from its main loop, which lives until the end.)
+fn die_with_runner(command: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let runner = unsafe { libc::getpid() };
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The runner may have died before prctl took effect.
+            if libc::getppid() != runner {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Writes the part's `stdin` text once, then closes its stdin.
+fn feed_stdin(plan: &Plan, process: &mut Process, printer: &SharedPrinter) {
+    let Some(mut stdin) = process.stdin.take() else {
+        return; // Fed already (both pipes may report the prompt), or gone.
+    };
+    let text = plan.scenario.parts[process.part]
+        .stdin
+        .as_deref()
+        .unwrap_or_default();
+    let result = stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush());
+    let mut printer = lock(printer);
+    match result {
+        Ok(()) => printer.note(&format!("{} <- stdin {text:?}", process.label)),
+        Err(e) => printer.note(&format!("{}: cannot write its stdin: {e}", process.label)),
+    }
+}
+
+/// Copies one pipe of process `index` to the printer until end of file, and
+/// reports when the process prints its `stdin_when` text.
+fn read_pipe(
+    mut pipe: Box<dyn Read + Send>,
+    index: usize,
+    stream: Stream,
+    printer: &SharedPrinter,
+    mut wanted: Option<String>,
+    events: &Sender<Event>,
+) {
+    let mut buffer = [0u8; 8192];
+    // The current line so far, to find a prompt that has no newline yet.
+    let mut line = String::new();
+    loop {
+        let n = match pipe.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buffer[..n];
+        lock(printer).part(index, stream, chunk);
+        if let Some(needle) = wanted.as_deref() {
+            for segment in chunk.split_inclusive(|&b| b == b'\n') {
+                line.push_str(&String::from_utf8_lossy(segment));
+                if line.contains(needle) {
+                    let _ = events.send(Event::StdinWanted(index));
+                    wanted = None;
+                    break;
+                }
+                if segment.ends_with(b"\n") || line.len() > 64 * 1024 {
+                    line.clear();
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::PipeClosed(index));
+}
+
+/// SIGINT to every process still running, SIGKILL to those still running
+/// after [`GRACE`].
+fn stop_all(processes: &mut [Process], printer: &SharedPrinter) {
+    for p in processes.iter_mut() {
+        p.reap();
+        if p.running() {
+            p.stop = Stop::Interrupted;
+            p.signal(libc::SIGINT);
+        }
+    }
+    wait_all(processes, GRACE);
+    let stubborn: Vec<String> = processes
+        .iter()
+        .filter(|p| p.running())
+        .map(|p| p.label.clone())
+        .collect();
+    if !stubborn.is_empty() {
+        lock(printer).note(&format!(
+            "{} still running {} s after SIGINT: SIGKILL",
+            stubborn.join(", "),
+            secs_text(GRACE)
+        ));
+        for p in processes.iter_mut().filter(|p| p.running()) {
+            p.stop = Stop::Killed;
+            p.signal(libc::SIGKILL);
+        }
+        wait_all(processes, Duration::from_secs(5));
+    }
+}
+
+/// "hwclient exited 0, hwserver stopped, 10 × syncsub exited 0".
+fn summary(scenario: &Scenario, processes: &[Process]) -> String {
+    let mut items = Vec::new();
+    for (index, part) in scenario.parts.iter().enumerate() {
+        let texts: Vec<(String, &str)> = processes
+            .iter()
+            .filter(|p| p.part == index)
+            .map(|p| (p.status_text(), p.label.as_str()))
+            .collect();
+        if texts.len() > 1 && texts.iter().all(|(t, _)| *t == texts[0].0) {
+            items.push(format!("{} × {} {}", texts.len(), part.name, texts[0].0));
+        } else {
+            items.extend(texts.iter().map(|(t, label)| format!("{label} {t}")));
+        }
+    }
+    items.join(", ")
+}
+
+/// Creates a fresh working directory for a run, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(scenario: &str) -> std::io::Result<TempDir> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SERIAL: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "zguide-{scenario}-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
