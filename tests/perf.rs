@@ -1,0 +1,198 @@
+//! libzmq's perf tools, ported: real processes paired over TCP in a private
+//! network namespace, the inproc tools alone, and a tiny run of the benchmark
+//! suite. These check that the printed lines parse and echo the arguments;
+//! they never assert on speed (the benchmark suite measures that).
+
+mod common;
+use common::{secs, Scenario};
+
+use zguide::perf::Report;
+
+const ENDPOINT_BIND: &str = "tcp://127.0.0.1:5555";
+const ENDPOINT_CONNECT: &str = "tcp://127.0.0.1:5555";
+
+#[test]
+fn local_thr_and_remote_thr_report_throughput() {
+    let mut sc = Scenario::new("perf-thr");
+    let local = sc.start(
+        "local_thr",
+        bin!("local_thr"),
+        &[ENDPOINT_BIND, "100", "20000"],
+    );
+    let remote = sc.start(
+        "remote_thr",
+        bin!("remote_thr"),
+        &[ENDPOINT_CONNECT, "100", "20000"],
+    );
+    sc.expect(local, "[Mb/s]", secs(60));
+    assert_eq!(sc.wait_exit(local, secs(30)), 0);
+    assert_eq!(sc.wait_exit(remote, secs(30)), 0);
+
+    let report = Report::parse(&sc.output(local));
+    assert_eq!(report.message_size, Some(100), "{}", sc.report());
+    assert_eq!(report.message_count, Some(20000), "{}", sc.report());
+    let per_sec = report.messages_per_sec.expect("a msg/s figure");
+    let megabits = report.megabits_per_sec.expect("a Mb/s figure");
+    assert!(per_sec > 0, "{}", sc.report());
+    // The two figures agree: Mb/s = msg/s × 100 B × 8 bits (± the truncation).
+    let expected = per_sec as f64 * 800.0 / 1e6;
+    assert!(
+        (megabits - expected).abs() <= 0.001 + expected * 1e-6,
+        "{}",
+        sc.report()
+    );
+    assert!(
+        sc.output(remote).trim().is_empty(),
+        "remote_thr prints nothing"
+    );
+}
+
+#[test]
+fn sender_started_first_still_delivers_every_message() {
+    let mut sc = Scenario::new("perf-thr-order");
+    let remote = sc.start(
+        "remote_thr",
+        bin!("remote_thr"),
+        &[ENDPOINT_CONNECT, "8", "5000"],
+    );
+    let local = sc.start(
+        "local_thr",
+        bin!("local_thr"),
+        &[ENDPOINT_BIND, "8", "5000"],
+    );
+    sc.expect(local, "message count: 5000", secs(60));
+    sc.expect(local, "[msg/s]", secs(30));
+    assert_eq!(sc.wait_exit(local, secs(30)), 0);
+    assert_eq!(sc.wait_exit(remote, secs(30)), 0);
+}
+
+#[test]
+fn local_lat_and_remote_lat_report_latency() {
+    let mut sc = Scenario::new("perf-lat");
+    let local = sc.start(
+        "local_lat",
+        bin!("local_lat"),
+        &[ENDPOINT_BIND, "64", "2000"],
+    );
+    let remote = sc.start(
+        "remote_lat",
+        bin!("remote_lat"),
+        &[ENDPOINT_CONNECT, "64", "2000"],
+    );
+    sc.expect(remote, "average latency:", secs(60));
+    assert_eq!(sc.wait_exit(remote, secs(30)), 0);
+    assert_eq!(sc.wait_exit(local, secs(30)), 0);
+
+    let report = Report::parse(&sc.output(remote));
+    assert_eq!(report.message_size, Some(64), "{}", sc.report());
+    assert_eq!(report.roundtrip_count, Some(2000), "{}", sc.report());
+    assert!(report.latency_us.expect("a latency figure") > 0.0);
+    assert!(
+        sc.output(local).trim().is_empty(),
+        "local_lat prints nothing"
+    );
+}
+
+#[test]
+fn a_message_of_the_wrong_size_is_reported_not_a_crash() {
+    let mut sc = Scenario::new("perf-size");
+    let local = sc.start(
+        "local_thr",
+        bin!("local_thr"),
+        &[ENDPOINT_BIND, "100", "1000"],
+    );
+    let remote = sc.start(
+        "remote_thr",
+        bin!("remote_thr"),
+        &[ENDPOINT_CONNECT, "99", "1000"],
+    );
+    sc.expect(local, "message of incorrect size received", secs(60));
+    assert_eq!(sc.wait_exit(local, secs(30)), 1);
+    sc.kill(remote);
+}
+
+#[test]
+fn local_thr_waiting_for_a_sender_stops_on_ctrl_c() {
+    let mut sc = Scenario::new("perf-interrupt-thr");
+    let local = sc.start("local_thr", bin!("local_thr"), &[ENDPOINT_BIND, "8", "10"]);
+    // A plain TCP connect succeeds once local_thr has bound, which it does
+    // after installing its signal handler.
+    sc.in_namespace(|| {
+        let deadline = std::time::Instant::now() + secs(30);
+        while std::net::TcpStream::connect("127.0.0.1:5555").is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "local_thr never bound"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    sc.interrupt(local);
+    assert_eq!(sc.wait_exit(local, secs(30)), 0, "{}", sc.report());
+}
+
+#[test]
+fn local_lat_between_round_trips_stops_on_sigterm() {
+    let mut sc = Scenario::new("perf-interrupt-lat");
+    let local = sc.start("local_lat", bin!("local_lat"), &[ENDPOINT_BIND, "8", "10"]);
+    // One round trip proves local_lat is in its loop; then it waits for more.
+    let echoed = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let probe = ctx.socket(zmq::REQ).unwrap();
+        probe.set_linger(0).unwrap();
+        probe.set_rcvtimeo(30_000).unwrap();
+        probe.connect(ENDPOINT_CONNECT).unwrap();
+        probe.send(&[0u8; 8][..], 0).unwrap();
+        probe.recv_bytes(0)
+    });
+    assert_eq!(echoed.as_deref(), Ok(&[0u8; 8][..]), "{}", sc.report());
+    sc.signal(local, libc::SIGTERM);
+    assert_eq!(sc.wait_exit(local, secs(30)), 0, "{}", sc.report());
+}
+
+#[test]
+fn bad_arguments_print_the_usage() {
+    let mut sc = Scenario::new("perf-usage");
+    let local = sc.start(
+        "local_thr",
+        bin!("local_thr"),
+        &["tcp://127.0.0.1:5555", "x"],
+    );
+    let inproc = sc.start("inproc_lat", bin!("inproc_lat"), &["8", "0"]);
+    sc.expect(
+        local,
+        "usage: local_thr <bind-to> <message-size> <message-count>",
+        secs(30),
+    );
+    sc.expect(
+        inproc,
+        "usage: inproc_lat <message-size> <roundtrip-count>",
+        secs(30),
+    );
+    assert_eq!(sc.wait_exit(local, secs(30)), 1);
+    assert_eq!(sc.wait_exit(inproc, secs(30)), 1);
+}
+
+#[test]
+fn inproc_thr_reports_throughput() {
+    let mut sc = Scenario::new("perf-inproc-thr");
+    let tool = sc.start("inproc_thr", bin!("inproc_thr"), &["1024", "20000"]);
+    sc.expect(tool, "[Mb/s]", secs(60));
+    assert_eq!(sc.wait_exit(tool, secs(30)), 0);
+    let report = Report::parse(&sc.output(tool));
+    assert_eq!(report.message_size, Some(1024));
+    assert_eq!(report.message_count, Some(20000));
+    assert!(report.messages_per_sec.unwrap_or(0) > 0, "{}", sc.report());
+}
+
+#[test]
+fn inproc_lat_reports_latency() {
+    let mut sc = Scenario::new("perf-inproc-lat");
+    let tool = sc.start("inproc_lat", bin!("inproc_lat"), &["8", "2000"]);
+    sc.expect(tool, "average latency:", secs(60));
+    assert_eq!(sc.wait_exit(tool, secs(30)), 0);
+    let report = Report::parse(&sc.output(tool));
+    assert_eq!(report.message_size, Some(8));
+    assert_eq!(report.roundtrip_count, Some(2000));
+    assert!(report.latency_us.unwrap_or(0.0) > 0.0, "{}", sc.report());
+}
