@@ -131,6 +131,93 @@ pub fn expiry_after(now: Instant, interval: Duration, liveness: u32) -> Instant 
     now + interval * liveness
 }
 
+/// Peers that are ready for work, least recently used first, each with the
+/// moment it expires (a queue's or broker's idle-worker list).
+///
+/// Any sign of life from a peer moves it to the tail with a fresh expiry, so
+/// the head is always the peer that waited longest. [`ReadyList::purge`]
+/// checks *every* entry rather than stopping at the first live one: the C
+/// Majordomo broker stopped early although its list was not sorted by expiry,
+/// and so kept dead workers forever (zguide #579).
+#[derive(Clone, Debug)]
+pub struct ReadyList<K> {
+    interval: Duration,
+    liveness: u32,
+    entries: std::collections::VecDeque<(K, Instant)>,
+}
+
+impl<K: PartialEq> ReadyList<K> {
+    /// An empty list whose peers expire `liveness` heartbeat `interval`s
+    /// after they were last heard from.
+    pub fn new(interval: Duration, liveness: u32) -> ReadyList<K> {
+        ReadyList {
+            interval,
+            liveness,
+            entries: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The peer `id` was heard from at `now`: (re)append it at the tail with a
+    /// fresh expiry. Returns true if it was not in the list before.
+    pub fn ready(&mut self, id: K, now: Instant) -> bool {
+        let was_there = self.remove(&id);
+        let expiry = expiry_after(now, self.interval, self.liveness);
+        self.entries.push_back((id, expiry));
+        !was_there
+    }
+
+    /// Takes the peer that waited longest, to give it work.
+    pub fn take_next(&mut self) -> Option<K> {
+        self.entries.pop_front().map(|(id, _)| id)
+    }
+
+    /// Removes `id`; true if it was there.
+    pub fn remove(&mut self, id: &K) -> bool {
+        match self.entries.iter().position(|(k, _)| k == id) {
+            Some(index) => {
+                self.entries.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns every peer expired at `now`.
+    pub fn purge(&mut self, now: Instant) -> Vec<K> {
+        let mut expired = Vec::new();
+        let mut kept = std::collections::VecDeque::with_capacity(self.entries.len());
+        for (id, expiry) in self.entries.drain(..) {
+            if now >= expiry {
+                expired.push(id);
+            } else {
+                kept.push_back((id, expiry));
+            }
+        }
+        self.entries = kept;
+        expired
+    }
+
+    /// True if `id` is in the list.
+    pub fn contains(&self, id: &K) -> bool {
+        self.entries.iter().any(|(k, _)| k == id)
+    }
+
+    /// The peers, longest waiting first (to heartbeat them all).
+    pub fn iter(&self) -> impl Iterator<Item = &K> {
+        self.entries.iter().map(|(id, _)| id)
+    }
+
+    /// Number of ready peers.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no peer is ready.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +270,33 @@ mod tests {
         let now = Instant::now();
         let expiry = expiry_after(now, Duration::from_millis(1000), 3);
         assert_eq!(expiry - now, Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn ready_list_is_lru_without_duplicates() {
+        let now = Instant::now();
+        let mut list = ReadyList::new(Duration::from_secs(1), 3);
+        assert!(list.ready("a", now));
+        assert!(list.ready("b", now));
+        assert!(!list.ready("a", now));
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(list.take_next(), Some("b"));
+        assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn ready_list_purges_every_expired_peer_on_a_fake_clock() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut list = ReadyList::new(second, 3);
+        list.ready("old", start);
+        list.ready("young", start + 2 * second);
+        list.ready("older", start);
+        assert!(list.purge(start + Duration::from_millis(2999)).is_empty());
+        // "older" sits behind a live peer and is still found.
+        assert_eq!(list.purge(start + 3 * second), ["old", "older"]);
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), ["young"]);
+        assert_eq!(list.purge(start + 5 * second), ["young"]);
+        assert!(list.is_empty());
     }
 }

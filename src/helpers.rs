@@ -110,6 +110,27 @@ pub fn env_count(name: &str, default: u64) -> u64 {
     }
 }
 
+/// Sets up `log` output in the guide's style: one line per record, prefixed
+/// with the level's letter like the C programs' `E: …`/`W: …`/`I: …` lines,
+/// on stderr. `default_level` (`"info"`, `"debug"`…) applies unless
+/// `RUST_LOG` says otherwise. Calling it twice does nothing.
+pub fn init_log(default_level: &str) {
+    use std::io::Write;
+    let _ =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+            .format(|buf, record| {
+                let letter = match record.level() {
+                    log::Level::Error => 'E',
+                    log::Level::Warn => 'W',
+                    log::Level::Info => 'I',
+                    log::Level::Debug => 'D',
+                    log::Level::Trace => 'T',
+                };
+                writeln!(buf, "{letter}: {}", record.args())
+            })
+            .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
