@@ -12,7 +12,7 @@
 //!   worker) and goes back to the start once the peer answers again.
 //!
 //! Brokers track many peers and keep an expiry time per peer instead, see
-//! [`expiry_after`].
+//! [`expiry_after`], or the whole idle list in a [`ReadyList`].
 //!
 //! Nothing here reads the clock by itself: every method that needs the time
 //! takes `now`, so unit tests can drive them with a fake clock.

@@ -362,6 +362,8 @@ fn paranoid_pirate_queue_survives_malformed_and_random_messages() {
         fuzz("tcp://localhost:5556", 600, 25) + fuzz("tcp://localhost:5555", 600, 26)
     });
     assert!(sent >= 1000, "only {sent} random messages went out");
+    // Nearly all of them are invalid, and the queue reads and rejects each.
+    sc.expect_count(queue, "invalid message from", 1100, secs(60));
     sc.assert_running(queue);
 
     // Afterwards a real client is served, correctly and in order.
@@ -412,6 +414,8 @@ fn simple_pirate_queue_survives_malformed_and_random_messages() {
         fuzz("tcp://localhost:5556", 600, 24) + fuzz("tcp://localhost:5555", 600, 23)
     });
     assert!(sent >= 1000, "only {sent} random messages went out");
+    // Nearly all of them are invalid, and the queue reads and rejects each.
+    sc.expect_count(queue, "invalid message from", 1100, secs(60));
     sc.assert_running(queue);
 
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
