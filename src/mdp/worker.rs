@@ -1,0 +1,154 @@
+//! `Worker`: the Majordomo worker API (the guide's `mdwrkapi`).
+//!
+//! A worker registers for one service with READY and then loops on
+//! [`Worker::recv`], which first sends the reply to the previous request (if
+//! any) and then waits for the next one. Meanwhile it keeps the connection
+//! honest with heartbeats in both directions: it sends HEARTBEAT every 2.5 s
+//! while it waits, and if the broker stays silent for 3 intervals it assumes
+//! the broker died, waits the reconnect delay (2.5 s) and registers again on
+//! a **new** socket. A new socket matters: the broker would take a second
+//! READY from an identity it knows as a protocol error.
+//!
+//! Differences from `mdwrkapi.c`: bad messages from the broker are logged and
+//! dropped instead of `assert`ing; the reconnect sleep ends early on Ctrl-C;
+//! LINGER is 0 on discarded sockets.
+
+use std::time::{Duration, Instant};
+
+use crate::heartbeat::{Beat, Liveness};
+use crate::mdp::protocol::{self, clock_log, Command, WorkerCommand};
+use crate::{interrupt, Error, Message};
+
+/// MDP worker for one service. See the module docs.
+pub struct Worker {
+    context: zmq::Context,
+    broker: String,
+    service: Vec<u8>,
+    socket: zmq::Socket,
+    verbose: bool,
+    heartbeat: Duration,
+    reconnect: Duration,
+    liveness: Liveness,
+    beat: Beat,
+    /// The client address of the request being processed.
+    reply_to: Option<Vec<u8>>,
+}
+
+impl Worker {
+    /// Connects to `broker` and registers for `service` (`mdwrk_new`).
+    pub fn new(broker: &str, service: &str, verbose: bool) -> Result<Worker, Error> {
+        let context = zmq::Context::new();
+        let heartbeat = Duration::from_millis(protocol::HEARTBEAT_INTERVAL_MS);
+        let socket = context.socket(zmq::DEALER)?;
+        let mut worker = Worker {
+            context,
+            broker: broker.to_string(),
+            service: service.as_bytes().to_vec(),
+            socket,
+            verbose,
+            heartbeat,
+            reconnect: heartbeat,
+            liveness: Liveness::new(protocol::HEARTBEAT_LIVENESS),
+            beat: Beat::new(heartbeat, Instant::now()),
+            reply_to: None,
+        };
+        worker.connect_to_broker()?;
+        Ok(worker)
+    }
+
+    /// Heartbeat interval (default 2500 ms). Must match the broker's.
+    pub fn set_heartbeat(&mut self, heartbeat_ms: u64) {
+        self.heartbeat = Duration::from_millis(heartbeat_ms.max(1));
+        self.beat = Beat::new(self.heartbeat, Instant::now());
+    }
+
+    /// Delay before reconnecting to a broker that went silent (default 2500 ms).
+    pub fn set_reconnect(&mut self, reconnect_ms: u64) {
+        self.reconnect = Duration::from_millis(reconnect_ms);
+    }
+
+    /// A fresh socket, READY, full liveness (`s_mdwrk_connect_to_broker`).
+    fn connect_to_broker(&mut self) -> Result<(), Error> {
+        let socket = self.context.socket(zmq::DEALER)?;
+        socket.set_linger(0)?;
+        socket.connect(&self.broker)?;
+        // The old socket is dropped (closed) here.
+        self.socket = socket;
+        if self.verbose {
+            clock_log(&format!("I: connecting to broker at {}...", self.broker));
+        }
+        let service = self.service.clone();
+        self.send_to_broker(Command::Ready, Some(&service), None)?;
+        self.liveness.reset();
+        self.beat = Beat::new(self.heartbeat, Instant::now());
+        Ok(())
+    }
+
+    fn send_to_broker(
+        &self,
+        command: Command,
+        option: Option<&[u8]>,
+        body: Option<Message>,
+    ) -> Result<(), Error> {
+        let msg = protocol::worker_message(command, option, body);
+        if self.verbose {
+            clock_log(&format!("I: sending {} to broker", command.name()));
+            print!("{}", msg.dump());
+        }
+        msg.send(&self.socket)
+    }
+
+    /// Sends `reply` (if any) to the client of the last request, then waits
+    /// for the next request and returns its body. `Err(Interrupted)` on
+    /// Ctrl-C, after printing `W: interrupt received, killing worker...`.
+    pub fn recv(&mut self, reply: Option<Message>) -> Result<Message, Error> {
+        let result = self.send_reply_and_wait(reply);
+        if let Err(Error::Interrupted) = result {
+            println!("W: interrupt received, killing worker...");
+        }
+        result
+    }
+
+    fn send_reply_and_wait(&mut self, reply: Option<Message>) -> Result<Message, Error> {
+        if let Some(mut reply) = reply {
+            match self.reply_to.take() {
+                Some(client) => {
+                    reply.wrap(client);
+                    self.send_to_broker(Command::Reply, None, Some(reply))?;
+                }
+                None => log::warn!("reply without a request to answer: dropped"),
+            }
+        }
+        loop {
+            if interrupt::wait_readable(&self.socket, self.heartbeat.as_millis() as i64)? {
+                let msg = Message::recv_now(&self.socket)?;
+                if self.verbose {
+                    clock_log("I: received message from broker:");
+                    print!("{}", msg.dump());
+                }
+                // Any traffic proves the broker is alive.
+                self.liveness.reset();
+                match protocol::parse_to_worker(msg) {
+                    Ok(WorkerCommand::Request { mut envelope }) => {
+                        // `[client][""][body…]`: keep the address for the reply.
+                        self.reply_to = envelope.unwrap();
+                        return Ok(envelope);
+                    }
+                    Ok(WorkerCommand::Heartbeat) => {}
+                    Ok(WorkerCommand::Disconnect) => self.connect_to_broker()?,
+                    Ok(other) => log::warn!("unexpected command from broker: {other:?}"),
+                    Err(e) => log::warn!("invalid message from broker: {e}"),
+                }
+            } else if self.liveness.miss() {
+                if self.verbose {
+                    clock_log("W: disconnected from broker - retrying...");
+                }
+                interrupt::sleep_ms(self.reconnect.as_millis() as u64)?;
+                self.connect_to_broker()?;
+            }
+            if self.beat.due(Instant::now()) {
+                self.send_to_broker(Command::Heartbeat, None, None)?;
+            }
+        }
+    }
+}
