@@ -1,0 +1,499 @@
+//! Chapter 4, Majordomo (§27–§30): the broker, the worker and client APIs,
+//! MMI and Titanic, run as real processes, plus raw-frame probes that speak
+//! the MDP bytes of protocols.md directly (so wire compatibility does not
+//! rest on our own client code), fault injection (SIGKILL, restarts) and
+//! malformed input.
+
+mod common;
+use common::{secs, Scenario, Spec};
+
+use std::time::{Duration, Instant};
+
+type Frames = Vec<Vec<u8>>;
+
+fn frames(parts: &[&[u8]]) -> Frames {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+/// A probe socket that never hangs a test.
+fn probe(ctx: &zmq::Context, kind: zmq::SocketType) -> zmq::Socket {
+    let socket = ctx.socket(kind).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.set_rcvtimeo(10_000).unwrap();
+    socket.set_sndtimeo(10_000).unwrap();
+    socket.connect("tcp://localhost:5555").unwrap();
+    socket
+}
+
+fn send(socket: &zmq::Socket, parts: &[&[u8]]) {
+    socket.send_multipart(parts.iter().copied(), 0).unwrap();
+}
+
+fn recv(socket: &zmq::Socket) -> Frames {
+    socket
+        .recv_multipart(0)
+        .unwrap_or_else(|e| panic!("no message: {e}"))
+}
+
+/// Receives on a worker probe, skipping HEARTBEATs, until something else.
+fn recv_skip_heartbeats(socket: &zmq::Socket) -> Frames {
+    loop {
+        let msg = recv(socket);
+        if msg != frames(&[b"", b"MDPW01", b"\x04"]) {
+            return msg;
+        }
+    }
+}
+
+/// One MMI lookup with a raw REQ socket.
+fn mmi(ctx: &zmq::Context, service: &[u8], name: &[u8]) -> Frames {
+    let client = probe(ctx, zmq::REQ);
+    send(&client, &[b"MDPC01", service, name]);
+    recv(&client)
+}
+
+/// Resident memory of a process in KiB, from /proc/<pid>/status.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Starts mdbroker -v and waits until it is bound.
+fn start_broker(sc: &mut Scenario) -> common::Pid {
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &["-v"]);
+    sc.expect(
+        broker,
+        "I: MDP broker/0.2.0 is active at tcp://*:5555",
+        secs(30),
+    );
+    broker
+}
+
+/// Starts an mdworker and waits until the broker registered it.
+fn start_worker(sc: &mut Scenario, broker: common::Pid, label: &str) -> common::Pid {
+    let worker = sc.start(label, bin!("mdworker"), &[]);
+    sc.expect(broker, "I: registering new worker", secs(30));
+    worker
+}
+
+fn stop_cleanly(sc: &mut Scenario, pid: common::Pid, what: &str) {
+    sc.interrupt(pid);
+    assert_eq!(sc.wait_exit(pid, secs(20)), 0, "{what} exits 0 on SIGINT");
+}
+
+// ---------------------------------------------------------------- §27 / §28
+
+#[test]
+fn mdclient_gets_every_reply_through_broker_and_worker() {
+    let mut sc = Scenario::new("mdclient");
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
+    sc.expect(broker, "is active at tcp://*:5555", secs(30));
+    let worker = sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 2000),
+    );
+    sc.expect(client, "2000 requests/replies processed", secs(120));
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+    stop_cleanly(&mut sc, worker, "mdworker");
+    sc.expect(worker, "W: interrupt received, killing worker...", secs(5));
+    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.expect(broker, "W: interrupt received, shutting down...", secs(5));
+}
+
+#[test]
+fn mdclient2_gets_every_reply_with_two_workers() {
+    let mut sc = Scenario::new("mdclient2");
+    let broker = start_broker(&mut sc);
+    start_worker(&mut sc, broker, "mdworker-1");
+    start_worker(&mut sc, broker, "mdworker-2");
+    let client = sc.start_spec(
+        "mdclient2",
+        Spec::new(bin!("mdclient2"), &[]).env("ZGUIDE_REQUESTS", 5000),
+    );
+    sc.expect(client, "5000 replies received", secs(120));
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+#[test]
+fn mdclient2_interrupted_while_waiting_exits_cleanly() {
+    let mut sc = Scenario::new("mdclient2-int");
+    start_broker(&mut sc);
+    // No worker: the requests queue in the broker and the client waits.
+    let client = sc.start_spec(
+        "mdclient2",
+        Spec::new(bin!("mdclient2"), &["-v"]).env("ZGUIDE_REQUESTS", 3),
+    );
+    sc.expect(client, "I: send request to 'echo' service:", secs(30));
+    sc.interrupt(client);
+    sc.wait_exit(client, secs(20));
+    assert!(sc.output(client).contains("replies received"));
+}
+
+#[test]
+fn killing_the_worker_mid_run_makes_the_client_retry_then_give_up() {
+    let mut sc = Scenario::new("mdworker-kill");
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
+    sc.expect(broker, "is active", secs(30));
+    let worker = sc.start("mdworker", bin!("mdworker"), &[]);
+    // The C default count (100,000): the client is still busy when the
+    // worker dies.
+    let client = sc.start("mdclient", bin!("mdclient"), &["-v"]);
+    sc.expect(client, "I: received reply:", secs(60));
+    sc.kill(worker);
+    sc.expect(client, "W: no reply, reconnecting...", secs(30));
+    sc.expect(client, "W: no reply, reconnecting...", secs(30));
+    sc.expect(client, "W: permanent error, abandoning", secs(30));
+    let line = sc.expect(client, "requests/replies processed", secs(30));
+    let done: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(done > 0 && done < 100_000, "{line}");
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+    assert_eq!(sc.count(client, "W: no reply, reconnecting..."), 2);
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+#[test]
+fn worker_reregisters_after_broker_restart_and_serves_again() {
+    let mut sc = Scenario::new("mdbroker-restart");
+    let broker = start_broker(&mut sc);
+    let worker = start_worker(&mut sc, broker, "mdworker");
+    let first = sc.start_spec(
+        "mdclient-1",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 50),
+    );
+    sc.expect(first, "50 requests/replies processed", secs(60));
+
+    sc.kill(broker);
+    sc.restart(broker);
+    sc.expect(broker, "--- restarted ---", secs(5));
+    sc.expect(broker, "is active at", secs(30));
+    // The worker's next HEARTBEAT reaches a broker that does not know it;
+    // the broker answers DISCONNECT and the worker registers again, well
+    // within the heartbeat expiry (3 × 2.5 s); allow generous slack.
+    sc.expect(broker, "I: registering new worker", secs(30));
+    let second = sc.start_spec(
+        "mdclient-2",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 50),
+    );
+    sc.expect(second, "50 requests/replies processed", secs(60));
+    stop_cleanly(&mut sc, worker, "mdworker");
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+// ---------------------------------------------------------------- §29 MMI
+
+#[test]
+fn mmiecho_reports_no_broker_then_404_then_200() {
+    let mut sc = Scenario::new("mmiecho");
+    let lonely = sc.start("mmiecho-no-broker", bin!("mmiecho"), &[]);
+    sc.expect(
+        lonely,
+        "E: no response from broker, make sure it's running",
+        secs(60),
+    );
+    assert_eq!(sc.wait_exit(lonely, secs(10)), 0);
+
+    let broker = start_broker(&mut sc);
+    let before = sc.start("mmiecho-404", bin!("mmiecho"), &[]);
+    sc.expect(before, "Lookup echo service: 404", secs(30));
+    start_worker(&mut sc, broker, "mdworker");
+    let after = sc.start("mmiecho-200", bin!("mmiecho"), &[]);
+    sc.expect(after, "Lookup echo service: 200", secs(30));
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+// ---------------------------------------------------------------- raw frames
+
+#[test]
+fn raw_frames_request_reply_heartbeat_and_mmi() {
+    let mut sc = Scenario::new("mdp-raw");
+    let broker = start_broker(&mut sc);
+    let report = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // A worker speaking MDP/0.1 by hand.
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"echo"]);
+        // MMI sees it (the lookup may race the READY: retry briefly).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = mmi(&ctx, b"mmi.service", b"echo");
+            if answer == frames(&[b"MDPC01", b"mmi.service", b"200"]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never 200: {answer:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", b"nobody"),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
+        assert_eq!(
+            mmi(&ctx, b"mmi.nonsense", b"echo"),
+            frames(&[b"MDPC01", b"mmi.nonsense", b"501"])
+        );
+        // A lookup must not have created the service it looked up.
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", b"nobody"),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
+
+        // A REQ client: the broker adds the REQUEST envelope for the worker.
+        let client = probe(&ctx, zmq::REQ);
+        send(&client, &[b"MDPC01", b"echo", b"Hello", b"world"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(request.len(), 7, "{request:?}");
+        assert_eq!(&request[..3], &frames(&[b"", b"MDPW01", b"\x02"])[..]);
+        assert_eq!(&request[4..], &frames(&[b"", b"Hello", b"world"])[..]);
+        let client_id = request[3].clone();
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &client_id, b"", b"Hi", b"there"],
+        );
+        assert_eq!(
+            recv(&client),
+            frames(&[b"MDPC01", b"echo", b"Hi", b"there"])
+        );
+
+        // Idle workers get HEARTBEAT every 2.5 s.
+        assert_eq!(recv(&worker), frames(&[b"", b"MDPW01", b"\x04"]));
+        send(&worker, &[b"", b"MDPW01", b"\x04"]);
+
+        // A DEALER client must send the empty frame itself.
+        let dealer = probe(&ctx, zmq::DEALER);
+        send(&dealer, &[b"", b"MDPC01", b"echo", b"async"]);
+        let request = recv_skip_heartbeats(&worker);
+        let client_id = request[3].clone();
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &client_id, b"", b"done"],
+        );
+        assert_eq!(recv(&dealer), frames(&[b"", b"MDPC01", b"echo", b"done"]));
+        // Worker leaves politely: no answer, and MMI forgets it.
+        send(&worker, &[b"", b"MDPW01", b"\x05"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mmi(&ctx, b"mmi.service", b"echo") != frames(&[b"MDPC01", b"mmi.service", b"404"]) {
+            assert!(Instant::now() < deadline, "worker not forgotten");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        "ok"
+    });
+    assert_eq!(report, "ok");
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+#[test]
+fn raw_frames_protocol_errors_get_disconnect() {
+    let mut sc = Scenario::new("mdp-raw-errors");
+    let broker = start_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let disconnect = frames(&[b"", b"MDPW01", b"\x05"]);
+        let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+            ("heartbeat from unknown", vec![b"", b"MDPW01", b"\x04"]),
+            (
+                "reply from unknown",
+                vec![b"", b"MDPW01", b"\x03", b"client", b"", b"x"],
+            ),
+            ("unknown command", vec![b"", b"MDPW01", b"\x09"]),
+            (
+                "request from a worker",
+                vec![b"", b"MDPW01", b"\x02", b"c", b"", b"x"],
+            ),
+            (
+                "reserved service",
+                vec![b"", b"MDPW01", b"\x01", b"mmi.service"],
+            ),
+            ("ready without service", vec![b"", b"MDPW01", b"\x01"]),
+            (
+                "ready with extra frames",
+                vec![b"", b"MDPW01", b"\x01", b"echo", b"x"],
+            ),
+        ];
+        for (what, parts) in cases {
+            let worker = probe(&ctx, zmq::DEALER);
+            send(&worker, &parts);
+            assert_eq!(recv(&worker), disconnect, "{what}");
+        }
+        // A second READY from a registered worker.
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"echo"]);
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"echo"]);
+        assert_eq!(recv_skip_heartbeats(&worker), disconnect, "second READY");
+        // A REPLY from an idle registered worker.
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"echo"]);
+        send(&worker, &[b"", b"MDPW01", b"\x03", b"c", b"", b"x"]);
+        assert_eq!(recv_skip_heartbeats(&worker), disconnect, "idle REPLY");
+        // Nothing is left registered for echo.
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", b"echo"),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
+    });
+    assert!(sc.output(broker).contains("second READY"));
+    sc.assert_running(broker);
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+#[test]
+fn expired_workers_behind_a_live_one_are_purged() {
+    // zguide #579: the C purge stops at the first live worker, so a dead
+    // worker queued behind a heartbeating one stays registered forever.
+    let mut sc = Scenario::new("mdp-purge");
+    let broker = start_broker(&mut sc);
+    // First in the waiting list: a real worker that heartbeats.
+    start_worker(&mut sc, broker, "mdworker");
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // Second: a raw worker for "silent" that never says anything again.
+        let silent = probe(&ctx, zmq::DEALER);
+        send(&silent, &[b"", b"MDPW01", b"\x01", b"silent"]);
+        let registered = Instant::now() + Duration::from_secs(10);
+        while mmi(&ctx, b"mmi.service", b"silent") != frames(&[b"MDPC01", b"mmi.service", b"200"]) {
+            assert!(
+                Instant::now() < registered,
+                "silent worker never registered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Expiry is 7.5 s, purges run every 2.5 s: gone within ~10 s.
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while mmi(&ctx, b"mmi.service", b"silent") != frames(&[b"MDPC01", b"mmi.service", b"404"]) {
+            assert!(Instant::now() < deadline, "silent worker never purged");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // The live one is still there.
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", b"echo"),
+            frames(&[b"MDPC01", b"mmi.service", b"200"])
+        );
+        drop(silent);
+    });
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+// ---------------------------------------------------------------- bad input
+
+/// Random multipart messages: random frame counts and bytes, valid headers
+/// with bad commands and frame counts, and a few huge frames.
+fn random_message(rng: &mut u64, n: usize, services: &[&[u8]]) -> Frames {
+    let mut next = || {
+        // xorshift64*: reproducible, no dependency.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let bytes = |len: usize, next: &mut dyn FnMut() -> u64| -> Vec<u8> {
+        (0..len).map(|_| next() as u8).collect()
+    };
+    let count = (next() % 9) as usize;
+    let mut msg: Frames = (0..count)
+        .map(|_| {
+            let len = (next() % 24) as usize;
+            bytes(len, &mut next)
+        })
+        .collect();
+    match next() % 6 {
+        0 => {} // pure noise
+        1 | 2 => {
+            // worker header, any command byte 0..=7, random tail
+            let command = vec![(next() % 8) as u8];
+            let mut head = frames(&[b"", b"MDPW01"]);
+            head.push(command);
+            head.extend(msg);
+            msg = head;
+        }
+        _ => {
+            // client header, a known or random service, random body
+            let service = if next() % 2 == 0 {
+                services[(next() as usize) % services.len()].to_vec()
+            } else {
+                bytes((next() % 12) as usize, &mut next)
+            };
+            let mut head = frames(&[b"", b"MDPC01"]);
+            head.push(service);
+            head.extend(msg);
+            msg = head;
+        }
+    }
+    // A handful of huge frames (1–4 MiB), spread over the run.
+    if n % 2500 == 1234 {
+        let size = (1 + (n / 2500) % 4) << 20;
+        msg.push(vec![0xAB; size]);
+    }
+    msg
+}
+
+fn fuzz(ctx: &zmq::Context, count: usize, services: &[&[u8]], seed: u64) {
+    let mut rng = seed;
+    // Several identities, so the broker sees many "workers" and "clients".
+    let sockets: Vec<zmq::Socket> = (0..16).map(|_| probe(ctx, zmq::DEALER)).collect();
+    for n in 0..count {
+        let msg = random_message(&mut rng, n, services);
+        let socket = &sockets[n % sockets.len()];
+        if msg.is_empty() {
+            socket.send(&b""[..], 0).unwrap();
+        } else {
+            socket.send_multipart(msg, 0).unwrap();
+        }
+        // Drain whatever came back (DISCONNECTs, replies), never block.
+        for s in &sockets {
+            while s.recv_multipart(zmq::DONTWAIT).is_ok() {}
+        }
+    }
+}
+
+#[test]
+fn broker_survives_10000_random_messages_with_bounded_memory() {
+    let mut sc = Scenario::new("mdbroker-fuzz");
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
+    sc.expect(broker, "is active", secs(30));
+    let worker = sc.start("mdworker", bin!("mdworker"), &[]);
+    let warmup = sc.start_spec(
+        "mdclient-warmup",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 200),
+    );
+    sc.expect(warmup, "200 requests/replies processed", secs(60));
+    let pid = sc.os_pid(broker);
+    let before = rss_kib(pid);
+
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        fuzz(
+            &ctx,
+            10_000,
+            &[b"echo", b"mmi.service", b"mmi.x", b"other"],
+            0x5EED,
+        );
+    });
+    sc.assert_running(broker);
+    // Still serving correct replies.
+    let after_fuzz = sc.start_spec(
+        "mdclient-after",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 500),
+    );
+    sc.expect(after_fuzz, "500 requests/replies processed", secs(120));
+    let ok = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        mmi(&ctx, b"mmi.service", b"echo")
+    });
+    assert_eq!(ok, frames(&[b"MDPC01", b"mmi.service", b"200"]));
+    // Bound: 32 MiB over the warmed-up size. Huge frames are freed once
+    // handled, requests for unserved services expire after 10 s.
+    let after = rss_kib(pid);
+    eprintln!("mdbroker RSS: {before} KiB before, {after} KiB after the fuzz");
+    // The noise really reached the broker's error paths.
+    assert!(sc.count(broker, "invalid") > 1000, "{}", sc.report());
+    assert!(
+        after < before + 32 * 1024,
+        "mdbroker RSS grew from {before} KiB to {after} KiB"
+    );
+    sc.assert_running(worker);
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
