@@ -39,7 +39,7 @@ fmt:
 	$(CARGO) fmt --all
 
 bench: build
-	$(CARGO) run --release --bin zguide -- bench
+	$(CARGO) run --release --bin bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -196,3 +196,76 @@ fn inproc_lat_reports_latency() {
     assert_eq!(report.roundtrip_count, Some(2000));
     assert!(report.latency_us.unwrap_or(0.0) > 0.0, "{}", sc.report());
 }
+
+#[test]
+fn bench_explains_its_flags() {
+    let mut sc = Scenario::new("bench-help");
+    let help = sc.start("bench", bin!("bench"), &["--help"]);
+    sc.expect(help, "USAGE: bench [OPTIONS]", secs(30));
+    sc.expect(help, "--full", secs(10));
+    sc.expect(help, "ZGUIDE_REFERENCE_BIN", secs(10));
+    assert_eq!(sc.wait_exit(help, secs(30)), 0);
+    let bad = sc.start("bench-bad", bin!("bench"), &["--sizes", "0"]);
+    sc.expect(bad, "--sizes takes a whole number above 0", secs(30));
+    assert_eq!(sc.wait_exit(bad, secs(30)), 2);
+}
+
+#[test]
+fn a_tiny_bench_run_writes_its_figures() {
+    let mut sc = Scenario::new("bench-quick");
+    let out = sc.dir().join("figures");
+    let out_arg = out.display().to_string();
+    let bench = sc.start(
+        "bench",
+        bin!("bench"),
+        &[
+            "--quick",
+            "--only",
+            "tcp,inproc",
+            "--sizes",
+            "64",
+            "--count",
+            "2000",
+            "--roundtrips",
+            "200",
+            "--out",
+            &out_arg,
+        ],
+    );
+    sc.expect(bench, "results.json", secs(120));
+    assert_eq!(sc.wait_exit(bench, secs(60)), 0, "{}", sc.report());
+    // The table lists the four perf rows with a figure each.
+    for label in [
+        "tcp thr 64 B",
+        "tcp lat 64 B",
+        "inproc thr 64 B",
+        "inproc lat 64 B",
+    ] {
+        let line = sc
+            .lines(bench)
+            .into_iter()
+            .rev()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| sc.fail(&format!("no table row {label:?}")));
+        let figure = line[label.len()..].split_whitespace().nth(1).unwrap_or("-");
+        assert!(
+            figure.parse::<f64>().is_ok(),
+            "row without a figure: {line}"
+        );
+    }
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    assert_eq!(json.matches("\"group\": \"tcp\"").count(), 2, "{json}");
+    assert_eq!(json.matches("\"group\": \"inproc\"").count(), 2, "{json}");
+    assert!(json.contains("\"size\": 64"), "{json}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    assert_eq!(csv.lines().count(), 5, "a header and four rows: {csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap_or("")
+            .starts_with("tcp,thr,64,msg/s,"),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).expect("sweep.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+}

@@ -1,0 +1,276 @@
+//! What one benchmark run does: which programs it starts, in which order,
+//! and which figures it reads from their output.
+//!
+//! The same job runs our programs or the reference ones (a folder of C/C++
+//! builds with the same names), so both sides are measured the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zguide::perf::Report;
+
+use crate::procs::{find_program, last_lines, Namespace, Proc};
+
+/// The TCP port the perf pairs use inside their private namespace.
+const PERF_PORT: u16 = 5555;
+/// Majordomo's fixed broker endpoint is tcp 5555 (the guide's).
+const BROKER_PORT: u16 = 5555;
+
+/// One kind of measurement.
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// `local_thr` + `remote_thr` over TCP loopback: msg/s and Mb/s.
+    TcpThr { size: usize, count: u64 },
+    /// `local_lat` + `remote_lat` over TCP loopback: one-way µs.
+    TcpLat { size: usize, roundtrips: u64 },
+    /// `inproc_thr`: msg/s and Mb/s.
+    InprocThr { size: usize, count: u64 },
+    /// `inproc_lat`: one-way µs.
+    InprocLat { size: usize, roundtrips: u64 },
+    /// `tripping`: sync and async calls/s.
+    Tripping,
+    /// `mdbroker` + `workers` × `mdworker` + `client` (`mdclient` or
+    /// `mdclient2`): requests per second, and the client's wall time.
+    Majordomo {
+        client: &'static str,
+        workers: usize,
+        requests: u64,
+        /// Take the broker from this side but the client and workers from
+        /// the reference, so only the broker differs between the columns.
+        broker_only: bool,
+    },
+}
+
+/// The figures of one run: a value per row of the job, plus a secondary
+/// figure (Mb/s for throughput, wall seconds for Majordomo).
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub values: Vec<f64>,
+    pub secondary: Option<f64>,
+}
+
+/// Where the programs of one side come from.
+pub struct Side<'a> {
+    pub dir: &'a Path,
+    /// The other side's folder, for `broker_only` runs (the clients and
+    /// workers always come from the reference there).
+    pub reference_dir: Option<&'a Path>,
+}
+
+impl Job {
+    /// The programs this job needs from the side being measured.
+    pub fn programs(&self) -> Vec<&'static str> {
+        match self {
+            Job::TcpThr { .. } => vec!["local_thr", "remote_thr"],
+            Job::TcpLat { .. } => vec!["local_lat", "remote_lat"],
+            Job::InprocThr { .. } => vec!["inproc_thr"],
+            Job::InprocLat { .. } => vec!["inproc_lat"],
+            Job::Tripping => vec!["tripping"],
+            Job::Majordomo {
+                client,
+                broker_only: false,
+                ..
+            } => vec!["mdbroker", "mdworker", client],
+            Job::Majordomo {
+                broker_only: true, ..
+            } => vec!["mdbroker"],
+        }
+    }
+
+    /// Runs the job once with the programs of `side`.
+    pub fn run(&self, side: &Side, timeout: Duration) -> Result<Sample, String> {
+        let program = |name: &str| -> Result<PathBuf, String> {
+            find_program(side.dir, name)
+                .ok_or_else(|| format!("no {name} in {}", side.dir.display()))
+        };
+        match *self {
+            Job::TcpThr { size, count } => {
+                let ns = Namespace::new()?;
+                let args = perf_args(PERF_PORT, size, count);
+                let mut local = ns.start("local_thr", &program("local_thr")?, &args.0, &[])?;
+                ns.wait_for_port(PERF_PORT, timeout)?;
+                let mut remote = ns.start("remote_thr", &program("remote_thr")?, &args.1, &[])?;
+                expect_success(&mut local, timeout)?;
+                expect_success(&mut remote, timeout)?;
+                throughput(local.output(), size, count)
+            }
+            Job::TcpLat { size, roundtrips } => {
+                let ns = Namespace::new()?;
+                let args = perf_args(PERF_PORT, size, roundtrips);
+                let mut local = ns.start("local_lat", &program("local_lat")?, &args.0, &[])?;
+                // The clock starts before remote_lat connects, so it must
+                // find local_lat listening, not wait for a reconnect.
+                ns.wait_for_port(PERF_PORT, timeout)?;
+                let mut remote = ns.start("remote_lat", &program("remote_lat")?, &args.1, &[])?;
+                expect_success(&mut remote, timeout)?;
+                expect_success(&mut local, timeout)?;
+                latency(remote.output(), size, roundtrips)
+            }
+            Job::InprocThr { size, count } => {
+                let args = vec![size.to_string(), count.to_string()];
+                let mut tool = Proc::spawn("inproc_thr", command(&program("inproc_thr")?, &args))?;
+                expect_success(&mut tool, timeout)?;
+                throughput(tool.output(), size, count)
+            }
+            Job::InprocLat { size, roundtrips } => {
+                let args = vec![size.to_string(), roundtrips.to_string()];
+                let mut tool = Proc::spawn("inproc_lat", command(&program("inproc_lat")?, &args))?;
+                expect_success(&mut tool, timeout)?;
+                latency(tool.output(), size, roundtrips)
+            }
+            Job::Tripping => {
+                // tripping binds tcp 5555 and 5556: its own namespace too.
+                let ns = Namespace::new()?;
+                let mut tool = ns.start("tripping", &program("tripping")?, &[], &[])?;
+                expect_success(&mut tool, timeout)?;
+                let rates = calls_per_second(tool.output());
+                if rates.len() < 2 {
+                    return Err(format!(
+                        "tripping printed {} calls/second lines, expected 2: {}",
+                        rates.len(),
+                        last_lines(tool.output(), 3)
+                    ));
+                }
+                Ok(Sample {
+                    values: rates[..2].to_vec(),
+                    secondary: None,
+                })
+            }
+            Job::Majordomo {
+                client,
+                workers,
+                requests,
+                broker_only,
+            } => {
+                // In a broker-only row the clients and workers are the
+                // reference's on both sides; only the broker changes.
+                let peers_dir = if broker_only {
+                    side.reference_dir
+                        .ok_or("the broker-only row needs ZGUIDE_REFERENCE_BIN")?
+                } else {
+                    side.dir
+                };
+                let peer = |name: &str| -> Result<PathBuf, String> {
+                    find_program(peers_dir, name)
+                        .ok_or_else(|| format!("no {name} in {}", peers_dir.display()))
+                };
+                let ns = Namespace::new()?;
+                let env = [("ZGUIDE_REQUESTS", requests.to_string())];
+                let _broker = ns.start("mdbroker", &program("mdbroker")?, &[], &env)?;
+                ns.wait_for_port(BROKER_PORT, timeout)?;
+                let mut pool = Vec::new();
+                for n in 0..workers {
+                    pool.push(ns.start(&format!("mdworker-{n}"), &peer("mdworker")?, &[], &env)?);
+                }
+                // Workers register with READY right after connecting; give
+                // them a moment so the client does not time the start-up.
+                std::thread::sleep(Duration::from_millis(300 + 20 * workers as u64));
+                let mut client_proc = ns.start(client, &peer(client)?, &[], &env)?;
+                expect_success(&mut client_proc, timeout)?;
+                let wall = client_proc.wall_secs().unwrap_or(f64::NAN);
+                let answered = replies(client_proc.output()).ok_or_else(|| {
+                    format!(
+                        "{client} printed no count: {}",
+                        last_lines(client_proc.output(), 3)
+                    )
+                })?;
+                if answered < requests {
+                    return Err(format!(
+                        "{client} got {answered} of {requests} replies: {}",
+                        last_lines(client_proc.output(), 3)
+                    ));
+                }
+                Ok(Sample {
+                    values: vec![answered as f64 / wall],
+                    secondary: Some(wall),
+                })
+            }
+        }
+    }
+}
+
+fn command(program: &Path, args: &[String]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    cmd
+}
+
+/// (local args, remote args) for a perf pair on 127.0.0.1:`port`.
+fn perf_args(port: u16, size: usize, count: u64) -> (Vec<String>, Vec<String>) {
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let args = |e: &str| vec![e.to_string(), size.to_string(), count.to_string()];
+    (args(&endpoint), args(&endpoint))
+}
+
+fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
+    match proc.wait(timeout)? {
+        0 => Ok(()),
+        code => Err(format!(
+            "exit code {code}: {}",
+            last_lines(proc.output(), 3)
+        )),
+    }
+}
+
+fn throughput(output: &str, size: usize, count: u64) -> Result<Sample, String> {
+    let report = Report::parse(output);
+    if report.message_size != Some(size) || report.message_count != Some(count) {
+        return Err(format!("unexpected report: {}", last_lines(output, 4)));
+    }
+    match (report.messages_per_sec, report.megabits_per_sec) {
+        (Some(rate), Some(megabits)) => Ok(Sample {
+            values: vec![rate as f64],
+            secondary: Some(megabits),
+        }),
+        _ => Err(format!("no throughput figures: {}", last_lines(output, 4))),
+    }
+}
+
+fn latency(output: &str, size: usize, roundtrips: u64) -> Result<Sample, String> {
+    let report = Report::parse(output);
+    if report.message_size != Some(size) || report.roundtrip_count != Some(roundtrips) {
+        return Err(format!("unexpected report: {}", last_lines(output, 3)));
+    }
+    report
+        .latency_us
+        .map(|us| Sample {
+            values: vec![us],
+            secondary: None,
+        })
+        .ok_or_else(|| format!("no latency figure: {}", last_lines(output, 3)))
+}
+
+/// The numbers of the `N calls/second` lines (C prints a leading space, the
+/// C++ version does not).
+pub fn calls_per_second(output: &str) -> Vec<f64> {
+    output
+        .lines()
+        .filter(|l| l.contains("calls/second"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The count of `N requests/replies processed` or `N replies received`.
+pub fn replies(output: &str) -> Option<u64> {
+    output
+        .lines()
+        .filter(|l| l.contains("requests/replies processed") || l.contains("replies received"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_are_read() {
+        assert_eq!(
+            calls_per_second("Setting up test...\n 5123 calls/second\n401000 calls/second\n"),
+            vec![5123.0, 401000.0]
+        );
+        assert_eq!(replies("100000 requests/replies processed\n"), Some(100000));
+        assert_eq!(replies("I: x\n99 replies received\n"), Some(99));
+        assert_eq!(replies("nothing"), None);
+    }
+}

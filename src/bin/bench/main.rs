@@ -1,0 +1,451 @@
+//! `bench`: the project's benchmark suite (`make bench`), new code rather
+//! than a guide program.
+//!
+//! On loopback, in private network namespaces, it measures
+//! * libzmq's perf pairs ported to Rust (`local_thr`/`remote_thr`,
+//!   `local_lat`/`remote_lat` over TCP, `inproc_thr`, `inproc_lat`) over a
+//!   sweep of message sizes, 8 B … 64 KiB (a short sweep by default, every
+//!   power of two with `--full`);
+//! * the guide's `tripping` (§28): synchronous and asynchronous calls/s;
+//! * Majordomo (§27–§28): `mdclient` and `mdclient2` through `mdbroker` with
+//!   1 and with 10 `mdworker`s: requests/s and wall time.
+//!
+//! It prints a table and writes the same figures to `results.json` and
+//! `results.csv`, with a plot of the size sweep in `sweep.svg`, in
+//! `target/bench/` (or `--out`). With `ZGUIDE_REFERENCE_BIN=<dir>` naming a
+//! folder of your own C/C++ builds of the same programs (libzmq's `perf/`
+//! tools, the guide's C++ `tripping`, `mdbroker`, …), every row also runs the
+//! reference, interleaved with ours (ours, reference, ours, reference …),
+//! and reports medians and the ratio. A program missing from either side
+//! skips its row with a note. See `zguide/benchmarks.md`.
+
+mod jobs;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jobs::{Job, Side};
+use report::{Better, Row};
+use zguide::interrupt;
+
+const HELP: &str = "\
+bench: zguide-rs benchmark suite (libzmq perf tools, tripping, Majordomo)
+
+USAGE: bench [OPTIONS]
+
+OPTIONS:
+  --quick             one size (64 B), small counts, one run per row: a smoke test
+  --full              the full size sweep: every power of two from 8 B to 64 KiB
+  --sizes LIST        message sizes in bytes, comma-separated (overrides the sweep)
+  --count N           messages per throughput run (default: scaled by size)
+  --roundtrips N      round trips per latency run (default: 10000, 2000 above 16 KiB)
+  --repeat N          runs per row, medians reported (default 3; with a reference the
+                      runs alternate ours, reference, ours, reference ...)
+  --only LIST         groups to run, comma-separated: tcp, inproc, tripping, majordomo
+                      (default: all)
+  --requests N        Majordomo requests per client run (default 100000)
+  --timeout SECS      limit for one program run (default 120)
+  --out DIR           where results.json, results.csv and sweep.svg go
+                      (default: target/bench next to the build)
+  -h, --help          this text
+
+ENVIRONMENT:
+  ZGUIDE_REFERENCE_BIN=DIR   a folder of your own C/C++ builds of the same programs
+                             (local_thr, remote_thr, local_lat, remote_lat, inproc_thr,
+                             inproc_lat, tripping, mdbroker, mdworker, mdclient,
+                             mdclient2); each row then also runs them and prints the ratio.
+                             Nothing of the reference is built or shipped by zguide-rs.
+";
+
+const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
+
+/// What the command line asked for.
+struct Options {
+    sizes: Vec<usize>,
+    count: Option<u64>,
+    roundtrips: Option<u64>,
+    repeat: usize,
+    groups: Vec<String>,
+    requests: u64,
+    timeout: Duration,
+    out: PathBuf,
+    quick: bool,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--internal-wait-port") {
+        let code = procs::probe_port(
+            args.get(1).map_or("", String::as_str),
+            args.get(2).map_or("", String::as_str),
+        );
+        std::process::exit(code);
+    }
+    let options = match parse(&args) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{HELP}");
+            return;
+        }
+        Err(problem) => {
+            eprintln!("bench: {problem}\n\n{HELP}");
+            std::process::exit(2);
+        }
+    };
+    interrupt::catch_signals();
+    match run(&options) {
+        Ok(()) => {}
+        Err(problem) => {
+            eprintln!("bench: {problem}");
+            std::process::exit(if interrupt::interrupted() { 130 } else { 1 });
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        sizes: DEFAULT_SIZES.to_vec(),
+        count: None,
+        roundtrips: None,
+        repeat: 3,
+        groups: ["tcp", "inproc", "tripping", "majordomo"]
+            .map(String::from)
+            .to_vec(),
+        requests: 100_000,
+        timeout: Duration::from_secs(120),
+        out: default_out(),
+        quick: false,
+    };
+    let mut explicit_sizes = false;
+    let mut explicit_repeat = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--quick" => options.quick = true,
+            "--full" => {
+                options.sizes = (3..=16).map(|p| 1usize << p).collect();
+                explicit_sizes = true;
+            }
+            "--sizes" => {
+                options.sizes = numbers(&value("--sizes")?, "--sizes")?;
+                explicit_sizes = true;
+            }
+            "--count" => options.count = Some(number(&value("--count")?, "--count")?),
+            "--roundtrips" => {
+                options.roundtrips = Some(number(&value("--roundtrips")?, "--roundtrips")?)
+            }
+            "--repeat" => {
+                options.repeat = number(&value("--repeat")?, "--repeat")? as usize;
+                explicit_repeat = true;
+            }
+            "--requests" => options.requests = number(&value("--requests")?, "--requests")?,
+            "--timeout" => {
+                options.timeout = Duration::from_secs(number(&value("--timeout")?, "--timeout")?)
+            }
+            "--out" => options.out = PathBuf::from(value("--out")?),
+            "--only" => {
+                let list = value("--only")?;
+                options.groups = list.split(',').map(|g| g.trim().to_string()).collect();
+                for group in &options.groups {
+                    if !["tcp", "inproc", "tripping", "majordomo"].contains(&group.as_str()) {
+                        return Err(format!("unknown group {group:?} in --only"));
+                    }
+                }
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if options.quick {
+        if !explicit_sizes {
+            options.sizes = vec![64];
+        }
+        options.count.get_or_insert(10_000);
+        options.roundtrips.get_or_insert(1_000);
+        if !explicit_repeat {
+            options.repeat = 1;
+        }
+        options.requests = options.requests.min(1_000);
+    }
+    Ok(Some(options))
+}
+
+fn number(text: &str, name: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{name} takes a whole number above 0, not {text:?}")),
+    }
+}
+
+fn numbers(text: &str, name: &str) -> Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|part| number(part, name).map(|n| n as usize))
+        .collect()
+}
+
+/// `target/bench` beside `target/release/bench`.
+fn default_out() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("bench")))
+        .unwrap_or_else(|| PathBuf::from("target/bench"))
+}
+
+/// Messages per throughput run: about 256 MB, within 20,000 … 1,000,000, so
+/// every size runs for a fraction of a second to a second.
+fn thr_count(size: usize) -> u64 {
+    (256_000_000 / size.max(1) as u64).clamp(20_000, 1_000_000)
+}
+
+fn lat_roundtrips(size: usize) -> u64 {
+    if size > 16384 {
+        2_000
+    } else {
+        10_000
+    }
+}
+
+/// The rows to measure, in table order, each with its job.
+fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
+    let mut plan = Vec::new();
+    let wants = |g: &str| options.groups.iter().any(|x| x == g);
+    for transport in ["tcp", "inproc"] {
+        if !wants(transport) {
+            continue;
+        }
+        for &size in &options.sizes {
+            let count = options.count.unwrap_or_else(|| thr_count(size));
+            let roundtrips = options.roundtrips.unwrap_or_else(|| lat_roundtrips(size));
+            let (thr, lat) = if transport == "tcp" {
+                (
+                    Job::TcpThr { size, count },
+                    Job::TcpLat { size, roundtrips },
+                )
+            } else {
+                (
+                    Job::InprocThr { size, count },
+                    Job::InprocLat { size, roundtrips },
+                )
+            };
+            let mut row = Row::new(transport, "thr", "msg/s", Better::Higher, Some(0.95));
+            row.size = Some(size);
+            row.secondary_unit = Some("Mb/s");
+            row.detail = format!("{count} messages");
+            plan.push((row, thr, 0));
+            let mut row = Row::new(transport, "lat", "us", Better::Lower, Some(1.05));
+            row.size = Some(size);
+            row.detail = format!("{roundtrips} round trips, one-way");
+            plan.push((row, lat, 0));
+        }
+    }
+    if wants("tripping") {
+        for (n, test) in ["sync", "async"].iter().enumerate() {
+            let row = Row::new("tripping", test, "calls/s", Better::Higher, Some(1.0));
+            plan.push((row, Job::Tripping, n));
+        }
+    }
+    if wants("majordomo") {
+        for client in ["mdclient", "mdclient2"] {
+            for workers in [1, 10] {
+                let test = format!(
+                    "{client}, {workers} worker{}",
+                    if workers > 1 { "s" } else { "" }
+                );
+                let mut row = Row::new("majordomo", &test, "req/s", Better::Higher, Some(1.0));
+                row.secondary_unit = Some("s wall");
+                row.detail = format!("{} requests", options.requests);
+                let job = Job::Majordomo {
+                    client,
+                    workers,
+                    requests: options.requests,
+                    broker_only: false,
+                };
+                plan.push((row, job, 0));
+            }
+        }
+        // Only the broker differs: reference clients and workers on both sides.
+        let mut row = Row::new(
+            "majordomo",
+            "mdbroker only (ref. mdclient, 1 worker)",
+            "req/s",
+            Better::Higher,
+            Some(1.0),
+        );
+        row.secondary_unit = Some("s wall");
+        row.detail = format!("{} requests", options.requests);
+        row.needs_reference = true;
+        let job = Job::Majordomo {
+            client: "mdclient",
+            workers: 1,
+            requests: options.requests,
+            broker_only: true,
+        };
+        plan.push((row, job, 0));
+    }
+    plan
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let ours = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .ok_or("no folder for this program")?
+        .to_path_buf();
+    let reference: Option<PathBuf> = std::env::var_os("ZGUIDE_REFERENCE_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if let Some(dir) = &reference {
+        if !dir.is_dir() {
+            return Err(format!(
+                "ZGUIDE_REFERENCE_BIN={} is not a folder",
+                dir.display()
+            ));
+        }
+    }
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
+
+    let mut plan = plan(options);
+    println!(
+        "zguide-rs benchmarks: {} rows, {} run(s) each{}; {} cores, load {}",
+        plan.len(),
+        options.repeat,
+        match &reference {
+            Some(dir) => format!(", reference from {}", dir.display()),
+            None => String::new(),
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+
+    // Rows that share a job (tripping's sync and async) run it once.
+    let mut index = 0;
+    while index < plan.len() {
+        let job = plan[index].1.clone();
+        let group_end = (index..plan.len())
+            .take_while(|&i| plan[i].2 == i - index && same_job(&plan[i].1, &job))
+            .last()
+            .map_or(index + 1, |i| i + 1);
+        let label = plan[index].0.label();
+        let sides = sides_for(&job, &plan[index].0, &ours, reference.as_deref());
+        for (slot, side) in sides.iter().enumerate() {
+            if let Err(note) = side {
+                for (row, _, _) in &mut plan[index..group_end] {
+                    row.add_note(note);
+                    if slot == 1 {
+                        row.reference_missing = true;
+                    }
+                }
+            }
+        }
+        for round in 0..options.repeat {
+            for (slot, side) in sides.iter().enumerate() {
+                let Ok(dir) = side else { continue };
+                let who = if slot == 0 { "ours" } else { "reference" };
+                print!("  {label} [{who} {}/{}] ... ", round + 1, options.repeat);
+                zguide::helpers::flush_stdout();
+                let result = job.run(
+                    &Side {
+                        dir,
+                        reference_dir: reference.as_deref(),
+                    },
+                    options.timeout,
+                );
+                if interrupt::interrupted() {
+                    return Err("interrupted".to_string());
+                }
+                match result {
+                    Ok(sample) => {
+                        println!("{}", sample.values.first().map_or(0.0, |v| *v));
+                        for (row, _, n) in &mut plan[index..group_end] {
+                            if let Some(&value) = sample.values.get(*n) {
+                                row.push(slot == 1, value, sample.secondary);
+                            }
+                        }
+                    }
+                    Err(problem) => {
+                        println!("failed");
+                        for (row, _, _) in &mut plan[index..group_end] {
+                            row.add_note(&format!("{who}: {problem}"));
+                        }
+                    }
+                }
+            }
+        }
+        index = group_end;
+    }
+
+    let rows: Vec<Row> = plan.into_iter().map(|(row, _, _)| row).collect();
+    println!();
+    print!("{}", report::table(&rows, reference.is_some()));
+    let meta = report::Meta {
+        repeat: options.repeat,
+        reference: reference.as_ref().map(|d| d.display().to_string()),
+        load: load_average(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        libzmq: {
+            let (a, b, c) = zmq::version();
+            format!("{a}.{b}.{c}")
+        },
+        quick: options.quick,
+    };
+    let files = [
+        ("results.json", report::json(&rows, &meta)),
+        ("results.csv", report::csv(&rows)),
+        ("sweep.svg", report::svg(&rows)),
+    ];
+    for (name, text) in files {
+        let path = options.out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn same_job(a: &Job, b: &Job) -> bool {
+    matches!((a, b), (Job::Tripping, Job::Tripping))
+}
+
+/// Our folder and the reference folder for this job, or why a side is out.
+fn sides_for<'a>(
+    job: &Job,
+    row: &Row,
+    ours: &'a std::path::Path,
+    reference: Option<&'a std::path::Path>,
+) -> [Result<&'a std::path::Path, String>; 2] {
+    let missing = |dir: &std::path::Path| {
+        job.programs()
+            .into_iter()
+            .find(|name| procs::find_program(dir, name).is_none())
+    };
+    let our_side = if row.needs_reference && reference.is_none() {
+        Err("skipped: needs ZGUIDE_REFERENCE_BIN".to_string())
+    } else {
+        match missing(ours) {
+            Some(name) => Err(format!("skipped: no {name} built yet")),
+            None => Ok(ours),
+        }
+    };
+    let reference_side = match reference {
+        None => Err(String::new()),
+        Some(dir) => match missing(dir) {
+            Some(name) => Err(format!("no reference {name}")),
+            None => Ok(dir),
+        },
+    };
+    [our_side, reference_side]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".to_string())
+}
