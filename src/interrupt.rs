@@ -20,7 +20,7 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,55 @@ pub fn poll(sockets: &[&zmq::Socket], timeout_ms: i64) -> Result<Vec<bool>, Erro
 /// `timeout_ms` ran out. Interruptible like [`poll`].
 pub fn wait_readable(socket: &zmq::Socket, timeout_ms: i64) -> Result<bool, Error> {
     Ok(poll(&[socket], timeout_ms)?[0])
+}
+
+/// `zmq_proxy(frontend, backend)` that Ctrl-C/SIGTERM can stop: returns
+/// `Error::Interrupted` once a signal arrived, so the caller can close its
+/// sockets and exit cleanly.
+///
+/// A blocked `zmq_proxy` only notices a signal if it happens to be delivered
+/// to the proxy's own thread (then it fails with `EINTR`); with libzmq's I/O
+/// threads and the signal thread around, that is luck. So we run
+/// `zmq_proxy_steerable` instead, with a control PAIR socket whose other end
+/// belongs to a small watcher thread: the watcher waits for the signal and
+/// sends the proxy `TERMINATE`. Without [`catch_signals`] this is plain
+/// `zmq_proxy`. `context` must be the sockets' context (for the inproc pipe).
+pub fn proxy(
+    context: &zmq::Context,
+    frontend: &mut zmq::Socket,
+    backend: &mut zmq::Socket,
+) -> Result<(), Error> {
+    if wake_fd().is_none() {
+        return retry_eintr(|| zmq::proxy(frontend, backend));
+    }
+    static PROXIES: AtomicUsize = AtomicUsize::new(0);
+    let endpoint = format!(
+        "inproc://zguide-proxy-control-{}",
+        PROXIES.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut control = context.socket(zmq::PAIR)?;
+    control.bind(&endpoint)?;
+    let watcher_end = context.socket(zmq::PAIR)?;
+    watcher_end.connect(&endpoint)?;
+
+    std::thread::scope(|scope| {
+        let control = &mut control;
+        scope.spawn(move || {
+            // Readable pipe: the proxy ended on its own; nothing to do.
+            if let Err(Error::Interrupted) = wait_readable(&watcher_end, -1) {
+                let _ = watcher_end.send("TERMINATE", zmq::DONTWAIT);
+            }
+        });
+        // EINTR before the handler set the flag: run on; TERMINATE follows.
+        let result = retry_eintr(|| zmq::proxy_steerable(frontend, backend, control));
+        if !interrupted() {
+            let _ = control.send("", zmq::DONTWAIT); // let the watcher go
+        }
+        match result {
+            Ok(()) if interrupted() => Err(Error::Interrupted),
+            other => other,
+        }
+    })
 }
 
 /// Sleeps `ms` milliseconds, returning `Error::Interrupted` early on Ctrl-C.

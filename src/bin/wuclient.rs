@@ -1,0 +1,47 @@
+//! §2 Getting the Message Out (`wuclient.c`): the weather update client.
+//!
+//! A SUB socket connects to `tcp://localhost:5556` (`wuserver`), subscribes to
+//! a zipcode prefix, averages the temperature of 100 matching updates and
+//! prints `Average temperature for zipcode '<filter>' was <n>F`.
+//!
+//! Arguments: `wuclient [filter [endpoint]]`. The filter defaults, as in the
+//! C, to `"10001 "` *with* the trailing space, so that `10001` matches but
+//! `100010…` cannot. SUB filtering is a byte-prefix match: `wuclient 1` takes
+//! every zipcode starting with 1. With the default filter only one update in
+//! 100,000 matches, so collecting 100 takes about ten million messages.
+//!
+//! Differs from the C: the optional second argument (an addition) is the
+//! endpoint to connect to, default `tcp://localhost:5556`; pass
+//! `tcp://localhost:8100` to listen through `wuproxy` (§7).
+
+use zguide::{helpers, Error};
+
+fn main() -> Result<(), Error> {
+    println!("Collecting updates from weather server...");
+    let context = zmq::Context::new();
+    let subscriber = context.socket(zmq::SUB)?;
+    subscriber.connect(&helpers::arg_or(2, "tcp://localhost:5556"))?;
+
+    // Subscribe to a zipcode; the default is NYC, 10001.
+    let filter = helpers::arg_or(1, "10001 ");
+    subscriber.set_subscribe(filter.as_bytes())?;
+
+    // Process 100 updates.
+    let updates = 100;
+    let mut total_temp: i64 = 0;
+    for _ in 0..updates {
+        let update = helpers::recv_string(&subscriber)?;
+        // Like sscanf, take what parses; a malformed update counts as 0.
+        let temperature: i64 = update
+            .split_whitespace()
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        total_temp += temperature;
+    }
+    println!(
+        "Average temperature for zipcode '{filter}' was {}F",
+        total_temp / updates
+    );
+    Ok(())
+}
