@@ -1,0 +1,422 @@
+//! §22 Putting it All Together (`peering3.c`): state, local and cloud flows
+//! in one broker.
+//!
+//! `peering3 me {you}...`: the sockets of `peering2` (cloudfe, cloudbe,
+//! localfe, localbe) plus the state flow of `peering1` (a PUB bound to
+//! `ipc://<me>-state.ipc`, a SUB connected to each peer's) and a monitor PULL
+//! bound to `ipc://<me>-monitor.ipc`, all files in the working directory.
+//! Each broker runs 10 client threads and 5 worker threads, each with its own
+//! context. A client sleeps 0–4 s, then sends a burst of 0–14 requests, each a
+//! random four-digit hex task id, waiting up to 10 s for each echo; it pushes
+//! each answered id to the monitor, which the broker prints, or
+//! `E: CLIENT EXIT - lost task XXXX` when a reply does not come, and stops. A
+//! worker echoes each request after 0 or 1 s.
+//!
+//! The broker routes a request to a local worker while one is free, else to a
+//! peer that reported free workers, and publishes `[me][free workers]` to its
+//! peers. Run three in one directory: `peering3 DC1 DC2 DC3`,
+//! `peering3 DC2 DC1 DC3`, `peering3 DC3 DC1 DC2`. Runs until Ctrl-C.
+//!
+//! Differs from the C (which keeps one `cloud_capacity` number, the last one
+//! any peer reported, for ever; once a peer dies, requests still go to it and
+//! clients lose tasks, as the guide admits):
+//! * capacity is kept **per peer**, and a peer whose state has not arrived for
+//!   3 s is forgotten (`W: peer X is silent: forgetting its capacity`). To
+//!   make silence meaningful, each broker publishes its state at least once a
+//!   second, not only when it changes;
+//! * with a worker free, a peer's request is taken before our clients' ones
+//!   (the C does it the other way round, so under local load a peer's request
+//!   can wait until its client gives up and reports a lost task);
+//! * a request goes to a random peer *that has capacity*, whose known capacity
+//!   then drops by one until its next report (the C can pick a peer with none);
+//! * if that peer is gone (ROUTER_MANDATORY says so) it is forgotten and the
+//!   request waits for the next free worker or peer instead of being lost;
+//! * malformed messages are logged and dropped, a wrong reply makes the client
+//!   report `E: CLIENT EXIT - wrong reply` where the C `assert`s, and
+//!   Ctrl-C/SIGTERM ends it with exit code 0.
+
+use std::collections::{HashMap, VecDeque};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use zguide::heartbeat::{expiry_after, Beat};
+use zguide::{envelope, helpers, interrupt, Error, Message};
+
+const NBR_CLIENTS: usize = 10;
+const NBR_WORKERS: usize = 5;
+const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
+
+/// We publish our state at least this often...
+const STATE_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and forget a peer after this many intervals without its state.
+const STATE_LIVENESS: u32 = 3;
+
+// This is the client task. It issues a burst of requests and then sleeps for
+// a few seconds. This simulates sporadic activity; when a number of clients
+// are active at once, the local workers should be overloaded. The client uses
+// a REQ socket for requests and also pushes statistics to the monitor socket.
+fn client_task(me: String) -> Result<(), Error> {
+    let context = zmq::Context::new();
+    let client = context.socket(zmq::REQ)?;
+    client.set_linger(0)?;
+    client.connect(&format!("ipc://{me}-localfe.ipc"))?;
+    let monitor = context.socket(zmq::PUSH)?;
+    monitor.set_linger(1000)?;
+    monitor.connect(&format!("ipc://{me}-monitor.ipc"))?;
+
+    loop {
+        interrupt::sleep_ms(u64::from(helpers::randof(5)) * 1000)?;
+        for _ in 0..helpers::randof(15) {
+            // Send request with random hex id.
+            let task_id = format!("{:04X}", helpers::randof(0x10000));
+            helpers::send_string(&client, &task_id)?;
+
+            // Wait max ten seconds for a reply, then complain.
+            if !interrupt::wait_readable(&client, 10 * 1000)? {
+                let complaint = format!("E: CLIENT EXIT - lost task {task_id}");
+                return helpers::send_string(&monitor, &complaint);
+            }
+            // Worker is supposed to answer us with our task id.
+            let reply = helpers::recv_string(&client)?;
+            if reply != task_id {
+                let complaint = format!("E: CLIENT EXIT - wrong reply {reply:?} for task {task_id}");
+                return helpers::send_string(&monitor, &complaint);
+            }
+            helpers::send_string(&monitor, &reply)?;
+        }
+    }
+}
+
+// This is the worker task, which uses a REQ socket to plug into the
+// load-balancer. It's the same stub worker task that you've seen in other
+// examples.
+fn worker_task(me: String) -> Result<(), Error> {
+    let context = zmq::Context::new();
+    let worker = context.socket(zmq::REQ)?;
+    worker.set_linger(0)?;
+    worker.connect(&format!("ipc://{me}-localbe.ipc"))?;
+
+    // Tell broker we're ready for work.
+    worker.send(WORKER_READY, 0)?;
+
+    // Process messages as they arrive.
+    loop {
+        let msg = Message::recv(&worker)?;
+        // Workers are busy for 0/1 seconds.
+        interrupt::sleep_ms(u64::from(helpers::randof(2)) * 1000)?;
+        msg.send(&worker)?;
+    }
+}
+
+/// What we know about a peer: how many workers it has free, and when we stop
+/// believing it.
+struct Peer {
+    capacity: usize,
+    expires: Instant,
+}
+
+// The main task begins by setting up all its sockets. The local frontend
+// talks to clients, and our local backend talks to workers. The cloud
+// frontend talks to peer brokers as if they were clients, and the cloud
+// backend talks to peer brokers as if they were workers. The state backend
+// publishes regular state messages, and the state frontend subscribes to all
+// state backends to collect these messages. Finally, we use a PULL monitor
+// socket to collect printable messages from tasks.
+fn main() -> Result<(), Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // First argument is this broker's name; other arguments are our peers' names.
+    let args: Vec<String> = std::env::args().collect();
+    let Some(me) = args.get(1).cloned() else {
+        println!("syntax: peering3 me {{you}}...");
+        return Ok(());
+    };
+    println!("I: preparing broker at {me}...");
+    interrupt::catch_signals();
+    let context = zmq::Context::new();
+    let socket = |kind| -> Result<zmq::Socket, Error> {
+        let socket = context.socket(kind)?;
+        socket.set_linger(0)?;
+        if kind == zmq::ROUTER {
+            socket.set_router_mandatory(true)?; // report unroutable messages
+        }
+        Ok(socket)
+    };
+
+    // Prepare local frontend and backend.
+    let localfe = socket(zmq::ROUTER)?;
+    localfe.bind(&format!("ipc://{me}-localfe.ipc"))?;
+    let localbe = socket(zmq::ROUTER)?;
+    localbe.bind(&format!("ipc://{me}-localbe.ipc"))?;
+
+    // Bind cloud frontend to endpoint.
+    let cloudfe = socket(zmq::ROUTER)?;
+    cloudfe.set_identity(me.as_bytes())?;
+    cloudfe.bind(&format!("ipc://{me}-cloud.ipc"))?;
+
+    // Connect cloud backend to all peers.
+    let cloudbe = socket(zmq::ROUTER)?;
+    cloudbe.set_identity(me.as_bytes())?;
+    for peer in &args[2..] {
+        println!("I: connecting to cloud frontend at '{peer}'");
+        cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
+    }
+    // Bind state backend to endpoint.
+    let statebe = socket(zmq::PUB)?;
+    statebe.bind(&format!("ipc://{me}-state.ipc"))?;
+
+    // Connect state frontend to all peers.
+    let statefe = socket(zmq::SUB)?;
+    statefe.set_subscribe(b"")?;
+    for peer in &args[2..] {
+        println!("I: connecting to state backend at '{peer}'");
+        statefe.connect(&format!("ipc://{peer}-state.ipc"))?;
+    }
+    // Prepare monitor socket.
+    let monitor = socket(zmq::PULL)?;
+    monitor.bind(&format!("ipc://{me}-monitor.ipc"))?;
+
+    // After binding and connecting all our sockets, we start our child
+    // tasks: workers and clients.
+    for _ in 0..NBR_WORKERS {
+        let me = me.clone();
+        thread::spawn(move || worker_task(me));
+    }
+    for _ in 0..NBR_CLIENTS {
+        let me = me.clone();
+        thread::spawn(move || client_task(me));
+    }
+    let mut broker = Broker {
+        me,
+        peer_names: args[2..].to_vec(),
+        localfe,
+        localbe,
+        cloudfe,
+        cloudbe,
+        statebe,
+        statefe,
+        monitor,
+        workers: VecDeque::new(),
+        peers: HashMap::new(),
+        waiting: VecDeque::new(),
+    };
+    match broker.run() {
+        Ok(()) | Err(Error::Interrupted) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+struct Broker {
+    me: String,
+    peer_names: Vec<String>,
+    localfe: zmq::Socket,
+    localbe: zmq::Socket,
+    cloudfe: zmq::Socket,
+    cloudbe: zmq::Socket,
+    statebe: zmq::Socket,
+    statefe: zmq::Socket,
+    monitor: zmq::Socket,
+    /// Queue of available workers (local capacity), least recently used first.
+    workers: VecDeque<Vec<u8>>,
+    /// Peers whose state we heard recently (cloud capacity).
+    peers: HashMap<String, Peer>,
+    /// A request a vanished peer could not take, served before new ones.
+    waiting: VecDeque<Message>,
+}
+
+impl Broker {
+    // The main loop has two parts. First, we poll workers and our two service
+    // sockets (statefe and monitor), in any case. If we have no ready workers,
+    // then there's no point in looking at incoming requests. These can remain
+    // on their internal ZeroMQ queues.
+    fn run(&mut self) -> Result<(), Error> {
+        let mut beat = Beat::new(STATE_INTERVAL, Instant::now());
+        loop {
+            // Wake at least for our next state broadcast.
+            let timeout = beat.time_left(Instant::now()).as_millis() as i64;
+            let primary = [&self.localbe, &self.cloudbe, &self.statefe, &self.monitor];
+            let ready = interrupt::poll(&primary, timeout)?;
+
+            // Track if capacity changes during this iteration.
+            let previous = self.workers.len();
+            let mut reply = None; // Reply from local worker or peer
+            if ready[0] {
+                match envelope::split(Message::recv_now(&self.localbe)?) {
+                    Err(e) => log::warn!("localbe: malformed message dropped: {e}"),
+                    Ok((worker, msg)) => {
+                        self.workers.push_back(worker);
+                        // If it's READY, don't route the message any further.
+                        if msg.first() != Some(WORKER_READY) {
+                            reply = Some(msg);
+                        }
+                    }
+                }
+            } else if ready[1] {
+                // Or handle reply from peer broker: we don't use the peer
+                // broker identity for anything.
+                let mut msg = Message::recv_now(&self.cloudbe)?;
+                msg.unwrap();
+                reply = (!msg.is_empty()).then_some(msg);
+            }
+            if let Some(msg) = reply {
+                self.route_reply(msg)?;
+            }
+            // If we have input messages on our statefe or monitor sockets, we
+            // can process these immediately.
+            if ready[2] {
+                self.update_peer(Message::recv_now(&self.statefe)?);
+            }
+            if ready[3] {
+                let status = Message::recv_now(&self.monitor)?;
+                println!("{}", String::from_utf8_lossy(status.first().unwrap_or_default()));
+            }
+            self.forget_silent_peers(Instant::now());
+            self.route_requests()?;
+
+            // We broadcast capacity messages to other peers when it changed,
+            // and once a second anyway so that peers can tell we are alive.
+            if self.workers.len() != previous || beat.due(Instant::now()) {
+                let capacity = self.workers.len().to_string();
+                Message::from_frames([self.me.as_str(), capacity.as_str()]).send(&self.statebe)?;
+            }
+        }
+    }
+
+    // Now route as many client requests as we can handle. If we have local
+    // capacity, we poll both localfe and cloudfe. If we have cloud capacity
+    // only, we poll just localfe. We route any request locally if we can,
+    // else we route to the cloud.
+    fn route_requests(&mut self) -> Result<(), Error> {
+        while !self.workers.is_empty() || self.cloud_capacity() > 0 {
+            let msg = if let Some(msg) = self.waiting.pop_front() {
+                msg
+            } else {
+                // Peers' requests first when a worker is free: the C takes
+                // local ones first, and under local load a peer's request
+                // then starves until its client gives up on it.
+                let local = !self.workers.is_empty();
+                let sockets: &[&zmq::Socket] = if local {
+                    &[&self.localfe, &self.cloudfe]
+                } else {
+                    &[&self.localfe]
+                };
+                let ready = interrupt::poll(sockets, 0)?;
+                let (msg, from_peer) = if ready.get(1) == Some(&true) {
+                    (Message::recv_now(&self.cloudfe)?, true)
+                } else if ready[0] {
+                    (Message::recv_now(&self.localfe)?, false)
+                } else {
+                    return Ok(()); // No work, go back to primary.
+                };
+                if !is_request(&msg, from_peer) {
+                    log::warn!("frontend: malformed request dropped: {msg:?}");
+                    continue;
+                }
+                msg
+            };
+            if let Some(worker) = self.workers.pop_front() {
+                send_logged(envelope::to(worker, msg), &self.localbe, "localbe")?;
+            } else {
+                self.route_to_cloud(msg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request to a random peer with capacity. If the peer turns out
+    /// to be gone, forget it and keep the request for the next round.
+    fn route_to_cloud(&mut self, mut msg: Message) -> Result<(), Error> {
+        let candidates: Vec<&String> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.capacity > 0)
+            .map(|(name, _)| name)
+            .collect();
+        let Some(&name) = candidates.get(helpers::randof(candidates.len() as u32) as usize) else {
+            self.waiting.push_front(msg);
+            return Ok(());
+        };
+        let name = name.clone();
+        msg.push(name.as_str());
+        match msg.clone().send(&self.cloudbe) {
+            Ok(()) => {
+                if let Some(peer) = self.peers.get_mut(&name) {
+                    peer.capacity -= 1;
+                }
+                Ok(())
+            }
+            Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
+                log::warn!("peer {name} is not connected: forgetting its capacity");
+                self.peers.remove(&name);
+                msg.pop();
+                self.waiting.push_front(msg);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Route reply to cloud if it's addressed to a broker, else to our client.
+    fn route_reply(&self, msg: Message) -> Result<(), Error> {
+        let to_peer = msg
+            .first()
+            .is_some_and(|first| self.peer_names.iter().any(|p| p.as_bytes() == first));
+        if to_peer {
+            send_logged(msg, &self.cloudfe, "cloudfe")
+        } else {
+            send_logged(msg, &self.localfe, "localfe")
+        }
+    }
+
+    /// A state message `[peer][free workers]` refreshes what we know of it.
+    fn update_peer(&mut self, msg: Message) {
+        let (Some(name), Some(count), 2) = (msg.get(0), msg.get(1), msg.len()) else {
+            log::warn!("statefe: expected [peer][count], got {msg:?}");
+            return;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let capacity = std::str::from_utf8(count).ok().and_then(|c| c.parse().ok());
+        match capacity {
+            Some(capacity) if self.peer_names.contains(&name) => {
+                let expires = expiry_after(Instant::now(), STATE_INTERVAL, STATE_LIVENESS);
+                self.peers.insert(name, Peer { capacity, expires });
+            }
+            _ => log::warn!("statefe: bad state {msg:?}"),
+        }
+    }
+
+    /// Forgets peers whose state stopped arriving (the C never does).
+    fn forget_silent_peers(&mut self, now: Instant) {
+        self.peers.retain(|name, peer| {
+            let alive = peer.expires > now;
+            if !alive {
+                log::warn!("peer {name} is silent: forgetting its capacity");
+            }
+            alive
+        });
+    }
+
+    fn cloud_capacity(&self) -> usize {
+        self.peers.values().map(|p| p.capacity).sum()
+    }
+}
+
+/// True for `[client][""][body…]`, after the peer's identity if `from_peer`.
+fn is_request(msg: &Message, from_peer: bool) -> bool {
+    let mut msg = msg.clone();
+    if from_peer {
+        msg.pop();
+    }
+    envelope::split(msg).is_ok()
+}
+
+/// Sends on a ROUTER, logging (not failing on) an unknown destination.
+fn send_logged(msg: Message, socket: &zmq::Socket, name: &str) -> Result<(), Error> {
+    let destination = msg.first().map(envelope::show).unwrap_or_default();
+    match msg.send(socket) {
+        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
+            log::warn!("{name}: no peer {destination}, message dropped");
+            Ok(())
+        }
+        other => other,
+    }
+}
