@@ -307,3 +307,160 @@ fn asyncsrv_runs_five_seconds_and_echoes_what_clients_sent() {
         ));
     }
 }
+
+// ------------------------------------------------------- §20–§22 peering1..3
+
+/// Starts `program me peers…` for each of three brokers named DC1..DC3, all in
+/// the scenario directory (their `ipc://` files meet there).
+fn three_brokers(sc: &mut Scenario, program: &str) -> Vec<common::Pid> {
+    let names = ["DC1", "DC2", "DC3"];
+    names
+        .iter()
+        .map(|me| {
+            let mut args = vec![*me];
+            args.extend(names.iter().filter(|n| *n != me));
+            sc.start(me, program, &args)
+        })
+        .collect()
+}
+
+#[test]
+fn peering1_brokers_see_each_others_state() {
+    let mut sc = Scenario::new("peering1");
+    let brokers = three_brokers(&mut sc, bin!("peering1"));
+    let names = ["DC1", "DC2", "DC3"];
+    for (broker, me) in brokers.iter().zip(names) {
+        sc.expect(
+            *broker,
+            &format!("I: preparing broker at {me}..."),
+            secs(30),
+        );
+        for peer in names.iter().filter(|n| **n != me) {
+            sc.wait_for(*broker, secs(30), &format!("state from {peer}"), |out| {
+                out.lines().any(|l| {
+                    l.strip_prefix(&format!("{peer} - "))
+                        .and_then(|rest| rest.strip_suffix(" workers free"))
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| n < 10)
+                })
+            });
+        }
+    }
+    for broker in brokers {
+        sc.interrupt(broker);
+        assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+    }
+}
+
+#[test]
+fn peering2_brokers_serve_clients_and_survive_a_dead_peer() {
+    let mut sc = Scenario::new("peering2");
+    let me = sc.start("me", bin!("peering2"), &["me", "you"]);
+    let you = sc.start("you", bin!("peering2"), &["you", "me"]);
+    for broker in [me, you] {
+        sc.expect(
+            broker,
+            "Press Enter when all brokers are started: ",
+            secs(30),
+        );
+    }
+    for broker in [me, you] {
+        sc.write_stdin(broker, "\n");
+    }
+    for broker in [me, you] {
+        sc.expect_count(broker, "Client: OK", 30, secs(60));
+        sc.expect_count(broker, "Worker: [005] HELLO", 30, secs(60));
+    }
+    // Kill one broker: the other keeps serving its clients.
+    sc.kill(you);
+    let before = sc.count(me, "Client: OK");
+    sc.expect_count(me, "Client: OK", before + 20, secs(60));
+    sc.assert_running(me);
+    sc.interrupt(me);
+    assert_eq!(sc.wait_exit(me, secs(15)), 0, "clean exit on SIGINT");
+}
+
+/// How many completed-task lines (four hex digits) the output has.
+fn task_ids(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.len() == 4 && l.chars().all(|c| c.is_ascii_hexdigit()))
+        .count()
+}
+
+#[test]
+fn peering3_brokers_lose_no_tasks_and_forget_a_dead_peer() {
+    let mut sc = Scenario::new("peering3");
+    let brokers = three_brokers(&mut sc, bin!("peering3"));
+    // Let them run a while: every broker reports plenty of completed tasks.
+    for broker in &brokers {
+        sc.wait_for(*broker, secs(90), "80 completed task ids", |out| {
+            task_ids(out) >= 80
+        });
+    }
+    for broker in &brokers {
+        if sc.count(*broker, "E: CLIENT EXIT") > 0 {
+            sc.fail("a client lost a task while all brokers were running");
+        }
+    }
+    // Kill DC3: the others forget its capacity once its state stops, and
+    // keep serving.
+    sc.kill(brokers[2]);
+    for broker in &brokers[..2] {
+        sc.expect(
+            *broker,
+            "peer DC3 is silent: forgetting its capacity",
+            secs(30),
+        );
+        let before = task_ids(&sc.output(*broker));
+        sc.wait_for(*broker, secs(60), "more completed tasks", |out| {
+            task_ids(out) >= before + 20
+        });
+        sc.assert_running(*broker);
+    }
+    for broker in &brokers[..2] {
+        sc.interrupt(*broker);
+        assert_eq!(sc.wait_exit(*broker, secs(15)), 0, "clean exit on SIGINT");
+    }
+}
+
+#[test]
+fn peering3_logs_and_drops_malformed_input() {
+    let mut sc = Scenario::new("peering3-bad");
+    // DC1 alone; the test plays its peer DC2's state publisher.
+    let broker = sc.start("DC1", bin!("peering3"), &["DC1", "DC2"]);
+    sc.expect(broker, "I: connecting to state backend at 'DC2'", secs(30));
+    let dir = sc.dir().to_path_buf();
+    let probes = std::thread::spawn(move || -> Result<(), String> {
+        let context = zmq::Context::new();
+        let state = context.socket(zmq::PUB).map_err(|e| e.to_string())?;
+        state.set_linger(0).map_err(|e| e.to_string())?;
+        state
+            .bind(&format!("ipc://{}/DC2-state.ipc", dir.display()))
+            .map_err(|e| e.to_string())?;
+        let client = probe(&context, zmq::DEALER, "R", &dir, "DC1-localfe.ipc");
+        let peer = probe(&context, zmq::DEALER, "DC2", &dir, "DC1-cloud.ipc");
+        // Repeat for a few seconds: PUB drops messages until the SUB is in.
+        for _ in 0..30 {
+            send(&state, &[b"DC2", b"lots"])?; // not a number
+            send(&state, &[b"DC2"])?; // no count
+            send(&client, &[b"HELLO"])?; // no delimiter
+            send(&peer, &[b"garbage"])?; // no client envelope
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    sc.expect_count(broker, "statefe: bad state", 1, secs(30));
+    sc.expect_count(broker, "statefe: expected [peer][count]", 1, secs(30));
+    sc.expect_count(broker, "frontend: malformed request dropped", 2, secs(30));
+    if let Ok(Err(e)) = probes.join() {
+        sc.fail(&e);
+    }
+    // Still serving its own clients.
+    let before = task_ids(&sc.output(broker));
+    sc.wait_for(broker, secs(60), "more completed tasks", |out| {
+        task_ids(out) >= before + 20
+    });
+    sc.interrupt(broker);
+    assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+}

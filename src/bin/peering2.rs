@@ -70,7 +70,10 @@ fn worker_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
     // Process messages as they arrive.
     while pipe.poll(&[&worker], -1)?.is_some() {
         let mut msg = Message::recv_now(&worker)?;
-        println!("{}", format_frame("Worker: ", msg.last().unwrap_or_default()));
+        println!(
+            "{}",
+            format_frame("Worker: ", msg.last().unwrap_or_default())
+        );
         msg.set_last("OK");
         msg.send(&worker)?;
     }

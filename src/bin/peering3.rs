@@ -79,7 +79,8 @@ fn client_task(me: String) -> Result<(), Error> {
             // Worker is supposed to answer us with our task id.
             let reply = helpers::recv_string(&client)?;
             if reply != task_id {
-                let complaint = format!("E: CLIENT EXIT - wrong reply {reply:?} for task {task_id}");
+                let complaint =
+                    format!("E: CLIENT EXIT - wrong reply {reply:?} for task {task_id}");
                 return helpers::send_string(&monitor, &complaint);
             }
             helpers::send_string(&monitor, &reply)?;
@@ -267,7 +268,10 @@ impl Broker {
             }
             if ready[3] {
                 let status = Message::recv_now(&self.monitor)?;
-                println!("{}", String::from_utf8_lossy(status.first().unwrap_or_default()));
+                println!(
+                    "{}",
+                    String::from_utf8_lossy(status.first().unwrap_or_default())
+                );
             }
             self.forget_silent_peers(Instant::now());
             self.route_requests()?;
