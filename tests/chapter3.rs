@@ -136,7 +136,9 @@ fn probe(
     file: &str,
 ) -> zmq::Socket {
     let socket = context.socket(kind).expect("socket");
-    socket.set_linger(0).expect("linger");
+    // Not 0: a probe may send and return before its ipc connection is up;
+    // the context then waits (at most this long) to deliver what is queued.
+    socket.set_linger(5_000).expect("linger");
     socket.set_rcvtimeo(20_000).expect("rcvtimeo");
     socket.set_sndtimeo(5_000).expect("sndtimeo");
     socket.set_identity(id.as_bytes()).expect("identity");
