@@ -17,10 +17,10 @@
 //! cleanly (exit code 0).
 
 use zguide::message::frame_text;
-use zguide::{interrupt, Error, Message};
+use zguide::{helpers, interrupt, Error, Message};
 
 fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    helpers::init_log("info");
     interrupt::catch_signals();
     let context = zmq::Context::new();
     let responder = context.socket(zmq::ROUTER)?;

@@ -9,10 +9,10 @@
 //! a content frame is logged and skipped rather than read across into the
 //! next message. Ctrl-C/SIGTERM ends it cleanly (exit code 0).
 
-use zguide::{interrupt, Error, Message};
+use zguide::{helpers, interrupt, Error, Message};
 
 fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    helpers::init_log("info");
     interrupt::catch_signals();
     let context = zmq::Context::new();
     let subscriber = context.socket(zmq::SUB)?;

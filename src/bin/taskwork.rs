@@ -12,7 +12,7 @@
 use zguide::{helpers, interrupt, Error};
 
 fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    helpers::init_log("info");
     interrupt::catch_signals();
     let context = zmq::Context::new();
 
