@@ -497,3 +497,314 @@ fn broker_survives_10000_random_messages_with_bounded_memory() {
     sc.assert_running(worker);
     stop_cleanly(&mut sc, broker, "mdbroker");
 }
+
+#[test]
+fn worker_survives_garbage_from_a_fake_broker() {
+    // A test-side ROUTER plays the broker, so the worker API's own checks
+    // are what is tested (the real broker never sends garbage).
+    let mut sc = Scenario::new("mdworker-garbage");
+    let router = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.set_rcvtimeo(30_000).unwrap();
+        router.bind("tcp://*:5555").unwrap();
+        router
+    });
+    // The bound socket keeps its namespace; the next probe thread uses it.
+    let worker = sc.start("mdworker", bin!("mdworker"), &[]);
+    let reply = sc.in_namespace(move || {
+        let hello = router.recv_multipart(0).expect("READY from mdworker");
+        assert_eq!(
+            &hello[1..],
+            &frames(&[b"", b"MDPW01", b"\x01", b"echo"])[..]
+        );
+        let id = hello[0].clone();
+        let garbage: Vec<Vec<&[u8]>> = vec![
+            vec![],
+            vec![b"x"],
+            vec![b"", b"MDPW01"],
+            vec![b"", b"MDPC01", b"\x02"],
+            vec![b"junk", b"MDPW01", b"\x02", b"c", b"", b"x"],
+            vec![b"", b"MDPW01", b"\x07"],
+            vec![b"", b"MDPW01", b"\x02"],
+            vec![b"", b"MDPW01", b"\x02", b"c"],
+            vec![b"", b"MDPW01", b"\x02", b"c", b"not-empty", b"x"],
+            vec![b"", b"MDPW01", b"\x03", b"c", b"", b"x"],
+        ];
+        for parts in garbage {
+            let mut msg: Vec<&[u8]> = vec![&id];
+            msg.extend(parts);
+            router.send_multipart(msg, 0).unwrap();
+        }
+        router
+            .send_multipart(
+                [&id[..], b"", b"MDPW01", b"\x02", b"client", b"", b"ping"],
+                0,
+            )
+            .unwrap();
+        loop {
+            let msg = router.recv_multipart(0).expect("a reply from mdworker");
+            if msg.get(3).map(Vec::as_slice) == Some(b"\x03") {
+                return msg[1..].to_vec();
+            }
+        }
+    });
+    assert_eq!(
+        reply,
+        frames(&[b"", b"MDPW01", b"\x03", b"client", b"", b"ping"])
+    );
+    assert!(sc.output(worker).contains("invalid message from broker"));
+    stop_cleanly(&mut sc, worker, "mdworker");
+}
+
+// ---------------------------------------------------------------- §28 tripping
+
+#[test]
+fn tripping_prints_both_rates_in_the_c_format() {
+    let mut sc = Scenario::new("tripping");
+    let tripping = sc.start_spec(
+        "tripping",
+        Spec::new(bin!("tripping"), &[]).env("ZGUIDE_REQUESTS", 1000),
+    );
+    sc.expect(tripping, "Setting up test...", secs(30));
+    sc.expect(tripping, "Synchronous round-trip test...", secs(30));
+    let sync = sc.expect(tripping, " calls/second", secs(120));
+    sc.expect(tripping, "Asynchronous round-trip test...", secs(30));
+    let asynchronous = sc.expect(tripping, " calls/second", secs(120));
+    for line in [&sync, &asynchronous] {
+        let number = line
+            .strip_prefix(' ')
+            .and_then(|l| l.strip_suffix(" calls/second"))
+            .unwrap_or_else(|| panic!("not the C format: {line:?}"));
+        assert!(number.parse::<u64>().unwrap() > 0, "{line}");
+    }
+    assert_eq!(sc.wait_exit(tripping, secs(30)), 0);
+}
+
+#[test]
+fn tripping_exits_cleanly_on_sigint() {
+    let mut sc = Scenario::new("tripping-int");
+    // The C counts: long enough to be interrupted mid-test.
+    let tripping = sc.start("tripping", bin!("tripping"), &[]);
+    sc.expect(tripping, "Synchronous round-trip test...", secs(30));
+    stop_cleanly(&mut sc, tripping, "tripping");
+}
+
+// ---------------------------------------------------------------- §30 Titanic
+
+fn titanic_dir_files(sc: &Scenario) -> Vec<String> {
+    match std::fs::read_dir(sc.dir().join(".titanic")) {
+        Ok(dir) => dir
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn ticlient_gets_its_reply_when_the_worker_comes_late() {
+    let mut sc = Scenario::new("titanic");
+    let broker = start_broker(&mut sc);
+    let titanic = sc.start("titanic", bin!("titanic"), &["-v"]);
+    for _ in 0..3 {
+        sc.expect(broker, "I: registering new worker", secs(30));
+    }
+    let client = sc.start("ticlient", bin!("ticlient"), &[]);
+    let line = sc.expect(client, "I: request UUID [032] ", secs(30));
+    let uuid = line.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(uuid.len(), 32, "{line}");
+    sc.expect(client, "I: no reply yet, trying again...", secs(30));
+    sc.expect(titanic, &format!("I: processing request {uuid}"), secs(30));
+    assert!(titanic_dir_files(&sc).contains(&format!("{uuid}.req")));
+    start_worker(&mut sc, broker, "mdworker");
+    sc.expect(client, "Reply: Hello world", secs(60));
+    assert_eq!(sc.wait_exit(client, secs(30)), 0);
+    // titanic.close removed both files; the queue line is marked done.
+    let files = titanic_dir_files(&sc);
+    assert!(!files.iter().any(|f| f.starts_with(&uuid)), "{files:?}");
+    let queue = std::fs::read_to_string(sc.dir().join(".titanic/queue")).unwrap();
+    assert_eq!(queue, format!("+{uuid}\n"));
+    stop_cleanly(&mut sc, titanic, "titanic");
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+#[test]
+fn titanic_request_survives_kills_of_titanic_and_broker() {
+    let mut sc = Scenario::new("titanic-restarts");
+    let broker = start_broker(&mut sc);
+    let titanic = sc.start("titanic", bin!("titanic"), &["-v"]);
+    for _ in 0..3 {
+        sc.expect(broker, "I: registering new worker", secs(30));
+    }
+    let client = sc.start("ticlient", bin!("ticlient"), &[]);
+    let line = sc.expect(client, "I: request UUID [032] ", secs(30));
+    let uuid = line.rsplit(' ').next().unwrap().to_string();
+    sc.expect(titanic, &format!("I: processing request {uuid}"), secs(30));
+
+    // Accepted with 200: now kill everything but the client, restart.
+    sc.kill(titanic);
+    sc.kill(broker);
+    sc.restart(broker);
+    sc.expect(broker, "is active at", secs(30));
+    sc.restart(titanic);
+    sc.expect(titanic, &format!("I: processing request {uuid}"), secs(30));
+    // And once more with the broker alone, while titanic keeps running.
+    sc.kill(broker);
+    sc.restart(broker);
+    sc.expect(broker, "is active at", secs(30));
+    // The late worker; titanic re-registers its services by itself.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    sc.expect(client, "Reply: Hello world", secs(90));
+    assert_eq!(sc.wait_exit(client, secs(30)), 0);
+    assert_eq!(sc.count(client, "Reply:"), 1);
+    stop_cleanly(&mut sc, titanic, "titanic");
+    stop_cleanly(&mut sc, broker, "mdbroker");
+}
+
+/// A raw TSP call: `[MDPC01][service][body…]` over a REQ socket.
+fn tsp(ctx: &zmq::Context, service: &[u8], body: &[&[u8]]) -> Frames {
+    let client = probe(ctx, zmq::REQ);
+    client.set_rcvtimeo(30_000).unwrap();
+    let mut msg: Vec<&[u8]> = vec![b"MDPC01", service];
+    msg.extend_from_slice(body);
+    send(&client, &msg);
+    let mut reply = recv(&client);
+    assert_eq!(&reply[..2], &frames(&[b"MDPC01", service])[..]);
+    reply.drain(..2);
+    reply
+}
+
+#[test]
+fn titanic_raw_frames_refuse_paths_and_bad_requests() {
+    let mut sc = Scenario::new("titanic-raw");
+    let broker = start_broker(&mut sc);
+    let titanic = sc.start("titanic", bin!("titanic"), &[]);
+    for _ in 0..3 {
+        sc.expect(broker, "I: registering new worker", secs(30));
+    }
+    // A file outside the store that a path attack would touch.
+    let outside = sc.dir().join("victim.rep");
+    std::fs::write(&outside, b"precious").unwrap();
+    let uuid = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let refused = frames(&[b"400"]);
+        for bad in [
+            &b"../victim"[..],
+            b"../../../../../etc/passwd",
+            b"",
+            b"0123456789ABCDEF0123456789ABCDE/",
+            b"0123456789abcdef0123456789abcdef0",
+        ] {
+            assert_eq!(tsp(&ctx, b"titanic.reply", &[bad]), refused, "{bad:?}");
+            assert_eq!(tsp(&ctx, b"titanic.close", &[bad]), refused, "{bad:?}");
+        }
+        // Unknown but well-formed (either case): 400 for reply, 200 close.
+        let unknown = b"0123456789abcdef0123456789ABCDEF";
+        assert_eq!(tsp(&ctx, b"titanic.reply", &[unknown]), refused);
+        assert_eq!(tsp(&ctx, b"titanic.close", &[unknown]), frames(&[b"200"]));
+        // A request needs a service and a body.
+        assert_eq!(tsp(&ctx, b"titanic.request", &[b"echo"]), refused);
+        assert_eq!(tsp(&ctx, b"titanic.request", &[b"", b"x"]), refused);
+        // A good request: 200 + UUID, then 300 while no worker exists.
+        let accepted = tsp(&ctx, b"titanic.request", &[b"echo", b"Hello", b"raw"]);
+        assert_eq!(accepted.len(), 2, "{accepted:?}");
+        assert_eq!(accepted[0], b"200");
+        let uuid = accepted[1].clone();
+        assert_eq!(uuid.len(), 32);
+        assert_eq!(tsp(&ctx, b"titanic.reply", &[&uuid]), frames(&[b"300"]));
+        uuid
+    });
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    start_worker(&mut sc, broker, "mdworker");
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = tsp(&ctx, b"titanic.reply", &[&uuid]);
+            if reply[0] == b"200" {
+                assert_eq!(reply, frames(&[b"200", b"Hello", b"raw"]));
+                break;
+            }
+            assert_eq!(reply, frames(&[b"300"]));
+            assert!(Instant::now() < deadline, "never answered");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
+        assert_eq!(tsp(&ctx, b"titanic.reply", &[&uuid]), frames(&[b"400"]));
+    });
+    stop_cleanly(&mut sc, titanic, "titanic");
+}
+
+#[test]
+fn titanic_survives_10000_random_requests_with_bounded_memory() {
+    let mut sc = Scenario::new("titanic-fuzz");
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
+    sc.expect(broker, "is active", secs(30));
+    let titanic = sc.start("titanic", bin!("titanic"), &[]);
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    // Warm up: one full TSP round trip.
+    let warmup = sc.start("ticlient-warmup", bin!("ticlient"), &[]);
+    sc.expect(warmup, "Reply: Hello world", secs(60));
+    let pid = sc.os_pid(titanic);
+    let before = rss_kib(pid);
+
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let mut rng: u64 = 0x7171_7A1C;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let dealer = probe(&ctx, zmq::DEALER);
+        let mut outstanding = 0usize;
+        for n in 0..10_000usize {
+            // Mostly reply/close with random ids; 1 in 25 a random request
+            // (each stored one stays pending: its service does not exist).
+            let service: &[u8] = match next() % 25 {
+                0 => b"titanic.request",
+                r if r % 2 == 0 => b"titanic.reply",
+                _ => b"titanic.close",
+            };
+            let mut msg: Frames = frames(&[b"", b"MDPC01", service]);
+            let count = 1 + next() % 5;
+            for _ in 0..count {
+                let len = match next() % 4 {
+                    0 => 32, // uuid-sized noise
+                    _ => (next() % 40) as usize,
+                };
+                msg.push((0..len).map(|_| next() as u8).collect());
+            }
+            if n % 2500 == 1234 {
+                msg.push(vec![0x5A; (1 + (n / 2500) % 4) << 20]);
+            }
+            dealer.send_multipart(msg, 0).unwrap();
+            outstanding += 1;
+            // Keep at most 100 in flight: titanic answers one at a time.
+            while outstanding >= 100 {
+                dealer.recv_multipart(0).expect("titanic answers");
+                outstanding -= 1;
+            }
+        }
+        while outstanding > 0 {
+            dealer.recv_multipart(0).expect("titanic answers");
+            outstanding -= 1;
+        }
+    });
+    sc.assert_running(titanic);
+    // Still serving: a full TSP round trip.
+    let after_fuzz = sc.start("ticlient-after", bin!("ticlient"), &[]);
+    sc.expect(after_fuzz, "Reply: Hello world", secs(120));
+    assert_eq!(sc.wait_exit(after_fuzz, secs(30)), 0);
+    let after = rss_kib(pid);
+    eprintln!("titanic RSS: {before} KiB before, {after} KiB after the fuzz");
+    // Bound: 32 MiB over the warmed-up size (nothing is kept in memory;
+    // the store is on disk).
+    assert!(
+        after < before + 32 * 1024,
+        "titanic RSS grew from {before} KiB to {after} KiB"
+    );
+    stop_cleanly(&mut sc, titanic, "titanic");
+}

@@ -36,6 +36,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use zguide::heartbeat::expiry_after;
+use zguide::helpers::init_log;
 use zguide::mdp::protocol::{self, clock_log, summary, Command, WorkerCommand};
 use zguide::{interrupt, Error, Message};
 
@@ -88,7 +89,7 @@ struct Worker {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_log("info");
     interrupt::catch_signals();
     let verbose = std::env::args().nth(1).as_deref() == Some("-v");
 

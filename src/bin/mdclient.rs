@@ -11,12 +11,12 @@
 //! Differs from the C: `ZGUIDE_REQUESTS` (default 100000) lowers the count for
 //! tests; the exit code is 0 as in the C, whether or not all were answered.
 
-use zguide::helpers::env_count;
+use zguide::helpers::{env_count, init_log};
 use zguide::mdp::Client;
 use zguide::{interrupt, Message};
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_log("info");
     interrupt::catch_signals();
     let verbose = std::env::args().nth(1).as_deref() == Some("-v");
     let requests = env_count("ZGUIDE_REQUESTS", 100_000);

@@ -9,11 +9,12 @@
 //! Differs from the C only in that Ctrl-C ends it cleanly with exit code 0
 //! (the worker API prints `W: interrupt received, killing worker...`).
 
+use zguide::helpers::init_log;
 use zguide::mdp::Worker;
 use zguide::{interrupt, Error};
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_log("info");
     interrupt::catch_signals();
     let verbose = std::env::args().nth(1).as_deref() == Some("-v");
 

@@ -8,11 +8,12 @@
 //!
 //! Run beside it: `mdbroker`, with and without an `mdworker`.
 
+use zguide::helpers::init_log;
 use zguide::mdp::Client;
 use zguide::{interrupt, Message};
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_log("info");
     interrupt::catch_signals();
     let verbose = std::env::args().nth(1).as_deref() == Some("-v");
 
