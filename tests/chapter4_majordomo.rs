@@ -662,17 +662,23 @@ fn titanic_request_survives_kills_of_titanic_and_broker() {
     stop_cleanly(&mut sc, broker, "mdbroker");
 }
 
-/// A raw TSP call: `[MDPC01][service][body…]` over a REQ socket.
+/// A raw TSP call: `[MDPC01][service][body…]` over a REQ socket, retried on
+/// a fresh socket like the Lazy Pirate (a request the broker handed to a
+/// worker that just died is lost; MDP clients retry).
 fn tsp(ctx: &zmq::Context, service: &[u8], body: &[&[u8]]) -> Frames {
-    let client = probe(ctx, zmq::REQ);
-    client.set_rcvtimeo(30_000).unwrap();
     let mut msg: Vec<&[u8]> = vec![b"MDPC01", service];
     msg.extend_from_slice(body);
-    send(&client, &msg);
-    let mut reply = recv(&client);
-    assert_eq!(&reply[..2], &frames(&[b"MDPC01", service])[..]);
-    reply.drain(..2);
-    reply
+    for _attempt in 0..10 {
+        let client = probe(ctx, zmq::REQ);
+        client.set_rcvtimeo(3000).unwrap();
+        send(&client, &msg);
+        if let Ok(mut reply) = client.recv_multipart(0) {
+            assert_eq!(&reply[..2], &frames(&[b"MDPC01", service])[..]);
+            reply.drain(..2);
+            return reply;
+        }
+    }
+    panic!("no answer from {}", String::from_utf8_lossy(service));
 }
 
 #[test]
@@ -806,5 +812,118 @@ fn titanic_survives_10000_random_requests_with_bounded_memory() {
         after < before + 32 * 1024,
         "titanic RSS grew from {before} KiB to {after} KiB"
     );
+    stop_cleanly(&mut sc, titanic, "titanic");
+}
+
+/// Joins the network namespace of a running scenario process, for a probe
+/// thread that must run while the test goes on (`in_namespace` blocks).
+fn enter_namespace_of(os_pid: i32) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/proc/{os_pid}/ns/net")).unwrap();
+    // SAFETY: setns on this thread only, with a valid namespace fd.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn titanic_killed_at_random_moments_answers_every_accepted_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use zguide::mdp::titanic::decode;
+
+    let mut sc = Scenario::new("titanic-crashes");
+    let broker = start_broker(&mut sc);
+    let titanic = sc.start("titanic", bin!("titanic"), &[]);
+    for _ in 0..3 {
+        sc.expect(broker, "I: registering new worker", secs(30));
+    }
+    start_worker(&mut sc, broker, "mdworker");
+
+    // A client that keeps submitting requests while titanic gets killed;
+    // it remembers what was accepted with 200.
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let broker_pid = sc.os_pid(broker);
+    let submitter = {
+        let stop = stop.clone();
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            enter_namespace_of(broker_pid);
+            let ctx = zmq::Context::new();
+            let mut accepted: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut client = probe(&ctx, zmq::REQ);
+            client.set_rcvtimeo(2000).unwrap();
+            let mut n = 0u32;
+            while !stop.load(Ordering::SeqCst) && n < 2000 {
+                n += 1;
+                let payload = format!("payload-{n}").into_bytes();
+                send(&client, &[b"MDPC01", b"titanic.request", b"echo", &payload]);
+                match client.recv_multipart(0) {
+                    Ok(reply) if reply.len() == 4 && reply[2] == b"200" => {
+                        accepted.push((reply[3].clone(), payload));
+                        progress.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        // No answer (titanic was down): fresh socket, go on.
+                        client = probe(&ctx, zmq::REQ);
+                        client.set_rcvtimeo(2000).unwrap();
+                    }
+                }
+            }
+            accepted
+        })
+    };
+    let mut rng = 0x1234_5678_9ABC_DEF0u64 ^ u64::from(std::process::id());
+    for round in 1..=4 {
+        // Let some requests through after each restart...
+        let deadline = Instant::now() + secs(60);
+        while progress.load(Ordering::SeqCst) < round * 5 {
+            assert!(Instant::now() < deadline, "no progress\n{}", sc.report());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // ...then kill at a random moment (fault injection, not a wait).
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 400));
+        sc.kill(titanic);
+        sc.restart(titanic);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let accepted = submitter.join().unwrap();
+    assert!(!accepted.is_empty(), "nothing accepted\n{}", sc.report());
+
+    // Every accepted request is answered, with its own payload.
+    let pending = accepted.clone();
+    let unanswered = sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut left = pending;
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|(uuid, payload)| {
+                let reply = tsp(&ctx, b"titanic.reply", &[uuid]);
+                if reply.first().map(Vec::as_slice) == Some(b"200") {
+                    assert_eq!(reply, vec![b"200".to_vec(), payload.clone()]);
+                    false
+                } else {
+                    assert_eq!(reply, frames(&[b"300"]), "accepted request lost");
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        left.len()
+    });
+    assert_eq!(unanswered, 0, "{}", sc.report());
+    // Nothing half-written: every stored file decodes.
+    for name in titanic_dir_files(&sc) {
+        if name.ends_with(".req") || name.ends_with(".rep") {
+            let bytes = std::fs::read(sc.dir().join(".titanic").join(&name)).unwrap();
+            decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+    eprintln!("{} requests accepted across 4 SIGKILLs", accepted.len());
     stop_cleanly(&mut sc, titanic, "titanic");
 }
