@@ -15,10 +15,10 @@
 //! | [`envelope`] | checked `[identity][""][body]` envelopes for ROUTER brokers | `zmsg_unwrap`, §15–§18 |
 //! | [`helpers`] | identities, `randof`, clock, strings on the wire | `zhelpers.h` |
 //! | [`interrupt`] | Ctrl-C/SIGTERM that wakes a blocked poll | §9, `s_catch_signals` |
-//! | [`heartbeat`] | liveness, heartbeat timing, reconnect back-off | §25–§27 |
+//! | [`heartbeat`] | liveness, heartbeat timing, reconnect back-off, idle lists with expiry | §25–§27 |
 //! | [`reactor`] | readers and timers in one poll loop | `zloop` |
 //! | [`actor`] | a thread with a pipe, ready/`$TERM` handshake | `zactor` |
-//! | [`ppp`] | Paranoid Pirate protocol constants and checks | §25, PPP |
+//! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |

@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use crate::helpers;
-use crate::message::{frame_text, Message};
+use crate::message::frame_text;
+use crate::{envelope, helpers, Error, Message};
 
 /// READY: the first message a worker sends on a new connection.
 pub const READY: &[u8] = b"\x01";
@@ -55,7 +55,7 @@ pub enum WorkerMessage {
 /// The C queue accepts any one-frame message that merely *starts* with 0x01 or
 /// 0x02 and forwards every longer message blindly; here a command must be
 /// exactly one byte and a reply must carry a client envelope (non-empty
-/// address, empty delimiter, a body).
+/// address, empty delimiter, a body), checked by [`envelope::split`].
 pub fn classify_worker_message(msg: Message) -> WorkerMessage {
     if msg.len() == 1 {
         return match msg.first() {
@@ -69,9 +69,9 @@ pub fn classify_worker_message(msg: Message) -> WorkerMessage {
             None => WorkerMessage::Invalid("empty message".into()),
         };
     }
-    match check_envelope(&msg) {
-        Ok(()) => WorkerMessage::Reply(msg),
-        Err(reason) => WorkerMessage::Invalid(format!("not a reply: {reason}")),
+    match envelope::split(msg) {
+        Ok((client, body)) => WorkerMessage::Reply(envelope::to(client, body)),
+        Err(e) => WorkerMessage::Invalid(format!("not a reply: {}", reason(e))),
     }
 }
 
@@ -97,32 +97,21 @@ pub fn classify_queue_message(msg: Message) -> QueueMessage {
     }
 }
 
-/// Checks a client request as the queue's frontend ROUTER delivers it:
-/// `[client][""][body]`. The body must be exactly one frame, because the
-/// worker tells work from commands by the frame count alone (a four-frame
-/// request would reach a C `ppworker` as "invalid" and never be answered).
-pub fn check_request(msg: &Message) -> Result<(), String> {
-    check_envelope(msg)?;
-    if msg.len() != 3 {
-        return Err(format!(
-            "{} body frames, a Paranoid Pirate request has one",
-            msg.len() - 2
-        ));
-    }
-    Ok(())
+/// Checks a client request as the queue's frontend ROUTER delivers it,
+/// `[client][""][body]`, and gives it back for dispatch. The body must be
+/// exactly one frame, because the worker tells work from commands by the frame
+/// count alone (a four-frame request would reach a C `ppworker` as "invalid"
+/// and never be answered). The error says what was wrong.
+pub fn check_request(msg: Message) -> Result<Message, String> {
+    let (client, body) = envelope::split_exact(msg, 1).map_err(reason)?;
+    Ok(envelope::to(client, body))
 }
 
-/// `[address][""][body…]`: a non-empty address, the empty delimiter, and at
-/// least one body frame.
-pub fn check_envelope(msg: &Message) -> Result<(), String> {
-    match (msg.get(0), msg.get(1), msg.len()) {
-        (None, _, _) => Err("empty message".into()),
-        (Some([]), _, _) => Err("empty address frame".into()),
-        (_, Some(delimiter), _) if !delimiter.is_empty() => {
-            Err("no empty delimiter after the address".into())
-        }
-        (_, _, n) if n < 3 => Err(format!("{n} frames, an envelope and a body need 3")),
-        _ => Ok(()),
+/// The text of a protocol error, without the "protocol error:" prefix.
+fn reason(e: Error) -> String {
+    match e {
+        Error::Protocol(what) => what,
+        other => other.to_string(),
     }
 }
 
@@ -261,10 +250,11 @@ mod tests {
 
     #[test]
     fn requests_have_one_body_frame() {
-        assert!(check_request(&msg(&[b"c", b"", b"1"])).is_ok());
-        assert!(check_request(&msg(&[b"c", b"1"])).is_err());
-        assert!(check_request(&msg(&[b"c", b"", b"1", b"2"])).is_err());
-        assert!(check_request(&msg(&[b"1"])).is_err());
+        let request = msg(&[b"c", b"", b"1"]);
+        assert_eq!(check_request(request.clone()), Ok(request));
+        assert!(check_request(msg(&[b"c", b"1"])).is_err());
+        assert!(check_request(msg(&[b"c", b"", b"1", b"2"])).is_err());
+        assert!(check_request(msg(&[b"1"])).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!   the tests can watch registration, dispatch and purging;
 //! * invalid messages are checked, logged and dropped, and do not count as a
 //!   sign of life: a worker message must be exactly READY/HEARTBEAT or a reply
-//!   with a client envelope (`E: invalid message from worker: …` plus a dump),
+//!   with a client envelope (`E: invalid message from worker <id>: <why>`),
 //!   a client request must be `[client][""][body]`
 //!   (`E: invalid message from client: …`). The C treats any worker traffic as
 //!   readiness and forwards client messages unchecked;
@@ -29,8 +29,8 @@
 
 use std::time::Instant;
 
+use zguide::envelope::show;
 use zguide::heartbeat::ReadyList;
-use zguide::message::frame_text;
 use zguide::ppp::{self, WorkerMessage, HEARTBEAT, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
 use zguide::{helpers, interrupt, Error, Message};
 
@@ -74,14 +74,11 @@ fn main() -> Result<(), Error> {
             let identity = msg.pop().unwrap_or_default();
             match ppp::classify_worker_message(msg) {
                 WorkerMessage::Invalid(reason) => {
-                    log::error!(
-                        "invalid message from worker {}: {reason}",
-                        frame_text(&identity)
-                    );
+                    log::error!("invalid message from worker {}: {reason}", show(&identity));
                 }
                 valid => {
                     // Any sign of life from a worker means it's ready.
-                    let name = frame_text(&identity);
+                    let name = show(&identity);
                     if workers.ready(identity, Instant::now()) {
                         log::debug!("worker {name} ready ({} idle)", workers.len());
                     }
@@ -95,14 +92,9 @@ fn main() -> Result<(), Error> {
         if readable.get(1) == Some(&true) {
             // Get the next client request, route it to the next worker.
             let msg = Message::recv_now(&frontend)?;
-            match ppp::check_request(&msg) {
-                Ok(()) => dispatch(&backend, &mut workers, msg)?,
-                Err(reason) => {
-                    log::error!(
-                        "invalid message from client: {reason}\n{}",
-                        msg.dump().trim_end()
-                    )
-                }
+            match ppp::check_request(msg) {
+                Ok(request) => dispatch(&backend, &mut workers, request)?,
+                Err(reason) => log::error!("invalid message from client: {reason}"),
             }
         }
 
@@ -122,7 +114,7 @@ fn main() -> Result<(), Error> {
             heartbeat_at = now + HEARTBEAT_INTERVAL;
         }
         for dead in workers.purge(now) {
-            log::debug!("worker {} expired, purged", frame_text(&dead));
+            log::debug!("worker {} expired, purged", show(&dead));
         }
     }
     Ok(())
@@ -141,14 +133,11 @@ fn dispatch(
         routed.push(worker.clone());
         match routed.send_flags(backend, zmq::DONTWAIT) {
             Ok(()) => {
-                log::debug!("request to worker {}", frame_text(&worker));
+                log::debug!("request to worker {}", show(&worker));
                 return Ok(());
             }
             Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                log::warn!(
-                    "worker {} has gone, trying the next one",
-                    frame_text(&worker)
-                )
+                log::warn!("worker {} has gone, trying the next one", show(&worker))
             }
             Err(e) => return Err(e),
         }

@@ -21,8 +21,8 @@
 
 use std::collections::VecDeque;
 
-use zguide::message::frame_text;
-use zguide::ppp::{self, READY};
+use zguide::envelope::{self, show};
+use zguide::ppp::READY;
 use zguide::{helpers, interrupt, Error, Message};
 
 fn main() -> Result<(), Error> {
@@ -55,53 +55,42 @@ fn main() -> Result<(), Error> {
 
         // Handle worker activity on the backend.
         if readable[0] {
-            let mut msg = Message::recv_now(&backend)?;
-            match worker_message(&mut msg) {
-                Ok((identity, ready)) => {
+            let msg = Message::recv_now(&backend)?;
+            match worker_message(msg) {
+                Ok((identity, reply)) => {
                     // Use the worker identity for load balancing.
                     workers.retain(|w| *w != identity);
                     workers.push_back(identity);
                     // Forward the message to the client if it's not a READY.
-                    if !ready {
-                        msg.send(&frontend)?;
+                    if let Some(reply) = reply {
+                        reply.send(&frontend)?;
                     }
                 }
-                Err(reason) => {
-                    log::error!(
-                        "invalid message from worker: {reason}\n{}",
-                        msg.dump().trim_end()
-                    )
-                }
+                Err(e) => log::error!("invalid message from worker: {e}"),
             }
         }
         if readable.get(1) == Some(&true) {
             // Get a client request, route it to the first available worker.
             let msg = Message::recv_now(&frontend)?;
-            match ppp::check_envelope(&msg) {
-                Ok(()) => dispatch(&backend, &mut workers, msg)?,
-                Err(reason) => {
-                    log::error!(
-                        "invalid message from client: {reason}\n{}",
-                        msg.dump().trim_end()
-                    )
-                }
+            match envelope::split(msg) {
+                Ok((client, body)) => dispatch(&backend, &mut workers, envelope::to(client, body))?,
+                Err(e) => log::error!("invalid message from client: {e}"),
             }
         }
     }
     Ok(())
 }
 
-/// Checks a worker message `[worker][""][READY]` or
-/// `[worker][""][client][""][body…]` and takes off the worker's envelope.
-/// Returns the worker identity and whether it was a READY.
-fn worker_message(msg: &mut Message) -> Result<(Vec<u8>, bool), String> {
-    ppp::check_envelope(msg).map_err(|reason| format!("no REQ envelope: {reason}"))?;
-    let identity = msg.unwrap().unwrap_or_default();
-    if msg.len() == 1 && msg.first() == Some(READY) {
-        return Ok((identity, true));
+/// Takes the REQ worker's envelope off `[worker][""][READY]` or
+/// `[worker][""][client][""][body…]`: returns the worker identity and, unless
+/// it was a READY, the reply for the client.
+fn worker_message(msg: Message) -> Result<(Vec<u8>, Option<Message>), Error> {
+    let (identity, body) = envelope::split(msg)?;
+    if body.len() == 1 && body.first() == Some(READY) {
+        return Ok((identity, None));
     }
-    ppp::check_envelope(msg).map_err(|reason| format!("neither READY nor a reply: {reason}"))?;
-    Ok((identity, false))
+    let (client, reply) = envelope::split(body)?;
+    Ok((identity, Some(envelope::to(client, reply))))
 }
 
 /// Sends a client request to the longest-waiting worker. A worker whose
@@ -118,10 +107,7 @@ fn dispatch(
         match wrapped.send_flags(backend, zmq::DONTWAIT) {
             Ok(()) => return Ok(()),
             Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                log::warn!(
-                    "worker {} has gone, trying the next one",
-                    frame_text(&worker)
-                )
+                log::warn!("worker {} has gone, trying the next one", show(&worker))
             }
             Err(e) => return Err(e),
         }
