@@ -48,8 +48,10 @@ pub struct Part {
     pub start_after: Duration,
     /// Text written to the part's stdin (which is then closed) …
     pub stdin: Option<String>,
-    /// … once the part printed a line containing this (else right away).
+    /// … once the part printed a line containing this (else right away) …
     pub stdin_when: Option<String>,
+    /// … and this much later (time for its peers to connect).
+    pub stdin_after: Duration,
     pub env: Vec<(String, String)>,
     /// When false (the default), the part exiting by itself with a non-zero
     /// code, or killed by a signal nobody sent, fails the run.
@@ -88,23 +90,27 @@ impl Scenario {
 
     /// One line saying when the run ends, for the header.
     pub fn end_condition(&self) -> String {
-        match self.duration {
-            Some(d) => format!("runs for {} s", secs_text(d)),
-            None => format!(
-                "ends when {} exit{} (timeout {} s)",
-                self.until_exit.join(", "),
-                if self.until_exit.len() == 1 && self.part_instances(&self.until_exit[0]) == 1 {
-                    "s"
-                } else {
-                    ""
-                },
-                secs_text(self.timeout)
-            ),
+        if let Some(d) = self.duration {
+            return format!("runs for {} s", secs_text(d));
         }
-    }
-
-    fn part_instances(&self, name: &str) -> u32 {
-        self.part(name).map_or(1, |p| p.instances)
+        let names: Vec<String> = self
+            .until_exit
+            .iter()
+            .map(|name| match self.part(name).map_or(1, |p| p.instances) {
+                1 => name.clone(),
+                n => format!("all {n} {name}"),
+            })
+            .collect();
+        let verb = if names.len() == 1 && !names[0].starts_with("all ") {
+            "exits"
+        } else {
+            "exit"
+        };
+        format!(
+            "ends when {} {verb} (timeout {} s)",
+            names.join(" and "),
+            secs_text(self.timeout)
+        )
     }
 }
 
@@ -164,6 +170,8 @@ struct PartFile {
     start_after_ms: u64,
     stdin: Option<String>,
     stdin_when: Option<String>,
+    #[serde(default)]
+    stdin_after_ms: u64,
     #[serde(default)]
     env: BTreeMap<String, Scalar>,
     /// Accepted for older files and ignored: all parts share one directory.
@@ -260,11 +268,14 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
         if p.stdin_when.is_some() && p.stdin.is_none() {
             return Err(in_part("`stdin_when` without `stdin`".into()));
         }
+        if p.stdin_after_ms > 0 && p.stdin.is_none() {
+            return Err(in_part("`stdin_after_ms` without `stdin`".into()));
+        }
         if p.stdin_when.as_deref() == Some("") {
             return Err(in_part("`stdin_when` is empty".into()));
         }
-        if p.start_after_ms > 600_000 {
-            return Err(in_part("`start_after_ms` is more than 10 minutes".into()));
+        if p.start_after_ms > 600_000 || p.stdin_after_ms > 600_000 {
+            return Err(in_part("a delay of more than 10 minutes".into()));
         }
         let program = p.program.unwrap_or_else(|| name.clone());
         if program.is_empty() {
@@ -282,6 +293,7 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
             start_after: Duration::from_millis(p.start_after_ms),
             stdin: p.stdin,
             stdin_when: p.stdin_when,
+            stdin_after: Duration::from_millis(p.stdin_after_ms),
             env: p
                 .env
                 .into_iter()
@@ -498,6 +510,7 @@ instances = 3
 start_after_ms = 200
 stdin = "\n"
 stdin_when = "Press Enter"
+stdin_after_ms = 300
 env = { ZGUIDE_REQUESTS = 1000, NAME = "x" }
 cwd_temp = false
 "#;
@@ -513,8 +526,13 @@ cwd_temp = false
         let sub = &s.parts[1];
         assert_eq!(sub.program, "hwclient");
         assert_eq!(sub.labels(), ["syncsub-1", "syncsub-2", "syncsub-3"]);
+        assert_eq!(
+            s.end_condition(),
+            "ends when all 3 syncsub exit (timeout 60 s)"
+        );
         assert_eq!(sub.start_after, Duration::from_millis(200));
         assert_eq!(sub.stdin.as_deref(), Some("\n"));
+        assert_eq!(sub.stdin_after, Duration::from_millis(300));
         assert!(sub
             .env
             .contains(&("ZGUIDE_REQUESTS".to_string(), "1000".to_string())));

@@ -100,6 +100,8 @@ struct Process {
     label: String,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
+    /// When to write the part's `stdin` text.
+    stdin_due: Option<Instant>,
     exit: Option<ExitStatus>,
     stop: Stop,
     open_pipes: usize,
@@ -217,6 +219,7 @@ pub fn run(plan: &Plan, printer: &SharedPrinter) -> Outcome {
                 label,
                 child: None,
                 stdin: None,
+                stdin_due: None,
                 exit: None,
                 stop: Stop::NotAsked,
                 open_pipes: 0,
@@ -301,10 +304,20 @@ fn supervise(
         let mut event = events.recv_timeout(TICK).ok();
         while let Some(e) = event {
             match e {
-                Event::StdinWanted(i) => feed_stdin(plan, &mut processes[i], printer),
+                Event::StdinWanted(i) => {
+                    let p = &mut processes[i];
+                    if p.stdin_due.is_none() {
+                        p.stdin_due = Some(Instant::now() + scenario.parts[p.part].stdin_after);
+                    }
+                }
                 Event::PipeClosed(i) => processes[i].open_pipes -= 1,
             }
             event = events.try_recv().ok();
+        }
+        for p in processes.iter_mut() {
+            if p.stdin.is_some() && p.stdin_due.is_some_and(|due| Instant::now() >= due) {
+                feed_stdin(plan, p, printer);
+            }
         }
 
         // Reap the processes that exited by themselves.
@@ -429,7 +442,7 @@ fn start(
     }
     process.child = Some(child);
     if part.stdin.is_some() && part.stdin_when.is_none() {
-        feed_stdin(plan, process, printer);
+        process.stdin_due = Some(Instant::now() + part.stdin_after);
     }
     Ok(())
 }
@@ -471,17 +484,16 @@ fn die_with_runner(command: &mut Command) {
 /// Writes the part's `stdin` text once, then closes its stdin.
 fn feed_stdin(plan: &Plan, process: &mut Process, printer: &SharedPrinter) {
     let Some(mut stdin) = process.stdin.take() else {
-        return; // Fed already (both pipes may report the prompt), or gone.
+        return; // The process is gone.
     };
     let text = plan.scenario.parts[process.part]
         .stdin
         .as_deref()
         .unwrap_or_default();
-    let result = stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush());
-    let mut printer = lock(printer);
-    match result {
-        Ok(()) => printer.note(&format!("{} <- stdin {text:?}", process.label)),
-        Err(e) => printer.note(&format!("{}: cannot write its stdin: {e}", process.label)),
+    // The note first: the part may answer at once.
+    lock(printer).note(&format!("{} <- stdin {text:?}", process.label));
+    if let Err(e) = stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()) {
+        lock(printer).note(&format!("{}: cannot write its stdin: {e}", process.label));
     }
 }
 
