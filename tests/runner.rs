@@ -233,21 +233,43 @@ fn help_describes_the_commands() {
 #[test]
 fn use_swaps_a_part_for_another_program() {
     let mut sc = Scenario::new("runner-use");
+    // §10's multithreaded server in the Hello World server's place.
     let runner = sc.start(
         "zguide",
         bin!("zguide"),
         &[
             "run",
             "hello",
-            &format!("--use=hwclient={}", bin!("version")),
+            &format!("--use=hwserver={}", bin!("mtserver")),
         ],
     );
-    let started = sc.expect(runner, "== started hwclient (pid ", secs(30));
-    assert!(started.ends_with(bin!("version")), "{started}");
+    let started = sc.expect(runner, "== started hwserver (pid ", secs(30));
+    assert!(started.ends_with(bin!("mtserver")), "{started}");
+    sc.expect(runner, "[hwserver] Received request: [Hello]", secs(60));
+    sc.expect(runner, "[hwclient] Received World 9", secs(60));
+    sc.expect(runner, "== hello: ok after", secs(30));
+    assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
+    assert_eq!(sc.count(runner, "[hwserver] Received Hello"), 0);
+}
+
+#[test]
+fn use_takes_a_bare_name_and_several_swaps() {
+    let mut sc = Scenario::new("runner-use-two");
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &[
+            "run",
+            "hello",
+            "--use",
+            "hwserver=hwserver",
+            "--use",
+            "hwclient=version",
+        ],
+    );
     sc.expect(runner, "[hwclient] Current 0MQ version is ", secs(30));
     sc.expect(runner, "== hello: ok after", secs(30));
     assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
-    assert_eq!(sc.count(runner, "[hwclient] Sending Hello"), 0);
 }
 
 #[test]
@@ -356,6 +378,27 @@ stdin_when = "Press Enter"
     sc.expect(runner, "[asker] got [go]", secs(30));
     assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
     assert!(workdir.is_dir(), "--dir is kept");
+}
+
+#[test]
+fn pipeline_presses_enter_for_taskvent_once_the_workers_are_up() {
+    let mut sc = Scenario::new("runner-pipeline");
+    let runner = sc.start("zguide", bin!("zguide"), &["run", "pipeline"]);
+    sc.expect(runner, "[taskvent] ", secs(30));
+    sc.expect(runner, "== taskvent <- stdin \"\\n\"", secs(30));
+    sc.expect(runner, "Sending tasks to workers...", secs(30));
+    sc.expect(runner, "Total elapsed time: ", secs(60));
+    sc.expect(runner, "== pipeline: ok after ", secs(30));
+    assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
+    // Enter came a second after the prompt, when every worker was connected:
+    // each got a share of the tasks, not the first one all of them.
+    for worker in ["[taskwork-1] ", "[taskwork-2] ", "[taskwork-3] "] {
+        assert!(
+            sc.count(runner, worker) > 0,
+            "{worker} got no task\n{}",
+            sc.report()
+        );
+    }
 }
 
 /// Catches typos in every helper's scenario files: each parses, and each
