@@ -129,8 +129,9 @@ args = ["-c", "echo \"in $(pwd)\"; echo oops >&2; exit 3"]
     );
     let line = sc.expect(runner, "[quitter] in ", secs(30));
     let workdir = PathBuf::from(line.split("in ").nth(1).unwrap());
-    sc.expect(runner, "[quitter:err] oops", secs(30));
     sc.expect(runner, "== failing: FAILED (quitter exited 3)", secs(30));
+    // Stdout and stderr are read apart, so their lines may come in any order.
+    assert_eq!(sc.count(runner, "[quitter:err] oops"), 1, "{}", sc.report());
     assert_eq!(sc.wait_exit(runner, secs(30)), 1, "{}", sc.report());
     assert!(
         workdir.starts_with(std::env::temp_dir()) && !workdir.exists(),

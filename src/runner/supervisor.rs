@@ -303,15 +303,7 @@ fn supervise(
         // Feed stdin where a part asked for it; count closed pipes.
         let mut event = events.recv_timeout(TICK).ok();
         while let Some(e) = event {
-            match e {
-                Event::StdinWanted(i) => {
-                    let p = &mut processes[i];
-                    if p.stdin_due.is_none() {
-                        p.stdin_due = Some(Instant::now() + scenario.parts[p.part].stdin_after);
-                    }
-                }
-                Event::PipeClosed(i) => processes[i].open_pipes -= 1,
-            }
+            handle(e, scenario, processes);
             event = events.try_recv().ok();
         }
         for p in processes.iter_mut() {
@@ -321,10 +313,18 @@ fn supervise(
         }
 
         // Reap the processes that exited by themselves.
-        for p in processes.iter_mut() {
-            if !p.reap() {
+        for index in 0..processes.len() {
+            if !processes[index].reap() {
                 continue;
             }
+            // Its last lines may still be in the pipes: print them first.
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while processes[index].open_pipes > 0 && Instant::now() < deadline {
+                if let Ok(e) = events.recv_timeout(TICK) {
+                    handle(e, scenario, processes);
+                }
+            }
+            let p = &processes[index];
             let text = p.status_text();
             lock(printer).note(&format!("{} {text}", p.label));
             let part = &scenario.parts[p.part];
@@ -365,6 +365,19 @@ fn supervise(
                 waiting.join(", ")
             ));
         }
+    }
+}
+
+/// Notes what a reader thread reported.
+fn handle(event: Event, scenario: &Scenario, processes: &mut [Process]) {
+    match event {
+        Event::StdinWanted(i) => {
+            let p = &mut processes[i];
+            if p.stdin_due.is_none() {
+                p.stdin_due = Some(Instant::now() + scenario.parts[p.part].stdin_after);
+            }
+        }
+        Event::PipeClosed(i) => processes[i].open_pipes -= 1,
     }
 }
 
