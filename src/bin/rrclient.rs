@@ -3,7 +3,7 @@
 //! A REQ socket connects to `tcp://localhost:5559`, the frontend of a broker
 //! (`rrbroker`, or `msgqueue` from §6), sends `Hello` ten times and prints
 //! `Received reply <n> [<reply>]`. Run a broker and one or more `rrworker`
-//! beside it; several clients may run at once.
+//! beside it; several clients may run at once. Same as the C.
 
 use zguide::{helpers, Error};
 

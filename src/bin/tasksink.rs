@@ -4,7 +4,7 @@
 //! start-of-batch message, then collects 100 results from the workers,
 //! printing `:` for every tenth and `.` for the others, all on one line, and
 //! then `Total elapsed time: <n> msec` (right after the dots, as in the C).
-//! Run it with `taskvent` and one or more `taskwork`.
+//! Run it with `taskvent` and one or more `taskwork`. Same as the C.
 
 use zguide::{helpers, Error};
 

@@ -9,6 +9,9 @@
 //!
 //! The program exits after the batch; closing the context waits until every
 //! task has been delivered (default LINGER).
+//!
+//! Same as the C; end of input on stdin counts as Enter, as `getchar()`
+//! returning EOF does there.
 
 use std::io::BufRead;
 

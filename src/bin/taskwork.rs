@@ -22,6 +22,7 @@ fn main() -> Result<(), Error> {
 
     // Socket to send messages to.
     let sender = context.socket(zmq::PUSH)?;
+    // On Ctrl-C a result still queued has nobody waiting for it.
     sender.set_linger(0)?;
     sender.connect("tcp://localhost:5558")?;
 

@@ -23,7 +23,8 @@ fn main() -> Result<(), Error> {
 
     // Socket to send messages to.
     let sender = context.socket(zmq::PUSH)?;
-    sender.set_linger(1000)?;
+    // On Ctrl-C a result still queued has nobody waiting for it.
+    sender.set_linger(0)?;
     sender.connect("tcp://localhost:5558")?;
 
     // Socket for control input.

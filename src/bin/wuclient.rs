@@ -12,7 +12,8 @@
 //!
 //! Differs from the C: the optional second argument (an addition) is the
 //! endpoint to connect to, default `tcp://localhost:5556`; pass
-//! `tcp://localhost:8100` to listen through `wuproxy` (§7).
+//! `tcp://localhost:8100` to listen through `wuproxy` (§7). An update whose
+//! temperature does not parse counts as 0 (`sscanf` would leave it unset).
 
 use zguide::{helpers, Error};
 
