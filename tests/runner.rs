@@ -86,7 +86,7 @@ fn run_hello_labels_each_part_and_ends_with_the_client() {
     let runner = sc.start("zguide", bin!("zguide"), &["run", "hello"]);
     sc.expect(
         runner,
-        "== Hello World (hello): §1 Ask and Ye Shall Receive",
+        "== hello: Hello World — §1 Ask and Ye Shall Receive",
         secs(30),
     );
     let server = started_pid(&mut sc, runner, "hwserver");

@@ -75,15 +75,34 @@ fn lock(printer: &SharedPrinter) -> MutexGuard<'_, Printer> {
 /// The lines printed before a run: title, section, what it shows.
 pub fn header(scenario: &Scenario) -> String {
     let mut text = format!(
-        "{} ({}): {}\n",
-        scenario.title, scenario.name, scenario.section
+        "{}: {} — {}\n",
+        scenario.name, scenario.title, scenario.section
     );
-    if !scenario.about.is_empty() {
-        text.push_str(&scenario.about);
+    for line in wrap(&scenario.about, 96) {
+        text.push_str(&line);
         text.push('\n');
     }
     text.push_str(&scenario.end_condition());
     text
+}
+
+/// Greedy word wrap: lines of at most `width` characters (longer words alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -621,5 +640,17 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_about_texts_are_wrapped() {
+        let lines = wrap("one two three four five six", 9);
+        assert_eq!(lines, ["one two", "three", "four five", "six"]);
+        assert!(wrap("  ", 10).is_empty());
     }
 }
