@@ -314,7 +314,7 @@ fn run(options: &Options) -> Result<(), String> {
 
     let mut plan = plan(options);
     println!(
-        "zguide-rs benchmarks: {} rows, {} run(s) each{}; {} cores, load {}",
+        "zguide-rs benchmarks: {} rows, {} run(s) each{}; {} cores, load {}; libzmq {}",
         plan.len(),
         options.repeat,
         match &reference {
@@ -322,7 +322,8 @@ fn run(options: &Options) -> Result<(), String> {
             None => String::new(),
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average()
+        load_average(),
+        libzmq_linkage()
     );
 
     // Rows that share a job (tripping's sync and async) run it once.
@@ -363,7 +364,11 @@ fn run(options: &Options) -> Result<(), String> {
                 }
                 match result {
                     Ok(sample) => {
-                        println!("{}", sample.values.first().map_or(0.0, |v| *v));
+                        println!(
+                            "{} {}",
+                            report::figure(sample.values.first().copied()),
+                            plan[index].0.unit
+                        );
                         for (row, _, n) in &mut plan[index..group_end] {
                             if let Some(&value) = sample.values.get(*n) {
                                 row.push(slot == 1, value, sample.secondary);
@@ -390,10 +395,7 @@ fn run(options: &Options) -> Result<(), String> {
         reference: reference.as_ref().map(|d| d.display().to_string()),
         load: load_average(),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        libzmq: {
-            let (a, b, c) = zmq::version();
-            format!("{a}.{b}.{c}")
-        },
+        libzmq: libzmq_linkage(),
         quick: options.quick,
     };
     let files = [
@@ -441,6 +443,25 @@ fn sides_for<'a>(
         },
     };
     [our_side, reference_side]
+}
+
+/// Which libzmq our programs run on. The `zmq` crate (through `zmq-sys`)
+/// compiles its own copy of libzmq and links it statically, unless the build
+/// overrides that to link the system's `libzmq.so` (see
+/// `zguide/benchmarks.md`); the two builds differ (the bundled one signals
+/// between threads with a socket pair, the system one with an eventfd), and
+/// that shows in the figures.
+fn libzmq_linkage() -> String {
+    let (a, b, c) = zmq::version();
+    let shared = std::fs::read_to_string("/proc/self/maps")
+        .map(|maps| maps.contains("libzmq.so"))
+        .unwrap_or(false);
+    let how = if shared {
+        "system libzmq.so"
+    } else {
+        "bundled by zmq-sys, static"
+    };
+    format!("{a}.{b}.{c} ({how})")
 }
 
 fn load_average() -> String {

@@ -132,13 +132,25 @@ pub fn size_text(size: usize) -> String {
 }
 
 /// A figure in a compact, readable form: 4 significant digits.
-fn figure(value: Option<f64>) -> String {
+pub fn figure(value: Option<f64>) -> String {
     match value {
         None => "-".to_string(),
         Some(v) if v.abs() >= 1000.0 => format!("{:.0}", v),
         Some(v) if v.abs() >= 100.0 => format!("{:.1}", v),
         Some(v) if v.abs() >= 10.0 => format!("{:.2}", v),
         Some(v) => format!("{:.3}", v),
+    }
+}
+
+/// An axis label for 10^`exponent`: 0.1, 1, 10, 100, 1k … 1M …
+fn decade_text(exponent: f64) -> String {
+    let e = exponent.round() as i32;
+    match e {
+        i32::MIN..=-1 => format!("{}", 10f64.powi(e)),
+        0..=2 => format!("{}", 10i64.pow(e as u32)),
+        3..=5 => format!("{}k", 10i64.pow(e as u32 - 3)),
+        6..=8 => format!("{}M", 10i64.pow(e as u32 - 6)),
+        _ => format!("{}G", 10i64.pow(e as u32 - 9)),
     }
 }
 
@@ -380,7 +392,7 @@ pub fn svg(rows: &[Row]) -> String {
     ];
     let (panel_w, panel_h, margin) = (460.0, 320.0, 60.0);
     let width = 2.0 * (panel_w + margin) + margin;
-    let height = panel_h + 2.0 * margin + 40.0;
+    let height = panel_h + 2.0 * margin + 30.0;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -484,7 +496,7 @@ fn plot_panel(out: &mut String, x0: f64, y0: f64, w: f64, h: f64, title: &str, s
             x0 + w,
             x0 - 4.0,
             y + 4.0,
-            figure(Some(10f64.powf(decade)))
+            decade_text(decade)
         );
         decade += 1.0;
     }
@@ -526,14 +538,14 @@ fn plot_panel(out: &mut String, x0: f64, y0: f64, w: f64, h: f64, title: &str, s
                 s.colour
             );
         }
-        let ly = y0 + 14.0 + 16.0 * n as f64;
+        // The legend goes under the plot, in a row, clear of the data.
+        let (lx, ly) = (x0 + 115.0 * n as f64, y0 + h + 56.0);
         let _ = writeln!(
             out,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-            x0 + 10.0,
-            x0 + 34.0,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+            lx + 24.0,
             s.colour,
-            x0 + 40.0,
+            lx + 30.0,
             ly + 4.0,
             s.name
         );
