@@ -21,7 +21,8 @@
 //! Run `peering2 me you` and `peering2 you me` in one directory. Runs until
 //! Ctrl-C.
 //!
-//! Differs from the C: if the chosen peer is gone (ROUTER_MANDATORY reports it)
+//! Differs from the C: if the chosen peer is gone (cloudbe is ROUTER_MANDATORY
+//! and IMMEDIATE, so a send to a dead peer fails instead of queueing for it)
 //! the request is served locally instead of being lost, so killing one broker
 //! no longer makes the others' clients block one by one (except for requests
 //! the dead broker already held); malformed messages are logged and dropped;
@@ -123,6 +124,10 @@ fn main() -> Result<(), Error> {
     // Connect cloud backend to all peers.
     let cloudbe = router()?;
     cloudbe.set_identity(me.as_bytes())?;
+    // Only routes to live connections: without IMMEDIATE a connecting socket
+    // keeps the route of a dead peer and queues our requests for it, so
+    // ROUTER_MANDATORY could never tell us the peer is gone.
+    cloudbe.set_immediate(true)?;
     for peer in peers {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;

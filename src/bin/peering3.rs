@@ -29,7 +29,8 @@
 //!   can wait until its client gives up and reports a lost task);
 //! * a request goes to a random peer *that has capacity*, whose known capacity
 //!   then drops by one until its next report (the C can pick a peer with none);
-//! * if that peer is gone (ROUTER_MANDATORY says so) it is forgotten and the
+//! * if that peer is gone (cloudbe is ROUTER_MANDATORY and IMMEDIATE, so the
+//!   send fails rather than queueing for a dead peer) it is forgotten and the
 //!   request waits for the next free worker or peer instead of being lost;
 //! * malformed messages are logged and dropped, a wrong reply makes the client
 //!   report `E: CLIENT EXIT - wrong reply` where the C `assert`s, and
@@ -157,6 +158,10 @@ fn main() -> Result<(), Error> {
     // Connect cloud backend to all peers.
     let cloudbe = socket(zmq::ROUTER)?;
     cloudbe.set_identity(me.as_bytes())?;
+    // Only routes to live connections: without IMMEDIATE a connecting socket
+    // keeps the route of a dead peer and queues our requests for it, so
+    // ROUTER_MANDATORY could never tell us the peer is gone.
+    cloudbe.set_immediate(true)?;
     for peer in &args[2..] {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
