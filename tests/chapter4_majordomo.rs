@@ -131,8 +131,28 @@ fn mdclient2_interrupted_while_waiting_exits_cleanly() {
     );
     sc.expect(client, "I: send request to 'echo' service:", secs(30));
     sc.interrupt(client);
-    sc.wait_exit(client, secs(20));
-    assert!(sc.output(client).contains("replies received"));
+    assert_eq!(sc.wait_exit(client, secs(20)), 0);
+    sc.expect(client, "W: interrupt received, killing client...", secs(5));
+    sc.expect(client, "0 replies received", secs(5));
+}
+
+#[test]
+fn clients_interrupted_while_waiting_exit_cleanly() {
+    let mut sc = Scenario::new("md-clients-int");
+    // No broker at all: both clients wait in their first request.
+    let mdclient = sc.start("mdclient", bin!("mdclient"), &["-v"]);
+    let ticlient = sc.start("ticlient", bin!("ticlient"), &["-v"]);
+    sc.expect(mdclient, "I: send request to 'echo' service:", secs(30));
+    sc.expect(
+        ticlient,
+        "I: send request to 'titanic.request' service:",
+        secs(30),
+    );
+    for (pid, name) in [(mdclient, "mdclient"), (ticlient, "ticlient")] {
+        stop_cleanly(&mut sc, pid, name);
+        sc.expect(pid, "W: interrupt received, killing client...", secs(5));
+    }
+    sc.expect(mdclient, "0 requests/replies processed", secs(5));
 }
 
 #[test]
