@@ -11,8 +11,8 @@
 //! the work goes to the least recently used worker. Runs alone.
 //!
 //! Differs from the C: identities come from a thread-safe, OS-seeded random
-//! generator, so two workers never share one (C's `rand()` in threads could,
-//! and the broker then hung: zguide #521).
+//! generator (32 random bits each), so workers do not share one the way the
+//! C's `rand()` in threads could make them (the broker then hung: zguide #521).
 
 use std::thread;
 
