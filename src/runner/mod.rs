@@ -21,12 +21,21 @@ pub mod scenario;
 pub mod supervisor;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use output::Printer;
 use scenario::{load_all, load_scenario, load_tour, resolve_program, Scenario};
 use supervisor::{header, Outcome, Plan, TempDir};
+
+/// `println!` that ignores a closed stdout (`zguide list | head`) instead of
+/// panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Exit code: bad usage or scenario.
 pub const EXIT_USAGE: i32 = 2;
@@ -152,7 +161,7 @@ pub fn main(args: Vec<String>) -> i32 {
         Err(e) => return usage_error(&e),
     };
     if cli.version {
-        println!("zguide {}", env!("CARGO_PKG_VERSION"));
+        outln!("zguide {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
     match cli.command.as_deref() {
@@ -181,7 +190,7 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 fn print_help(text: &str) -> i32 {
-    print!("{text}");
+    let _ = write!(std::io::stdout(), "{text}");
     0
 }
 
@@ -234,7 +243,7 @@ fn list(dir: &Path) -> i32 {
                 " ".repeat(w.saturating_sub(text.chars().count()))
             )
         };
-        println!(
+        outln!(
             "{}  {}  {title}",
             pad(name, name_width),
             pad(section, section_width)
@@ -245,7 +254,7 @@ fn list(dir: &Path) -> i32 {
         row(&s.name, &s.section, &s.title);
     }
     if let Ok(tour) = load_tour(dir) {
-        println!(
+        outln!(
             "\nThe tour (`zguide run` alone): {}",
             tour.scenarios.join(", ")
         );
