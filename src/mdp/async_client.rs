@@ -35,8 +35,7 @@ impl AsyncClient {
     /// Connects to the broker at `broker` (`mdcli_new`).
     pub fn new(broker: &str, verbose: bool) -> Result<AsyncClient, Error> {
         let context = zmq::Context::new();
-        let socket = context.socket(zmq::DEALER)?;
-        socket.set_linger(0)?;
+        let socket = super::broker_socket(&context, zmq::DEALER)?;
         socket.set_sndhwm(0)?;
         socket.set_rcvhwm(0)?;
         socket.connect(broker)?;

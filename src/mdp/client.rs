@@ -126,8 +126,7 @@ impl Client {
 }
 
 fn connect(context: &zmq::Context, broker: &str, verbose: bool) -> Result<zmq::Socket, Error> {
-    let socket = context.socket(zmq::REQ)?;
-    socket.set_linger(0)?;
+    let socket = super::broker_socket(context, zmq::REQ)?;
     socket.connect(broker)?;
     if verbose {
         clock_log(&format!("I: connecting to broker at {broker}..."));

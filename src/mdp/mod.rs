@@ -23,3 +23,20 @@ pub mod worker;
 pub use async_client::AsyncClient;
 pub use client::Client;
 pub use worker::Worker;
+
+/// A new socket of `kind` for talking to a broker: LINGER 0, so a socket
+/// dropped with requests still queued never blocks the program's exit, and a
+/// printable identity, as the C++ `mdcliapi`/`mdwrkapi` give theirs
+/// (`s_set_id`). The C++ broker handles routing ids as C strings and cannot
+/// route libzmq's generated ids, which start with a zero byte; our broker and
+/// the C one do not care, so this only helps mixing the languages. A fresh
+/// random identity per socket keeps a reconnect distinct from the old peer.
+pub(crate) fn broker_socket(
+    context: &zmq::Context,
+    kind: zmq::SocketType,
+) -> Result<zmq::Socket, crate::Error> {
+    let socket = context.socket(kind)?;
+    socket.set_linger(0)?;
+    crate::helpers::set_random_identity(&socket)?;
+    Ok(socket)
+}

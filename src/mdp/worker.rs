@@ -69,8 +69,7 @@ impl Worker {
 
     /// A fresh socket, READY, full liveness (`s_mdwrk_connect_to_broker`).
     fn connect_to_broker(&mut self) -> Result<(), Error> {
-        let socket = self.context.socket(zmq::DEALER)?;
-        socket.set_linger(0)?;
+        let socket = super::broker_socket(&self.context, zmq::DEALER)?;
         socket.connect(&self.broker)?;
         // The old socket is dropped (closed) here.
         self.socket = socket;
