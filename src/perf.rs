@@ -20,7 +20,8 @@
 //! directly, exactly one libzmq call per message like the C tools: no
 //! allocation on our side, no multipart `crate::Message`, no poll per message.
 //! Only the wait for the *first* message goes through [`crate::interrupt`], so
-//! Ctrl-C ends a receiver that no sender ever reached.
+//! Ctrl-C ends a receiver that no sender ever reached at once; during a run a
+//! receive timeout lets the receiver notice Ctrl-C within half a second.
 //!
 //! [`Report::parse`] reads the printed lines back, for the benchmark suite
 //! (`src/bin/bench`) and the tests, and works on libzmq's own tools' output too.
@@ -115,11 +116,28 @@ fn went_through(result: zmq::Result<()>) -> Result<bool, Error> {
 }
 
 fn recv(socket: &zmq::Socket, msg: &mut zmq::Message) -> Result<(), Error> {
-    while !went_through(socket.recv(msg, 0))? {
-        interrupt::wait_readable(socket, -1)?;
+    loop {
+        match socket.recv(msg, 0) {
+            Ok(()) => return Ok(()),
+            // EAGAIN: the receive timeout of a receiving tool ran out (see
+            // `WAKE_UP_MS`); EINTR: a signal. Either way, stop if asked to.
+            Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {
+                if interrupt::interrupted() {
+                    return Err(Error::Interrupted);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
 }
+
+/// How often a receiving tool blocked in the middle of a run looks at the
+/// Ctrl-C flag. A signal that arrives while the tool is between two calls
+/// interrupts no call, and the handler's flag is set a moment later on
+/// another thread, so a plain blocking receive could then wait forever. A
+/// receive timeout costs nothing while messages flow (libzmq only reads the
+/// clock when it has to wait), unlike a poll per message.
+const WAKE_UP_MS: i32 = 500;
 
 /// Sends `msg`, leaving an empty message in its place (like `zmq_msg_send`).
 fn send(socket: &zmq::Socket, msg: &mut zmq::Message) -> Result<(), Error> {
@@ -195,6 +213,7 @@ pub fn receive_messages(
     count: u64,
 ) -> Result<u64, Error> {
     let mut msg = zmq::Message::new();
+    socket.set_rcvtimeo(WAKE_UP_MS)?;
     wait_for_first(socket)?;
     recv(socket, &mut msg)?;
     check_size(&msg, message_size)?;
@@ -227,6 +246,7 @@ pub fn echo_round_trips(
     count: u64,
 ) -> Result<(), Error> {
     let mut msg = zmq::Message::new();
+    socket.set_rcvtimeo(WAKE_UP_MS)?;
     wait_for_first(socket)?;
     for _ in 0..count {
         recv(socket, &mut msg)?;
