@@ -1,7 +1,6 @@
 # zguide-rs: build, run the guided tour, test, lint, benchmark.
-# `make run` and `make test` are all the set-up a fresh machine needs: the
-# `zmq` crate builds libzmq 4.3.4 from source (zmq-sys/zeromq-src), so only a
-# C++ compiler is needed for that, and the tests use unshare/nsenter
+# `make run` and `make test` are all the set-up a fresh machine needs: we link
+# the system libzmq (see .cargo/config.toml), and the tests use unshare/nsenter
 # (util-linux) and ip (iproute2). `make deps` installs what is missing on
 # Debian/Ubuntu.
 
@@ -16,7 +15,7 @@ all: build
 
 deps:
 	@missing=""; \
-	command -v c++ >/dev/null || missing="$$missing g++"; \
+	pkg-config --exists libzmq 2>/dev/null || missing="$$missing libzmq3-dev pkg-config"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \

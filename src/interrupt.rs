@@ -64,11 +64,28 @@ pub fn wake_fd() -> Option<std::os::fd::RawFd> {
 pub fn retry_eintr<T>(mut call: impl FnMut() -> zmq::Result<T>) -> Result<T, Error> {
     loop {
         match call() {
-            Err(zmq::Error::EINTR) if interrupted() => return Err(Error::Interrupted),
+            Err(zmq::Error::EINTR) if signalled_soon() => return Err(Error::Interrupted),
             Err(zmq::Error::EINTR) => continue,
             other => return other.map_err(Error::from),
         }
     }
+}
+
+/// After an `EINTR`: did Ctrl-C/SIGTERM arrive? The signal interrupts the
+/// call at once, but `ctrlc` runs our handler a moment later on its own
+/// thread, so the flag may not be set yet. Retrying straight away could block
+/// again with the user's Ctrl-C lost; instead wait briefly for the self-pipe.
+/// `EINTR` only comes with a signal, so this costs nothing in normal running.
+fn signalled_soon() -> bool {
+    if interrupted() {
+        return true;
+    }
+    let Some(fd) = wake_fd() else {
+        return false;
+    };
+    let mut items = [zmq::PollItem::from_fd(fd, zmq::POLLIN)];
+    let _ = zmq::poll(&mut items, 100);
+    interrupted()
 }
 
 /// Polls `sockets` for input for at most `timeout_ms` (-1: no limit) and
