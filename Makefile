@@ -29,13 +29,13 @@ build: deps
 run: build
 	$(CARGO) run --release --bin zguide -- run
 
-# Unit tests of the library, then the integration tests in tests/, which start
+# Unit tests of the library (and of the bench binary), then the integration tests in tests/, which start
 # the real programs (built in the same profile) in private network namespaces.
 test: deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --release --lib --test '*' --test-threads $(TEST_THREADS) --no-fail-fast; \
+	  $(CARGO) nextest run --release --lib --bin bench --test '*' --test-threads $(TEST_THREADS) --no-fail-fast; \
 	else \
-	  $(CARGO) test --release --lib --test '*' -- --test-threads $(TEST_THREADS); \
+	  $(CARGO) test --release --lib --bin bench --test '*' -- --test-threads $(TEST_THREADS); \
 	fi
 
 lint:
