@@ -15,12 +15,7 @@ fn hello_world_client_gets_ten_replies() {
     }
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
     assert_eq!(sc.count(server, "Received Hello"), 10);
-    sc.interrupt(server);
-    assert_eq!(
-        sc.wait_exit(server, secs(10)),
-        0,
-        "hwserver exits cleanly on SIGINT"
-    );
+    sc.stop_cleanly(server, secs(10));
 }
 
 #[test]
@@ -81,8 +76,7 @@ fn weather_client_averages_a_prefix_filter() {
     let average = average_temperature(&line, "1");
     assert!((-80..=134).contains(&average), "{line}");
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0, "wuserver exits cleanly");
+    sc.stop_cleanly(server, secs(10));
 }
 
 /// The C default, `"10001 "` with its trailing space: one update in 100,000
@@ -219,8 +213,7 @@ fn task_sink_waits_for_the_start_of_the_batch() {
     );
     sc.close_stdin(vent); // End of input counts as Enter, like getchar().
     sc.expect(sink, "Total elapsed time: ", secs(120));
-    sc.interrupt(worker);
-    assert_eq!(sc.wait_exit(worker, secs(10)), 0);
+    sc.stop_cleanly(worker, secs(10));
 }
 
 // Hello World variants (examples/C/ only, not in the book's text) ------------
@@ -246,8 +239,7 @@ fn dealer_client_hwclient2_talks_to_rep_server_hwserver2() {
     assert_eq!(sc.count(client, "Discard"), 0);
     assert_eq!(sc.count(server, "Received request msg: Hello"), 10);
     assert_eq!(sc.count(server, "Send respond msg: World"), 10);
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0);
+    sc.stop_cleanly(server, secs(10));
 }
 
 #[test]
@@ -289,8 +281,7 @@ fn named_req_client_hwclient3_shows_its_identity_at_router_hwserver3() {
         sc.report()
     );
     assert_eq!(sc.count(server, "Discard the ZMQ message!"), 1);
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0);
+    sc.stop_cleanly(server, secs(10));
 }
 
 #[test]
@@ -349,8 +340,7 @@ fn router_hwserver4_answers_clients_with_generated_binary_identities() {
         sc.report()
     );
     sc.expect(server, "dropped a malformed request", secs(10));
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0);
+    sc.stop_cleanly(server, secs(10));
 }
 
 #[test]
@@ -361,6 +351,5 @@ fn req_client_hwclient_works_against_router_hwserver3() {
     sc.expect(client, "Received World 9", secs(60));
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
     assert_eq!(sc.count(server, "[Frame_1] identity = 00"), 10);
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0);
+    sc.stop_cleanly(server, secs(10));
 }

@@ -118,8 +118,7 @@ fn lbbroker3_keeps_serving_until_ctrl_c() {
     // Ten clients, one request a second each: three rounds at least.
     sc.expect_count(broker, "Client: OK", 30, secs(60));
     sc.assert_running(broker);
-    sc.interrupt(broker);
-    assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+    sc.stop_cleanly(broker, secs(15));
     let lines = sc.lines(broker);
     let workers = lines.iter().filter(|l| *l == "Worker: [005] HELLO").count();
     if workers < 30 {
@@ -253,8 +252,7 @@ fn check_lru_and_bad_input(name: &str, program: &str, ready: &'static [u8]) {
     sc.expect_count(broker, "malformed", 3, secs(20));
     sc.expect(broker, "reply for unknown client NOSUCH dropped", secs(20));
     sc.assert_running(broker);
-    sc.interrupt(broker);
-    assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+    sc.stop_cleanly(broker, secs(15));
 }
 
 #[test]
@@ -349,8 +347,7 @@ fn peering1_brokers_see_each_others_state() {
         }
     }
     for broker in brokers {
-        sc.interrupt(broker);
-        assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+        sc.stop_cleanly(broker, secs(15));
     }
 }
 
@@ -386,8 +383,7 @@ fn peering2_brokers_serve_clients_and_survive_a_dead_peer() {
     );
     sc.expect_count(me, "Client: OK", before + 80, secs(60));
     sc.assert_running(me);
-    sc.interrupt(me);
-    assert_eq!(sc.wait_exit(me, secs(15)), 0, "clean exit on SIGINT");
+    sc.stop_cleanly(me, secs(15));
 }
 
 /// How many completed-task lines (four hex digits) the output has.
@@ -471,6 +467,5 @@ fn peering3_logs_and_drops_malformed_input() {
     sc.wait_for(broker, secs(60), "more completed tasks", |out| {
         task_ids(out) >= before + 20
     });
-    sc.interrupt(broker);
-    assert_eq!(sc.wait_exit(broker, secs(15)), 0, "clean exit on SIGINT");
+    sc.stop_cleanly(broker, secs(15));
 }

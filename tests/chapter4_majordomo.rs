@@ -80,11 +80,6 @@ fn start_worker(sc: &mut Scenario, broker: common::Pid, label: &str) -> common::
     worker
 }
 
-fn stop_cleanly(sc: &mut Scenario, pid: common::Pid, what: &str) {
-    sc.interrupt(pid);
-    assert_eq!(sc.wait_exit(pid, secs(20)), 0, "{what} exits 0 on SIGINT");
-}
-
 // ---------------------------------------------------------------- §27 / §28
 
 #[test]
@@ -99,9 +94,9 @@ fn mdclient_gets_every_reply_through_broker_and_worker() {
     );
     sc.expect(client, "2000 requests/replies processed", secs(120));
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
-    stop_cleanly(&mut sc, worker, "mdworker");
+    sc.stop_cleanly(worker, secs(20));
     sc.expect(worker, "W: interrupt received, killing worker...", secs(5));
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
     sc.expect(broker, "W: interrupt received, shutting down...", secs(5));
 }
 
@@ -117,7 +112,7 @@ fn mdclient2_gets_every_reply_with_two_workers() {
     );
     sc.expect(client, "5000 replies received", secs(120));
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -130,8 +125,7 @@ fn mdclient2_interrupted_while_waiting_exits_cleanly() {
         Spec::new(bin!("mdclient2"), &["-v"]).env("ZGUIDE_REQUESTS", 3),
     );
     sc.expect(client, "I: send request to 'echo' service:", secs(30));
-    sc.interrupt(client);
-    assert_eq!(sc.wait_exit(client, secs(20)), 0);
+    sc.stop_cleanly(client, secs(20));
     sc.expect(client, "W: interrupt received, killing client...", secs(5));
     sc.expect(client, "0 replies received", secs(5));
 }
@@ -148,8 +142,8 @@ fn clients_interrupted_while_waiting_exit_cleanly() {
         "I: send request to 'titanic.request' service:",
         secs(30),
     );
-    for (pid, name) in [(mdclient, "mdclient"), (ticlient, "ticlient")] {
-        stop_cleanly(&mut sc, pid, name);
+    for pid in [mdclient, ticlient] {
+        sc.stop_cleanly(pid, secs(20));
         sc.expect(pid, "W: interrupt received, killing client...", secs(5));
     }
     sc.expect(mdclient, "0 requests/replies processed", secs(5));
@@ -174,7 +168,7 @@ fn killing_the_worker_mid_run_makes_the_client_retry_then_give_up() {
     assert!(done > 0 && done < 100_000, "{line}");
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
     assert_eq!(sc.count(client, "W: no reply, reconnecting..."), 2);
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -201,8 +195,8 @@ fn worker_reregisters_after_broker_restart_and_serves_again() {
         Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 50),
     );
     sc.expect(second, "50 requests/replies processed", secs(60));
-    stop_cleanly(&mut sc, worker, "mdworker");
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(worker, secs(20));
+    sc.stop_cleanly(broker, secs(20));
 }
 
 // ---------------------------------------------------------------- §29 MMI
@@ -224,7 +218,7 @@ fn mmiecho_reports_no_broker_then_404_then_200() {
     start_worker(&mut sc, broker, "mdworker");
     let after = sc.start("mmiecho-200", bin!("mmiecho"), &[]);
     sc.expect(after, "Lookup echo service: 200", secs(30));
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 // ---------------------------------------------------------------- raw frames
@@ -303,7 +297,7 @@ fn raw_frames_request_reply_heartbeat_and_mmi() {
         "ok"
     });
     assert_eq!(report, "ok");
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -357,7 +351,7 @@ fn raw_frames_protocol_errors_get_disconnect() {
     });
     assert!(sc.output(broker).contains("second READY"));
     sc.assert_running(broker);
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -394,7 +388,7 @@ fn expired_workers_behind_a_live_one_are_purged() {
         );
         drop(silent);
     });
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 // ---------------------------------------------------------------- bad input
@@ -515,7 +509,7 @@ fn broker_survives_10000_random_messages_with_bounded_memory() {
         "mdbroker RSS grew from {before} KiB to {after} KiB"
     );
     sc.assert_running(worker);
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -575,7 +569,7 @@ fn worker_survives_garbage_from_a_fake_broker() {
         frames(&[b"", b"MDPW01", b"\x03", b"client", b"", b"ping"])
     );
     assert!(sc.output(worker).contains("invalid message from broker"));
-    stop_cleanly(&mut sc, worker, "mdworker");
+    sc.stop_cleanly(worker, secs(20));
 }
 
 // ---------------------------------------------------------------- §28 tripping
@@ -608,7 +602,7 @@ fn tripping_exits_cleanly_on_sigint() {
     // The C counts: long enough to be interrupted mid-test.
     let tripping = sc.start("tripping", bin!("tripping"), &[]);
     sc.expect(tripping, "Synchronous round-trip test...", secs(30));
-    stop_cleanly(&mut sc, tripping, "tripping");
+    sc.stop_cleanly(tripping, secs(20));
 }
 
 // ---------------------------------------------------------------- §30 Titanic
@@ -645,8 +639,8 @@ fn ticlient_gets_its_reply_when_the_worker_comes_late() {
     assert!(!files.iter().any(|f| f.starts_with(&uuid)), "{files:?}");
     let queue = std::fs::read_to_string(sc.dir().join(".titanic/queue")).unwrap();
     assert_eq!(queue, format!("+{uuid}\n"));
-    stop_cleanly(&mut sc, titanic, "titanic");
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(titanic, secs(20));
+    sc.stop_cleanly(broker, secs(20));
 }
 
 #[test]
@@ -678,8 +672,8 @@ fn titanic_request_survives_kills_of_titanic_and_broker() {
     sc.expect(client, "Reply: Hello world", secs(90));
     assert_eq!(sc.wait_exit(client, secs(30)), 0);
     assert_eq!(sc.count(client, "Reply:"), 1);
-    stop_cleanly(&mut sc, titanic, "titanic");
-    stop_cleanly(&mut sc, broker, "mdbroker");
+    sc.stop_cleanly(titanic, secs(20));
+    sc.stop_cleanly(broker, secs(20));
 }
 
 /// A raw TSP call: `[MDPC01][service][body…]` over a REQ socket, retried on
@@ -759,7 +753,7 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
         assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
         assert_eq!(tsp(&ctx, b"titanic.reply", &[&uuid]), frames(&[b"400"]));
     });
-    stop_cleanly(&mut sc, titanic, "titanic");
+    sc.stop_cleanly(titanic, secs(20));
 }
 
 #[test]
@@ -832,7 +826,7 @@ fn titanic_survives_10000_random_requests_with_bounded_memory() {
         after < before + 32 * 1024,
         "titanic RSS grew from {before} KiB to {after} KiB"
     );
-    stop_cleanly(&mut sc, titanic, "titanic");
+    sc.stop_cleanly(titanic, secs(20));
 }
 
 /// Joins the network namespace of a running scenario process, for a probe
@@ -945,5 +939,5 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
         }
     }
     eprintln!("{} requests accepted across 4 SIGKILLs", accepted.len());
-    stop_cleanly(&mut sc, titanic, "titanic");
+    sc.stop_cleanly(titanic, secs(20));
 }

@@ -150,12 +150,7 @@ fn simple_pirate_replies_in_order_until_every_worker_has_crashed() {
     );
     assert!(seq.len() >= 3, "{}", sc.report());
     sc.assert_running(queue);
-    sc.interrupt(queue);
-    assert_eq!(
-        sc.wait_exit(queue, secs(10)),
-        0,
-        "spqueue exits cleanly on SIGINT"
-    );
+    sc.stop_cleanly(queue, secs(10));
 }
 
 #[test]
@@ -164,21 +159,17 @@ fn sigint_and_sigterm_stop_the_pirates_cleanly() {
     let server = sc.start_spec("lpserver", with_faults(bin!("lpserver"), "none"));
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
     sc.expect(client, "I: server replied OK (2)", secs(30));
-    sc.interrupt(client);
-    assert_eq!(sc.wait_exit(client, secs(10)), 0, "lpclient on SIGINT");
-    sc.interrupt(server);
-    assert_eq!(sc.wait_exit(server, secs(10)), 0, "lpserver on SIGINT");
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(server, secs(10));
 
     let mut sc = Scenario::new("pirates-sigint-simple");
     let queue = sc.start("spqueue", bin!("spqueue"), &[]);
     let worker = sc.start_spec("spworker", with_faults(bin!("spworker"), "none"));
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
     sc.expect(client, "I: server replied OK (2)", secs(30));
-    sc.interrupt(client);
-    assert_eq!(sc.wait_exit(client, secs(10)), 0, "lpclient on SIGINT");
+    sc.stop_cleanly(client, secs(10));
     // The worker may be in the middle of its second of "work".
-    sc.interrupt(worker);
-    assert_eq!(sc.wait_exit(worker, secs(10)), 0, "spworker on SIGINT");
+    sc.stop_cleanly(worker, secs(10));
     sc.signal(queue, libc::SIGTERM);
     assert_eq!(sc.wait_exit(queue, secs(10)), 0, "spqueue on SIGTERM");
 }
@@ -242,14 +233,11 @@ fn paranoid_pirate_workers_back_off_and_come_back_after_the_queue_restarts() {
     assert_gapless(&sc, &answered(&sc, client));
 
     // Clean exits on Ctrl-C, even for a worker in the middle of a request.
-    sc.interrupt(client);
-    assert_eq!(sc.wait_exit(client, secs(10)), 0, "lpclient on SIGINT");
+    sc.stop_cleanly(client, secs(10));
     for &worker in &workers {
-        sc.interrupt(worker);
-        assert_eq!(sc.wait_exit(worker, secs(10)), 0, "ppworker on SIGINT");
+        sc.stop_cleanly(worker, secs(10));
     }
-    sc.interrupt(queue);
-    assert_eq!(sc.wait_exit(queue, secs(10)), 0, "ppqueue on SIGINT");
+    sc.stop_cleanly(queue, secs(10));
 }
 
 #[test]
@@ -376,8 +364,7 @@ fn paranoid_pirate_queue_survives_malformed_and_random_messages() {
     for &worker in &workers {
         sc.assert_running(worker);
     }
-    sc.interrupt(queue);
-    assert_eq!(sc.wait_exit(queue, secs(10)), 0);
+    sc.stop_cleanly(queue, secs(10));
 }
 
 #[test]
@@ -424,6 +411,5 @@ fn simple_pirate_queue_survives_malformed_and_random_messages() {
     }
     assert_gapless(&sc, &answered(&sc, client));
     sc.assert_running(queue);
-    sc.interrupt(queue);
-    assert_eq!(sc.wait_exit(queue, secs(10)), 0);
+    sc.stop_cleanly(queue, secs(10));
 }

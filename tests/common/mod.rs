@@ -411,6 +411,17 @@ impl Scenario {
         self.signal(pid, libc::SIGINT);
     }
 
+    /// Ctrl-C (SIGINT) and wait: the process must exit with code 0 within
+    /// `timeout`, as every long-running guide program does on Ctrl-C.
+    pub fn stop_cleanly(&mut self, pid: Pid, timeout: Duration) {
+        self.interrupt(pid);
+        let code = self.wait_exit(pid, timeout);
+        if code != 0 {
+            let label = self.procs[pid.0].label.clone();
+            self.fail(&format!("{label} exited with {code} on SIGINT, not 0"));
+        }
+    }
+
     /// SIGKILL and reap: the process is gone when this returns.
     pub fn kill(&mut self, pid: Pid) {
         self.signal(pid, libc::SIGKILL);
