@@ -73,6 +73,14 @@ fn start_broker(sc: &mut Scenario) -> common::Pid {
     broker
 }
 
+/// Starts mdbroker without `-v` (the C's default: it prints only its banner)
+/// and waits until it is bound.
+fn start_quiet_broker(sc: &mut Scenario) -> common::Pid {
+    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
+    sc.expect(broker, "is active at tcp://*:5555", secs(30));
+    broker
+}
+
 /// Starts an mdworker and waits until the broker registered it.
 fn start_worker(sc: &mut Scenario, broker: common::Pid, label: &str) -> common::Pid {
     let worker = sc.start(label, bin!("mdworker"), &[]);
@@ -85,8 +93,7 @@ fn start_worker(sc: &mut Scenario, broker: common::Pid, label: &str) -> common::
 #[test]
 fn mdclient_gets_every_reply_through_broker_and_worker() {
     let mut sc = Scenario::new("mdclient");
-    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
-    sc.expect(broker, "is active at tcp://*:5555", secs(30));
+    let broker = start_quiet_broker(&mut sc);
     let worker = sc.start("mdworker", bin!("mdworker"), &[]);
     let client = sc.start_spec(
         "mdclient",
@@ -152,8 +159,7 @@ fn clients_interrupted_while_waiting_exit_cleanly() {
 #[test]
 fn killing_the_worker_mid_run_makes_the_client_retry_then_give_up() {
     let mut sc = Scenario::new("mdworker-kill");
-    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
-    sc.expect(broker, "is active", secs(30));
+    let broker = start_quiet_broker(&mut sc);
     let worker = sc.start("mdworker", bin!("mdworker"), &[]);
     // The C default count (100,000): the client is still busy when the
     // worker dies.
@@ -466,8 +472,7 @@ fn fuzz(ctx: &zmq::Context, count: usize, services: &[&[u8]], seed: u64) {
 #[test]
 fn broker_survives_10000_random_messages_with_bounded_memory() {
     let mut sc = Scenario::new("mdbroker-fuzz");
-    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
-    sc.expect(broker, "is active", secs(30));
+    let broker = start_quiet_broker(&mut sc);
     let worker = sc.start("mdworker", bin!("mdworker"), &[]);
     let warmup = sc.start_spec(
         "mdclient-warmup",
@@ -759,8 +764,7 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
 #[test]
 fn titanic_survives_10000_random_requests_with_bounded_memory() {
     let mut sc = Scenario::new("titanic-fuzz");
-    let broker = sc.start("mdbroker", bin!("mdbroker"), &[]);
-    sc.expect(broker, "is active", secs(30));
+    start_quiet_broker(&mut sc);
     let titanic = sc.start("titanic", bin!("titanic"), &[]);
     sc.start("mdworker", bin!("mdworker"), &[]);
     // Warm up: one full TSP round trip.

@@ -324,6 +324,27 @@ fn send_raw(endpoint: &'static str, frames: Vec<&'static [u8]>) -> impl FnOnce()
     }
 }
 
+/// Sends 600 seeded random messages to each side of a Pirate queue (workers
+/// on 5556 with `seeds.0`, clients on 5555 with `seeds.1`), waits until the
+/// queue has rejected nearly all of them, then checks that a real `lpclient`
+/// is still served, correctly and in order.
+fn fuzz_both_sides_then_serve_a_client(sc: &mut Scenario, queue: common::Pid, seeds: (u64, u64)) {
+    let sent = sc.in_namespace(move || {
+        fuzz("tcp://localhost:5556", 600, seeds.0) + fuzz("tcp://localhost:5555", 600, seeds.1)
+    });
+    assert!(sent >= 1000, "only {sent} random messages went out");
+    // Nearly all of them are invalid, and the queue reads and rejects each.
+    sc.expect_count(queue, "invalid message from", 1100, secs(60));
+    sc.assert_running(queue);
+
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
+    }
+    assert_gapless(sc, &answered(sc, client));
+    sc.assert_running(queue);
+}
+
 #[test]
 fn paranoid_pirate_queue_survives_malformed_and_random_messages() {
     let mut sc = Scenario::new("paranoidpirate-garbage");
@@ -346,21 +367,7 @@ fn paranoid_pirate_queue_survives_malformed_and_random_messages() {
     sc.in_namespace(send_raw("tcp://localhost:5555", vec![b"", b"1", b"2"]));
     sc.expect_count(queue, "E: invalid message from client", 2, secs(30));
 
-    let sent = sc.in_namespace(|| {
-        fuzz("tcp://localhost:5556", 600, 25) + fuzz("tcp://localhost:5555", 600, 26)
-    });
-    assert!(sent >= 1000, "only {sent} random messages went out");
-    // Nearly all of them are invalid, and the queue reads and rejects each.
-    sc.expect_count(queue, "invalid message from", 1100, secs(60));
-    sc.assert_running(queue);
-
-    // Afterwards a real client is served, correctly and in order.
-    let client = sc.start("lpclient", bin!("lpclient"), &[]);
-    for n in 1..=3 {
-        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
-    }
-    assert_gapless(&sc, &answered(&sc, client));
-    sc.assert_running(queue);
+    fuzz_both_sides_then_serve_a_client(&mut sc, queue, (25, 26));
     for &worker in &workers {
         sc.assert_running(worker);
     }
@@ -397,19 +404,6 @@ fn simple_pirate_queue_survives_malformed_and_random_messages() {
     sc.in_namespace(send_raw("tcp://localhost:5555", vec![b"1"]));
     sc.expect_count(queue, "E: invalid message from client", 1, secs(30));
 
-    let sent = sc.in_namespace(|| {
-        fuzz("tcp://localhost:5556", 600, 24) + fuzz("tcp://localhost:5555", 600, 23)
-    });
-    assert!(sent >= 1000, "only {sent} random messages went out");
-    // Nearly all of them are invalid, and the queue reads and rejects each.
-    sc.expect_count(queue, "invalid message from", 1100, secs(60));
-    sc.assert_running(queue);
-
-    let client = sc.start("lpclient", bin!("lpclient"), &[]);
-    for n in 1..=3 {
-        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
-    }
-    assert_gapless(&sc, &answered(&sc, client));
-    sc.assert_running(queue);
+    fuzz_both_sides_then_serve_a_client(&mut sc, queue, (24, 23));
     sc.stop_cleanly(queue, secs(10));
 }
