@@ -5,7 +5,7 @@
 //! between that envelope and the body. A broker reads the identity to route
 //! the reply, and the body to decide what to do.
 //!
-//! [`Message::unwrap`] is the forgiving `zmsg_unwrap`. A broker facing the
+//! [`Message::unwrap_envelope`] is the forgiving `zmsg_unwrap`. A broker facing the
 //! network needs the strict version: anything can connect to a ROUTER and send
 //! any frames, and a message without a delimiter, with an empty identity or
 //! without a body must be logged and dropped, not half-parsed (the C brokers
@@ -30,7 +30,7 @@ pub fn split(mut msg: Message) -> Result<(Vec<u8>, Message), Error> {
             "no empty delimiter after the identity".into(),
         ));
     }
-    let identity = msg.unwrap().unwrap_or_default();
+    let identity = msg.unwrap_envelope().unwrap_or_default();
     Ok((identity, msg))
 }
 
@@ -48,14 +48,10 @@ pub fn split_exact(msg: Message, frames: usize) -> Result<(Vec<u8>, Message), Er
 
 /// `body` wrapped for a ROUTER to send to `identity`: `[identity][""][body…]`.
 pub fn to(identity: impl Into<Vec<u8>>, mut body: Message) -> Message {
-    body.wrap(identity);
+    body.wrap_envelope(identity);
     body
 }
 
-/// A short printable form of an identity for log lines (hex if binary).
-pub fn show(identity: &[u8]) -> String {
-    crate::message::frame_text(identity)
-}
 
 #[cfg(test)]
 mod tests {
@@ -91,6 +87,5 @@ mod tests {
         assert_eq!(worker, b"W1");
         let (client, reply) = split_exact(body, 1).unwrap();
         assert_eq!((client, reply.last()), (b"C1".to_vec(), Some(&b"OK"[..])));
-        assert_eq!(show(&[0, 0xAB]), "00AB");
     }
 }

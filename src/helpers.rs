@@ -7,10 +7,10 @@
 //!   thread-safe and is seeded the same way in every thread, so identities
 //!   collide (zguide #521, #572). Here each call draws from the thread-local,
 //!   OS-seeded RNG, so threads and processes do not repeat each other;
-//! * [`randof`], [`clock_ms`] and [`sleep_ms`] are `randof`, `s_clock` and
-//!   `s_sleep`.
+//! * [`randof`] and [`clock_ms`] are `randof` and `s_clock`; `s_sleep` is
+//!   [`interrupt::sleep_ms`], which also ends early on Ctrl-C.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
@@ -48,12 +48,6 @@ pub fn clock_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Sleeps `ms` milliseconds (`s_sleep`). Not interruptible; see
-/// [`interrupt::sleep_ms`] for a sleep that ends on Ctrl-C.
-pub fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// Sends `text` as one frame, without a trailing NUL (`s_send`).

@@ -18,7 +18,7 @@
 //! earlier Rust `interrupt` port crashed by unwrapping it).
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -88,28 +88,46 @@ fn signalled_soon() -> bool {
     interrupted()
 }
 
+/// Something [`poll_any`] can wait on: a ZeroMQ socket, or a raw file
+/// descriptor such as a UDP socket or a pipe (chapter 8's beacons poll both).
+#[derive(Clone, Copy)]
+pub enum Pollable<'a> {
+    Socket(&'a zmq::Socket),
+    Fd(RawFd),
+}
+
 /// Polls `sockets` for input for at most `timeout_ms` (-1: no limit) and
 /// returns, per socket, whether it is readable. Returns `Error::Interrupted`
 /// as soon as Ctrl-C/SIGTERM arrives.
 pub fn poll(sockets: &[&zmq::Socket], timeout_ms: i64) -> Result<Vec<bool>, Error> {
+    let items: Vec<Pollable> = sockets.iter().map(|s| Pollable::Socket(s)).collect();
+    poll_any(&items, timeout_ms)
+}
+
+/// [`poll`] over sockets and raw file descriptors alike: per item, whether
+/// it is readable. Interruptible the same way.
+pub fn poll_any(pollables: &[Pollable], timeout_ms: i64) -> Result<Vec<bool>, Error> {
     let deadline = deadline_after(timeout_ms);
     loop {
         if interrupted() {
             return Err(Error::Interrupted);
         }
-        let mut items: Vec<zmq::PollItem> = sockets
+        let mut items: Vec<zmq::PollItem> = pollables
             .iter()
-            .map(|s| s.as_poll_item(zmq::POLLIN))
+            .map(|p| match p {
+                Pollable::Socket(s) => s.as_poll_item(zmq::POLLIN),
+                Pollable::Fd(fd) => zmq::PollItem::from_fd(*fd, zmq::POLLIN),
+            })
             .collect();
         if let Some(fd) = wake_fd() {
             items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
         }
         match zmq::poll(&mut items, remaining_ms(deadline, timeout_ms)) {
             Ok(_) => {
-                if wake_fd().is_some() && items[sockets.len()].is_readable() {
+                if wake_fd().is_some() && items[pollables.len()].is_readable() {
                     return Err(Error::Interrupted);
                 }
-                return Ok(items[..sockets.len()]
+                return Ok(items[..pollables.len()]
                     .iter()
                     .map(|i| i.is_readable())
                     .collect());
@@ -142,8 +160,22 @@ pub fn proxy(
     frontend: &mut zmq::Socket,
     backend: &mut zmq::Socket,
 ) -> Result<(), Error> {
+    proxy_with_capture(context, frontend, backend, None)
+}
+
+/// [`proxy`] that also sends a copy of every message it passes to `capture`
+/// (`zmq_proxy`'s third socket: Espresso's listener, §36).
+pub fn proxy_with_capture(
+    context: &zmq::Context,
+    frontend: &mut zmq::Socket,
+    backend: &mut zmq::Socket,
+    mut capture: Option<&mut zmq::Socket>,
+) -> Result<(), Error> {
     if wake_fd().is_none() {
-        return retry_eintr(|| zmq::proxy(frontend, backend));
+        return retry_eintr(|| match capture.as_deref_mut() {
+            Some(capture) => zmq::proxy_with_capture(frontend, backend, capture),
+            None => zmq::proxy(frontend, backend),
+        });
     }
     static PROXIES: AtomicUsize = AtomicUsize::new(0);
     let endpoint = format!(
@@ -164,7 +196,10 @@ pub fn proxy(
             }
         });
         // EINTR before the handler set the flag: run on; TERMINATE follows.
-        let result = retry_eintr(|| zmq::proxy_steerable(frontend, backend, control));
+        let result = retry_eintr(|| match capture.as_deref_mut() {
+            Some(capture) => zmq::proxy_steerable_with_capture(frontend, backend, capture, control),
+            None => zmq::proxy_steerable(frontend, backend, control),
+        });
         if !interrupted() {
             let _ = control.send("", zmq::DONTWAIT); // let the watcher go
         }
@@ -208,5 +243,53 @@ fn remaining_ms(deadline: Option<Instant>, timeout_ms: i64) -> i64 {
     match deadline {
         None => timeout_ms,
         Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_any_reports_sockets_and_raw_fds() {
+        let context = zmq::Context::new();
+        let rx = context.socket(zmq::PAIR).unwrap();
+        rx.bind("inproc://poll-any").unwrap();
+        let tx = context.socket(zmq::PAIR).unwrap();
+        tx.connect("inproc://poll-any").unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = udp.as_raw_fd();
+        let items = [Pollable::Socket(&rx), Pollable::Fd(fd)];
+        assert_eq!(poll_any(&items, 0).unwrap(), [false, false]);
+        udp.send_to(b"beacon", udp.local_addr().unwrap()).unwrap();
+        assert_eq!(poll_any(&items, 5000).unwrap(), [false, true]);
+        tx.send("x", 0).unwrap();
+        assert_eq!(poll_any(&items, 5000).unwrap(), [true, true]);
+    }
+
+    #[test]
+    fn a_proxy_copies_what_it_passes_to_the_capture_socket() {
+        let context = zmq::Context::new();
+        let mut front = context.socket(zmq::PULL).unwrap();
+        front.bind("inproc://capture-front").unwrap();
+        let mut back = context.socket(zmq::PUSH).unwrap();
+        back.bind("inproc://capture-back").unwrap();
+        let mut capture = context.socket(zmq::PUSH).unwrap();
+        capture.bind("inproc://capture-copy").unwrap();
+        let listener = context.socket(zmq::PULL).unwrap();
+        listener.connect("inproc://capture-copy").unwrap();
+        let sink = context.socket(zmq::PULL).unwrap();
+        sink.connect("inproc://capture-back").unwrap();
+        let source = context.socket(zmq::PUSH).unwrap();
+        source.connect("inproc://capture-front").unwrap();
+        let proxy_context = context.clone();
+        std::thread::spawn(move || {
+            let _ = proxy_with_capture(&proxy_context, &mut front, &mut back, Some(&mut capture));
+        });
+        source.send("tick", 0).unwrap();
+        assert_eq!(sink.recv_bytes(0).unwrap(), b"tick");
+        assert_eq!(listener.recv_bytes(0).unwrap(), b"tick");
+        // The proxy thread ends with the process; the test does not wait for it.
+        std::mem::forget(context);
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! | module | what it teaches | guide / C original |
 //! |---|---|---|
-//! | [`message`] | multipart messages, envelopes, `s_dump` | `zmsg`, `s_dump` |
+//! | [`program`] | a program's start and end: logging, Ctrl-C, exit code | `s_catch_signals`, `main` |
+//! | [`socket`] | sockets built with LINGER and size limits set | `zsock_new_*` |
+//! | [`message`] | multipart messages, envelopes, `s_dump`, bounded log summaries | `zmsg`, `s_dump` |
 //! | [`envelope`] | checked `[identity][""][body]` envelopes for ROUTER brokers | `zmsg_unwrap`, §15–§18 |
 //! | [`helpers`] | identities, `randof`, clock, strings on the wire | `zhelpers.h` |
 //! | [`interrupt`] | Ctrl-C/SIGTERM that wakes a blocked poll | §9, `s_catch_signals` |
@@ -38,7 +40,9 @@ pub mod mdp;
 pub mod message;
 pub mod perf;
 pub mod ppp;
+pub mod program;
 pub mod reactor;
+pub mod socket;
 pub mod runner;
 
 pub use message::Message;
@@ -56,6 +60,13 @@ pub enum Error {
     Protocol(String),
     /// A peer did not answer in time.
     Timeout,
+    /// A bind or connect failed; says which endpoint.
+    Endpoint {
+        /// `"bind"` or `"connect to"`.
+        action: &'static str,
+        endpoint: String,
+        source: zmq::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -65,6 +76,11 @@ impl fmt::Display for Error {
             Error::Zmq(e) => write!(f, "zmq: {e}"),
             Error::Protocol(what) => write!(f, "protocol error: {what}"),
             Error::Timeout => f.write_str("timed out"),
+            Error::Endpoint {
+                action,
+                endpoint,
+                source,
+            } => write!(f, "cannot {action} {endpoint}: {source}"),
         }
     }
 }

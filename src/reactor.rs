@@ -4,8 +4,9 @@
 //! wait for, *how long* to wait, and *what to do* when something happens. The
 //! reactor keeps the first two and lets the program say only the third:
 //!
-//! * a **reader** is a socket plus a handler, called whenever the socket is
-//!   readable (the handler receives the message itself);
+//! * a **reader** is a socket (or a raw file descriptor, such as a UDP
+//!   socket) plus a handler, called whenever it is readable (the handler
+//!   receives the message itself);
 //! * a **timer** is a delay, a repeat count (0: for ever) and a handler;
 //! * the loop is *tickless*: it polls exactly until the next timer is due, or
 //!   without a timeout when no timer is set, so an idle reactor costs nothing.
@@ -31,10 +32,11 @@
 //! earlier handler in the same round is not called.
 
 use std::cell::RefCell;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::interrupt;
+use crate::interrupt::{self, Pollable};
 use crate::Error;
 
 /// A handler: gets the reactor (to add or end readers and timers, or stop)
@@ -44,13 +46,22 @@ type Handler<S> = Rc<RefCell<dyn FnMut(&mut Reactor<S>, &mut S) -> Result<(), Er
 /// Picks a reader's socket out of the state.
 pub type SocketOf<S> = fn(&S) -> &zmq::Socket;
 
+/// Picks a reader's raw file descriptor (a UDP socket, a pipe) out of the state.
+pub type FdOf<S> = fn(&S) -> RawFd;
+
+/// What a reader waits on.
+enum Source<S> {
+    Socket(SocketOf<S>),
+    Fd(FdOf<S>),
+}
+
 /// Names a timer, to end it with [`Reactor::timer_end`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(u64);
 
 struct Reader<S> {
     name: &'static str,
-    socket: SocketOf<S>,
+    source: Source<S>,
     handler: Handler<S>,
     /// Distinguishes a reader from a later one added under the same name.
     serial: u64,
@@ -98,11 +109,32 @@ impl<S> Reactor<S> {
         socket: SocketOf<S>,
         handler: impl FnMut(&mut Reactor<S>, &mut S) -> Result<(), Error> + 'static,
     ) {
+        self.add_reader(name, Source::Socket(socket), handler);
+    }
+
+    /// Like [`reader`](Reactor::reader), for a raw file descriptor such as a
+    /// UDP socket (`zloop_poller` with a file descriptor): `handler` is called
+    /// whenever it is readable and must read from it.
+    pub fn reader_fd(
+        &mut self,
+        name: &'static str,
+        fd: FdOf<S>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S) -> Result<(), Error> + 'static,
+    ) {
+        self.add_reader(name, Source::Fd(fd), handler);
+    }
+
+    fn add_reader(
+        &mut self,
+        name: &'static str,
+        source: Source<S>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S) -> Result<(), Error> + 'static,
+    ) {
         self.reader_end(name);
         self.serial += 1;
         self.readers.push(Reader {
             name,
-            socket,
+            source,
             handler: Rc::new(RefCell::new(handler)),
             serial: self.serial,
         });
@@ -159,9 +191,15 @@ impl<S> Reactor<S> {
                 break;
             }
             let readable = {
-                let sockets: Vec<&zmq::Socket> =
-                    self.readers.iter().map(|r| (r.socket)(state)).collect();
-                interrupt::poll(&sockets, self.poll_timeout())?
+                let items: Vec<Pollable> = self
+                    .readers
+                    .iter()
+                    .map(|r| match r.source {
+                        Source::Socket(socket) => Pollable::Socket(socket(state)),
+                        Source::Fd(fd) => Pollable::Fd(fd(state)),
+                    })
+                    .collect();
+                interrupt::poll_any(&items, self.poll_timeout())?
             };
             let ready: Vec<u64> = self
                 .readers
@@ -359,6 +397,42 @@ mod tests {
         reactor.timer(1, 0, |_, _| Err(Error::Protocol("bad".into())));
         let result = reactor.run(&mut Log::default());
         assert!(matches!(result, Err(Error::Protocol(what)) if what == "bad"));
+    }
+
+    struct Udp {
+        socket: std::net::UdpSocket,
+        got: Vec<Vec<u8>>,
+    }
+
+    #[test]
+    fn a_raw_fd_reader_is_called_when_its_fd_is_readable() {
+        use std::os::fd::AsRawFd;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        let mut state = Udp {
+            socket,
+            got: Vec::new(),
+        };
+        let mut reactor = Reactor::new();
+        reactor.reader_fd(
+            "udp",
+            |u: &Udp| u.socket.as_raw_fd(),
+            |reactor, udp| {
+                let mut buf = [0u8; 64];
+                let (n, _) = udp.socket.recv_from(&mut buf).map_err(|e| Error::Protocol(e.to_string()))?;
+                udp.got.push(buf[..n].to_vec());
+                if udp.got.len() == 2 {
+                    reactor.stop();
+                }
+                Ok(())
+            },
+        );
+        reactor.timer(10, 2, move |_, udp: &mut Udp| {
+            udp.socket.send_to(b"beacon", address).map_err(|e| Error::Protocol(e.to_string()))?;
+            Ok(())
+        });
+        reactor.run(&mut state).unwrap();
+        assert_eq!(state.got, [b"beacon".to_vec(), b"beacon".to_vec()]);
     }
 
     #[test]

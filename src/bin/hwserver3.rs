@@ -53,7 +53,7 @@ fn main() -> Result<(), Error> {
             // Send the reply to the client.
             println!("Send respond msg: World\n");
             let mut reply = Message::from_frames(["World"]);
-            reply.wrap(identity);
+            reply.wrap_envelope(identity);
             reply.send(&responder)?;
         }
     })();

@@ -140,7 +140,7 @@ fn main() -> Result<(), Error> {
                 Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
                     log::warn!(
                         "frontend: reply for unknown client {} dropped",
-                        envelope::show(&client)
+                        zguide::message::show(&client)
                     )
                 }
                 Err(e) => return Err(e),

@@ -137,7 +137,7 @@ fn handle_backend(reactor: &mut Reactor<LbBroker>, this: &mut LbBroker) -> Resul
         Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
             log::warn!(
                 "frontend: reply for unknown client {} dropped",
-                envelope::show(&client)
+                zguide::message::show(&client)
             );
             Ok(())
         }

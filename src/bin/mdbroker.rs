@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use zguide::heartbeat::expiry_after;
 use zguide::helpers::init_log;
-use zguide::mdp::protocol::{self, clock_log, summary, Command, WorkerCommand};
+use zguide::mdp::protocol::{self, clock_log, Command, WorkerCommand};
 use zguide::{interrupt, Error, Message};
 
 const HEARTBEAT_LIVENESS: u32 = protocol::HEARTBEAT_LIVENESS; //  3-5 is reasonable
@@ -167,7 +167,7 @@ impl Broker {
             print!("{}", msg.dump());
         }
         if msg.len() < 3 || msg.get(1).is_some_and(|f| !f.is_empty()) {
-            log::error!("invalid message: {}", summary(&msg));
+            log::error!("invalid message: {}", msg.summary());
             return;
         }
         let (Some(sender), Some(_empty), Some(header)) = (msg.pop(), msg.pop(), msg.pop()) else {
@@ -179,7 +179,7 @@ impl Broker {
             self.worker_msg(sender, msg);
         } else {
             msg.push(header);
-            log::error!("invalid message (unknown header): {}", summary(&msg));
+            log::error!("invalid message (unknown header): {}", msg.summary());
         }
     }
 
@@ -217,7 +217,7 @@ impl Broker {
             WorkerCommand::Reply { mut envelope } => {
                 // Only a busy worker (one we sent a request to) may reply.
                 if known == Some(false) {
-                    let Some(client) = envelope.unwrap() else {
+                    let Some(client) = envelope.unwrap_envelope() else {
                         return;
                     };
                     if let Some(worker) = self.workers.get(&sender) {
@@ -248,7 +248,7 @@ impl Broker {
 
     fn client_msg(&mut self, sender: Vec<u8>, mut msg: Message) {
         if msg.len() < 2 {
-            log::error!("invalid client request: {}", summary(&msg));
+            log::error!("invalid client request: {}", msg.summary());
             return;
         }
         let Some(service_name) = msg.pop() else {
@@ -258,7 +258,7 @@ impl Broker {
             return self.mmi_reply(sender, service_name, msg);
         }
         // Set reply return identity to client sender
-        msg.wrap(sender);
+        msg.wrap_envelope(sender);
         let request = Request {
             envelope: msg,
             queued_at: Instant::now(),
@@ -458,7 +458,7 @@ impl Broker {
             let mut shown = body.clone();
             shown.push(command.frame());
             shown.push(protocol::WORKER);
-            shown.wrap(identity);
+            shown.wrap_envelope(identity);
             print!("{}", shown.dump());
         }
         let head = [identity, b"", protocol::WORKER, command.frame()];

@@ -203,7 +203,7 @@ impl Broker<'_> {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
                 let mut msg = Message::recv_now(&self.cloudbe)?;
-                msg.unwrap();
+                msg.unwrap_envelope();
                 if msg.is_empty() {
                     log::warn!("cloudbe: empty reply dropped");
                 } else {
@@ -245,7 +245,7 @@ impl Broker<'_> {
                     }
                 }
                 if let Some(worker) = workers.pop_front() {
-                    msg.wrap(worker);
+                    msg.wrap_envelope(worker);
                     self.send_logged(msg, &self.localbe, "localbe")?;
                 }
             }
@@ -267,7 +267,7 @@ impl Broker<'_> {
 
     /// Sends on a ROUTER, logging (not failing on) an unknown destination.
     fn send_logged(&self, msg: Message, socket: &zmq::Socket, name: &str) -> Result<(), Error> {
-        let destination = msg.first().map(envelope::show).unwrap_or_default();
+        let destination = msg.first().map(zguide::message::show).unwrap_or_default();
         match msg.send(socket) {
             Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
                 log::warn!("{name}: no peer {destination}, message dropped");

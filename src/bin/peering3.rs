@@ -260,7 +260,7 @@ impl Broker {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
                 let mut msg = Message::recv_now(&self.cloudbe)?;
-                msg.unwrap();
+                msg.unwrap_envelope();
                 reply = (!msg.is_empty()).then_some(msg);
             }
             if let Some(msg) = reply {
@@ -420,7 +420,7 @@ fn is_request(msg: &Message, from_peer: bool) -> bool {
 
 /// Sends on a ROUTER, logging (not failing on) an unknown destination.
 fn send_logged(msg: Message, socket: &zmq::Socket, name: &str) -> Result<(), Error> {
-    let destination = msg.first().map(envelope::show).unwrap_or_default();
+    let destination = msg.first().map(zguide::message::show).unwrap_or_default();
     match msg.send(socket) {
         Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
             log::warn!("{name}: no peer {destination}, message dropped");

@@ -29,7 +29,7 @@
 
 use std::time::Instant;
 
-use zguide::envelope::show;
+use zguide::message::show;
 use zguide::heartbeat::ReadyList;
 use zguide::ppp::{self, WorkerMessage, HEARTBEAT, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
 use zguide::{helpers, interrupt, Error, Message};

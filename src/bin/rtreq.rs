@@ -14,7 +14,7 @@
 
 use std::thread;
 
-use zguide::{helpers, Error, Message};
+use zguide::{helpers, interrupt, Error, Message};
 
 const NBR_WORKERS: usize = 10;
 
@@ -38,7 +38,7 @@ fn worker_task() -> Result<(), Error> {
         total += 1;
 
         // Do some random work.
-        helpers::sleep_ms(u64::from(helpers::randof(500)) + 1);
+        interrupt::sleep_ms(u64::from(helpers::randof(500)) + 1)?;
     }
 }
 
@@ -57,7 +57,7 @@ fn main() -> Result<(), Error> {
     while workers_fired < NBR_WORKERS {
         // Next message gives us least recently used worker: [identity][""][Hi Boss].
         let mut request = Message::recv(&broker)?;
-        let Some(identity) = request.unwrap() else {
+        let Some(identity) = request.unwrap_envelope() else {
             continue;
         };
         let workload = if helpers::clock_ms() < end_time {
@@ -67,7 +67,7 @@ fn main() -> Result<(), Error> {
             "Fired!"
         };
         let mut reply = Message::from_frames([workload]);
-        reply.wrap(identity);
+        reply.wrap_envelope(identity);
         reply.send(&broker)?;
     }
     for worker in workers {

@@ -21,7 +21,8 @@
 
 use std::collections::VecDeque;
 
-use zguide::envelope::{self, show};
+use zguide::envelope;
+use zguide::message::show;
 use zguide::ppp::READY;
 use zguide::{helpers, interrupt, Error, Message};
 
@@ -103,7 +104,7 @@ fn dispatch(
 ) -> Result<(), Error> {
     while let Some(worker) = workers.pop_front() {
         let mut wrapped = msg.clone();
-        wrapped.wrap(worker.clone());
+        wrapped.wrap_envelope(worker.clone());
         match wrapped.send_flags(backend, zmq::DONTWAIT) {
             Ok(()) => return Ok(()),
             Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {

@@ -12,7 +12,7 @@
 //! that the REQ socket is connected, not the SUB socket. Start `syncpub`
 //! first and the nap is plenty.
 
-use zguide::{helpers, Error};
+use zguide::{helpers, interrupt, Error};
 
 fn main() -> Result<(), Error> {
     let context = zmq::Context::new();
@@ -23,7 +23,7 @@ fn main() -> Result<(), Error> {
     subscriber.set_subscribe(b"")?;
 
     // ZeroMQ is so fast, we need to wait a while...
-    helpers::sleep_ms(1000);
+    interrupt::sleep_ms(1000)?;
 
     // Second, synchronize with the publisher.
     let syncclient = context.socket(zmq::REQ)?;

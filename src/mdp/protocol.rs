@@ -220,28 +220,6 @@ pub fn parse_client_reply(mut msg: Message, service: &[u8]) -> Result<Message, E
     Ok(msg)
 }
 
-/// A short, bounded description of a message for error logs: the frame
-/// count and the first few frames, each cut to 40 bytes, so that a 4 MiB
-/// frame from a misbehaving peer does not become 8 MiB of hex in the log.
-pub fn summary(msg: &Message) -> String {
-    const FRAMES: usize = 6;
-    const BYTES: usize = 40;
-    let mut out = format!("{} frame(s):", msg.len());
-    for frame in msg.iter().take(FRAMES) {
-        let cut = &frame[..frame.len().min(BYTES)];
-        let more = if frame.len() > BYTES { "…" } else { "" };
-        out.push_str(&format!(
-            " [{:03}] {}{more};",
-            frame.len(),
-            crate::message::frame_text(cut)
-        ));
-    }
-    if msg.len() > FRAMES {
-        out.push_str(" …");
-    }
-    out
-}
-
 /// `zclock_log`: prints `yy-mm-dd hh:mm:ss text` on stdout (UTC), the format
 /// of the C programs' log lines. Used for the lines a learner compares with
 /// the C output; faults go through the `log` crate instead.

@@ -112,7 +112,7 @@ impl Worker {
         if let Some(mut reply) = reply {
             match self.reply_to.take() {
                 Some(client) => {
-                    reply.wrap(client);
+                    reply.wrap_envelope(client);
                     self.send_to_broker(Command::Reply, None, Some(reply))?;
                 }
                 None => log::warn!("reply without a request to answer: dropped"),
@@ -130,7 +130,7 @@ impl Worker {
                 match protocol::parse_to_worker(msg) {
                     Ok(WorkerCommand::Request { mut envelope }) => {
                         // `[client][""][body…]`: keep the address for the reply.
-                        self.reply_to = envelope.unwrap();
+                        self.reply_to = envelope.unwrap_envelope();
                         return Ok(envelope);
                     }
                     Ok(WorkerCommand::Heartbeat) => {}
