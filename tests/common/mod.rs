@@ -14,9 +14,23 @@
 //! that namespace with `nsenter`. Each scenario also gets its own temporary
 //! working directory, for the `ipc://` files some programs create.
 //!
-//! **Failures.** Every wait has a timeout; when it runs out the panic message
-//! shows what we waited for and the recent output of every process.
+//! **Ordinary users.** Creating and entering network namespaces needs
+//! `CAP_SYS_ADMIN`. As an ordinary user, every test process therefore makes
+//! itself root of its own user namespace before `main` runs (see
+//! [`become_root_in_own_user_namespace`]): from then on the same code paths
+//! work as for root, including probe threads that join a scenario's namespace.
+//!
+//! **Failures.** Every wait has a timeout (stretched by `ZGUIDE_TEST_SLOWDOWN`,
+//! see [`secs`]); when it runs out the panic message shows what we waited for
+//! and the recent output of every process.
+//!
+//! Submodules: [`wire`] (probe sockets that speak raw frames) and [`attack`]
+//! (the hostile-peer toolkit: floods, malformed and oversized frames, memory
+//! and disk measurements).
 #![allow(dead_code)]
+
+pub mod attack;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,15 +50,54 @@ macro_rules! bin {
     };
 }
 
-/// A timeout in seconds, stretched by `ZGUIDE_TEST_SLOWDOWN` (a factor, default
-/// 1) for slow machines.
-pub fn secs(n: u64) -> Duration {
-    let factor: f64 = std::env::var("ZGUIDE_TEST_SLOWDOWN")
+/// The factor from `ZGUIDE_TEST_SLOWDOWN` (default 1) by which every timeout
+/// in the tests is stretched on a slow machine.
+pub fn slowdown() -> f64 {
+    std::env::var("ZGUIDE_TEST_SLOWDOWN")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(n as f64 * factor)
+        .filter(|f: &f64| *f > 0.0)
+        .unwrap_or(1.0)
 }
+
+/// A timeout in seconds, stretched by `ZGUIDE_TEST_SLOWDOWN`.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs_f64(n as f64 * slowdown())
+}
+
+/// A timeout in milliseconds, stretched by `ZGUIDE_TEST_SLOWDOWN`.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_secs_f64(n as f64 * slowdown() / 1000.0)
+}
+
+/// A socket timeout option (`RCVTIMEO`, `SNDTIMEO`) of `n` milliseconds,
+/// stretched by `ZGUIDE_TEST_SLOWDOWN`.
+pub fn timeout_ms(n: u64) -> i32 {
+    ms(n).as_millis().min(i32::MAX as u128) as i32
+}
+
+/// Runs before `main`, while the test process still has one thread (the only
+/// time `unshare(CLONE_NEWUSER)` is allowed): as an ordinary user, the
+/// process becomes root of a user namespace of its own, mapped to the user's
+/// own uid and gid. It gains no power outside that namespace, but inside it
+/// may make network namespaces and join them from any thread, so the tests run
+/// the same way as root. As root this does nothing. If the kernel forbids
+/// unprivileged user namespaces nothing changes, and `Scenario::new` reports
+/// the problem.
+extern "C" fn become_root_in_own_user_namespace() {
+    // SAFETY: plain syscalls on our own process, before any other thread exists.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 || unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return;
+    }
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    let _ = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"));
+    let _ = std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"));
+}
+
+#[used]
+#[link_section = ".init_array"]
+static BECOME_ROOT_BEFORE_MAIN: extern "C" fn() = become_root_in_own_user_namespace;
 
 /// Handle of a process within its scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -517,15 +570,31 @@ impl Scenario {
 
     /// Runs `probe` on a thread that has joined the scenario's network
     /// namespace, so test-side sockets can speak raw frames to the programs
-    /// (`tcp://localhost:5555` there is the scenario's, not the host's).
-    /// `probe` must create its own `zmq::Context`: libzmq's I/O thread is
-    /// started with the context's first socket and inherits the namespace.
-    /// Joining a namespace from a multi-threaded test needs root (CI is root);
-    /// without it this panics with a clear message.
+    /// (`tcp://localhost:5555` there is the scenario's, not the host's), and
+    /// waits for it. `probe` must create its own `zmq::Context`: libzmq's I/O
+    /// thread is started with the context's first socket and inherits the
+    /// namespace. A panic in the probe fails the test with the report.
     pub fn in_namespace<T: Send + 'static>(&self, probe: impl FnOnce() -> T + Send + 'static) -> T {
+        match self.in_namespace_background(probe).join() {
+            Ok(value) => value,
+            Err(panic) => {
+                eprintln!("{}", self.report());
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Like [`in_namespace`](Scenario::in_namespace) but does not wait: for a
+    /// probe (a flooding client, a fake worker) that must run while the test
+    /// goes on. Join the handle to get its result; every wait inside the
+    /// probe must be bounded, so that the join is too.
+    pub fn in_namespace_background<T: Send + 'static>(
+        &self,
+        probe: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
         let ns_path = format!("/proc/{}/ns/net", self.holder.id());
         let name = self.name.clone();
-        let handle = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let file =
                 std::fs::File::open(&ns_path).expect("open the scenario's network namespace");
             use std::os::fd::AsRawFd;
@@ -534,18 +603,11 @@ impl Scenario {
             assert_eq!(
                 rc,
                 0,
-                "[{name}] joining the namespace needs root: {}",
+                "[{name}] cannot join the namespace: {}",
                 std::io::Error::last_os_error()
             );
             probe()
-        });
-        match handle.join() {
-            Ok(value) => value,
-            Err(panic) => {
-                eprintln!("{}", self.report());
-                std::panic::resume_unwind(panic)
-            }
-        }
+        })
     }
 
     /// The last lines of every process's output, for failure messages.
