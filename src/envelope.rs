@@ -52,7 +52,6 @@ pub fn to(identity: impl Into<Vec<u8>>, mut body: Message) -> Message {
     body
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,8 +42,8 @@ pub mod perf;
 pub mod ppp;
 pub mod program;
 pub mod reactor;
-pub mod socket;
 pub mod runner;
+pub mod socket;
 
 pub use message::Message;
 

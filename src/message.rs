@@ -356,10 +356,20 @@ mod tests {
         assert_eq!(show(b"a\nE: x"), "610A453A2078");
         let big = vec![b'A'; 1 << 20];
         let shown = show(&big);
-        assert_eq!(shown, format!("{}…(+{} bytes)", "A".repeat(SHOW_BYTES), (1 << 20) - SHOW_BYTES));
+        assert_eq!(
+            shown,
+            format!(
+                "{}…(+{} bytes)",
+                "A".repeat(SHOW_BYTES),
+                (1 << 20) - SHOW_BYTES
+            )
+        );
         let msg = Message::from_frames(vec![big.clone(); 100]);
         let summary = msg.summary();
-        assert!(summary.starts_with("100 frame(s), 104857600 bytes: [1048576] AAAA"), "{summary}");
+        assert!(
+            summary.starts_with("100 frame(s), 104857600 bytes: [1048576] AAAA"),
+            "{summary}"
+        );
         assert!(summary.len() < 1024 && summary.ends_with(" …"), "{summary}");
         assert!(msg.dump_short().lines().all(|l| l.len() < 80));
     }

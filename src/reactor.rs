@@ -419,7 +419,10 @@ mod tests {
             |u: &Udp| u.socket.as_raw_fd(),
             |reactor, udp| {
                 let mut buf = [0u8; 64];
-                let (n, _) = udp.socket.recv_from(&mut buf).map_err(|e| Error::Protocol(e.to_string()))?;
+                let (n, _) = udp
+                    .socket
+                    .recv_from(&mut buf)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
                 udp.got.push(buf[..n].to_vec());
                 if udp.got.len() == 2 {
                     reactor.stop();
@@ -428,7 +431,9 @@ mod tests {
             },
         );
         reactor.timer(10, 2, move |_, udp: &mut Udp| {
-            udp.socket.send_to(b"beacon", address).map_err(|e| Error::Protocol(e.to_string()))?;
+            udp.socket
+                .send_to(b"beacon", address)
+                .map_err(|e| Error::Protocol(e.to_string()))?;
             Ok(())
         });
         reactor.run(&mut state).unwrap();

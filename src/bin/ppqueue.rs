@@ -29,8 +29,8 @@
 
 use std::time::Instant;
 
-use zguide::message::show;
 use zguide::heartbeat::ReadyList;
+use zguide::message::show;
 use zguide::ppp::{self, WorkerMessage, HEARTBEAT, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
 use zguide::{helpers, interrupt, Error, Message};
 

@@ -56,12 +56,21 @@ pub fn flood(socket: &zmq::Socket, parts: &[&[u8]], count: usize, within: Durati
 
 /// `count` seeded random multipart messages: 1 to `max_frames` frames of 0
 /// to `max_frame` random bytes each.
-pub fn random_messages(seed: u64, count: usize, max_frames: usize, max_frame: usize) -> Vec<Vec<Vec<u8>>> {
+pub fn random_messages(
+    seed: u64,
+    count: usize,
+    max_frames: usize,
+    max_frame: usize,
+) -> Vec<Vec<Vec<u8>>> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|_| {
             (0..rng.gen_range(1..=max_frames))
-                .map(|_| (0..rng.gen_range(0..=max_frame)).map(|_| rng.gen()).collect())
+                .map(|_| {
+                    (0..rng.gen_range(0..=max_frame))
+                        .map(|_| rng.gen())
+                        .collect()
+                })
                 .collect()
         })
         .collect()
@@ -100,7 +109,14 @@ fn status_kib(pid: i32, field: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').trim().trim_end_matches("kB").trim().parse().ok())
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 

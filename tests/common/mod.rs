@@ -30,6 +30,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod mdp;
 pub mod wire;
 
 use std::collections::HashMap;
