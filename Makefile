@@ -9,7 +9,7 @@ CARGO ?= cargo
 # run well above one per core. Override with `make test TEST_THREADS=2`.
 TEST_THREADS ?= 6
 
-.PHONY: all deps build run test lint fmt bench clean
+.PHONY: all deps build run test lint fmt bench clean mutants
 
 all: build
 
@@ -50,3 +50,19 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+# Mutation testing with cargo-mutants (`cargo install cargo-mutants`): every
+# mutant of the library modules must be caught by the unit tests, and every
+# mutant of the long-running programs by their chapter's integration tests.
+# Slow (tens of minutes to hours on 2 cores), so not part of CI.
+# `make mutants MUTANTS_ARGS='--file src/message.rs'` narrows it down.
+MUTANTS_LIB_FILES = --file src/message.rs --file src/envelope.rs --file src/helpers.rs \
+	--file src/interrupt.rs --file src/reactor.rs --file src/actor.rs --file src/socket.rs \
+	--file src/program.rs --file src/heartbeat.rs --file src/ppp.rs --file src/mdp/protocol.rs \
+	--file src/mdp/titanic.rs
+mutants:
+	$(CARGO) mutants --no-shuffle $(MUTANTS_LIB_FILES) $(MUTANTS_ARGS) --test-tool nextest -- --lib
+	$(CARGO) mutants --no-shuffle --file src/bin/mdbroker.rs $(MUTANTS_ARGS) --test-tool nextest -- --test chapter4_majordomo
+	$(CARGO) mutants --no-shuffle --file src/bin/titanic.rs $(MUTANTS_ARGS) --test-tool nextest -- --test chapter4_titanic
+	$(CARGO) mutants --no-shuffle --file src/bin/ppqueue.rs --file src/bin/spqueue.rs $(MUTANTS_ARGS) --test-tool nextest -- --test chapter4_pirates
+	$(CARGO) mutants --no-shuffle --file src/bin/lbbroker3.rs --file src/bin/peering3.rs $(MUTANTS_ARGS) --test-tool nextest -- --test chapter3
