@@ -78,6 +78,39 @@ pub fn try_recv_string(socket: &zmq::Socket) -> Result<Option<String>, Error> {
     }
 }
 
+/// C's `atoi`: skips leading whitespace, takes an optional sign and the
+/// digits that follow, and stops at the first other byte (a NUL padding a
+/// C++ peer's string, say). No digits gives 0; the value saturates instead
+/// of overflowing. This is how the C examples read numbers off the wire, so
+/// it is how ours do, to mix with C and C++ peers.
+pub fn atoi(bytes: &[u8]) -> i64 {
+    let mut rest = bytes
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .peekable();
+    let negative = match rest.peek() {
+        Some(b'-') => {
+            rest.next();
+            true
+        }
+        Some(b'+') => {
+            rest.next();
+            false
+        }
+        _ => false,
+    };
+    let mut value: i64 = 0;
+    for &b in rest.take_while(|b| b.is_ascii_digit()) {
+        let digit = i64::from(b - b'0');
+        value = value.saturating_mul(10).saturating_add(digit);
+    }
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
 /// Flushes stdout; for programs that print progress without a newline.
 pub fn flush_stdout() {
     use std::io::Write;
@@ -149,6 +182,18 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn atoi_reads_like_c() {
+        assert_eq!(atoi(b"42"), 42);
+        assert_eq!(atoi(b"  -17xyz"), -17);
+        assert_eq!(atoi(b"+5"), 5);
+        assert_eq!(atoi(b"123\0\0\0\0\0\0\0"), 123, "C++ NUL padding");
+        assert_eq!(atoi(b""), 0);
+        assert_eq!(atoi(b"abc"), 0);
+        assert_eq!(atoi(b"-"), 0);
+        assert_eq!(atoi(b"99999999999999999999999"), i64::MAX);
     }
 
     #[test]

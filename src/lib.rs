@@ -20,6 +20,7 @@
 //! | [`heartbeat`] | liveness, heartbeat timing, reconnect back-off, idle lists with expiry | §25–§27 |
 //! | [`reactor`] | readers and timers in one poll loop | `zloop` |
 //! | [`actor`] | a thread with a pipe, ready/`$TERM` handshake | `zactor` |
+//! | [`bstar`] | Binary Star: the primary/backup FSM (pure, clock injected) and its reactor glue | `bstar`, §31–§32 |
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
@@ -32,6 +33,7 @@
 //! close its sockets and exit cleanly, like the guide's `s_interrupted` checks.
 
 pub mod actor;
+pub mod bstar;
 pub mod envelope;
 pub mod heartbeat;
 pub mod helpers;

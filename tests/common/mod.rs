@@ -496,7 +496,7 @@ impl Scenario {
                 proc.exit = Some(status);
                 // Let the readers drain what is left in the pipes.
                 let output = proc.output.clone();
-                let drain_deadline = Instant::now() + Duration::from_secs(2);
+                let drain_deadline = Instant::now() + secs(2);
                 let mut state = output.state.lock().unwrap_or_else(|e| e.into_inner());
                 while state.open_streams > 0 && Instant::now() < drain_deadline {
                     state = output
