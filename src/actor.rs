@@ -304,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn the_task_waits_for_its_owners_status() {
+        let context = zmq::Context::new();
+        let actor = Actor::new(&context, |pipe| {
+            pipe.signal(0).unwrap();
+            let status = pipe.wait().unwrap();
+            pipe.send(Message::from_frames([status.to_string()])).unwrap();
+            let _ = pipe.recv();
+        })
+        .unwrap();
+        actor.send(Message::from_frames(["not a signal"])).unwrap();
+        actor.signal(42).unwrap();
+        assert_eq!(actor.recv().unwrap().first(), Some(&b"42"[..]));
+    }
+
+    #[test]
+    fn only_a_lone_term_frame_is_term() {
+        assert!(is_term(&Message::from_frames([TERM])));
+        assert!(!is_term(&Message::from_frames([TERM, "x"])));
+        assert!(!is_term(&Message::from_frames(["$TERMINATE"])));
+        assert!(!is_term(&Message::new()));
+    }
+
+    #[test]
     fn a_task_that_ends_or_panics_early_does_not_hang_its_owner() {
         let context = zmq::Context::new();
         let quits = Actor::new(&context, |_pipe| {}).unwrap();
