@@ -309,7 +309,8 @@ mod tests {
         let actor = Actor::new(&context, |pipe| {
             pipe.signal(0).unwrap();
             let status = pipe.wait().unwrap();
-            pipe.send(Message::from_frames([status.to_string()])).unwrap();
+            pipe.send(Message::from_frames([status.to_string()]))
+                .unwrap();
             let _ = pipe.recv();
         })
         .unwrap();

@@ -470,7 +470,8 @@ mod tests {
     fn every_peer_event_in_every_state() {
         use Change::*;
         use State::*;
-        let expected: [(State, [Result<Option<Change>, Fatal>; 4]); 4] = [
+        type Row = [Result<Option<Change>, Fatal>; 4];
+        let expected: [(State, Row); 4] = [
             (
                 Primary,
                 [

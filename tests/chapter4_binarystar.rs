@@ -79,7 +79,11 @@ fn failover_and_failback(name: &str, program: &str, stop_with_sigint: bool) {
     let line = sc.expect(primary, "I: connected to backup (active), ready", secs(10));
     assert!(line.ends_with("passive"), "{line}");
     // The primary did not answer; the second client found the backup.
-    sc.expect(second, "I: connecting to server at tcp://localhost:5002...", secs(10));
+    sc.expect(
+        second,
+        "I: connecting to server at tcp://localhost:5002...",
+        secs(10),
+    );
     sc.expect(second, "I: server replied OK (1)", secs(20));
     // Several heartbeats with the client voting all the time (it alternates
     // servers after each timeout only if the backup stops answering, which it
