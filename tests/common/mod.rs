@@ -31,6 +31,7 @@
 
 pub mod attack;
 pub mod mdp;
+pub mod network;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -254,6 +255,18 @@ impl Scenario {
             procs: Vec::new(),
             labels: HashMap::new(),
         }
+    }
+
+    /// The pid of the process that holds the scenario's network namespace
+    /// (`/proc/<pid>/ns/net`), for `nsenter -t <pid> -n`.
+    pub fn namespace_pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// Runs `command args…` (such as `ip`) inside the scenario's network
+    /// namespace and panics with its output if it fails.
+    pub fn run_in_namespace(&self, command: &str, args: &[&str]) {
+        run_in_namespace_of(self.namespace_pid(), command, args);
     }
 
     /// The scenario's private working directory (default cwd of processes).
@@ -636,6 +649,26 @@ impl Scenario {
     pub fn fail(&self, message: &str) -> ! {
         panic!("[{}] {message}\n{}", self.name, self.report());
     }
+}
+
+/// Runs `command args…` in the network namespace held by `pid`; panics with
+/// the command's output if it fails.
+pub fn run_in_namespace_of(pid: u32, command: &str, args: &[&str]) {
+    let output = Command::new("nsenter")
+        .arg("-t")
+        .arg(pid.to_string())
+        .arg("-n")
+        .arg("--")
+        .arg(command)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run nsenter {command}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command} {args:?} in namespace {pid} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn code_of(status: std::process::ExitStatus) -> i32 {
