@@ -23,6 +23,8 @@
 //! | [`bstar`] | Binary Star: the primary/backup FSM (pure, clock injected) and its reactor glue | `bstar`, §31–§32 |
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
+//! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
+//! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
 //!
@@ -37,6 +39,7 @@ pub mod bstar;
 pub mod envelope;
 pub mod heartbeat;
 pub mod helpers;
+pub mod interface;
 pub mod interrupt;
 pub mod mdp;
 pub mod message;
@@ -46,6 +49,7 @@ pub mod program;
 pub mod reactor;
 pub mod runner;
 pub mod socket;
+pub mod udp;
 
 pub use message::Message;
 
