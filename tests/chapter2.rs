@@ -3,7 +3,7 @@
 
 mod common;
 use common::wire::{self, frames, probe, Frames};
-use common::{attack, secs, Pid, Scenario};
+use common::{attack, ms, secs, Pid, Scenario};
 
 /// Sends SIGTERM and asserts a clean exit (`Scenario::stop_cleanly` is the
 /// same for SIGINT).
@@ -524,12 +524,13 @@ fn interrupt_reads_a_two_frame_request_as_one() {
     );
 }
 
-/// With no worker there, a plain client sends one request and a flooder
-/// sends 1000-byte requests until the broker takes no more (it holds all
-/// it will hold), then a third client sends 64 KiB requests, 64 times the
+/// With no worker there, a plain client sends one request and two flooders
+/// send 1000-byte requests until the broker takes no more (it holds all it
+/// will hold), then a third client sends 64 KiB requests, 64 times the
 /// brokers' frame bound. The broker's memory must stay bounded, the plain
-/// request must reach the first worker, and Ctrl-C must end the broker
-/// promptly with exit code 0 while it holds the rest.
+/// request must reach the first worker and its reply come back past the
+/// backlog, and Ctrl-C must end the broker promptly with exit code 0 while
+/// it holds the rest.
 fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) {
     let mut sc = Scenario::new(name);
     let broker = sc.start(name, broker_program, &[]);
@@ -540,12 +541,19 @@ fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) 
             .receive_timeout(30_000)
             .connect("tcp://localhost:5559");
         wire::send(&plain, &[b"Hello"]);
-        let flooder = probe(&context, zmq::DEALER).connect("tcp://localhost:5559");
+        // Two flooders: more than the worker's side can queue, so a broker
+        // that blocks in its send to the worker also blocks replies.
         let body = vec![b'x'; 1000];
-        let flood = attack::flood(&flooder, &[b"", &body], 100_000, secs(5));
-        ((context, plain, flooder), flood)
+        let flooders = [0, 1].map(|_| probe(&context, zmq::DEALER).connect("tcp://localhost:5559"));
+        let flood = flooders
+            .each_ref()
+            .map(|flooder| attack::flood(flooder, &[b"", &body], 100_000, secs(5)));
+        ((context, plain, flooders), flood)
     });
-    assert!(flood.refused > 0, "the broker took every request: {flood:?}");
+    assert!(
+        flood.iter().all(|f| f.refused > 0),
+        "the broker took every request: {flood:?}"
+    );
     let before = attack::rss_kib(os_pid);
     let big = sc.in_namespace(|| {
         let context = zmq::Context::new();
@@ -554,7 +562,9 @@ fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) 
         attack::flood(&client, &[b"", &body], 2_000, secs(5))
     });
     let growth = attack::peak_rss_kib(os_pid).saturating_sub(before);
-    eprintln!("{name}: flood {flood:?}, RSS {before} KiB, then 64 KiB requests {big:?}: +{growth} KiB");
+    eprintln!(
+        "{name}: flood {flood:?}, RSS {before} KiB, then 64 KiB requests {big:?}: +{growth} KiB"
+    );
     assert!(growth < 16 << 10, "{name} grew by {growth} KiB");
 
     let worker = sc.start("rrworker", bin!("rrworker"), &[]);
@@ -588,21 +598,27 @@ fn subscriber(context: &zmq::Context, endpoint: &str, prefix: &[u8]) -> zmq::Soc
     socket
 }
 
-/// Receives `count` messages starting with `prefix` on a new subscriber.
+/// Receives messages starting with `prefix` on a new subscriber: at least
+/// `count`, and for at least `during` (the time a publisher has to deal
+/// with an attack sent just before).
 fn receive_updates(
     sc: &Scenario,
     endpoint: &'static str,
     prefix: &'static [u8],
     count: usize,
+    during: std::time::Duration,
 ) -> Result<(), String> {
     sc.in_namespace(move || {
         let context = zmq::Context::new();
         let socket = subscriber(&context, endpoint, prefix);
-        for _ in 0..count {
+        let start = std::time::Instant::now();
+        let mut received = 0;
+        while received < count || start.elapsed() < during {
             let update = wire::try_recv(&socket, "a plain subscriber")?;
             if !update[0].starts_with(prefix) {
                 return Err(format!("unasked-for update {update:?}"));
             }
+            received += 1;
         }
         Ok(())
     })
@@ -645,7 +661,8 @@ fn huge_subscriber(
 
 /// A subscriber sends a [`HUGE_SUBSCRIPTION`] to the publisher at
 /// `endpoint` and stays connected; a plain subscriber must still get
-/// `count` updates starting with `prefix`, every process in `watched` must
+/// `count` updates starting with `prefix` and go on getting them for a
+/// second (a publisher may take that long to read the attack), every process in `watched` must
 /// grow by less than 8 MiB, and then end on Ctrl-C with exit code 0 (a deep
 /// subscription tree used to crash it there).
 fn a_huge_subscription_is_refused(
@@ -655,17 +672,20 @@ fn a_huge_subscription_is_refused(
     count: usize,
     watched: &[Pid],
 ) {
-    receive_updates(sc, endpoint, prefix, count).unwrap_or_else(|e| sc.fail(&e));
+    receive_updates(sc, endpoint, prefix, count, ms(0)).unwrap_or_else(|e| sc.fail(&e));
     let before: Vec<u64> = watched
         .iter()
         .map(|&pid| attack::rss_kib(sc.os_pid(pid)))
         .collect();
     let (go, wait) = std::sync::mpsc::channel();
     let attacker = huge_subscriber(sc, endpoint, wait);
-    receive_updates(sc, endpoint, prefix, count).unwrap_or_else(|e| sc.fail(&e));
+    // Served on, for long enough that the subscription has been dealt with.
+    receive_updates(sc, endpoint, prefix, count, ms(1000)).unwrap_or_else(|e| sc.fail(&e));
     for (&pid, before) in watched.iter().zip(before) {
         let growth = attack::peak_rss_kib(sc.os_pid(pid)).saturating_sub(before);
-        eprintln!("{endpoint}: a {HUGE_SUBSCRIPTION}-byte subscription: RSS {before} KiB, +{growth} KiB");
+        eprintln!(
+            "{endpoint}: a {HUGE_SUBSCRIPTION}-byte subscription: RSS {before} KiB, +{growth} KiB"
+        );
         assert!(growth < 8 << 10, "grew by {growth} KiB\n{}", sc.report());
     }
     for &pid in watched {

@@ -32,8 +32,8 @@ fn main() -> ExitCode {
             .bind("tcp://*:5555")?;
 
         // program::run has installed the handler and made the self-pipe.
-        let signal_pipe = interrupt::wake_fd()
-            .ok_or_else(|| Error::Protocol("no signal self-pipe".into()))?;
+        let signal_pipe =
+            interrupt::wake_fd().ok_or_else(|| Error::Protocol("no signal self-pipe".into()))?;
 
         loop {
             let mut items = [

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                 print!("{}.", show(text)); // Show progress.
                 helpers::flush_stdout();
                 interrupt::sleep_ms(workload_ms(text))?; // Do the work.
-                // Send results to sink.
+                                                         // Send results to sink.
                 if !Message::from_frames([""]).send_or_drop(&sender)? {
                     log::warn!("the sink is not reading; dropped a result");
                 }
@@ -83,7 +83,9 @@ fn workload_ms(task: &[u8]) -> u64 {
     let value = digits
         .iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, &d| (n * 10 + u64::from(d - b'0')).min(MAX_WORKLOAD_MS));
+        .fold(0u64, |n, &d| {
+            (n * 10 + u64::from(d - b'0')).min(MAX_WORKLOAD_MS)
+        });
     if negative {
         0
     } else {
