@@ -567,3 +567,15 @@ fn wuclient_subscribes_to_its_filter_and_averages_whole_updates() {
     assert_eq!(line, "Average temperature for zipcode '10001 ' was 20F");
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
 }
+
+#[test]
+fn taskvent_waiting_for_a_worker_exits_promptly_on_ctrl_c() {
+    // No worker: the C blocks in zmq_send, deaf to Ctrl-C.
+    let mut sc = Scenario::new("taskvent-no-worker");
+    let vent = sc.start("taskvent", bin!("taskvent"), &[]);
+    sc.expect(vent, "Press Enter when the workers are ready: ", secs(10));
+    sc.write_stdin(vent, "\n");
+    sc.expect(vent, "Sending tasks to workers...", secs(10));
+    sc.stop_cleanly(vent, secs(5));
+    assert_eq!(sc.count(vent, "Total expected cost"), 0, "{}", sc.report());
+}

@@ -768,3 +768,37 @@ fn msreader_prints_the_cpp_peers_nul_padded_messages_as_c_strings() {
 fn mspoller_prints_the_cpp_peers_nul_padded_messages_as_c_strings() {
     reader_prints_c_strings("mspoller-cpp", bin!("mspoller"));
 }
+
+#[test]
+fn syncpub_exits_promptly_on_ctrl_c_while_a_subscriber_stops_reading() {
+    let mut sc = Scenario::new("syncpub-stuck");
+    let publisher = sc.start("syncpub", bin!("syncpub"), &[]);
+    sc.expect(publisher, "Waiting for subscribers", secs(30));
+    // A subscriber that takes one update and then reads no more: the
+    // broadcast cannot drain, and closing would wait for it (LINGER 60 s).
+    let stuck = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let stuck = subscriber(&context, "tcp://localhost:5561", b"");
+        // And one that reads to the END: then the broadcast is all queued.
+        let reader = subscriber(&context, "tcp://localhost:5561", b"");
+        let syncs: Vec<zmq::Socket> = (0..10)
+            .map(|_| {
+                probe(&context, zmq::REQ)
+                    .receive_timeout(20_000)
+                    .connect("tcp://localhost:5562")
+            })
+            .collect();
+        for sync in &syncs {
+            wire::send(sync, &[b""]);
+            wire::try_recv(sync, "a sync client")?;
+        }
+        wire::try_recv(&stuck, "the stuck subscriber")?;
+        while wire::try_recv(&reader, "the reader")? != frames(&[b"END"]) {}
+        Ok::<_, String>((context, stuck))
+    });
+    let stuck = stuck.unwrap_or_else(|e| sc.fail(&e));
+    sc.expect(publisher, "Broadcasting messages", secs(10));
+    assert!(sc.is_running(publisher), "{}", sc.report());
+    sc.stop_cleanly(publisher, secs(5));
+    drop(stuck);
+}
