@@ -78,3 +78,23 @@ fn workload_ms(task: &[u8]) -> u64 {
         value
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_read_like_atoi() {
+        assert_eq!(workload_ms(b"42"), 42);
+        assert_eq!(
+            workload_ms(b"42\0\0\0\0\0\0\0\0"),
+            42,
+            "the C++ ventilator's padding"
+        );
+        assert_eq!(workload_ms(b" \t+7 msec"), 7);
+        assert_eq!(workload_ms(b"-5"), 0);
+        assert_eq!(workload_ms(b"abc"), 0);
+        assert_eq!(workload_ms(b""), 0);
+        assert_eq!(workload_ms(b"99999999999999999999999"), MAX_WORKLOAD_MS);
+    }
+}
