@@ -27,6 +27,9 @@
 //! e.g. `zerocopy tcp://127.0.0.1:5580`, and the line reads
 //! `The received frame is a new buffer: receiving always copies`, which is
 //! the book's point that there is no zero-copy on receive.
+//!
+//! Limits: the receiving socket takes frames of up to 2 MiB (`MAXMSGSIZE`;
+//! the builder's default, 1 MiB, is just the size of our payload).
 
 use std::process::ExitCode;
 
