@@ -2,7 +2,8 @@
 //! namespace, asserting on what it prints.
 
 mod common;
-use common::{secs, Scenario};
+use common::wire::{self, probe, Frames};
+use common::{ms, secs, Scenario};
 
 #[test]
 fn hello_world_client_gets_ten_replies() {
@@ -37,14 +38,13 @@ fn a_raw_req_socket_in_the_namespace_reaches_hwserver() {
     let server = sc.start("hwserver", bin!("hwserver"), &[]);
     let reply = sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let socket = context.socket(zmq::REQ).unwrap();
-        socket.set_linger(0).unwrap();
-        socket.set_rcvtimeo(20_000).unwrap();
-        socket.connect("tcp://localhost:5555").unwrap();
-        socket.send("Hello", 0).unwrap();
-        socket.recv_bytes(0)
+        let socket = probe(&context, zmq::REQ)
+            .receive_timeout(20_000)
+            .connect("tcp://localhost:5555");
+        wire::send(&socket, &[b"Hello"]);
+        wire::try_recv(&socket, "the REQ probe")
     });
-    assert_eq!(reply.as_deref(), Ok(&b"World"[..]), "{}", sc.report());
+    assert_eq!(reply, Ok(wire::frames(&[b"World"])), "{}", sc.report());
     sc.expect(server, "Received Hello", secs(10));
 }
 
@@ -266,20 +266,14 @@ fn named_req_client_hwclient3_shows_its_identity_at_router_hwserver3() {
     // still answers a proper request afterwards.
     let reply = sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let dealer = context.socket(zmq::DEALER).unwrap();
-        dealer.set_linger(0).unwrap();
-        dealer.set_rcvtimeo(20_000).unwrap();
-        dealer.connect("tcp://localhost:5555").unwrap();
-        dealer.send("Hello", 0).unwrap();
-        dealer.send_multipart(["", "Hello"], 0).unwrap();
-        dealer.recv_multipart(0)
+        let dealer = probe(&context, zmq::DEALER)
+            .receive_timeout(20_000)
+            .connect("tcp://localhost:5555");
+        wire::send(&dealer, &[b"Hello"]);
+        wire::send(&dealer, &[b"", b"Hello"]);
+        wire::try_recv(&dealer, "the DEALER probe")
     });
-    assert_eq!(
-        reply,
-        Ok(vec![b"".to_vec(), b"World".to_vec()]),
-        "{}",
-        sc.report()
-    );
+    assert_eq!(reply, Ok(wire::frames(&[b"", b"World"])), "{}", sc.report());
     assert_eq!(sc.count(server, "Discard the ZMQ message!"), 1);
     sc.stop_cleanly(server, secs(10));
 }
@@ -325,20 +319,14 @@ fn router_hwserver4_answers_clients_with_generated_binary_identities() {
     // A request without the delimiter is dropped; the server keeps serving.
     let reply = sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let dealer = context.socket(zmq::DEALER).unwrap();
-        dealer.set_linger(0).unwrap();
-        dealer.set_rcvtimeo(20_000).unwrap();
-        dealer.connect("tcp://localhost:5555").unwrap();
-        dealer.send_multipart(["x", "Hello"], 0).unwrap();
-        dealer.send_multipart(["", "Hello"], 0).unwrap();
-        dealer.recv_multipart(0)
+        let dealer = probe(&context, zmq::DEALER)
+            .receive_timeout(20_000)
+            .connect("tcp://localhost:5555");
+        wire::send(&dealer, &[b"x", b"Hello"]);
+        wire::send(&dealer, &[b"", b"Hello"]);
+        wire::try_recv(&dealer, "the DEALER probe")
     });
-    assert_eq!(
-        reply,
-        Ok(vec![b"".to_vec(), b"World".to_vec()]),
-        "{}",
-        sc.report()
-    );
+    assert_eq!(reply, Ok(wire::frames(&[b"", b"World"])), "{}", sc.report());
     sc.expect(server, "dropped a malformed request", secs(10));
     sc.stop_cleanly(server, secs(10));
 }
@@ -352,4 +340,244 @@ fn req_client_hwclient_works_against_router_hwserver3() {
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
     assert_eq!(sc.count(server, "[Frame_1] identity = 00"), 10);
     sc.stop_cleanly(server, secs(10));
+}
+
+// Hostile and foreign peers ---------------------------------------------------
+
+/// `count` REQ probes send the two-frame request `[Hello][extra]` to the REP
+/// server at `endpoint`, all at once, and wait for their replies.
+fn two_frame_requests(
+    sc: &Scenario,
+    endpoint: &'static str,
+    count: usize,
+) -> Result<Vec<Frames>, String> {
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let clients: Vec<zmq::Socket> = (0..count)
+            .map(|_| {
+                probe(&context, zmq::REQ)
+                    .receive_timeout(20_000)
+                    .connect(endpoint)
+            })
+            .collect();
+        for client in &clients {
+            wire::send(client, &[b"Hello", b"extra"]);
+        }
+        clients
+            .iter()
+            .map(|client| wire::try_recv(client, "a client with a two-frame request"))
+            .collect()
+    })
+}
+
+/// A REP hello server answers three two-frame requests and then a plain
+/// `Hello`: it reads each request whole and keeps serving.
+fn hello_server_survives_two_frame_requests(name: &str, program: &str) {
+    let mut sc = Scenario::new(name);
+    let server = sc.start(name, program, &[]);
+    let replies = two_frame_requests(&sc, "tcp://localhost:5555", 3);
+    assert_eq!(
+        replies,
+        Ok(vec![wire::frames(&[b"World"]); 3]),
+        "{}",
+        sc.report()
+    );
+    let reply = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let client = probe(&context, zmq::REQ).connect("tcp://localhost:5555");
+        wire::send(&client, &[b"Hello"]);
+        wire::try_recv(&client, "a plain client")
+    });
+    assert_eq!(reply, Ok(wire::frames(&[b"World"])), "{}", sc.report());
+    sc.stop_cleanly(server, secs(10));
+}
+
+#[test]
+fn hwserver_reads_two_frame_requests_whole_and_keeps_serving() {
+    hello_server_survives_two_frame_requests("hwserver-frames", bin!("hwserver"));
+}
+
+#[test]
+fn hwserver2_reads_two_frame_requests_whole_and_keeps_serving() {
+    hello_server_survives_two_frame_requests("hwserver2-frames", bin!("hwserver2"));
+}
+
+#[test]
+fn hwclient_reads_a_two_frame_reply_whole() {
+    let mut sc = Scenario::new("hwclient-frames");
+    // A server whose replies have a second frame.
+    let server = sc.in_namespace_background(|| {
+        let context = zmq::Context::new();
+        let server = probe(&context, zmq::REP)
+            .linger(1000)
+            .receive_timeout(30_000)
+            .bind("tcp://*:5555");
+        for _ in 0..10 {
+            wire::try_recv(&server, "the REP probe")?;
+            wire::send(&server, &[b"World", b"and more"]);
+        }
+        Ok::<_, String>(())
+    });
+    let client = sc.start("hwclient", bin!("hwclient"), &[]);
+    sc.expect(client, "Received World 9", secs(30));
+    assert_eq!(sc.wait_exit(client, secs(10)), 0, "{}", sc.report());
+    let served = server.join().expect("the REP probe");
+    assert_eq!(served, Ok(()), "{}", sc.report());
+}
+
+#[test]
+fn hwclient_exits_promptly_on_ctrl_c_with_a_request_no_server_takes() {
+    // No server: the request stays queued; LINGER must not hold the exit.
+    let mut sc = Scenario::new("hwclient-linger");
+    let client = sc.start("hwclient", bin!("hwclient"), &[]);
+    sc.expect(client, "Sending Hello 0...", secs(10));
+    sc.stop_cleanly(client, secs(5));
+}
+
+/// Plays the C++ `taskvent` (each task is `"%d"` in a 10-byte frame padded
+/// with NULs) and a sink to `program`: ten tasks of 50 ms, one of them with
+/// a second frame. The worker must print `50.` ten times and work 500 ms.
+fn worker_does_the_cpp_ventilators_tasks(name: &str, program: &str) {
+    let mut sc = Scenario::new(name);
+    let worker = sc.start(name, program, &[]);
+    let elapsed = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let ventilator = probe(&context, zmq::PUSH).linger(1000).bind("tcp://*:5557");
+        let sink = probe(&context, zmq::PULL)
+            .receive_timeout(20_000)
+            .bind("tcp://*:5558");
+        let mut task = b"50".to_vec();
+        task.resize(10, 0);
+        let start = std::time::Instant::now();
+        for n in 0..10 {
+            match n {
+                0 => wire::send(&ventilator, &[&task, b"7"]),
+                _ => wire::send(&ventilator, &[&task]),
+            }
+        }
+        for _ in 0..10 {
+            wire::try_recv(&sink, "the sink probe")?;
+        }
+        Ok::<_, String>(start.elapsed())
+    });
+    let elapsed = elapsed.unwrap_or_else(|e| sc.fail(&e));
+    assert_eq!(sc.output(worker), "50.".repeat(10), "{}", sc.report());
+    // A lower bound, not a timeout: ten tasks of 50 ms each, however slow
+    // the machine.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(500),
+        "ten 50 ms tasks took {elapsed:?}\n{}",
+        sc.report()
+    );
+    sc.stop_cleanly(worker, secs(10));
+}
+
+#[test]
+fn taskwork_does_the_cpp_ventilators_nul_padded_tasks() {
+    worker_does_the_cpp_ventilators_tasks("taskwork-cpp", bin!("taskwork"));
+}
+
+#[test]
+fn taskwork2_does_the_cpp_ventilators_nul_padded_tasks() {
+    worker_does_the_cpp_ventilators_tasks("taskwork2-cpp", bin!("taskwork2"));
+}
+
+#[test]
+fn taskwork_exits_promptly_on_ctrl_c_with_results_for_a_gone_sink() {
+    let mut sc = Scenario::new("taskwork-linger");
+    let worker = sc.start("taskwork", bin!("taskwork"), &[]);
+    // Tasks, and no sink: the results stay queued for it.
+    sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let ventilator = probe(&context, zmq::PUSH).linger(5000).bind("tcp://*:5557");
+        wire::send(&ventilator, &[b"1"]);
+        wire::send(&ventilator, &[b"1"]);
+    });
+    // The second task's mark shows the first result was sent.
+    sc.wait_for(worker, secs(10), "two tasks", |out| out == "1.1.");
+    sc.stop_cleanly(worker, secs(5));
+}
+
+#[test]
+fn task_sink_times_the_batch_from_its_start_message() {
+    // The sink's clock starts at the start-of-batch message: a sink that
+    // skipped that read would time from its own start and count the "0".
+    let mut sc = Scenario::new("tasksink-clock");
+    let sink = sc.start("tasksink", bin!("tasksink"), &[]);
+    let before_start = ms(2000);
+    let work = ms(300);
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let sender = probe(&context, zmq::PUSH)
+            .linger(5000)
+            .connect("tcp://localhost:5558");
+        // The pauses are the batch being timed, not waits for the sink.
+        std::thread::sleep(before_start);
+        wire::send(&sender, &[b"0"]);
+        std::thread::sleep(work);
+        for _ in 0..100 {
+            wire::send(&sender, &[b""]);
+        }
+    });
+    let line = sc.expect(sink, "Total elapsed time: ", secs(30));
+    assert_sink_line(&line);
+    let msec: u128 = line
+        .rsplit("time: ")
+        .next()
+        .and_then(|t| t.strip_suffix(" msec"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(
+        (work.as_millis()..before_start.as_millis()).contains(&msec),
+        "the batch took {msec} msec from its start message: {line}"
+    );
+    assert_eq!(sc.wait_exit(sink, secs(10)), 0);
+}
+
+#[test]
+fn wuclient_subscribes_to_its_filter_and_averages_whole_updates() {
+    let mut sc = Scenario::new("wuclient-filter");
+    let client = sc.start("wuclient", bin!("wuclient"), &[]);
+    let subscription = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let publisher = probe(&context, zmq::XPUB)
+            .linger(5000)
+            .receive_timeout(20_000)
+            .bind("tcp://*:5556");
+        let subscription = wire::try_recv(&publisher, "the weather probe")?;
+        // The C++ wuserver's update: "%05d %d %d" in 20 bytes, NUL-padded.
+        let mut update = b"10001 20 50".to_vec();
+        update.resize(20, 0);
+        for n in 0..100 {
+            // Another zipcode, and too hot: only a client that takes
+            // everything counts it.
+            wire::send(&publisher, &[b"10002 134 50"]);
+            match n % 10 {
+                0 => wire::send(&publisher, &[&update, b"99"]),
+                _ => wire::send(&publisher, &[&update]),
+            }
+        }
+        Ok::<_, String>(subscription)
+    });
+    assert_eq!(
+        subscription,
+        Ok(wire::frames(&[b"\x0110001 "])),
+        "{}",
+        sc.report()
+    );
+    let line = sc.expect(client, "Average temperature", secs(30));
+    assert_eq!(line, "Average temperature for zipcode '10001 ' was 20F");
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+}
+
+#[test]
+fn taskvent_waiting_for_a_worker_exits_promptly_on_ctrl_c() {
+    // No worker: the C blocks in zmq_send, deaf to Ctrl-C.
+    let mut sc = Scenario::new("taskvent-no-worker");
+    let vent = sc.start("taskvent", bin!("taskvent"), &[]);
+    sc.expect(vent, "Press Enter when the workers are ready: ", secs(10));
+    sc.write_stdin(vent, "\n");
+    sc.expect(vent, "Sending tasks to workers...", secs(10));
+    sc.stop_cleanly(vent, secs(5));
+    assert_eq!(sc.count(vent, "Total expected cost"), 0, "{}", sc.report());
 }

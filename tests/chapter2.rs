@@ -2,16 +2,14 @@
 //! its own network namespace, asserting on what it prints.
 
 mod common;
-use common::{secs, Pid, Scenario};
+use common::wire::{self, frames, probe, Frames};
+use common::{attack, ms, secs, Pid, Scenario};
 
-/// Sends SIGINT (or SIGTERM) and asserts a clean exit.
-fn stop_cleanly(sc: &mut Scenario, pid: Pid, signal: i32) {
-    sc.signal(pid, signal);
-    assert_eq!(
-        sc.wait_exit(pid, secs(15)),
-        0,
-        "clean exit on signal {signal}"
-    );
+/// Sends SIGTERM and asserts a clean exit (`Scenario::stop_cleanly` is the
+/// same for SIGINT).
+fn stop_on_sigterm(sc: &mut Scenario, pid: Pid) {
+    sc.signal(pid, libc::SIGTERM);
+    assert_eq!(sc.wait_exit(pid, secs(15)), 0, "clean exit on SIGTERM");
 }
 
 // §4 Handling Multiple Sockets ------------------------------------------------
@@ -38,8 +36,8 @@ fn reader_serves_both_sockets(name: &str, reader_program: &str) {
         let workload: u32 = line["Task: ".len()..].parse().expect("a workload");
         assert!((1..=100).contains(&workload), "{line}");
     }
-    stop_cleanly(&mut sc, reader, libc::SIGINT);
-    stop_cleanly(&mut sc, weather, libc::SIGINT);
+    sc.stop_cleanly(reader, secs(15));
+    sc.stop_cleanly(weather, secs(15));
 }
 
 #[test]
@@ -81,9 +79,9 @@ fn request_reply_through(name: &str, broker_program: &str, clients: usize) {
         handled.iter().all(|&n| n > 0),
         "both workers served: {handled:?}"
     );
-    stop_cleanly(&mut sc, broker, libc::SIGINT);
-    stop_cleanly(&mut sc, workers[0], libc::SIGINT);
-    stop_cleanly(&mut sc, workers[1], libc::SIGTERM);
+    sc.stop_cleanly(broker, secs(15));
+    sc.stop_cleanly(workers[0], secs(15));
+    stop_on_sigterm(&mut sc, workers[1]);
 }
 
 #[test]
@@ -104,8 +102,8 @@ fn msgqueue_stops_on_sigterm_while_idle() {
     let worker = sc.start("rrworker", bin!("rrworker"), &[]);
     let client = sc.start("rrclient", bin!("rrclient"), &[]);
     sc.expect(client, "Received reply 0 [World]", secs(60));
-    stop_cleanly(&mut sc, broker, libc::SIGTERM);
-    stop_cleanly(&mut sc, worker, libc::SIGINT);
+    stop_on_sigterm(&mut sc, broker);
+    sc.stop_cleanly(worker, secs(15));
 }
 
 // §7 Transport Bridging -------------------------------------------------------
@@ -123,22 +121,24 @@ fn wuproxy_forwards_weather_and_subscriptions() {
     // upstream through XPUB/XSUB, so only matching updates come back.
     let updates = sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let subscriber = context.socket(zmq::SUB).unwrap();
-        subscriber.set_linger(0).unwrap();
-        subscriber.set_rcvtimeo(30_000).unwrap();
-        subscriber.connect("tcp://localhost:8100").unwrap();
-        subscriber.set_subscribe(b"42").unwrap();
+        let subscriber = probe(&context, zmq::SUB)
+            .receive_timeout(30_000)
+            .connect("tcp://localhost:8100");
+        subscriber.set_subscribe(b"42").expect("subscribe");
         (0..20)
-            .map(|_| subscriber.recv_string(0).map(|s| s.unwrap_or_default()))
-            .collect::<Result<Vec<String>, zmq::Error>>()
+            .map(|_| {
+                let update = wire::try_recv(&subscriber, "a subscriber of wuproxy")?;
+                Ok(String::from_utf8_lossy(&update[0]).into_owned())
+            })
+            .collect::<Result<Vec<String>, String>>()
     });
     let updates = updates.unwrap_or_else(|e| sc.fail(&format!("no updates via wuproxy: {e}")));
     for update in &updates {
         assert!(update.starts_with("42"), "{update}");
         assert_eq!(update.split(' ').count(), 3, "{update}");
     }
-    stop_cleanly(&mut sc, proxy, libc::SIGINT);
-    stop_cleanly(&mut sc, server, libc::SIGINT);
+    sc.stop_cleanly(proxy, secs(15));
+    sc.stop_cleanly(server, secs(15));
 }
 
 // §8 Handling Errors and ETERM ------------------------------------------------
@@ -239,7 +239,7 @@ fn mtserver_serves_hello_clients_with_five_worker_threads() {
         assert_eq!(sc.wait_exit(client, secs(10)), 0);
     }
     sc.expect_count(server, "Received request: [Hello]", 50, secs(10));
-    stop_cleanly(&mut sc, server, libc::SIGINT);
+    sc.stop_cleanly(server, secs(15));
 }
 
 // §11 Signaling Between Threads -----------------------------------------------
@@ -329,8 +329,8 @@ fn psenvsub_sees_only_the_b_envelope() {
         "{}",
         sc.report()
     );
-    stop_cleanly(&mut sc, publisher, libc::SIGINT);
-    stop_cleanly(&mut sc, subscriber, libc::SIGTERM);
+    sc.stop_cleanly(publisher, secs(15));
+    stop_on_sigterm(&mut sc, subscriber);
 }
 
 #[test]
@@ -339,18 +339,18 @@ fn psenvsub_skips_a_message_without_contents() {
     let subscriber = sc.start("psenvsub", bin!("psenvsub"), &[]);
     let sent = sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let publisher = context.socket(zmq::XPUB).unwrap();
         // Closing waits (at most 5 s) until both messages are on their way.
-        publisher.set_linger(5000).unwrap();
-        publisher.set_rcvtimeo(30_000).unwrap();
-        publisher.bind("tcp://*:5563").unwrap();
+        let publisher = probe(&context, zmq::XPUB)
+            .linger(5000)
+            .receive_timeout(30_000)
+            .bind("tcp://*:5563");
         // XPUB shows the subscription, so we know the subscriber is there.
-        let subscription = publisher.recv_bytes(0)?;
-        publisher.send("B only an envelope", 0)?;
-        publisher.send_multipart(["B", "after the bad one"], 0)?;
-        Ok::<_, zmq::Error>(subscription)
+        let subscription = wire::try_recv(&publisher, "the XPUB probe")?;
+        wire::send(&publisher, &[b"B only an envelope"]);
+        wire::send(&publisher, &[b"B", b"after the bad one"]);
+        Ok::<_, String>(subscription)
     });
-    assert_eq!(sent, Ok(b"\x01B".to_vec()), "{}", sc.report());
+    assert_eq!(sent, Ok(frames(&[b"\x01B"])), "{}", sc.report());
     sc.expect(subscriber, "[B] after the bad one", secs(30));
     assert_eq!(
         sc.count(subscriber, "dropped a message of 1 frame"),
@@ -358,5 +358,447 @@ fn psenvsub_skips_a_message_without_contents() {
         "{}",
         sc.report()
     );
-    stop_cleanly(&mut sc, subscriber, libc::SIGINT);
+    sc.stop_cleanly(subscriber, secs(15));
+}
+
+// Hostile and foreign peers ---------------------------------------------------
+
+/// `count` REQ probes send `request` to `endpoint`, all at once, and wait for
+/// their replies; the first that gets none ends it with an `Err`.
+fn requests(
+    sc: &Scenario,
+    endpoint: &'static str,
+    request: &'static [&'static [u8]],
+    count: usize,
+) -> Result<Vec<Frames>, String> {
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let clients: Vec<zmq::Socket> = (0..count)
+            .map(|_| {
+                probe(&context, zmq::REQ)
+                    .receive_timeout(20_000)
+                    .connect(endpoint)
+            })
+            .collect();
+        for client in &clients {
+            wire::send(client, request);
+        }
+        clients
+            .iter()
+            .map(|client| wire::try_recv(client, "a REQ probe"))
+            .collect()
+    })
+}
+
+#[test]
+fn rrworker_reads_two_frame_requests_whole_and_keeps_serving() {
+    let mut sc = Scenario::new("rrworker-frames");
+    let worker = sc.start("rrworker", bin!("rrworker"), &[]);
+    // A broker's DEALER: an empty envelope, then the request's frames.
+    let replies = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let broker = probe(&context, zmq::DEALER)
+            .receive_timeout(20_000)
+            .bind("tcp://*:5560");
+        wire::send(&broker, &[b"", b"Hello", b"extra"]);
+        let first = wire::try_recv(&broker, "the broker probe")?;
+        wire::send(&broker, &[b"", b"Hello"]);
+        let second = wire::try_recv(&broker, "the broker probe")?;
+        Ok::<_, String>([first, second])
+    });
+    let world = frames(&[b"", b"World"]);
+    assert_eq!(replies, Ok([world.clone(), world]), "{}", sc.report());
+    sc.stop_cleanly(worker, secs(10));
+}
+
+#[test]
+fn rrworker_exits_promptly_on_ctrl_c_with_a_reply_for_a_dead_broker() {
+    let mut sc = Scenario::new("rrworker-linger");
+    let worker = sc.start("rrworker", bin!("rrworker"), &[]);
+    sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let broker = probe(&context, zmq::DEALER)
+            .linger(5000)
+            .bind("tcp://*:5560");
+        wire::send(&broker, &[b"", b"first"]);
+        wire::send(&broker, &[b"", b"second"]);
+        // The broker dies here, before any reply.
+    });
+    // Taking the second request, the worker has sent the first reply: to a
+    // broker that is gone, so it stays queued.
+    sc.expect(worker, "Received request: [second]", secs(10));
+    sc.stop_cleanly(worker, secs(5));
+}
+
+#[test]
+fn mtserver_workers_read_two_frame_requests_whole_and_keep_serving() {
+    let mut sc = Scenario::new("mtserver-frames");
+    let server = sc.start("mtserver", bin!("mtserver"), &[]);
+    let world = frames(&[b"World"]);
+    // One two-frame request per worker thread, then a plain one.
+    let replies = requests(&sc, "tcp://localhost:5555", &[b"Hello", b"extra"], 5);
+    assert_eq!(replies, Ok(vec![world.clone(); 5]), "{}", sc.report());
+    let replies = requests(&sc, "tcp://localhost:5555", &[b"Hello"], 1);
+    assert_eq!(replies, Ok(vec![world]), "{}", sc.report());
+    assert_eq!(sc.count(server, "E:"), 0, "{}", sc.report());
+    sc.stop_cleanly(server, secs(10));
+}
+
+#[test]
+fn mtserver_works_on_five_requests_at_once() {
+    let mut sc = Scenario::new("mtserver-pool");
+    let server = sc.start("mtserver", bin!("mtserver"), &[]);
+    let (printed, wait_for_print) = std::sync::mpsc::channel::<()>();
+    let clients = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        let clients: Vec<zmq::Socket> = (0..5)
+            .map(|_| {
+                probe(&context, zmq::REQ)
+                    .receive_timeout(20_000)
+                    .connect("tcp://localhost:5555")
+            })
+            .collect();
+        for client in &clients {
+            wire::send(client, &[b"Hello"]);
+        }
+        // Work takes a second: with a thread per request, all five are
+        // taken before the first reply comes back.
+        let _ = wait_for_print.recv_timeout(secs(30));
+        let early = clients
+            .iter()
+            .filter(|client| client.poll(zmq::POLLIN, 0).unwrap_or(0) > 0)
+            .count();
+        let replies: Result<Vec<Frames>, String> = clients
+            .iter()
+            .map(|client| wire::try_recv(client, "a REQ probe"))
+            .collect();
+        (early, replies)
+    });
+    sc.expect_count(server, "Received request: [Hello]", 5, secs(30));
+    let _ = printed.send(());
+    let (early, replies) = clients.join().expect("the clients' probe");
+    assert_eq!(
+        early,
+        0,
+        "replies came before the fifth request was taken\n{}",
+        sc.report()
+    );
+    assert_eq!(replies, Ok(vec![frames(&[b"World"]); 5]), "{}", sc.report());
+    sc.stop_cleanly(server, secs(10));
+}
+
+#[test]
+fn syncpub_reads_two_frame_sync_requests_whole() {
+    let mut sc = Scenario::new("syncpub-frames");
+    let publisher = sc.start("syncpub", bin!("syncpub"), &[]);
+    sc.expect(publisher, "Waiting for subscribers", secs(30));
+    // Nine of the ten subscribers send their sync request as two frames.
+    let replies = requests(&sc, "tcp://localhost:5562", &[b"", b"extra"], 9);
+    assert_eq!(replies, Ok(vec![frames(&[b""]); 9]), "{}", sc.report());
+    let subscriber = sc.start("syncsub", bin!("syncsub"), &[]);
+    sc.expect(subscriber, "Received 1000000 updates", secs(120));
+    assert_eq!(sc.wait_exit(subscriber, secs(10)), 0);
+    assert_eq!(sc.wait_exit(publisher, secs(60)), 0, "{}", sc.report());
+}
+
+#[test]
+fn interrupt_reads_a_two_frame_request_as_one() {
+    let mut sc = Scenario::new("interrupt-frames");
+    let server = sc.start("interrupt", bin!("interrupt"), &[]);
+    sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let client = probe(&context, zmq::REQ)
+            .linger(5000)
+            .connect("tcp://localhost:5555");
+        wire::send(&client, &[b"Hello", b"extra"]);
+    });
+    sc.expect(server, "W: recv", secs(10));
+    sc.stop_cleanly(server, secs(10));
+    assert_eq!(
+        sc.lines(server),
+        [
+            "W: recv",
+            "W: interrupt received, killing server...",
+            "W: cleaning up"
+        ]
+    );
+}
+
+/// With no worker there, a plain client sends one request and two flooders
+/// send 1000-byte requests until the broker takes no more (it holds all it
+/// will hold), then a third client sends 64 KiB requests, 64 times the
+/// brokers' frame bound. The broker's memory must stay bounded, the plain
+/// request must reach the first worker and its reply come back past the
+/// backlog, and Ctrl-C must end the broker promptly with exit code 0 while
+/// it holds the rest.
+fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) {
+    let mut sc = Scenario::new(name);
+    let broker = sc.start(name, broker_program, &[]);
+    let os_pid = sc.os_pid(broker);
+    let (clients, flood) = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let plain = probe(&context, zmq::REQ)
+            .receive_timeout(30_000)
+            .connect("tcp://localhost:5559");
+        wire::send(&plain, &[b"Hello"]);
+        // Two flooders: more than the worker's side can queue, so a broker
+        // that blocks in its send to the worker also blocks replies.
+        let body = vec![b'x'; 1000];
+        let flooders = [0, 1].map(|_| probe(&context, zmq::DEALER).connect("tcp://localhost:5559"));
+        let flood = flooders
+            .each_ref()
+            .map(|flooder| attack::flood(flooder, &[b"", &body], 100_000, secs(5)));
+        ((context, plain, flooders), flood)
+    });
+    assert!(
+        flood.iter().all(|f| f.refused > 0),
+        "the broker took every request: {flood:?}"
+    );
+    let before = attack::rss_kib(os_pid);
+    let big = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let client = probe(&context, zmq::DEALER).connect("tcp://localhost:5559");
+        let body = vec![b'x'; 64 << 10];
+        attack::flood(&client, &[b"", &body], 2_000, secs(5))
+    });
+    let growth = attack::peak_rss_kib(os_pid).saturating_sub(before);
+    eprintln!(
+        "{name}: flood {flood:?}, RSS {before} KiB, then 64 KiB requests {big:?}: +{growth} KiB"
+    );
+    assert!(growth < 16 << 10, "{name} grew by {growth} KiB");
+
+    let worker = sc.start("rrworker", bin!("rrworker"), &[]);
+    let (context, plain, flooder) = clients;
+    let reply = sc.in_namespace(move || {
+        let reply = wire::try_recv(&plain, "the plain client");
+        drop((plain, flooder, context));
+        reply
+    });
+    assert_eq!(reply, Ok(frames(&[b"World"])), "{}", sc.report());
+    sc.stop_cleanly(broker, secs(5));
+    sc.stop_cleanly(worker, secs(10));
+}
+
+#[test]
+fn rrbroker_holds_requests_until_a_worker_comes_and_stops_on_ctrl_c() {
+    broker_holds_requests_until_a_worker_comes("rrbroker-hold", bin!("rrbroker"));
+}
+
+#[test]
+fn msgqueue_holds_requests_until_a_worker_comes_and_stops_on_ctrl_c() {
+    broker_holds_requests_until_a_worker_comes("msgqueue-hold", bin!("msgqueue"));
+}
+
+/// A SUB probe connected to `endpoint` that subscribes to `prefix`.
+fn subscriber(context: &zmq::Context, endpoint: &str, prefix: &[u8]) -> zmq::Socket {
+    let socket = probe(context, zmq::SUB)
+        .receive_timeout(30_000)
+        .connect(endpoint);
+    socket.set_subscribe(prefix).expect("subscribe");
+    socket
+}
+
+/// Receives messages starting with `prefix` on a new subscriber: at least
+/// `count`, and for at least `during` (the time a publisher has to deal
+/// with an attack sent just before).
+fn receive_updates(
+    sc: &Scenario,
+    endpoint: &'static str,
+    prefix: &'static [u8],
+    count: usize,
+    during: std::time::Duration,
+) -> Result<(), String> {
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let socket = subscriber(&context, endpoint, prefix);
+        let start = std::time::Instant::now();
+        let mut received = 0;
+        while received < count || start.elapsed() < during {
+            let update = wire::try_recv(&socket, "a plain subscriber")?;
+            if !update[0].starts_with(prefix) {
+                return Err(format!("unasked-for update {update:?}"));
+            }
+            received += 1;
+        }
+        Ok(())
+    })
+}
+
+/// The size of the attacking subscription: under the socket builder's
+/// default frame bound (1 MiB), far over the publishers' (256 bytes), and
+/// deep enough (over 256 KiB) that libzmq's recursive free of the
+/// subscription tree overflowed an 8 MiB thread stack.
+const HUGE_SUBSCRIPTION: usize = 512 << 10;
+
+/// A subscriber that sends one [`HUGE_SUBSCRIPTION`] to `endpoint` and holds
+/// it until `go` says so. libzmq adds and removes a subscription in the
+/// caller's thread, recursively, one stack frame per byte, so the probe runs
+/// on a thread with a deep stack, and unsubscribes before it closes (else
+/// libzmq's own reaper thread frees the tree, and the test crashes).
+fn huge_subscriber(
+    sc: &Scenario,
+    endpoint: &'static str,
+    go: std::sync::mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<()> {
+    sc.in_namespace_background(move || {
+        let deep = std::thread::Builder::new().stack_size(1 << 30);
+        let attacker = deep.spawn(move || {
+            let context = zmq::Context::new();
+            let socket = probe(&context, zmq::XSUB).connect(endpoint);
+            let mut subscription = vec![b'A'; 1 + HUGE_SUBSCRIPTION];
+            subscription[0] = 1;
+            socket.send(&subscription, 0).expect("subscribe");
+            let _ = go.recv_timeout(secs(120));
+            subscription[0] = 0;
+            socket.send(&subscription, 0).expect("unsubscribe");
+        });
+        attacker
+            .expect("a thread with a deep stack")
+            .join()
+            .expect("the huge subscriber");
+    })
+}
+
+/// A subscriber sends a [`HUGE_SUBSCRIPTION`] to the publisher at
+/// `endpoint` and stays connected; a plain subscriber must still get
+/// `count` updates starting with `prefix` and go on getting them for a
+/// second (a publisher may take that long to read the attack), every process in `watched` must
+/// grow by less than 8 MiB, and then end on Ctrl-C with exit code 0 (a deep
+/// subscription tree used to crash it there).
+fn a_huge_subscription_is_refused(
+    sc: &mut Scenario,
+    endpoint: &'static str,
+    prefix: &'static [u8],
+    count: usize,
+    watched: &[Pid],
+) {
+    receive_updates(sc, endpoint, prefix, count, ms(0)).unwrap_or_else(|e| sc.fail(&e));
+    let before: Vec<u64> = watched
+        .iter()
+        .map(|&pid| attack::rss_kib(sc.os_pid(pid)))
+        .collect();
+    let (go, wait) = std::sync::mpsc::channel();
+    let attacker = huge_subscriber(sc, endpoint, wait);
+    // Served on, for long enough that the subscription has been dealt with.
+    receive_updates(sc, endpoint, prefix, count, ms(1000)).unwrap_or_else(|e| sc.fail(&e));
+    for (&pid, before) in watched.iter().zip(before) {
+        let growth = attack::peak_rss_kib(sc.os_pid(pid)).saturating_sub(before);
+        eprintln!(
+            "{endpoint}: a {HUGE_SUBSCRIPTION}-byte subscription: RSS {before} KiB, +{growth} KiB"
+        );
+        assert!(growth < 8 << 10, "grew by {growth} KiB\n{}", sc.report());
+    }
+    for &pid in watched {
+        sc.stop_cleanly(pid, secs(10));
+    }
+    let _ = go.send(());
+    attacker.join().expect("the huge subscriber");
+}
+
+#[test]
+fn wuproxy_refuses_a_huge_subscription_and_stops_cleanly() {
+    let mut sc = Scenario::new("wuproxy-subscription");
+    let server = sc.start("wuserver", bin!("wuserver"), &[]);
+    let proxy = sc.start("wuproxy", bin!("wuproxy"), &[]);
+    a_huge_subscription_is_refused(&mut sc, "tcp://localhost:8100", b"42", 20, &[proxy, server]);
+}
+
+#[test]
+fn wuserver_refuses_a_huge_subscription_and_stops_cleanly() {
+    let mut sc = Scenario::new("wuserver-subscription");
+    let server = sc.start("wuserver", bin!("wuserver"), &[]);
+    a_huge_subscription_is_refused(&mut sc, "tcp://localhost:5556", b"42", 20, &[server]);
+}
+
+#[test]
+fn psenvpub_refuses_a_huge_subscription_and_stops_cleanly() {
+    let mut sc = Scenario::new("psenvpub-subscription");
+    let publisher = sc.start("psenvpub", bin!("psenvpub"), &[]);
+    a_huge_subscription_is_refused(&mut sc, "tcp://localhost:5563", b"B", 1, &[publisher]);
+}
+
+/// Plays the C++ `taskvent` and `wuserver` to `program`: their messages are
+/// C strings padded with NULs (10 and 20 bytes). The reader must print what
+/// the C would (the text up to the NUL) and escape a task with control
+/// characters instead of passing them to the terminal.
+fn reader_prints_c_strings(name: &str, program: &str) {
+    let mut sc = Scenario::new(name);
+    let reader = sc.start(name, program, &[]);
+    let sent = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let weather = probe(&context, zmq::XPUB)
+            .linger(5000)
+            .receive_timeout(20_000)
+            .bind("tcp://*:5556");
+        let tasks = probe(&context, zmq::PUSH).linger(5000).bind("tcp://*:5557");
+        wire::try_recv(&weather, "the weather probe")?; // The subscription.
+        let mut update = b"10001 23 45".to_vec();
+        update.resize(20, 0);
+        wire::send(&weather, &[&update]);
+        let mut task = b"42".to_vec();
+        task.resize(10, 0);
+        wire::send(&tasks, &[&task]);
+        wire::send(&tasks, &[b"\x1b[2J\rE: forged"]);
+        Ok::<_, String>(())
+    });
+    assert_eq!(sent, Ok(()), "{}", sc.report());
+    sc.expect_count(reader, "Task: ", 2, secs(10));
+    sc.expect_count(reader, "Weather: ", 1, secs(10));
+    let mut lines = sc.lines(reader);
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "Task: 1B5B324A0D453A20666F72676564",
+            "Task: 42",
+            "Weather: 10001 23 45"
+        ],
+        "{}",
+        sc.report()
+    );
+    sc.stop_cleanly(reader, secs(10));
+}
+
+#[test]
+fn msreader_prints_the_cpp_peers_nul_padded_messages_as_c_strings() {
+    reader_prints_c_strings("msreader-cpp", bin!("msreader"));
+}
+
+#[test]
+fn mspoller_prints_the_cpp_peers_nul_padded_messages_as_c_strings() {
+    reader_prints_c_strings("mspoller-cpp", bin!("mspoller"));
+}
+
+#[test]
+fn syncpub_exits_promptly_on_ctrl_c_while_a_subscriber_stops_reading() {
+    let mut sc = Scenario::new("syncpub-stuck");
+    let publisher = sc.start("syncpub", bin!("syncpub"), &[]);
+    sc.expect(publisher, "Waiting for subscribers", secs(30));
+    // A subscriber that takes one update and then reads no more: the
+    // broadcast cannot drain, and closing would wait for it (LINGER 60 s).
+    let stuck = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let stuck = subscriber(&context, "tcp://localhost:5561", b"");
+        // And one that reads to the END: then the broadcast is all queued.
+        let reader = subscriber(&context, "tcp://localhost:5561", b"");
+        let syncs: Vec<zmq::Socket> = (0..10)
+            .map(|_| {
+                probe(&context, zmq::REQ)
+                    .receive_timeout(20_000)
+                    .connect("tcp://localhost:5562")
+            })
+            .collect();
+        for sync in &syncs {
+            wire::send(sync, &[b""]);
+            wire::try_recv(sync, "a sync client")?;
+        }
+        wire::try_recv(&stuck, "the stuck subscriber")?;
+        while wire::try_recv(&reader, "the reader")? != frames(&[b"END"]) {}
+        Ok::<_, String>((context, stuck))
+    });
+    let stuck = stuck.unwrap_or_else(|e| sc.fail(&e));
+    sc.expect(publisher, "Broadcasting messages", secs(10));
+    assert!(sc.is_running(publisher), "{}", sc.report());
+    sc.stop_cleanly(publisher, secs(5));
+    drop(stuck);
 }

@@ -11,36 +11,41 @@
 //!
 //! Differs from the C: the reply is received as a whole message, so a
 //! discarded reply cannot leave frames behind to be misread as the next one,
-//! and a failed receive is an error exit instead of `exit(-1)`.
+//! and a failed receive is an error exit instead of `exit(-1)`. The reply is
+//! printed through `message::show` (bounded, escaped). Ctrl-C/SIGTERM ends
+//! it with exit code 0; LINGER is 1 s.
 
-use zguide::{helpers, Error, Message};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    println!("Connecting to hello world server...");
-    let context = zmq::Context::new();
-    let requester = context.socket(zmq::DEALER)?;
-    requester.connect("tcp://localhost:5555")?;
+use zguide::message::show;
+use zguide::{helpers, program, socket, Message};
 
-    let mut reply_nbr = 0; // Number of replies received.
-    for request_nbr in 1..=10 {
-        println!("Sending request msg: Hello NO={request_nbr}...");
-        // The first part is the empty delimiter, the second our request.
-        helpers::send_more(&requester, "")?;
-        helpers::send_string(&requester, "Hello")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        println!("Connecting to hello world server...");
+        let context = zmq::Context::new();
+        let requester = socket::new(&context, zmq::DEALER)
+            .max_message_size(1024)
+            .connect("tcp://localhost:5555")?;
 
-        let mut reply = Message::recv(&requester)?;
-        // A reply that starts with the delimiter is for us; anything else
-        // is discarded whole.
-        match (reply.pop(), reply.pop()) {
-            (Some(delimiter), Some(body)) if delimiter.is_empty() => {
-                reply_nbr += 1;
-                println!(
-                    "Received respond msg: {} NO={reply_nbr}\n",
-                    String::from_utf8_lossy(&body)
-                );
+        let mut reply_nbr = 0; // Number of replies received.
+        for request_nbr in 1..=10 {
+            println!("Sending request msg: Hello NO={request_nbr}...");
+            // The first part is the empty delimiter, the second our request.
+            helpers::send_more(&requester, "")?;
+            helpers::send_string(&requester, "Hello")?;
+
+            let mut reply = Message::recv(&requester)?;
+            // A reply that starts with the delimiter is for us; anything else
+            // is discarded whole.
+            match (reply.pop(), reply.pop()) {
+                (Some(delimiter), Some(body)) if delimiter.is_empty() => {
+                    reply_nbr += 1;
+                    println!("Received respond msg: {} NO={reply_nbr}\n", show(&body));
+                }
+                _ => println!("Discard the ZMQ message!"),
             }
-            _ => println!("Discard the ZMQ message!"),
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }

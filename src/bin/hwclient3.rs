@@ -9,22 +9,34 @@
 //!
 //! Two clients with the same identity must not be connected to one ROUTER
 //! at once: the second is refused (libzmq keeps the first).
+//!
+//! Differs from the C: the whole reply is read (a two-frame reply would
+//! leave REQ unable to send), and its first frame is printed through
+//! `message::show` (bounded, escaped). Ctrl-C/SIGTERM ends it with exit
+//! code 0; LINGER is 1 s.
 
-use zguide::{helpers, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    println!("Connecting to hello world server...");
-    let context = zmq::Context::new();
-    let requester = context.socket(zmq::REQ)?;
-    // Set the REQ socket's identity.
-    requester.set_identity(b"ZMQ")?;
-    requester.connect("tcp://localhost:5555")?;
+use zguide::message::show;
+use zguide::{helpers, program, socket, Message};
 
-    for request_nbr in 1..=10 {
-        println!("Sending request msg: Hello NO={request_nbr}...");
-        helpers::send_string(&requester, "Hello")?;
-        let reply = helpers::recv_string(&requester)?;
-        println!("Received respond msg: {reply} NO={request_nbr}\n");
-    }
-    Ok(())
+fn main() -> ExitCode {
+    program::run(|| {
+        println!("Connecting to hello world server...");
+        let context = zmq::Context::new();
+        // Set the REQ socket's identity.
+        let requester = socket::new(&context, zmq::REQ)
+            .identity("ZMQ")
+            .max_message_size(1024)
+            .connect("tcp://localhost:5555")?;
+
+        for request_nbr in 1..=10 {
+            println!("Sending request msg: Hello NO={request_nbr}...");
+            helpers::send_string(&requester, "Hello")?;
+            let reply = Message::recv(&requester)?;
+            let body = show(reply.first().unwrap_or_default());
+            println!("Received respond msg: {body} NO={request_nbr}\n");
+        }
+        Ok(())
+    })
 }

@@ -4,27 +4,32 @@
 //! one second after printing `Received Hello`. Run `hwclient` beside it (in
 //! either order: ZeroMQ reconnects for you).
 //!
-//! Differs from the C: Ctrl-C/SIGTERM ends the loop cleanly (socket closed,
-//! exit code 0) instead of killing the process mid-call.
+//! Limits: a request frame may be at most 1 KiB (`MAXMSGSIZE`; a bigger one
+//! drops that client's connection), so the requests libzmq queues for one
+//! client (1000 by default) stay under 1 MiB. A reply to a client that has
+//! gone or stopped reading is dropped by libzmq: a REP send never blocks.
+//!
+//! Differs from the C: the whole request is read, however many frames it has
+//! (the C reads one frame, so a two-frame request made its reply fail);
+//! Ctrl-C/SIGTERM ends the loop cleanly (exit code 0).
 
-use zguide::{helpers, interrupt, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let responder = context.socket(zmq::REP)?;
-    responder.bind("tcp://*:5555")?;
+use zguide::{helpers, interrupt, program, socket, Message};
 
-    loop {
-        match helpers::recv_string(&responder) {
-            Ok(_request) => println!("Received Hello"),
-            Err(Error::Interrupted) => break,
-            Err(e) => return Err(e),
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
+        let responder = socket::new(&context, zmq::REP)
+            .max_message_size(1024)
+            .bind("tcp://*:5555")?;
+
+        loop {
+            // Wait for the next request: all of it, or REP will not let us reply.
+            Message::recv(&responder)?;
+            println!("Received Hello");
+            interrupt::sleep_ms(1000)?; // Do some 'work'.
+            helpers::send_string(&responder, "World")?;
         }
-        if interrupt::sleep_ms(1000).is_err() {
-            break; // Do some 'work'; stop early on Ctrl-C.
-        }
-        helpers::send_string(&responder, "World")?;
-    }
-    Ok(())
+    })
 }

@@ -6,29 +6,38 @@
 //! is libzmq's own `zmq_proxy`. Silent, runs until Ctrl-C; a drop-in
 //! replacement for `rrbroker`.
 //!
+//! Limits: a frame may be at most 1 KiB on either side (`MAXMSGSIZE`), so the
+//! requests queued for one client (1000 at most, the high-water mark) stay
+//! under 1 MiB. No send blocks: `zmq_proxy` takes a request only when the
+//! DEALER can pass it to a worker (until then it waits in the ROUTER's
+//! queue), and a ROUTER drops a reply for a client that has gone or stopped
+//! reading. LINGER is 0: nothing queued is worth waiting for at exit.
+//!
 //! Differs from the C: `interrupt::proxy` runs the proxy so that
 //! Ctrl-C/SIGTERM stops it (a steerable proxy told `TERMINATE`) and the
 //! program exits with code 0.
 
-use zguide::{interrupt, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
+use zguide::{interrupt, program, socket};
 
-    // Socket facing clients.
-    let mut frontend = context.socket(zmq::ROUTER)?;
-    frontend.set_linger(0)?;
-    frontend.bind("tcp://*:5559")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // Socket facing services.
-    let mut backend = context.socket(zmq::DEALER)?;
-    backend.set_linger(0)?;
-    backend.bind("tcp://*:5560")?;
+        // Socket facing clients.
+        let mut frontend = socket::new(&context, zmq::ROUTER)
+            .max_message_size(1024)
+            .linger(0)
+            .bind("tcp://*:5559")?;
 
-    // Start the proxy; it runs until Ctrl-C.
-    match interrupt::proxy(&context, &mut frontend, &mut backend) {
-        Ok(()) | Err(Error::Interrupted) => Ok(()),
-        Err(e) => Err(e),
-    }
+        // Socket facing services.
+        let mut backend = socket::new(&context, zmq::DEALER)
+            .max_message_size(1024)
+            .linger(0)
+            .bind("tcp://*:5560")?;
+
+        // Start the proxy; it runs until Ctrl-C.
+        interrupt::proxy(&context, &mut frontend, &mut backend)
+    })
 }

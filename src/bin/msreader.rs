@@ -9,38 +9,51 @@
 //!
 //! Differs from the C, which processes messages silently: it prints
 //! `Task: <workload>` and `Weather: <update>` for every message, the smallest
-//! output that shows both sockets being served. Ctrl-C/SIGTERM exits cleanly.
+//! output that shows both sockets being served. What it prints is what the
+//! C would see as a string: the first frame up to its first NUL (the C++
+//! ventilator and weather server pad their messages with NULs), through
+//! `message::show` (at most 32 bytes, escaped), so a peer cannot garble the
+//! terminal. Messages are read whole; a frame may be at most 1 KiB
+//! (`MAXMSGSIZE`). Ctrl-C/SIGTERM exits cleanly (exit code 0).
 
-use zguide::{helpers, interrupt, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
+use zguide::message::show;
+use zguide::{interrupt, program, socket, Message};
 
-    // Connect to the task ventilator.
-    let receiver = context.socket(zmq::PULL)?;
-    receiver.connect("tcp://localhost:5557")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // Connect to the weather server.
-    let subscriber = context.socket(zmq::SUB)?;
-    subscriber.connect("tcp://localhost:5556")?;
-    subscriber.set_subscribe(b"10001 ")?;
+        // Connect to task ventilator.
+        let receiver = socket::new(&context, zmq::PULL)
+            .max_message_size(1024)
+            .connect("tcp://localhost:5557")?;
 
-    // Process messages from both sockets, tasks first.
-    let result = (|| -> Result<(), Error> {
+        // Connect to weather server.
+        let subscriber = socket::new(&context, zmq::SUB)
+            .max_message_size(1024)
+            .subscribe("10001 ")
+            .connect("tcp://localhost:5556")?;
+
+        // Process messages from both sockets.
+        // We prioritize traffic from the task ventilator.
         loop {
-            while let Some(task) = helpers::try_recv_string(&receiver)? {
-                println!("Task: {task}"); // Process task.
+            while let Some(task) = Message::try_recv(&receiver)? {
+                println!("Task: {}", as_c_string(&task)); // Process task.
             }
-            while let Some(update) = helpers::try_recv_string(&subscriber)? {
-                println!("Weather: {update}"); // Process weather update.
+            while let Some(update) = Message::try_recv(&subscriber)? {
+                println!("Weather: {}", as_c_string(&update)); // Process weather update.
             }
             // No activity, so sleep for 1 msec.
             interrupt::sleep_ms(1)?;
         }
-    })();
-    match result {
-        Err(Error::Interrupted) => Ok(()),
-        other => other,
-    }
+    })
+}
+
+/// The first frame as the C's `%s` would print it (up to the first NUL),
+/// bounded and escaped.
+fn as_c_string(msg: &Message) -> String {
+    let frame = msg.first().unwrap_or_default();
+    show(frame.split(|&b| b == 0).next().unwrap_or_default())
 }

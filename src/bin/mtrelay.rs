@@ -17,24 +17,23 @@
 //! inproc endpoint failed). Needs nothing beside it.
 //!
 //! Differs from the C: the threads are joined, so a failure in a step is
-//! reported instead of lost.
+//! reported instead of lost; Ctrl-C/SIGTERM ends it with exit code 0.
 
+use std::process::ExitCode;
 use std::thread;
 
-use zguide::{helpers, Error};
+use zguide::{helpers, program, socket, Error};
 
 fn step1(context: zmq::Context) -> Result<(), Error> {
     // Connect to step2 and tell it we're ready.
-    let xmitter = context.socket(zmq::PAIR)?;
-    xmitter.connect("inproc://step2")?;
+    let xmitter = socket::new(&context, zmq::PAIR).connect("inproc://step2")?;
     println!("Step 1 ready, signaling step 2");
     helpers::send_string(&xmitter, "READY")
 }
 
 fn step2(context: zmq::Context) -> Result<(), Error> {
     // Bind the inproc socket before starting step1.
-    let receiver = context.socket(zmq::PAIR)?;
-    receiver.bind("inproc://step2")?;
+    let receiver = socket::new(&context, zmq::PAIR).bind("inproc://step2")?;
     let step1_context = context.clone();
     let step1 = thread::spawn(move || step1(step1_context));
 
@@ -43,27 +42,27 @@ fn step2(context: zmq::Context) -> Result<(), Error> {
     join(step1)?;
 
     // Connect to step3 and tell it we're ready.
-    let xmitter = context.socket(zmq::PAIR)?;
-    xmitter.connect("inproc://step3")?;
+    let xmitter = socket::new(&context, zmq::PAIR).connect("inproc://step3")?;
     println!("Step 2 ready, signaling step 3");
     helpers::send_string(&xmitter, "READY")
 }
 
-fn main() -> Result<(), Error> {
-    let context = zmq::Context::new();
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // Bind the inproc socket before starting step2.
-    let receiver = context.socket(zmq::PAIR)?;
-    receiver.bind("inproc://step3")?;
-    let step2_context = context.clone();
-    let step2 = thread::spawn(move || step2(step2_context));
+        // Bind inproc socket before starting step2.
+        let receiver = socket::new(&context, zmq::PAIR).bind("inproc://step3")?;
+        let step2_context = context.clone();
+        let step2 = thread::spawn(move || step2(step2_context));
 
-    // Wait for the signal.
-    helpers::recv_string(&receiver)?;
-    join(step2)?;
+        // Wait for signal.
+        helpers::recv_string(&receiver)?;
+        join(step2)?;
 
-    println!("Test successful!");
-    Ok(())
+        println!("Test successful!");
+        Ok(())
+    })
 }
 
 /// Waits for a step's thread and passes on its error (or its panic).

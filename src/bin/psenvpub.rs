@@ -6,25 +6,34 @@
 //! `[B][We would like to see this]`. Subscriptions match the start of the
 //! first frame, so the key frame is the envelope. Run `psenvsub` beside it.
 //!
-//! Differs from the C: Ctrl-C/SIGTERM ends it cleanly (exit code 0).
+//! Limits: subscriptions reach a PUB socket as inbound messages, so
+//! `MAXMSGSIZE` 256 bytes bounds each to a 255-byte prefix (a longer one
+//! drops that subscriber's connection); their number is not capped by
+//! libzmq, and each lives as long as its subscriber's connection. A PUB send
+//! never blocks (a subscriber that stops reading loses messages); LINGER is
+//! 0.
+//!
+//! Differs from the C: the subscription bound; Ctrl-C/SIGTERM ends it
+//! cleanly (exit code 0).
 
-use zguide::{interrupt, Error, Message};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let publisher = context.socket(zmq::PUB)?;
-    publisher.set_linger(0)?;
-    publisher.bind("tcp://*:5563")?;
+use zguide::{interrupt, program, socket, Message};
 
-    loop {
-        // Write two messages, each with an envelope and content.
-        Message::from_frames(["A", "We don't want to see this"]).send(&publisher)?;
-        Message::from_frames(["B", "We would like to see this"]).send(&publisher)?;
-        match interrupt::sleep_ms(1000) {
-            Ok(()) => {}
-            Err(Error::Interrupted) => return Ok(()),
-            Err(e) => return Err(e),
+fn main() -> ExitCode {
+    program::run(|| {
+        // Prepare our context and publisher.
+        let context = zmq::Context::new();
+        let publisher = socket::new(&context, zmq::PUB)
+            .max_message_size(256) // bounds each subscription
+            .linger(0)
+            .bind("tcp://*:5563")?;
+
+        loop {
+            // Write two messages, each with an envelope and content.
+            Message::from_frames(["A", "We don't want to see this"]).send(&publisher)?;
+            Message::from_frames(["B", "We would like to see this"]).send(&publisher)?;
+            interrupt::sleep_ms(1000)?;
         }
-    }
+    })
 }

@@ -7,33 +7,34 @@
 //!
 //! Differs from the C: the message is received as a whole, and one without
 //! a content frame is logged and skipped rather than read across into the
-//! next message. Ctrl-C/SIGTERM ends it cleanly (exit code 0).
+//! next message. Both frames are printed through `message::show` (at most 32
+//! bytes each, escaped), and a frame may be at most 1 KiB (`MAXMSGSIZE`).
+//! Ctrl-C/SIGTERM ends it cleanly (exit code 0).
 
-use zguide::{helpers, interrupt, Error, Message};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    helpers::init_log("info");
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let subscriber = context.socket(zmq::SUB)?;
-    subscriber.connect("tcp://localhost:5563")?;
-    subscriber.set_subscribe(b"B")?;
+use zguide::message::show;
+use zguide::{program, socket, Message};
 
-    loop {
-        let mut msg = match Message::recv(&subscriber) {
-            Ok(msg) => msg,
-            Err(Error::Interrupted) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        // Read the envelope with the address, then the contents.
-        let frames = msg.len();
-        match (msg.pop(), msg.pop()) {
-            (Some(address), Some(contents)) => println!(
-                "[{}] {}",
-                String::from_utf8_lossy(&address),
-                String::from_utf8_lossy(&contents)
-            ),
-            _ => log::warn!("dropped a message of {frames} frame(s): no contents"),
+fn main() -> ExitCode {
+    program::run(|| {
+        // Prepare our context and subscriber.
+        let context = zmq::Context::new();
+        let subscriber = socket::new(&context, zmq::SUB)
+            .max_message_size(1024)
+            .subscribe("B")
+            .connect("tcp://localhost:5563")?;
+
+        loop {
+            let mut msg = Message::recv(&subscriber)?;
+            // Read envelope with address, then message contents.
+            let frames = msg.len();
+            match (msg.pop(), msg.pop()) {
+                (Some(address), Some(contents)) => {
+                    println!("[{}] {}", show(&address), show(&contents))
+                }
+                _ => log::warn!("dropped a message of {frames} frame(s): no contents"),
+            }
         }
-    }
+    })
 }

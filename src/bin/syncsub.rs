@@ -11,38 +11,54 @@
 //! The one-second nap is the C's, and its weak spot: the REQ handshake proves
 //! that the REQ socket is connected, not the SUB socket. Start `syncpub`
 //! first and the nap is plenty.
+//!
+//! Differs from the C: messages are read whole (a two-frame update counts
+//! once, and a two-frame sync reply cannot leave REQ stuck); a frame may be
+//! at most 1 KiB (`MAXMSGSIZE`). Ctrl-C/SIGTERM ends it with exit code 0.
 
-use zguide::{helpers, interrupt, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    let context = zmq::Context::new();
+use zguide::{helpers, interrupt, program, socket, Message};
 
-    // First, connect our subscriber socket.
-    let subscriber = context.socket(zmq::SUB)?;
-    subscriber.connect("tcp://localhost:5561")?;
-    subscriber.set_subscribe(b"")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // ZeroMQ is so fast, we need to wait a while...
-    interrupt::sleep_ms(1000)?;
+        // First, connect our subscriber socket.
+        let subscriber = socket::new(&context, zmq::SUB)
+            .max_message_size(1024)
+            .subscribe("")
+            .connect("tcp://localhost:5561")?;
 
-    // Second, synchronize with the publisher.
-    let syncclient = context.socket(zmq::REQ)?;
-    syncclient.connect("tcp://localhost:5562")?;
+        // 0MQ is so fast, we need to wait a while...
+        interrupt::sleep_ms(1000)?;
 
-    // Send a synchronization request and wait for the reply.
-    helpers::send_string(&syncclient, "")?;
-    helpers::recv_string(&syncclient)?;
+        // Second, synchronize with publisher.
+        let syncclient = socket::new(&context, zmq::REQ)
+            .max_message_size(1024)
+            .connect("tcp://localhost:5562")?;
 
-    // Third, get our updates and report how many we got. A plain blocking
-    // receive: a million polls would cost more than the messages.
-    let mut update_nbr = 0;
-    loop {
-        let update = subscriber.recv_bytes(0)?;
-        if update == b"END" {
-            break;
+        // - send a synchronization request
+        helpers::send_string(&syncclient, "")?;
+
+        // - wait for synchronization reply
+        Message::recv(&syncclient)?;
+
+        // Third, get our updates and report how many we got. Take what is
+        // queued without a poll (a million polls would cost more than the
+        // messages); wait, so that Ctrl-C is heard, only when nothing is.
+        let mut update_nbr = 0;
+        loop {
+            let update = match Message::try_recv(&subscriber)? {
+                Some(update) => update,
+                None => Message::recv(&subscriber)?,
+            };
+            if update.first() == Some(b"END") {
+                break;
+            }
+            update_nbr += 1;
         }
-        update_nbr += 1;
-    }
-    println!("Received {update_nbr} updates");
-    Ok(())
+        println!("Received {update_nbr} updates");
+        Ok(())
+    })
 }

@@ -4,31 +4,41 @@
 //! start-of-batch message, then collects 100 results from the workers,
 //! printing `:` for every tenth and `.` for the others, all on one line, and
 //! then `Total elapsed time: <n> msec` (right after the dots, as in the C).
-//! Run it with `taskvent` and one or more `taskwork`. Same as the C.
+//! Run it with `taskvent` and one or more `taskwork`.
+//!
+//! Limits: a frame may be at most 1 KiB (`MAXMSGSIZE`). Differs from the C:
+//! each message is read whole (a two-frame result counts once);
+//! Ctrl-C/SIGTERM ends it with exit code 0.
 
-use zguide::{helpers, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    let context = zmq::Context::new();
-    let receiver = context.socket(zmq::PULL)?;
-    receiver.bind("tcp://*:5558")?;
+use zguide::{helpers, program, socket, Message};
 
-    // Wait for the start of the batch.
-    helpers::recv_string(&receiver)?;
+fn main() -> ExitCode {
+    program::run(|| {
+        // Prepare our context and socket.
+        let context = zmq::Context::new();
+        let receiver = socket::new(&context, zmq::PULL)
+            .max_message_size(1024)
+            .bind("tcp://*:5558")?;
 
-    // Start our clock now.
-    let start_time = helpers::clock_ms();
+        // Wait for start of batch.
+        Message::recv(&receiver)?;
 
-    // Process 100 confirmations.
-    for task_nbr in 0..100 {
-        helpers::recv_string(&receiver)?;
-        print!("{}", if task_nbr % 10 == 0 { ":" } else { "." });
-        helpers::flush_stdout();
-    }
-    // Calculate and report the duration of the batch.
-    println!(
-        "Total elapsed time: {} msec",
-        helpers::clock_ms() - start_time
-    );
-    Ok(())
+        // Start our clock now.
+        let start_time = helpers::clock_ms();
+
+        // Process 100 confirmations.
+        for task_nbr in 0..100 {
+            Message::recv(&receiver)?;
+            print!("{}", if task_nbr % 10 == 0 { ":" } else { "." });
+            helpers::flush_stdout();
+        }
+        // Calculate and report duration of batch.
+        println!(
+            "Total elapsed time: {} msec",
+            helpers::clock_ms() - start_time
+        );
+        Ok(())
+    })
 }

@@ -9,38 +9,49 @@
 //! The PUB socket is bound at start, as in the C, so the workers' SUB sockets
 //! are connected long before `KILL` goes out (bound just before sending, the
 //! message would be lost to the slow joiners; an older Rust port did that).
+//!
+//! Limits: a result frame may be at most 1 KiB and a subscription 255 bytes
+//! (`MAXMSGSIZE` on each socket; subscriptions reach PUB as inbound
+//! messages). Differs from the C: each message is read whole;
+//! Ctrl-C/SIGTERM ends it with exit code 0; LINGER is 1 s.
 
-use zguide::{helpers, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    let context = zmq::Context::new();
+use zguide::{helpers, program, socket, Message};
 
-    // Socket to receive messages on.
-    let receiver = context.socket(zmq::PULL)?;
-    receiver.bind("tcp://*:5558")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // Socket for worker control.
-    let controller = context.socket(zmq::PUB)?;
-    controller.bind("tcp://*:5559")?;
+        // Socket to receive messages on.
+        let receiver = socket::new(&context, zmq::PULL)
+            .max_message_size(1024)
+            .bind("tcp://*:5558")?;
 
-    // Wait for the start of the batch.
-    helpers::recv_string(&receiver)?;
+        // Socket for worker control.
+        let controller = socket::new(&context, zmq::PUB)
+            .max_message_size(256) // bounds each subscription
+            .bind("tcp://*:5559")?;
 
-    // Start our clock now.
-    let start_time = helpers::clock_ms();
+        // Wait for start of batch.
+        Message::recv(&receiver)?;
 
-    // Process 100 confirmations.
-    for task_nbr in 0..100 {
-        helpers::recv_string(&receiver)?;
-        print!("{}", if task_nbr % 10 == 0 { ":" } else { "." });
-        helpers::flush_stdout();
-    }
-    println!(
-        "Total elapsed time: {} msec",
-        helpers::clock_ms() - start_time
-    );
+        // Start our clock now.
+        let start_time = helpers::clock_ms();
 
-    // Send the kill signal to the workers.
-    helpers::send_string(&controller, "KILL")?;
-    Ok(())
+        // Process 100 confirmations.
+        for task_nbr in 0..100 {
+            Message::recv(&receiver)?;
+            print!("{}", if task_nbr % 10 == 0 { ":" } else { "." });
+            helpers::flush_stdout();
+        }
+        println!(
+            "Total elapsed time: {} msec",
+            helpers::clock_ms() - start_time
+        );
+
+        // Send kill signal to workers.
+        helpers::send_string(&controller, "KILL")?;
+        Ok(())
+    })
 }

@@ -6,46 +6,95 @@
 //! sends an empty result to the sink. Run several beside `taskvent` and
 //! `tasksink` and watch the batch time drop.
 //!
-//! Differs from the C: Ctrl-C/SIGTERM stops it cleanly (exit code 0); a task
-//! that is not a number counts as 0 ms, like `atoi`, and is logged.
+//! A task is read like the C's `atoi`: leading blanks, a sign, digits, and
+//! nothing from the first other byte on, so the C++ ventilator's tasks
+//! (`"42"` padded with NULs to 10 bytes) work too; no number counts as 0 ms.
+//! Like the C's `%s` it prints the text up to the first NUL (through
+//! `message::show`: at most 32 bytes, escaped).
+//!
+//! Limits: a task frame may be at most 1 KiB (`MAXMSGSIZE`) and a workload at
+//! most 10 s. A result the sink cannot take (it stopped reading and 1000 are
+//! queued) is dropped with a warning rather than blocking the worker; LINGER
+//! is 1 s, so results queued for a sink that died do not hold up the exit.
+//!
+//! Differs from the C: those limits; a task is read whole (a two-frame task
+//! is one task); Ctrl-C/SIGTERM stops it cleanly (exit code 0).
 
-use zguide::{helpers, interrupt, Error};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    helpers::init_log("info");
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
+use zguide::message::show;
+use zguide::{helpers, interrupt, program, socket, Message};
 
-    // Socket to receive messages on.
-    let receiver = context.socket(zmq::PULL)?;
-    receiver.connect("tcp://localhost:5557")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
 
-    // Socket to send messages to.
-    let sender = context.socket(zmq::PUSH)?;
-    // On Ctrl-C a result still queued has nobody waiting for it.
-    sender.set_linger(0)?;
-    sender.connect("tcp://localhost:5558")?;
+        // Socket to receive messages on.
+        let receiver = socket::new(&context, zmq::PULL)
+            .max_message_size(1024)
+            .connect("tcp://localhost:5557")?;
 
-    // Process tasks until interrupted.
-    let result = (|| -> Result<(), Error> {
+        // Socket to send messages to.
+        let sender = socket::new(&context, zmq::PUSH).connect("tcp://localhost:5558")?;
+
+        // Process tasks forever.
         loop {
-            let task = helpers::recv_string(&receiver)?;
-            print!("{task}."); // Show progress.
+            let task = Message::recv(&receiver)?;
+            let text = task.first().unwrap_or_default();
+            let text = text.split(|&b| b == 0).next().unwrap_or_default();
+            print!("{}.", show(text)); // Show progress.
             helpers::flush_stdout();
-            interrupt::sleep_ms(workload_ms(&task))?; // Do the work.
-            helpers::send_string(&sender, "")?; // Send results to sink.
+            interrupt::sleep_ms(workload_ms(text))?; // Do the work.
+                                                     // Send results to sink.
+            if !Message::from_frames([""]).send_or_drop(&sender)? {
+                log::warn!("the sink is not reading; dropped a result");
+            }
         }
-    })();
-    match result {
-        Err(Error::Interrupted) => Ok(()),
-        other => other,
+    })
+}
+
+/// The longest workload we accept, in msecs.
+const MAX_WORKLOAD_MS: u64 = 10_000;
+
+/// The task's workload in msecs, read like C's `atoi`: leading whitespace,
+/// an optional sign, then digits up to the first other byte; anything else
+/// (or a negative number) is 0. Capped at [`MAX_WORKLOAD_MS`].
+fn workload_ms(task: &[u8]) -> u64 {
+    let text = task.trim_ascii_start();
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |n, &d| {
+            (n * 10 + u64::from(d - b'0')).min(MAX_WORKLOAD_MS)
+        });
+    if negative {
+        0
+    } else {
+        value
     }
 }
 
-/// The task's workload in milliseconds; anything else counts as 0.
-fn workload_ms(task: &str) -> u64 {
-    task.trim().parse().unwrap_or_else(|_| {
-        log::warn!("task {task:?} is not a workload in msec; doing nothing");
-        0
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_read_like_atoi() {
+        assert_eq!(workload_ms(b"42"), 42);
+        assert_eq!(
+            workload_ms(b"42\0\0\0\0\0\0\0\0"),
+            42,
+            "the C++ ventilator's padding"
+        );
+        assert_eq!(workload_ms(b" \t+7 msec"), 7);
+        assert_eq!(workload_ms(b"-5"), 0);
+        assert_eq!(workload_ms(b"abc"), 0);
+        assert_eq!(workload_ms(b""), 0);
+        assert_eq!(workload_ms(b"99999999999999999999999"), MAX_WORKLOAD_MS);
+    }
 }

@@ -27,19 +27,29 @@
 //! e.g. `zerocopy tcp://127.0.0.1:5580`, and the line reads
 //! `The received frame is a new buffer: receiving always copies`, which is
 //! the book's point that there is no zero-copy on receive.
+//!
+//! Limits: the receiving socket takes frames of up to 2 MiB (`MAXMSGSIZE`;
+//! the builder's default, 1 MiB, is just the size of our payload).
 
-use zguide::{helpers, Error};
+use std::process::ExitCode;
+
+use zguide::{helpers, program, socket, Error};
 
 const PAYLOAD_SIZE: usize = 1024 * 1024;
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    program::run(zero_copy)
+}
+
+fn zero_copy() -> Result<(), Error> {
     let endpoint = helpers::arg_or(1, "inproc://zerocopy");
     println!("Zero-copy over {endpoint}");
     let context = zmq::Context::new();
-    let receiver = context.socket(zmq::PAIR)?;
-    receiver.bind(&endpoint)?;
-    let sender = context.socket(zmq::PAIR)?;
-    sender.connect(&endpoint)?;
+    // Frames of up to 2 MiB: this program's point is a large message.
+    let receiver = socket::new(&context, zmq::PAIR)
+        .max_message_size(2 << 20)
+        .bind(&endpoint)?;
+    let sender = socket::new(&context, zmq::PAIR).connect(&endpoint)?;
 
     // One large buffer: collected from an exact-size iterator, so capacity
     // equals length and turning it into a boxed slice does not reallocate.
