@@ -276,6 +276,14 @@ pub fn show(frame: &[u8]) -> String {
     out
 }
 
+/// The first frame of `msg` as the C's `printf("%s")` would show it: up to
+/// its first NUL (C++ peers pad strings with NULs), then bounded and escaped
+/// like [`show`].
+pub fn show_c_string(msg: &Message) -> String {
+    let frame = msg.first().unwrap_or_default();
+    show(frame.split(|&b| b == 0).next().unwrap_or_default())
+}
+
 /// The data part of an `s_dump` line: the whole frame as text if every byte
 /// is printable ASCII, else as uppercase hex. Unbounded, as `s_dump` is: for
 /// the examples that print their own messages; log peers' data with [`show`].
@@ -372,6 +380,8 @@ mod tests {
         );
         assert!(summary.len() < 1024 && summary.ends_with(" …"), "{summary}");
         assert!(msg.dump_short().lines().all(|l| l.len() < 80));
+        let padded = Message::from_frames([&b"Weather\0\0\n\0"[..]]);
+        assert_eq!(show_c_string(&padded), "Weather");
     }
 
     #[test]

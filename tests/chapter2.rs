@@ -528,10 +528,18 @@ fn interrupt_reads_a_two_frame_request_as_one() {
 /// send 1000-byte requests until the broker takes no more (it holds all it
 /// will hold), then a third client sends 64 KiB requests, 64 times the
 /// brokers' frame bound. The broker's memory must stay bounded, the plain
-/// request must reach the first worker and its reply come back past the
-/// backlog, and Ctrl-C must end the broker promptly with exit code 0 while
-/// it holds the rest.
-fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) {
+/// request must reach the first worker, and Ctrl-C must end the broker
+/// promptly with exit code 0 while it holds the rest. With
+/// `reply_past_backlog`, the reply must also come back past the backlog:
+/// `rrbroker` reads requests only while the worker side can take them, so
+/// replies always get through; `msgqueue` is libzmq's `zmq_proxy`, which
+/// forwards requests in bursts of up to 1000 with blocking sends, so behind
+/// a slow worker a reply waits for the whole burst (documented there).
+fn broker_holds_requests_until_a_worker_comes(
+    name: &str,
+    broker_program: &str,
+    reply_past_backlog: bool,
+) {
     let mut sc = Scenario::new(name);
     let broker = sc.start(name, broker_program, &[]);
     let os_pid = sc.os_pid(broker);
@@ -568,25 +576,30 @@ fn broker_holds_requests_until_a_worker_comes(name: &str, broker_program: &str) 
     assert!(growth < 16 << 10, "{name} grew by {growth} KiB");
 
     let worker = sc.start("rrworker", bin!("rrworker"), &[]);
+    sc.expect(worker, "Received request: [Hello]", secs(30));
     let (context, plain, flooder) = clients;
-    let reply = sc.in_namespace(move || {
-        let reply = wire::try_recv(&plain, "the plain client");
-        drop((plain, flooder, context));
-        reply
-    });
-    assert_eq!(reply, Ok(frames(&[b"World"])), "{}", sc.report());
+    if reply_past_backlog {
+        let reply = sc.in_namespace(move || {
+            let reply = wire::try_recv(&plain, "the plain client");
+            drop((plain, flooder, context));
+            reply
+        });
+        assert_eq!(reply, Ok(frames(&[b"World"])), "{}", sc.report());
+    } else {
+        sc.in_namespace(move || drop((plain, flooder, context)));
+    }
     sc.stop_cleanly(broker, secs(5));
     sc.stop_cleanly(worker, secs(10));
 }
 
 #[test]
 fn rrbroker_holds_requests_until_a_worker_comes_and_stops_on_ctrl_c() {
-    broker_holds_requests_until_a_worker_comes("rrbroker-hold", bin!("rrbroker"));
+    broker_holds_requests_until_a_worker_comes("rrbroker-hold", bin!("rrbroker"), true);
 }
 
 #[test]
 fn msgqueue_holds_requests_until_a_worker_comes_and_stops_on_ctrl_c() {
-    broker_holds_requests_until_a_worker_comes("msgqueue-hold", bin!("msgqueue"));
+    broker_holds_requests_until_a_worker_comes("msgqueue-hold", bin!("msgqueue"), false);
 }
 
 /// A SUB probe connected to `endpoint` that subscribes to `prefix`.

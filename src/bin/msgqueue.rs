@@ -8,10 +8,17 @@
 //!
 //! Limits: a frame may be at most 1 KiB on either side (`MAXMSGSIZE`), so the
 //! requests queued for one client (1000 at most, the high-water mark) stay
-//! under 1 MiB. No send blocks: `zmq_proxy` takes a request only when the
-//! DEALER can pass it to a worker (until then it waits in the ROUTER's
-//! queue), and a ROUTER drops a reply for a client that has gone or stopped
-//! reading. LINGER is 0: nothing queued is worth waiting for at exit.
+//! under 1 MiB. `zmq_proxy` takes requests only once the DEALER has a worker
+//! (until then they wait in the ROUTER's queue), and a ROUTER drops a reply
+//! for a client that has gone or stopped reading. LINGER is 0: nothing
+//! queued is worth waiting for at exit.
+//!
+//! A caveat of libzmq's proxy that `rrbroker` does not share: it forwards up
+//! to 1000 requests in one burst with blocking sends, so behind a slow worker
+//! whose queue is full, replies wait until the burst is through (a flood of
+//! requests can delay everybody's replies by the time the worker needs for
+//! the burst). Ctrl-C still ends it at once. Write the loop by hand, as
+//! `rrbroker` does, when that matters.
 //!
 //! Differs from the C: `interrupt::proxy` runs the proxy so that
 //! Ctrl-C/SIGTERM stops it (a steerable proxy told `TERMINATE`) and the

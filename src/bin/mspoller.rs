@@ -18,7 +18,7 @@
 
 use std::process::ExitCode;
 
-use zguide::message::show;
+use zguide::message::show_c_string;
 use zguide::{interrupt, program, socket, Message};
 
 fn main() -> ExitCode {
@@ -41,19 +41,12 @@ fn main() -> ExitCode {
             let readable = interrupt::poll(&[&receiver, &subscriber], -1)?;
             if readable[0] {
                 let task = Message::recv_now(&receiver)?;
-                println!("Task: {}", as_c_string(&task)); // Process task.
+                println!("Task: {}", show_c_string(&task)); // Process task.
             }
             if readable[1] {
                 let update = Message::recv_now(&subscriber)?;
-                println!("Weather: {}", as_c_string(&update)); // Process weather update.
+                println!("Weather: {}", show_c_string(&update)); // Process weather update.
             }
         }
     })
-}
-
-/// The first frame as the C's `%s` would print it (up to the first NUL),
-/// bounded and escaped.
-fn as_c_string(msg: &Message) -> String {
-    let frame = msg.first().unwrap_or_default();
-    show(frame.split(|&b| b == 0).next().unwrap_or_default())
 }

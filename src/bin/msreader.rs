@@ -18,7 +18,7 @@
 
 use std::process::ExitCode;
 
-use zguide::message::show;
+use zguide::message::show_c_string;
 use zguide::{interrupt, program, socket, Message};
 
 fn main() -> ExitCode {
@@ -40,20 +40,13 @@ fn main() -> ExitCode {
         // We prioritize traffic from the task ventilator.
         loop {
             while let Some(task) = Message::try_recv(&receiver)? {
-                println!("Task: {}", as_c_string(&task)); // Process task.
+                println!("Task: {}", show_c_string(&task)); // Process task.
             }
             while let Some(update) = Message::try_recv(&subscriber)? {
-                println!("Weather: {}", as_c_string(&update)); // Process weather update.
+                println!("Weather: {}", show_c_string(&update)); // Process weather update.
             }
             // No activity, so sleep for 1 msec.
             interrupt::sleep_ms(1)?;
         }
     })
-}
-
-/// The first frame as the C's `%s` would print it (up to the first NUL),
-/// bounded and escaped.
-fn as_c_string(msg: &Message) -> String {
-    let frame = msg.first().unwrap_or_default();
-    show(frame.split(|&b| b == 0).next().unwrap_or_default())
 }

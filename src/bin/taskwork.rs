@@ -56,45 +56,9 @@ fn main() -> ExitCode {
 /// The longest workload we accept, in msecs.
 const MAX_WORKLOAD_MS: u64 = 10_000;
 
-/// The task's workload in msecs, read like C's `atoi`: leading whitespace,
-/// an optional sign, then digits up to the first other byte; anything else
-/// (or a negative number) is 0. Capped at [`MAX_WORKLOAD_MS`].
+/// The task's workload in msecs, read like the C's `atoi` (so the C++
+/// ventilator's NUL-padded tasks work too); negative is 0, capped at
+/// [`MAX_WORKLOAD_MS`].
 fn workload_ms(task: &[u8]) -> u64 {
-    let text = task.trim_ascii_start();
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let value = digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, &d| {
-            (n * 10 + u64::from(d - b'0')).min(MAX_WORKLOAD_MS)
-        });
-    if negative {
-        0
-    } else {
-        value
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workloads_are_read_like_atoi() {
-        assert_eq!(workload_ms(b"42"), 42);
-        assert_eq!(
-            workload_ms(b"42\0\0\0\0\0\0\0\0"),
-            42,
-            "the C++ ventilator's padding"
-        );
-        assert_eq!(workload_ms(b" \t+7 msec"), 7);
-        assert_eq!(workload_ms(b"-5"), 0);
-        assert_eq!(workload_ms(b"abc"), 0);
-        assert_eq!(workload_ms(b""), 0);
-        assert_eq!(workload_ms(b"99999999999999999999999"), MAX_WORKLOAD_MS);
-    }
+    helpers::atoi(task).clamp(0, MAX_WORKLOAD_MS as i64) as u64
 }

@@ -70,25 +70,9 @@ fn main() -> ExitCode {
 /// The longest workload we accept, in msecs.
 const MAX_WORKLOAD_MS: u64 = 10_000;
 
-/// The task's workload in msecs, read like C's `atoi`: leading whitespace,
-/// an optional sign, then digits up to the first other byte; anything else
-/// (or a negative number) is 0. Capped at [`MAX_WORKLOAD_MS`].
+/// The task's workload in msecs, read like the C's `atoi` (so the C++
+/// ventilator's NUL-padded tasks work too); negative is 0, capped at
+/// [`MAX_WORKLOAD_MS`].
 fn workload_ms(task: &[u8]) -> u64 {
-    let text = task.trim_ascii_start();
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let value = digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, &d| {
-            (n * 10 + u64::from(d - b'0')).min(MAX_WORKLOAD_MS)
-        });
-    if negative {
-        0
-    } else {
-        value
-    }
+    helpers::atoi(task).clamp(0, MAX_WORKLOAD_MS as i64) as u64
 }
