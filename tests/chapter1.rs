@@ -344,30 +344,14 @@ fn req_client_hwclient_works_against_router_hwserver3() {
 
 // Hostile and foreign peers ---------------------------------------------------
 
-/// `count` REQ probes send the two-frame request `[Hello][extra]` to the REP
-/// server at `endpoint`, all at once, and wait for their replies.
+/// `count` REQ clients each send the two-frame request `[Hello][extra]` to
+/// `endpoint` at once and wait for their replies.
 fn two_frame_requests(
     sc: &Scenario,
     endpoint: &'static str,
     count: usize,
 ) -> Result<Vec<Frames>, String> {
-    sc.in_namespace(move || {
-        let context = zmq::Context::new();
-        let clients: Vec<zmq::Socket> = (0..count)
-            .map(|_| {
-                probe(&context, zmq::REQ)
-                    .receive_timeout(20_000)
-                    .connect(endpoint)
-            })
-            .collect();
-        for client in &clients {
-            wire::send(client, &[b"Hello", b"extra"]);
-        }
-        clients
-            .iter()
-            .map(|client| wire::try_recv(client, "a client with a two-frame request"))
-            .collect()
-    })
+    sc.in_namespace(move || wire::requests(endpoint, &[b"Hello", b"extra"], count))
 }
 
 /// A REP hello server answers three two-frame requests and then a plain

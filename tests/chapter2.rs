@@ -5,13 +5,6 @@ mod common;
 use common::wire::{self, frames, probe, Frames};
 use common::{attack, ms, secs, Pid, Scenario};
 
-/// Sends SIGTERM and asserts a clean exit (`Scenario::stop_cleanly` is the
-/// same for SIGINT).
-fn stop_on_sigterm(sc: &mut Scenario, pid: Pid) {
-    sc.signal(pid, libc::SIGTERM);
-    assert_eq!(sc.wait_exit(pid, secs(15)), 0, "clean exit on SIGTERM");
-}
-
 // §4 Handling Multiple Sockets ------------------------------------------------
 
 /// Runs `reader` (msreader or mspoller) beside wuserver and taskvent and
@@ -81,7 +74,7 @@ fn request_reply_through(name: &str, broker_program: &str, clients: usize) {
     );
     sc.stop_cleanly(broker, secs(15));
     sc.stop_cleanly(workers[0], secs(15));
-    stop_on_sigterm(&mut sc, workers[1]);
+    sc.stop_cleanly_with(workers[1], libc::SIGTERM, secs(15));
 }
 
 #[test]
@@ -102,7 +95,7 @@ fn msgqueue_stops_on_sigterm_while_idle() {
     let worker = sc.start("rrworker", bin!("rrworker"), &[]);
     let client = sc.start("rrclient", bin!("rrclient"), &[]);
     sc.expect(client, "Received reply 0 [World]", secs(60));
-    stop_on_sigterm(&mut sc, broker);
+    sc.stop_cleanly_with(broker, libc::SIGTERM, secs(15));
     sc.stop_cleanly(worker, secs(15));
 }
 
@@ -330,7 +323,7 @@ fn psenvsub_sees_only_the_b_envelope() {
         sc.report()
     );
     sc.stop_cleanly(publisher, secs(15));
-    stop_on_sigterm(&mut sc, subscriber);
+    sc.stop_cleanly_with(subscriber, libc::SIGTERM, secs(15));
 }
 
 #[test]
@@ -371,23 +364,7 @@ fn requests(
     request: &'static [&'static [u8]],
     count: usize,
 ) -> Result<Vec<Frames>, String> {
-    sc.in_namespace(move || {
-        let context = zmq::Context::new();
-        let clients: Vec<zmq::Socket> = (0..count)
-            .map(|_| {
-                probe(&context, zmq::REQ)
-                    .receive_timeout(20_000)
-                    .connect(endpoint)
-            })
-            .collect();
-        for client in &clients {
-            wire::send(client, request);
-        }
-        clients
-            .iter()
-            .map(|client| wire::try_recv(client, "a REQ probe"))
-            .collect()
-    })
+    sc.in_namespace(move || wire::requests(endpoint, request, count))
 }
 
 #[test]

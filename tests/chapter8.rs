@@ -122,18 +122,18 @@ fn udpping3_reports_joined_peers_and_a_killed_one_leaves_within_five_to_seven_se
 
     net.host(2).kill(pings[2]);
     let killed = Instant::now();
-    for host in 0..2 {
-        net.host(host).expect(pings[host], "[004] LEFT", secs(10));
+    for (host, ping) in pings.iter().take(2).enumerate() {
+        net.host(host).expect(*ping, "[004] LEFT", secs(10));
         let after = killed.elapsed();
-        let left = uuids_after(&net.host(host).output(pings[host]), "[004] LEFT");
-        assert_eq!(left, [host2.clone()], "host {host}");
+        let left = uuids_after(&net.host(host).output(*ping), "[004] LEFT");
+        assert_eq!(left, std::slice::from_ref(&host2), "host {host}");
         assert!(
             after >= ms(3500) && after <= ms(7000),
             "host {host} saw LEFT {after:?} after the kill"
         );
     }
-    for host in 0..2 {
-        net.host(host).stop_cleanly(pings[host], secs(10));
+    for (host, ping) in pings.into_iter().take(2).enumerate() {
+        net.host(host).stop_cleanly(ping, secs(10));
     }
 }
 

@@ -481,11 +481,19 @@ impl Scenario {
     /// Ctrl-C (SIGINT) and wait: the process must exit with code 0 within
     /// `timeout`, as every long-running guide program does on Ctrl-C.
     pub fn stop_cleanly(&mut self, pid: Pid, timeout: Duration) {
-        self.interrupt(pid);
+        self.stop_cleanly_with(pid, libc::SIGINT, timeout);
+    }
+
+    /// Like [`stop_cleanly`](Scenario::stop_cleanly) with another signal
+    /// (`libc::SIGTERM`): the process must exit with code 0 within `timeout`.
+    pub fn stop_cleanly_with(&mut self, pid: Pid, signal: i32, timeout: Duration) {
+        self.signal(pid, signal);
         let code = self.wait_exit(pid, timeout);
         if code != 0 {
             let label = self.procs[pid.0].label.clone();
-            self.fail(&format!("{label} exited with {code} on SIGINT, not 0"));
+            self.fail(&format!(
+                "{label} exited with {code} on signal {signal}, not 0"
+            ));
         }
     }
 

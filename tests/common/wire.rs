@@ -23,6 +23,8 @@ pub struct Probe<'a> {
     identity: Option<Vec<u8>>,
     linger_ms: i32,
     receive_timeout_ms: u64,
+    receive_hwm: Option<i32>,
+    receive_buffer: Option<i32>,
 }
 
 /// A probe socket of `kind`: LINGER 0, receive timeout 10 s, send timeout 10 s.
@@ -33,6 +35,8 @@ pub fn probe(context: &zmq::Context, kind: zmq::SocketType) -> Probe<'_> {
         identity: None,
         linger_ms: 0,
         receive_timeout_ms: 10_000,
+        receive_hwm: None,
+        receive_buffer: None,
     }
 }
 
@@ -53,6 +57,16 @@ impl Probe<'_> {
     /// The receive timeout in milliseconds (before the slowdown factor).
     pub fn receive_timeout(mut self, ms: u64) -> Self {
         self.receive_timeout_ms = ms;
+        self
+    }
+
+    /// A client that never reads: its own receive queue holds `messages` at
+    /// most (`RCVHWM`) and its kernel buffer `bytes` (`SO_RCVBUF`), so what
+    /// it does not read backs up into the program under test instead of
+    /// being absorbed by the probe's libzmq.
+    pub fn never_reads(mut self, messages: i32, bytes: i32) -> Self {
+        self.receive_hwm = Some(messages);
+        self.receive_buffer = Some(bytes);
         self
     }
 
@@ -83,6 +97,12 @@ impl Probe<'_> {
         socket.set_sndtimeo(timeout_ms(10_000)).expect("sndtimeo");
         if let Some(identity) = &self.identity {
             socket.set_identity(identity).expect("identity");
+        }
+        if let Some(hwm) = self.receive_hwm {
+            socket.set_rcvhwm(hwm).expect("rcvhwm");
+        }
+        if let Some(bytes) = self.receive_buffer {
+            socket.set_rcvbuf(bytes).expect("rcvbuf");
         }
         socket
     }
@@ -132,4 +152,24 @@ pub fn recv_until(
     Err(format!(
         "{who} did not get the message it waited for within {within:?} ({skipped} others skipped)"
     ))
+}
+
+/// `count` REQ probes each send `request` to `endpoint` at once, then each
+/// waits (up to 20 s) for its reply: the replies, or who got none.
+pub fn requests(endpoint: &str, request: &[&[u8]], count: usize) -> Result<Vec<Frames>, String> {
+    let context = zmq::Context::new();
+    let clients: Vec<zmq::Socket> = (0..count)
+        .map(|_| {
+            probe(&context, zmq::REQ)
+                .receive_timeout(20_000)
+                .connect(endpoint)
+        })
+        .collect();
+    for client in &clients {
+        send(client, request);
+    }
+    clients
+        .iter()
+        .map(|client| try_recv(client, "a REQ probe"))
+        .collect()
 }
