@@ -22,6 +22,7 @@
 //! | [`actor`] | a thread with a pipe, ready/`$TERM` handshake | `zactor` |
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
+//! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
 //!
@@ -33,6 +34,7 @@
 
 pub mod actor;
 pub mod envelope;
+pub mod flcliapi;
 pub mod heartbeat;
 pub mod helpers;
 pub mod interrupt;
