@@ -423,6 +423,45 @@ fn control_message(agent: &mut Agent, router: &zmq::Socket, mut command: Message
     }
 }
 
+/// The largest frame a Freelance server accepts (64 KiB): a request is a
+/// sequence number and a name to resolve. A bigger frame makes libzmq drop
+/// that client's connection.
+pub const SERVER_MAX_FRAME: i64 = 64 << 10;
+/// Replies a Freelance server queues for one client (100): past that, a
+/// client that stopped reading loses its replies, and the server's memory for
+/// it stays bounded (100 × a few frames of at most 64 KiB).
+pub const SERVER_SEND_HWM: i32 = 100;
+
+/// A Freelance server's socket of `kind`, with the limits above and the
+/// builder's LINGER.
+pub fn server_socket(context: &zmq::Context, kind: zmq::SocketType) -> socket::Builder<'_> {
+    socket::new(context, kind)
+        .max_message_size(SERVER_MAX_FRAME)
+        .send_hwm(SERVER_SEND_HWM)
+}
+
+/// The request loop flclient2 and flclient3 share: sends `requests` name
+/// resolution requests (`random name`) one after another through `request`,
+/// then prints `Average round trip cost: N usec`. If one gets no reply it
+/// prints `E: name service not available, aborting` and returns `Ok(false)`
+/// (the C then printed an average over requests it never made, and exited
+/// 0; the programs here exit 1).
+pub fn resolve_names(
+    requests: u64,
+    mut request: impl FnMut(Message) -> Result<Option<Message>, Error>,
+) -> Result<bool, Error> {
+    let start = Instant::now();
+    for _ in 0..requests {
+        if request(Message::from_frames(["random name"]))?.is_none() {
+            println!("E: name service not available, aborting");
+            return Ok(false);
+        }
+    }
+    let usec = start.elapsed().as_micros() / u128::from(requests.max(1));
+    println!("Average round trip cost: {usec} usec");
+    Ok(true)
+}
+
 /// Counts a recurring event (a dropped reply, a malformed request) and says
 /// when to log it: the 1st, 2nd, 4th, 8th … time, so a peer that provokes it
 /// a million times costs about twenty log lines. Used by the Freelance
