@@ -432,12 +432,18 @@ pub const SERVER_MAX_FRAME: i64 = 64 << 10;
 /// it stays bounded (100 × a few frames of at most 64 KiB).
 pub const SERVER_SEND_HWM: i32 = 100;
 
+/// Requests a Freelance server lets libzmq queue from one client (100)
+/// before it stops reading that connection, so a client sending faster than
+/// the server works holds at most 100 × 64 KiB of the server's memory.
+pub const SERVER_RECEIVE_HWM: i32 = 100;
+
 /// A Freelance server's socket of `kind`, with the limits above and the
 /// builder's LINGER.
 pub fn server_socket(context: &zmq::Context, kind: zmq::SocketType) -> socket::Builder<'_> {
     socket::new(context, kind)
         .max_message_size(SERVER_MAX_FRAME)
         .send_hwm(SERVER_SEND_HWM)
+        .receive_hwm(SERVER_RECEIVE_HWM)
 }
 
 /// The request loop flclient2 and flclient3 share: sends `requests` name
