@@ -309,6 +309,13 @@ impl Agent {
             request.push(pending.sequence.to_string());
             request.push(server.endpoint.as_str());
             if send(request) {
+                if pending.sent {
+                    log::debug!(
+                        "flcliapi: request {} unanswered, sent again to {}",
+                        pending.sequence,
+                        server.endpoint
+                    );
+                }
                 pending.last_server = Some(index);
                 pending.sent = true;
                 return;

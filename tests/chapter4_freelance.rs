@@ -200,11 +200,21 @@ fn flclient3_survives_a_server_killed_mid_run() {
     let first = start_flserver3(&mut sc, 5555, true);
     start_flserver3(&mut sc, 5556, false);
     start_flserver3(&mut sc, 5557, false);
-    let c = client(&mut sc, "flclient3", bin!("flclient3"), &[], "6000");
+    let spec = Spec::new(bin!("flclient3"), &[])
+        .env("ZGUIDE_REQUESTS", "6000")
+        .env("RUST_LOG", "debug");
+    let c = sc.start_spec("flclient3", spec);
     // Each reply dump has a `[002] OK` line.
     sc.expect_count(first, "[002] OK", 300, secs(30));
     sc.kill(first);
     assert_finished(&mut sc, c);
+    // Only the request in flight at the kill waited for a retry; the next
+    // ones went straight to a live server, because the dead one had no
+    // connection (IMMEDIATE), not after its 6 s TTL ran out.
+    let retries = sc.count(c, "unanswered, sent again to");
+    if !(1..=2).contains(&retries) {
+        sc.fail(&format!("{retries} requests had to be sent again"));
+    }
 }
 
 #[test]
