@@ -639,10 +639,7 @@ mod tests {
         }
         let to: Vec<String> = wire.requests().into_iter().map(|r| r.0).collect();
         assert_eq!(to, [A, B, C]);
-        assert!(wire
-            .requests()
-            .iter()
-            .all(|(_, sequence)| sequence == "1"));
+        assert!(wire.requests().iter().all(|(_, sequence)| sequence == "1"));
         // B answers the retry: that is the reply.
         assert!(agent
             .server_message(from(B, &["1", "OK"]), t0 + ms(2 * RETRY_INTERVAL + 1))
@@ -677,9 +674,7 @@ mod tests {
         agent.request(body(), t0);
         assert_eq!(wire.tick(&mut agent, t0), None);
         assert!(wire.requests().is_empty());
-        assert!(wire
-            .tick(&mut agent, t0 + ms(GLOBAL_TIMEOUT - 1))
-            .is_none());
+        assert!(wire.tick(&mut agent, t0 + ms(GLOBAL_TIMEOUT - 1)).is_none());
         let failed = wire.tick(&mut agent, t0 + ms(GLOBAL_TIMEOUT));
         assert_eq!(
             failed.map(Message::into_frames),

@@ -90,7 +90,10 @@ fn flclient1_retries_one_endpoint_three_times_then_fails() {
     let code = sc.wait_exit(client, secs(20));
     assert_ne!(code, 0, "no service answered: {}", sc.report());
     assert_eq!(
-        sc.count(client, "W: no response from tcp://localhost:5555, retrying..."),
+        sc.count(
+            client,
+            "W: no response from tcp://localhost:5555, retrying..."
+        ),
         3
     );
     assert_eq!(sc.count(client, "I: trying echo service at"), 3);
@@ -110,7 +113,11 @@ fn flclient2_finishes_against_one_two_and_three_servers() {
         let mut sc = Scenario::new(&format!("freelance2-{servers}"));
         let mut endpoints = Vec::new();
         for port in 5555..5555 + servers {
-            let server = sc.start(&format!("flserver2-{port}"), bin!("flserver2"), &[&bind(port)]);
+            let server = sc.start(
+                &format!("flserver2-{port}"),
+                bin!("flserver2"),
+                &[&bind(port)],
+            );
             sc.expect(server, "I: service is ready at", secs(10));
             endpoints.push(endpoint(port));
         }
@@ -123,11 +130,23 @@ fn flclient2_finishes_against_one_two_and_three_servers() {
 #[test]
 fn flclient2_gives_up_when_no_server_answers_and_stops_on_ctrl_c() {
     let mut sc = Scenario::new("freelance2-none");
-    let c = client(&mut sc, "flclient2", bin!("flclient2"), &[&endpoint(5555)], REQUESTS);
+    let c = client(
+        &mut sc,
+        "flclient2",
+        bin!("flclient2"),
+        &[&endpoint(5555)],
+        REQUESTS,
+    );
     assert_gave_up(&mut sc, c);
     // Ctrl-C while it waits for a reply: exit 0, promptly.
     let silent = silent_server(&sc, 5556, None);
-    let waiting = client(&mut sc, "waiting", bin!("flclient2"), &[&endpoint(5556)], REQUESTS);
+    let waiting = client(
+        &mut sc,
+        "waiting",
+        bin!("flclient2"),
+        &[&endpoint(5556)],
+        REQUESTS,
+    );
     let request = join(&sc, silent);
     assert_eq!(request[1..], frames(&[b"", b"1", b"random name"]));
     sc.stop_cleanly(waiting, secs(2));
@@ -224,7 +243,13 @@ fn flclient3_gives_up_when_every_server_is_gone() {
     assert_gave_up(&mut sc, c);
     // Servers that die mid-run: the request in flight fails after 3 s.
     let server = start_flserver3(&mut sc, 5555, true);
-    let c = client(&mut sc, "flclient3-b", bin!("flclient3"), &[&endpoint(5555)], "100000");
+    let c = client(
+        &mut sc,
+        "flclient3-b",
+        bin!("flclient3"),
+        &[&endpoint(5555)],
+        "100000",
+    );
     sc.expect_count(server, "[002] OK", 100, secs(30));
     sc.kill(server);
     assert_gave_up(&mut sc, c);
@@ -237,7 +262,13 @@ fn flclient3_cannot_reach_a_server_whose_identity_is_spelled_differently() {
     // the TCP connection works, the routing does not.
     let server = sc.start("flserver3", bin!("flserver3"), &["tcp://127.0.0.1:5555"]);
     sc.expect(server, "I: service is ready at tcp://*:5555", secs(10));
-    let c = client(&mut sc, "flclient3", bin!("flclient3"), &[&endpoint(5555)], REQUESTS);
+    let c = client(
+        &mut sc,
+        "flclient3",
+        bin!("flclient3"),
+        &[&endpoint(5555)],
+        REQUESTS,
+    );
     assert_gave_up(&mut sc, c);
     // The error path says why.
     assert!(
@@ -251,7 +282,13 @@ fn flclient3_cannot_reach_a_server_whose_identity_is_spelled_differently() {
 fn flclient3_speaks_flp_and_stops_on_ctrl_c_while_waiting() {
     let mut sc = Scenario::new("freelance3-ctrlc");
     let silent = silent_server(&sc, 5555, Some("tcp://localhost:5555"));
-    let c = client(&mut sc, "flclient3", bin!("flclient3"), &[&endpoint(5555)], REQUESTS);
+    let c = client(
+        &mut sc,
+        "flclient3",
+        bin!("flclient3"),
+        &[&endpoint(5555)],
+        REQUESTS,
+    );
     // [client identity][sequence][body], addressed by the endpoint string.
     let request = join(&sc, silent);
     assert_eq!(request[1..], frames(&[b"1", b"random name"]));
@@ -367,13 +404,19 @@ fn flserver2_logs_and_drops_malformed_requests_and_keeps_serving() {
     });
     sc.expect(server, "malformed request (1 so far)", secs(5));
     let logged = sc.count(server, "malformed request");
-    assert!(logged <= 12, "{logged} log lines for ~250 malformed requests");
+    assert!(
+        logged <= 12,
+        "{logged} log lines for ~250 malformed requests"
+    );
     flood_without_reading(&sc, &[b"", b"1", &[b'x'; 60 << 10]], server);
     sc.in_namespace(|| {
         let ctx = zmq::Context::new();
         let dealer = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
         wire::send(&dealer, &[b"", b"8", b"random name"]);
-        assert_eq!(wire::recv(&dealer, "after the flood"), frames(&[b"", b"8", b"OK"]));
+        assert_eq!(
+            wire::recv(&dealer, "after the flood"),
+            frames(&[b"", b"8", b"OK"])
+        );
     });
     sc.stop_cleanly(server, secs(5));
 }
@@ -392,7 +435,10 @@ fn flserver3_answers_pings_and_requests_drops_garbage_and_floods() {
         let deadline = std::time::Instant::now() + common::secs(10);
         // The connection comes up in the background: PING until it routes.
         while router.send_multipart([&id[..], b"PING"], 0).is_err() {
-            assert!(std::time::Instant::now() < deadline, "server never routable");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server never routable"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(wire::recv(&router, "PING"), frames(&[id, b"PONG"]));
@@ -429,11 +475,7 @@ fn flserver3_answers_pings_and_requests_drops_garbage_and_floods() {
 fn run_scenario(name: &str) {
     let mut sc = Scenario::new(&format!("run-{name}"));
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/zguide/scenarios");
-    let runner = sc.start(
-        "zguide",
-        bin!("zguide"),
-        &["run", name, "--scenarios", dir],
-    );
+    let runner = sc.start("zguide", bin!("zguide"), &["run", name, "--scenarios", dir]);
     let code = sc.wait_exit(runner, secs(120));
     if code != 0 {
         sc.fail(&format!("zguide run {name} exited {code}"));

@@ -43,7 +43,10 @@ const DEFAULT_ENDPOINT: &str = "tcp://localhost:5555";
 /// Where to bind for a public endpoint: every interface on the same port for
 /// TCP (`tcp://localhost:5556` → `tcp://*:5556`), else the endpoint itself.
 fn bind_endpoint(endpoint: &str) -> String {
-    match endpoint.strip_prefix("tcp://").and_then(|a| a.rsplit_once(':')) {
+    match endpoint
+        .strip_prefix("tcp://")
+        .and_then(|a| a.rsplit_once(':'))
+    {
         Some((_host, port)) => format!("tcp://*:{port}"),
         None => endpoint.to_string(),
     }
