@@ -105,6 +105,22 @@ fn flclient1_retries_one_endpoint_three_times_then_fails() {
     assert_eq!(sc.wait_exit(usage, secs(5)), 0);
 }
 
+#[test]
+fn flclient1_stops_on_ctrl_c_while_waiting_and_servers_print_their_syntax() {
+    let mut sc = Scenario::new("freelance1-ctrlc");
+    let silent = silent_server(&sc, 5555, None);
+    let c = sc.start("flclient1", bin!("flclient1"), &[&endpoint(5555)]);
+    let request = join(&sc, silent);
+    assert_eq!(request[1..], frames(&[b"", b"Hello world"]));
+    sc.stop_cleanly(c, secs(2));
+    for program in [bin!("flserver1"), bin!("flserver2")] {
+        let usage = sc.start(program, program, &[]);
+        sc.expect(usage, "I: syntax: ", secs(5));
+        assert!(sc.output(usage).contains("<endpoint>"));
+        assert_eq!(sc.wait_exit(usage, secs(5)), 0);
+    }
+}
+
 // ---- §34 Model Two -------------------------------------------------------
 
 #[test]
@@ -176,6 +192,39 @@ fn silent_server(
 
 fn join<T>(sc: &Scenario, probe: std::thread::JoinHandle<T>) -> T {
     probe.join().unwrap_or_else(|_| sc.fail("the probe failed"))
+}
+
+#[test]
+fn flclient2_drops_malformed_and_stale_replies() {
+    let mut sc = Scenario::new("freelance2-junk");
+    // A fake server that answers each request with junk, a reply to another
+    // sequence, and then the right reply: the C asserted on the junk.
+    let fake = sc.in_namespace_background(|| {
+        let ctx = zmq::Context::new();
+        let server = wire::probe(&ctx, zmq::ROUTER).bind("tcp://*:5555");
+        for _ in 0..3 {
+            let request = wire::recv(&server, "fake server");
+            let (id, sequence) = (&request[0], &request[2]);
+            wire::send(&server, &[id, b"", b"junk"]);
+            wire::send(&server, &[id, b"junk", sequence, b"OK"]);
+            wire::send(&server, &[id, b"", b"999", b"OK"]);
+            wire::send(&server, &[id, b"", sequence, b"OK"]);
+        }
+    });
+    let c = client(
+        &mut sc,
+        "flclient2",
+        bin!("flclient2"),
+        &[&endpoint(5555)],
+        "3",
+    );
+    assert_finished(&mut sc, c);
+    join(&sc, fake);
+    assert!(
+        sc.count(c, "malformed reply (1 so far) dropped") == 1,
+        "{}",
+        sc.report()
+    );
 }
 
 // ---- §35 Model Three -----------------------------------------------------
