@@ -220,7 +220,8 @@ fn titanic_survives_random_and_large_requests_with_bounded_memory() {
             };
             if n % 26 == 25 {
                 // The large ones go to each service in turn.
-                service = [&b"titanic.request"[..], b"titanic.reply", b"titanic.close"][(n / 26) % 3];
+                service =
+                    [&b"titanic.request"[..], b"titanic.reply", b"titanic.close"][(n / 26) % 3];
             }
             let mut msg: Frames = frames(&[b"", b"MDPC01", service]);
             if n % 26 == 25 {
@@ -274,7 +275,10 @@ fn titanic_survives_random_and_large_requests_with_bounded_memory() {
         peak_after < peak_before + 16 * 1024,
         "titanic peak RSS grew from {peak_before} KiB to {peak_after} KiB"
     );
-    assert!(after < before + 16 * 1024, "titanic RSS {before} -> {after} KiB");
+    assert!(
+        after < before + 16 * 1024,
+        "titanic RSS {before} -> {after} KiB"
+    );
 
     // Closing what was accepted frees the quota: still serving, and a full
     // TSP round trip works.
@@ -456,11 +460,18 @@ fn titanic_refuses_to_call_itself_and_its_store_stays_small() {
             b"mmi.service",
             b"mmi.echo",
         ] {
-            answers.push(tsp(&ctx, b"titanic.request", &[service, b"0123456789ABCDEF0123456789ABCDEF"]));
+            answers.push(tsp(
+                &ctx,
+                b"titanic.request",
+                &[service, b"0123456789ABCDEF0123456789ABCDEF"],
+            ));
         }
         // A legitimate request behind them is served.
         let uuid = submit(&ctx, b"echo", &[b"legit"]);
-        assert_eq!(await_reply(&ctx, &uuid, secs(30)), frames(&[b"200", b"legit"]));
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(30)),
+            frames(&[b"200", b"legit"])
+        );
         answers
     });
     let (bytes, files) = store_usage(&sc);
@@ -469,7 +480,10 @@ fn titanic_refuses_to_call_itself_and_its_store_stays_small() {
         "self-call attack: store {bytes} bytes in {files} files, titanic RSS {rss_before} -> {rss_after} KiB"
     );
     // Left in the store: the legitimate request, its reply, the queue.
-    assert!(files <= 3 && bytes < 4096, "store grew: {bytes} bytes in {files} files");
+    assert!(
+        files <= 3 && bytes < 4096,
+        "store grew: {bytes} bytes in {files} files"
+    );
     for answer in answers {
         assert_eq!(answer, frames(&[b"400"]), "a self-call was accepted");
     }
@@ -515,7 +529,9 @@ fn silent_workers_do_not_delay_other_requests() {
 
     // 12 services, each with a worker that never answers.
     let stop = Arc::new(AtomicBool::new(false));
-    let services: Vec<Vec<u8>> = (0..12).map(|n| format!("silent-{n}").into_bytes()).collect();
+    let services: Vec<Vec<u8>> = (0..12)
+        .map(|n| format!("silent-{n}").into_bytes())
+        .collect();
     let workers: Vec<_> = services
         .iter()
         .map(|service| {
@@ -530,7 +546,8 @@ fn silent_workers_do_not_delay_other_requests() {
         let ctx = zmq::Context::new();
         for service in &queued {
             let deadline = Instant::now() + secs(30);
-            while mmi(&ctx, b"mmi.service", service) != frames(&[b"MDPC01", b"mmi.service", b"200"]) {
+            while mmi(&ctx, b"mmi.service", service) != frames(&[b"MDPC01", b"mmi.service", b"200"])
+            {
                 assert!(Instant::now() < deadline, "silent worker never registered");
                 std::thread::sleep(ms(20));
             }
@@ -542,7 +559,10 @@ fn silent_workers_do_not_delay_other_requests() {
         }
         let started = Instant::now();
         let uuid = submit(&ctx, b"echo", &[b"not stuck"]);
-        assert_eq!(await_reply(&ctx, &uuid, secs(120)), frames(&[b"200", b"not stuck"]));
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(120)),
+            frames(&[b"200", b"not stuck"])
+        );
         let latency = started.elapsed();
         // The silent ones are still pending, not lost.
         for uuid in &silent {
@@ -558,7 +578,10 @@ fn silent_workers_do_not_delay_other_requests() {
     assert_eq!(sc.wait_exit(titanic, secs(5)), 0, "{}", sc.report());
     stop.store(true, Ordering::SeqCst);
     let taken: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    assert!(taken >= services.len(), "the silent workers got {taken} requests");
+    assert!(
+        taken >= services.len(),
+        "the silent workers got {taken} requests"
+    );
 }
 
 #[test]
@@ -582,7 +605,10 @@ fn titanic_store_stays_within_its_quota_under_a_request_flood() {
             let mut outstanding = 0;
             for n in 0..count + 8 {
                 if n < count {
-                    send(&dealer, &[b"", b"MDPC01", b"titanic.request", b"nobody", &body]);
+                    send(
+                        &dealer,
+                        &[b"", b"MDPC01", b"titanic.request", b"nobody", &body],
+                    );
                     outstanding += 1;
                 }
                 if outstanding == 8 || (n >= count && outstanding > 0) {
@@ -622,7 +648,11 @@ fn titanic_store_stays_within_its_quota_under_a_request_flood() {
     );
     // Bound: 16 MiB of requests (+ the queue file, 34 bytes a line).
     assert!(bytes_big <= 16 * MIB + 64 * 1024, "{bytes_big} bytes");
-    assert!(big.len() <= 16 && big_refused >= 144, "{} accepted", big.len());
+    assert!(
+        big.len() <= 16 && big_refused >= 144,
+        "{} accepted",
+        big.len()
+    );
     // Bound: 1000 requests in all.
     assert!(files_small <= 1000 + 1, "{files_small} files");
     assert_eq!(1 + small.len(), 1000);
@@ -663,12 +693,28 @@ fn titanic_removes_crash_leftovers_on_start() {
     let pending = "5EA1ED0000000000000000000000B0A7";
     let request = Message::from_frames(["echo", "survivor"]);
     std::fs::write(store.join(format!("{pending}.req")), encode(&request)).unwrap();
-    std::fs::write(store.join("queue"), format!("+FEDCBA9876543210FEDCBA9876543210\n-{pending}\n")).unwrap();
-    std::fs::write(store.join(format!("{pending}.rep.tmp-0badf00d")), vec![7u8; 1 << 20]).unwrap();
+    std::fs::write(
+        store.join("queue"),
+        format!("+FEDCBA9876543210FEDCBA9876543210\n-{pending}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        store.join(format!("{pending}.rep.tmp-0badf00d")),
+        vec![7u8; 1 << 20],
+    )
+    .unwrap();
     std::fs::write(store.join("queue.tmp-12345678"), b"-").unwrap();
-    std::fs::write(store.join("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.req.tmp-00000001"), b"").unwrap();
+    std::fs::write(
+        store.join("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.req.tmp-00000001"),
+        b"",
+    )
+    .unwrap();
     let orphan = Message::from_frames(["closed"]);
-    std::fs::write(store.join("FEDCBA9876543210FEDCBA9876543210.rep"), encode(&orphan)).unwrap();
+    std::fs::write(
+        store.join("FEDCBA9876543210FEDCBA9876543210.rep"),
+        encode(&orphan),
+    )
+    .unwrap();
     let (before, files_before) = store_usage(&sc);
 
     let (_broker, titanic) = start_titanic(&mut sc, &[]);
@@ -696,15 +742,22 @@ fn titanic_compacts_its_queue() {
     let (_broker, titanic) = start_titanic(&mut sc, &[]);
     sc.start("mdworker", bin!("mdworker"), &[]);
     let queue = sc.dir().join(".titanic/queue");
-    let lines = move || std::fs::read_to_string(&queue).unwrap_or_default().lines().count();
+    let lines = move || {
+        std::fs::read_to_string(&queue)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     let count = lines.clone();
     let most = sc.in_namespace(move || {
         let ctx = zmq::Context::new();
         let mut most = 0;
         for batch in 0..10 {
             let bodies: Vec<String> = (0..30).map(|n| format!("request {batch}.{n}")).collect();
-            let uuids: Vec<Vec<u8>> =
-                bodies.iter().map(|body| submit(&ctx, b"echo", &[body.as_bytes()])).collect();
+            let uuids: Vec<Vec<u8>> = bodies
+                .iter()
+                .map(|body| submit(&ctx, b"echo", &[body.as_bytes()]))
+                .collect();
             for (uuid, body) in uuids.iter().zip(&bodies) {
                 let reply = await_reply(&ctx, uuid, secs(30));
                 assert_eq!(reply, frames(&[b"200", body.as_bytes()]));
@@ -714,7 +767,10 @@ fn titanic_compacts_its_queue() {
         }
         most
     });
-    eprintln!("queue: at most {most} lines over 300 requests, {} at the end", lines());
+    eprintln!(
+        "queue: at most {most} lines over 300 requests, {} at the end",
+        lines()
+    );
     // Compaction: done lines are dropped once they are 64 or more.
     assert!(most <= 65, "the queue grew to {most} lines");
     // A restart compacts it completely.
@@ -722,7 +778,14 @@ fn titanic_compacts_its_queue() {
     sc.restart(titanic);
     sc.in_namespace(|| {
         let ctx = zmq::Context::new();
-        assert_eq!(tsp(&ctx, b"titanic.reply", &[b"0123456789ABCDEF0123456789ABCDEF"]), frames(&[b"400"]));
+        assert_eq!(
+            tsp(
+                &ctx,
+                b"titanic.reply",
+                &[b"0123456789ABCDEF0123456789ABCDEF"]
+            ),
+            frames(&[b"400"])
+        );
     });
     assert_eq!(lines(), 0);
     sc.stop_cleanly(titanic, secs(20));

@@ -211,8 +211,8 @@ fn start(
 fn main() -> ExitCode {
     program::run(|| {
         let verbose = std::env::args().nth(1).as_deref() == Some("-v");
-        let store = Store::open(DIR)
-            .map_err(|e| Error::Protocol(format!("cannot open {DIR}: {e}")))?;
+        let store =
+            Store::open(DIR).map_err(|e| Error::Protocol(format!("cannot open {DIR}: {e}")))?;
         let context = zmq::Context::new();
         let request_pipe = start(&context, &store, titanic_request)?;
         let _reply = start(&context, &store, titanic_reply)?;
@@ -223,7 +223,10 @@ fn main() -> ExitCode {
         loop {
             dispatcher.start_calls()?;
             let timeout = dispatcher.next_deadline().map_or(1000, |deadline| {
-                deadline.saturating_duration_since(Instant::now()).as_millis() as i64 + 1
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as i64
+                    + 1
             });
             let ready = {
                 let mut sockets = vec![request_pipe.socket()];
@@ -339,7 +342,8 @@ impl Dispatcher {
                 .identity(Uuid::generate().as_str())
                 .connect(BROKER)?,
         };
-        let lookup = Message::from_frames([&b""[..], protocol::CLIENT, b"mmi.service", &entry.service]);
+        let lookup =
+            Message::from_frames([&b""[..], protocol::CLIENT, b"mmi.service", &entry.service]);
         if !lookup.send_or_drop(&socket)? {
             return Ok(()); // the broker is not there yet: next time
         }
@@ -400,7 +404,13 @@ impl Dispatcher {
             Stage::Lookup if body.first() == Some(&b"200"[..]) => {
                 let request = match self.store.load_request(&call.uuid) {
                     Ok(Some(request)) => request,
-                    Ok(None) => return self.store.mark_done(&call.uuid).map(|()| true).or_else(log_io),
+                    Ok(None) => {
+                        return self
+                            .store
+                            .mark_done(&call.uuid)
+                            .map(|()| true)
+                            .or_else(log_io)
+                    }
                     Err(e) => {
                         log::error!("titanic: request {} is unreadable: {e}", call.uuid);
                         let uuid = call.uuid.clone();
@@ -500,7 +510,10 @@ fn parse_client_reply(mut reply: Message, service: &[u8], stage: Stage) -> Resul
     let header = reply.pop();
     let from = reply.pop();
     if empty.as_deref() != Some(b"") || header.as_deref() != Some(protocol::CLIENT) {
-        return Err(Error::Protocol(format!("not an MDP client reply: {}", reply.summary())));
+        return Err(Error::Protocol(format!(
+            "not an MDP client reply: {}",
+            reply.summary()
+        )));
     }
     if from.as_deref() != Some(expected) {
         return Err(Error::Protocol(format!(
@@ -523,7 +536,10 @@ struct LogLimit {
 impl LogLimit {
     fn warn(&mut self, line: impl FnOnce() -> String) {
         let now = Instant::now();
-        if self.last.is_some_and(|last| now < last + Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|last| now < last + Duration::from_secs(1))
+        {
             self.suppressed += 1;
             return;
         }

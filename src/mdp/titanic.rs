@@ -290,7 +290,13 @@ impl Store {
         let queued = written.and_then(|()| self.append_line(&mut state, &uuid));
         match queued {
             Ok(offset) => {
-                state.pending.push((offset, Pending { uuid: uuid.clone(), service }));
+                state.pending.push((
+                    offset,
+                    Pending {
+                        uuid: uuid.clone(),
+                        service,
+                    },
+                ));
                 Ok(uuid)
             }
             Err(e) => {
@@ -585,7 +591,10 @@ impl Store {
         };
         let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if keep < text.len() {
-            log::warn!("titanic: cutting a partial line off the end of {}", path.display());
+            log::warn!(
+                "titanic: cutting a partial line off the end of {}",
+                path.display()
+            );
             let file = OpenOptions::new().write(true).open(&path)?;
             file.set_len(keep as u64)?;
             file.sync_all()?;
@@ -708,10 +717,7 @@ mod tests {
     use super::*;
 
     fn fresh_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "titanic-unit-{name}-{}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("titanic-unit-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -729,7 +735,10 @@ mod tests {
     fn uuid_accepts_32_hex_digits_only() {
         let id = Uuid::generate();
         assert_eq!(id.as_str().len(), 32);
-        assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+        assert!(id
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
         assert_ne!(id, Uuid::generate());
         assert_eq!(Uuid::parse(id.as_str().as_bytes()), Some(id.clone()));
         let lower = id.as_str().to_ascii_lowercase();
@@ -750,7 +759,12 @@ mod tests {
 
     #[test]
     fn reserved_services_are_titanic_and_mmi() {
-        for name in [&b"titanic.request"[..], b"titanic.reply", b"titanic.x", b"mmi.service"] {
+        for name in [
+            &b"titanic.request"[..],
+            b"titanic.reply",
+            b"titanic.x",
+            b"mmi.service",
+        ] {
             assert!(is_reserved_service(name), "{name:?}");
         }
         for name in [&b"echo"[..], b"titanic", b"mmi", b"xtitanic.request", b""] {
@@ -799,7 +813,13 @@ mod tests {
             .unwrap();
         let pending = store.pending();
         assert_eq!(pending.len(), 2);
-        assert_eq!(pending[0], Pending { uuid: a.clone(), service: b"echo".to_vec() });
+        assert_eq!(
+            pending[0],
+            Pending {
+                uuid: a.clone(),
+                service: b"echo".to_vec()
+            }
+        );
         assert_eq!(pending[1].uuid, b);
         let queue = fs::read_to_string(dir.join("queue")).unwrap();
         assert_eq!(queue, format!("-{a}\n-{b}\n"));
@@ -824,7 +844,9 @@ mod tests {
         // A reply for a request closed meanwhile is not kept.
         store.close(&b).unwrap();
         assert!(store.pending().is_empty());
-        store.save_reply(&b, &Message::from_frames(["late"])).unwrap();
+        store
+            .save_reply(&b, &Message::from_frames(["late"]))
+            .unwrap();
         assert!(!store.has_reply(&b));
         assert_eq!(store.usage(), Usage::default());
         let _ = fs::remove_dir_all(&dir);
@@ -854,10 +876,17 @@ mod tests {
         fs::write(dir.join(format!("{a}.rep.tmp-0badf00d")), b"half").unwrap();
         fs::write(dir.join("queue.tmp-12345678"), b"-").unwrap();
         let lost = Uuid::generate();
-        fs::write(dir.join(format!("{lost}.rep")), encode(&Message::from_frames(["x"]))).unwrap();
+        fs::write(
+            dir.join(format!("{lost}.rep")),
+            encode(&Message::from_frames(["x"])),
+        )
+        .unwrap();
         let unqueued = Uuid::generate();
-        fs::write(dir.join(format!("{unqueued}.req")), encode(&Message::from_frames(["e", "x"])))
-            .unwrap();
+        fs::write(
+            dir.join(format!("{unqueued}.req")),
+            encode(&Message::from_frames(["e", "x"])),
+        )
+        .unwrap();
         fs::write(dir.join("README"), b"not ours").unwrap();
 
         let store = Store::open(&dir).unwrap();
@@ -873,7 +902,10 @@ mod tests {
         expected.sort();
         assert_eq!(names(&dir), expected);
         // Compacted on open: the done line and the partial one are gone.
-        assert_eq!(fs::read_to_string(dir.join("queue")).unwrap(), format!("-{a}\n"));
+        assert_eq!(
+            fs::read_to_string(dir.join("queue")).unwrap(),
+            format!("-{a}\n")
+        );
         let usage = store.usage();
         assert_eq!(usage.requests, 2);
         assert_eq!(usage.request_bytes, 2 * (8 + 4 + 8 + 1));
@@ -897,23 +929,35 @@ mod tests {
         let request = Message::from_frames(["echo", "12345678901234567890"]);
         let a = store.store_request(&request).unwrap();
         let b = store.store_request(&request).unwrap();
-        assert!(matches!(store.store_request(&request), Err(StoreError::Full(_))));
+        assert!(matches!(
+            store.store_request(&request),
+            Err(StoreError::Full(_))
+        ));
         assert_eq!(store.usage().request_bytes, 80);
         // 20 bytes fit exactly.
         let small = Message::from_frames(["e", "123"]);
         let c = store.store_request(&small).unwrap();
         assert_eq!(store.usage().request_bytes, 100);
-        assert!(matches!(store.store_request(&small), Err(StoreError::Full(_))));
+        assert!(matches!(
+            store.store_request(&small),
+            Err(StoreError::Full(_))
+        ));
         store.close(&c).unwrap();
         let big = Message::from_frames([vec![b'x'; 43]]);
-        assert!(matches!(store.store_request(&big), Err(StoreError::TooLarge(51))));
+        assert!(matches!(
+            store.store_request(&big),
+            Err(StoreError::TooLarge(51))
+        ));
         assert_eq!(store.usage().requests, 2);
         assert_eq!(names(&dir).len(), 3, "nothing stored for refusals");
 
         // Replies: 40 bytes in all; one of 24 fits, the next does not.
         let reply = Message::from_frames(["0123456789abcdef"]);
         store.save_reply(&a, &reply).unwrap();
-        assert!(matches!(store.save_reply(&b, &reply), Err(StoreError::Full(_))));
+        assert!(matches!(
+            store.save_reply(&b, &reply),
+            Err(StoreError::Full(_))
+        ));
         assert!(!store.has_reply(&b));
         store.fail(&b).unwrap();
         assert!(store.has_failed(&b) && store.pending().is_empty());
@@ -938,7 +982,10 @@ mod tests {
             let uuid = store.store_request(&request).unwrap();
             store.mark_done(&uuid).unwrap();
             store.close(&uuid).unwrap();
-            let lines = fs::read_to_string(dir.join("queue")).unwrap().lines().count();
+            let lines = fs::read_to_string(dir.join("queue"))
+                .unwrap()
+                .lines()
+                .count();
             max_lines = max_lines.max(lines);
         }
         assert!(max_lines <= COMPACT_AFTER + 1, "{max_lines} lines");
@@ -962,7 +1009,9 @@ mod tests {
         let young = store
             .store_request(&Message::from_frames(["echo", "young"]))
             .unwrap();
-        store.save_reply(&old, &Message::from_frames(["r"])).unwrap();
+        store
+            .save_reply(&old, &Message::from_frames(["r"]))
+            .unwrap();
         let now = SystemTime::now();
         assert_eq!(store.expire(now).unwrap(), 0);
         // Age the old request's files past the expiry.
