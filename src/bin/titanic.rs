@@ -344,12 +344,15 @@ impl Dispatcher {
         };
         let lookup =
             Message::from_frames([&b""[..], protocol::CLIENT, b"mmi.service", &entry.service]);
-        if !lookup.send_or_drop(&socket)? {
-            return Ok(()); // the broker is not there yet: next time
-        }
+        let sent = lookup.send_or_drop(&socket)?;
         let state = self.services.entry(entry.service.clone()).or_default();
-        state.busy = true;
         state.last_attempt = Some(now);
+        if !sent {
+            // The socket's queue is full (no broker for a long while).
+            state.not_before = Some(now + RETRY_DELAY);
+            return Ok(());
+        }
+        state.busy = true;
         self.calls.push(Call {
             uuid: entry.uuid.clone(),
             service: entry.service.clone(),
