@@ -979,6 +979,11 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         let request = Message::from_frames(["echo", "x"]);
         let keep = store.store_request(&request).unwrap();
+        // Not rewritten for every done line: compaction is amortised.
+        let first = store.store_request(&request).unwrap();
+        store.mark_done(&first).unwrap();
+        let queue = fs::read_to_string(dir.join("queue")).unwrap();
+        assert_eq!(queue, format!("-{keep}\n+{first}\n"));
         let mut max_lines = 0;
         for _ in 0..300 {
             let uuid = store.store_request(&request).unwrap();
@@ -1039,6 +1044,72 @@ mod tests {
         file.set_modified(now - LIMITS.expiry + Duration::from_secs(5))
             .unwrap();
         assert_eq!(store.expire(now).unwrap(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        // The count alone.
+        let dir = fresh_dir("bounds-count");
+        let store = Store::open_with(
+            &dir,
+            Limits {
+                max_requests: 2,
+                ..LIMITS
+            },
+        )
+        .unwrap();
+        let tiny = Message::from_frames(["e", "x"]);
+        store.store_request(&tiny).unwrap();
+        store.store_request(&tiny).unwrap();
+        assert!(matches!(
+            store.store_request(&tiny),
+            Err(StoreError::Full(_))
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        // The sizes: every bound may be reached exactly, never passed.
+        let dir = fresh_dir("bounds-bytes");
+        let limits = Limits {
+            max_request_bytes: 100,
+            max_reply_bytes: 66,
+            max_message_bytes: 50,
+            ..LIMITS
+        };
+        let store = Store::open_with(&dir, limits).unwrap();
+        let fifty = Message::from_frames([vec![b'x'; 42]]);
+        let a = store.store_request(&fifty).unwrap();
+        let b = store.store_request(&fifty).unwrap();
+        assert_eq!(store.usage().request_bytes, 100);
+        assert!(matches!(
+            store.store_request(&Message::from_frames(["e"])),
+            Err(StoreError::Full(_))
+        ));
+        store.save_reply(&a, &fifty).unwrap();
+        store
+            .save_reply(&b, &Message::from_frames(["01234567"]))
+            .unwrap();
+        assert_eq!(store.usage().reply_bytes, 66);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_write_stores_and_counts_nothing() {
+        let dir = fresh_dir("failed-write");
+        let store = Store::open(&dir).unwrap();
+        // A directory where the queue file should be: the append fails.
+        fs::remove_file(dir.join("queue")).unwrap();
+        fs::create_dir(dir.join("queue")).unwrap();
+        let request = Message::from_frames(["echo", "x"]);
+        assert!(matches!(
+            store.store_request(&request),
+            Err(StoreError::Io(_))
+        ));
+        assert_eq!(store.usage(), Usage::default());
+        assert_eq!(names(&dir), vec!["queue".to_string()]);
+        fs::remove_dir(dir.join("queue")).unwrap();
+        store.store_request(&request).unwrap();
+        assert_eq!(store.usage().requests, 1);
+        assert_eq!(store.usage().request_bytes, 8 + 4 + 8 + 1);
         let _ = fs::remove_dir_all(&dir);
     }
 }
