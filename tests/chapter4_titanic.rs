@@ -1,15 +1,17 @@
 //! Chapter 4, Titanic (§30): the disconnected-reliability service on top of
 //! Majordomo, run as real processes with `mdbroker` and `mdworker`: late
 //! workers, kills and restarts of every role, raw TSP frames, path attacks
-//! and random requests.
+//! and random requests, and the attacks of issue 10: self-calls, silent
+//! workers in front of a legitimate request, request floods against the
+//! store's quota, crash leftovers and the queue file's growth.
 
 mod common;
-use common::attack::rss_kib;
+use common::attack::{dir_usage, peak_rss_kib, rss_kib};
 use common::mdp::*;
-use common::wire::{frames, Frames};
-use common::{secs, Scenario};
+use common::wire::{self, frames, Frames};
+use common::{ms, secs, Pid, Scenario};
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // ---------------------------------------------------------------- §30 Titanic
 
@@ -82,6 +84,13 @@ fn titanic_request_survives_kills_of_titanic_and_broker() {
     sc.stop_cleanly(broker, secs(20));
 }
 
+/// A REQ socket to the broker that waits `timeout` ms (stretched) per reply.
+fn tsp_socket(ctx: &zmq::Context, timeout: u64) -> zmq::Socket {
+    wire::probe(ctx, zmq::REQ)
+        .receive_timeout(timeout)
+        .connect("tcp://localhost:5555")
+}
+
 /// A raw TSP call: `[MDPC01][service][body…]` over a REQ socket, retried on
 /// a fresh socket like the Lazy Pirate (a request the broker handed to a
 /// worker that just died is lost; MDP clients retry).
@@ -89,8 +98,7 @@ fn tsp(ctx: &zmq::Context, service: &[u8], body: &[&[u8]]) -> Frames {
     let mut msg: Vec<&[u8]> = vec![b"MDPC01", service];
     msg.extend_from_slice(body);
     for _attempt in 0..10 {
-        let client = probe(ctx, zmq::REQ);
-        client.set_rcvtimeo(3000).unwrap();
+        let client = tsp_socket(ctx, 3000);
         send(&client, &msg);
         if let Ok(mut reply) = client.recv_multipart(0) {
             assert_eq!(&reply[..2], &frames(&[b"MDPC01", service])[..]);
@@ -145,7 +153,7 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
     start_worker(&mut sc, broker, "mdworker");
     sc.in_namespace(move || {
         let ctx = zmq::Context::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + secs(60);
         loop {
             let reply = tsp(&ctx, b"titanic.reply", &[&uuid]);
             if reply[0] == b"200" {
@@ -154,7 +162,7 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
             }
             assert_eq!(reply, frames(&[b"300"]));
             assert!(Instant::now() < deadline, "never answered");
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(ms(200));
         }
         assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
         assert_eq!(tsp(&ctx, b"titanic.reply", &[&uuid]), frames(&[b"400"]));
@@ -162,8 +170,11 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
     sc.stop_cleanly(titanic, secs(20));
 }
 
+/// 1 MiB: what the store (and the socket builder) take per message.
+const MIB: u64 = 1 << 20;
+
 #[test]
-fn titanic_survives_10000_random_requests_with_bounded_memory() {
+fn titanic_survives_random_and_large_requests_with_bounded_memory() {
     let mut sc = Scenario::new("titanic-fuzz");
     start_quiet_broker(&mut sc);
     let titanic = sc.start("titanic", bin!("titanic"), &[]);
@@ -172,9 +183,12 @@ fn titanic_survives_10000_random_requests_with_bounded_memory() {
     let warmup = sc.start("ticlient-warmup", bin!("ticlient"), &[]);
     sc.expect(warmup, "Reply: Hello world", secs(60));
     let pid = sc.os_pid(titanic);
-    let before = rss_kib(pid);
+    let (before, peak_before) = (rss_kib(pid), peak_rss_kib(pid));
 
-    sc.in_namespace(|| {
+    // 10,000 small random TSP requests, and every 25th message a large one
+    // (a 512 KiB frame, under the 1 MiB frame limit): 400 × 512 KiB =
+    // 200 MiB in all, 10× what Titanic could keep within its bound below.
+    let (sent_bytes, codes, accepted) = sc.in_namespace(|| {
         let ctx = zmq::Context::new();
         let mut rng: u64 = 0x7171_7A1C;
         let mut next = move || {
@@ -184,64 +198,100 @@ fn titanic_survives_10000_random_requests_with_bounded_memory() {
             rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
         };
         let dealer = probe(&ctx, zmq::DEALER);
+        let mut sent_bytes = 0u64;
+        let mut codes = std::collections::BTreeMap::<Vec<u8>, usize>::new();
+        let mut accepted: Vec<Vec<u8>> = Vec::new();
+        let mut tally = |reply: Frames| {
+            // [""][MDPC01][service][code][uuid?]
+            let code = reply.get(3).cloned().unwrap_or_default();
+            if code == b"200" && reply.len() == 5 && reply[2] == b"titanic.request" {
+                accepted.push(reply[4].clone());
+            }
+            *codes.entry(code).or_default() += 1;
+        };
         let mut outstanding = 0usize;
-        for n in 0..10_000usize {
+        for n in 0..10_400usize {
             // Mostly reply/close with random ids; 1 in 25 a random request
             // (each stored one stays pending: its service does not exist).
-            let service: &[u8] = match next() % 25 {
+            let mut service: &[u8] = match next() % 25 {
                 0 => b"titanic.request",
                 r if r % 2 == 0 => b"titanic.reply",
                 _ => b"titanic.close",
             };
+            if n % 26 == 25 {
+                // The large ones go to each service in turn.
+                service =
+                    [&b"titanic.request"[..], b"titanic.reply", b"titanic.close"][(n / 26) % 3];
+            }
             let mut msg: Frames = frames(&[b"", b"MDPC01", service]);
-            let count = 1 + next() % 5;
-            for _ in 0..count {
-                let len = match next() % 4 {
-                    0 => 32, // uuid-sized noise
-                    _ => (next() % 40) as usize,
-                };
-                msg.push((0..len).map(|_| next() as u8).collect());
+            if n % 26 == 25 {
+                if service == b"titanic.request" {
+                    msg.push(format!("big-{n}").into_bytes());
+                }
+                msg.push(vec![0x5A; 512 << 10]);
+            } else {
+                let count = 1 + next() % 5;
+                for _ in 0..count {
+                    let len = match next() % 4 {
+                        0 => 32, // uuid-sized noise
+                        _ => (next() % 40) as usize,
+                    };
+                    msg.push((0..len).map(|_| next() as u8).collect());
+                }
             }
-            if n % 2500 == 1234 {
-                msg.push(vec![0x5A; (1 + (n / 2500) % 4) << 20]);
-            }
+            sent_bytes += msg.iter().map(|f| f.len() as u64).sum::<u64>();
             dealer.send_multipart(msg, 0).unwrap();
             outstanding += 1;
-            // Keep at most 100 in flight: titanic answers one at a time.
-            while outstanding >= 100 {
-                dealer.recv_multipart(0).expect("titanic answers");
+            // Keep at most 32 in flight: titanic answers one at a time.
+            while outstanding >= 32 {
+                tally(recv(&dealer));
                 outstanding -= 1;
             }
         }
         while outstanding > 0 {
-            dealer.recv_multipart(0).expect("titanic answers");
+            tally(recv(&dealer));
             outstanding -= 1;
         }
+        (sent_bytes, codes, accepted)
     });
     sc.assert_running(titanic);
-    // Still serving: a full TSP round trip.
+    let (after, peak_after) = (rss_kib(pid), peak_rss_kib(pid));
+    let (disk_bytes, disk_files) = dir_usage(&sc.dir().join(".titanic"));
+    let codes: Vec<String> = codes
+        .iter()
+        .map(|(code, n)| format!("{}: {n}", String::from_utf8_lossy(code)))
+        .collect();
+    eprintln!(
+        "titanic fuzz: {} MiB sent, answers {codes:?}; RSS {before} -> {after} KiB, \
+         peak {peak_before} -> {peak_after} KiB; store {disk_bytes} bytes in {disk_files} files",
+        sent_bytes >> 20
+    );
+    assert!(sent_bytes > 200 * MIB, "{sent_bytes}");
+    // The store holds at most 16 MiB of requests (+ the queue file).
+    assert!(disk_bytes < 17 * MIB, "store grew to {disk_bytes} bytes");
+    // Nothing is kept in memory: the peak stays within 16 MiB of the
+    // warmed-up one, though 200 MiB went through.
+    assert!(
+        peak_after < peak_before + 16 * 1024,
+        "titanic peak RSS grew from {peak_before} KiB to {peak_after} KiB"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "titanic RSS {before} -> {after} KiB"
+    );
+
+    // Closing what was accepted frees the quota: still serving, and a full
+    // TSP round trip works.
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        for uuid in accepted {
+            assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
+        }
+    });
     let after_fuzz = sc.start("ticlient-after", bin!("ticlient"), &[]);
     sc.expect(after_fuzz, "Reply: Hello world", secs(120));
     assert_eq!(sc.wait_exit(after_fuzz, secs(30)), 0);
-    let after = rss_kib(pid);
-    eprintln!("titanic RSS: {before} KiB before, {after} KiB after the fuzz");
-    // Bound: 32 MiB over the warmed-up size (nothing is kept in memory;
-    // the store is on disk).
-    assert!(
-        after < before + 32 * 1024,
-        "titanic RSS grew from {before} KiB to {after} KiB"
-    );
     sc.stop_cleanly(titanic, secs(20));
-}
-
-/// Joins the network namespace of a running scenario process, for a probe
-/// thread that must run while the test goes on (`in_namespace` blocks).
-fn enter_namespace_of(os_pid: i32) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/proc/{os_pid}/ns/net")).unwrap();
-    // SAFETY: setns on this thread only, with a valid namespace fd.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 #[test]
@@ -262,16 +312,13 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
     // it remembers what was accepted with 200.
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicUsize::new(0));
-    let broker_pid = sc.os_pid(broker);
     let submitter = {
         let stop = stop.clone();
         let progress = progress.clone();
-        std::thread::spawn(move || {
-            enter_namespace_of(broker_pid);
+        sc.in_namespace_background(move || {
             let ctx = zmq::Context::new();
             let mut accepted: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-            let mut client = probe(&ctx, zmq::REQ);
-            client.set_rcvtimeo(2000).unwrap();
+            let mut client = tsp_socket(&ctx, 2000);
             let mut n = 0u32;
             while !stop.load(Ordering::SeqCst) && n < 2000 {
                 n += 1;
@@ -285,8 +332,7 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
                     Ok(_) => {}
                     Err(_) => {
                         // No answer (titanic was down): fresh socket, go on.
-                        client = probe(&ctx, zmq::REQ);
-                        client.set_rcvtimeo(2000).unwrap();
+                        client = tsp_socket(&ctx, 2000);
                     }
                 }
             }
@@ -299,17 +345,17 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
         let deadline = Instant::now() + secs(60);
         while progress.load(Ordering::SeqCst) < round * 5 {
             assert!(Instant::now() < deadline, "no progress\n{}", sc.report());
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(ms(20));
         }
         // ...then kill at a random moment (fault injection, not a wait).
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 400));
+        std::thread::sleep(ms(rng % 400));
         sc.kill(titanic);
         sc.restart(titanic);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(ms(500));
     stop.store(true, Ordering::SeqCst);
     let accepted = submitter.join().unwrap();
     assert!(!accepted.is_empty(), "nothing accepted\n{}", sc.report());
@@ -318,7 +364,7 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
     let pending = accepted.clone();
     let unanswered = sc.in_namespace(move || {
         let ctx = zmq::Context::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + secs(90);
         let mut left = pending;
         while !left.is_empty() && Instant::now() < deadline {
             left.retain(|(uuid, payload)| {
@@ -331,7 +377,7 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
                     true
                 }
             });
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(ms(200));
         }
         left.len()
     });
@@ -345,4 +391,417 @@ fn titanic_killed_at_random_moments_answers_every_accepted_request() {
     }
     eprintln!("{} requests accepted across 4 SIGKILLs", accepted.len());
     sc.stop_cleanly(titanic, secs(20));
+}
+
+// ------------------------------------------------- issue 10: hostile clients
+
+/// Starts the quiet broker and titanic, and waits until all three TSP
+/// services answer.
+fn start_titanic(sc: &mut Scenario, args: &[&str]) -> (Pid, Pid) {
+    let broker = start_quiet_broker(sc);
+    let titanic = sc.start("titanic", bin!("titanic"), args);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let unknown = b"0123456789ABCDEF0123456789ABCDEF";
+        assert_eq!(tsp(&ctx, b"titanic.close", &[unknown]), frames(&[b"200"]));
+        assert_eq!(tsp(&ctx, b"titanic.reply", &[unknown]), frames(&[b"400"]));
+        assert_eq!(tsp(&ctx, b"titanic.request", &[b"x"]), frames(&[b"400"]));
+    });
+    (broker, titanic)
+}
+
+/// Submits `[service][body…]` and returns the UUID; panics unless `200`.
+fn submit(ctx: &zmq::Context, service: &[u8], body: &[&[u8]]) -> Vec<u8> {
+    let mut request = vec![service];
+    request.extend_from_slice(body);
+    let reply = tsp(ctx, b"titanic.request", &request);
+    assert!(reply.len() == 2 && reply[0] == b"200", "{reply:?}");
+    reply[1].clone()
+}
+
+/// Asks `titanic.reply` every 50 ms until it says something else than
+/// `300`, for at most `within`.
+fn await_reply(ctx: &zmq::Context, uuid: &[u8], within: std::time::Duration) -> Frames {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = tsp(ctx, b"titanic.reply", &[uuid]);
+        if reply != frames(&[b"300"]) {
+            return reply;
+        }
+        assert!(Instant::now() < deadline, "no reply within {within:?}");
+        std::thread::sleep(ms(50));
+    }
+}
+
+fn store_usage(sc: &Scenario) -> (u64, usize) {
+    dir_usage(&sc.dir().join(".titanic"))
+}
+
+#[test]
+fn titanic_refuses_to_call_itself_and_its_store_stays_small() {
+    let mut sc = Scenario::new("titanic-self-call");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let pid = sc.os_pid(titanic);
+    let rss_before = rss_kib(pid);
+    let answers = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // The chain: a request for titanic.request whose body is another
+        // such request, 2000 deep (≈ 46 KB). The C stores it, calls
+        // itself with the body, stores that (one frame shorter)...
+        let mut chain: Vec<&[u8]> = vec![b"titanic.request"; 2000];
+        chain.push(b"echo");
+        chain.push(b"payload");
+        let mut answers = vec![tsp(&ctx, b"titanic.request", &chain)];
+        for service in [
+            &b"titanic.reply"[..],
+            b"titanic.close",
+            b"titanic.anything",
+            b"mmi.service",
+            b"mmi.echo",
+        ] {
+            answers.push(tsp(
+                &ctx,
+                b"titanic.request",
+                &[service, b"0123456789ABCDEF0123456789ABCDEF"],
+            ));
+        }
+        // A legitimate request behind them is served.
+        let uuid = submit(&ctx, b"echo", &[b"legit"]);
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(30)),
+            frames(&[b"200", b"legit"])
+        );
+        answers
+    });
+    let (bytes, files) = store_usage(&sc);
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "self-call attack: store {bytes} bytes in {files} files, titanic RSS {rss_before} -> {rss_after} KiB"
+    );
+    // Left in the store: the legitimate request, its reply, the queue.
+    assert!(
+        files <= 3 && bytes < 4096,
+        "store grew: {bytes} bytes in {files} files"
+    );
+    for answer in answers {
+        assert_eq!(answer, frames(&[b"400"]), "a self-call was accepted");
+    }
+    sc.stop_cleanly(titanic, secs(20));
+}
+
+/// A fake worker for `service` that takes requests and never answers, but
+/// heartbeats, so the broker keeps it; runs until `stop` or `within`.
+fn silent_worker(
+    ctx: &zmq::Context,
+    service: &[u8],
+    stop: &std::sync::atomic::AtomicBool,
+    within: std::time::Duration,
+) -> usize {
+    let worker = wire::probe(ctx, zmq::DEALER)
+        .receive_timeout(500)
+        .connect("tcp://localhost:5555");
+    send(&worker, &[b"", b"MDPW01", b"\x01", service]);
+    let deadline = Instant::now() + within;
+    let mut taken = 0;
+    let mut next_beat = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+        if Instant::now() >= next_beat {
+            send(&worker, &[b"", b"MDPW01", b"\x04"]);
+            next_beat = Instant::now() + ms(1000);
+        }
+        if let Ok(msg) = worker.recv_multipart(0) {
+            if msg.get(2).map(Vec::as_slice) == Some(b"\x02") {
+                taken += 1;
+            }
+        }
+    }
+    taken
+}
+
+#[test]
+fn silent_workers_do_not_delay_other_requests() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut sc = Scenario::new("titanic-silent");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    sc.start("mdworker", bin!("mdworker"), &[]);
+
+    // 12 services, each with a worker that never answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let services: Vec<Vec<u8>> = (0..12)
+        .map(|n| format!("silent-{n}").into_bytes())
+        .collect();
+    let workers: Vec<_> = services
+        .iter()
+        .map(|service| {
+            let (stop, service) = (stop.clone(), service.clone());
+            sc.in_namespace_background(move || {
+                silent_worker(&zmq::Context::new(), &service, &stop, secs(120))
+            })
+        })
+        .collect();
+    let queued = services.clone();
+    let latency = sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        for service in &queued {
+            let deadline = Instant::now() + secs(30);
+            while mmi(&ctx, b"mmi.service", service) != frames(&[b"MDPC01", b"mmi.service", b"200"])
+            {
+                assert!(Instant::now() < deadline, "silent worker never registered");
+                std::thread::sleep(ms(20));
+            }
+        }
+        // 60 requests for silent services in front of a legitimate one.
+        let mut silent = Vec::new();
+        for n in 0..60 {
+            silent.push(submit(&ctx, &queued[n % queued.len()], &[b"hello?"]));
+        }
+        let started = Instant::now();
+        let uuid = submit(&ctx, b"echo", &[b"not stuck"]);
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(120)),
+            frames(&[b"200", b"not stuck"])
+        );
+        let latency = started.elapsed();
+        // The silent ones are still pending, not lost.
+        for uuid in &silent {
+            assert_eq!(tsp(&ctx, b"titanic.reply", &[uuid]), frames(&[b"300"]));
+        }
+        latency
+    });
+    eprintln!("legitimate request behind 60 silent ones answered in {latency:?}");
+    // Head-of-line blocking costs ≥ 1 s per silent request (60 s here).
+    assert!(latency < secs(3), "answered only after {latency:?}");
+    // Titanic ends promptly on SIGTERM with calls in flight.
+    sc.signal(titanic, libc::SIGTERM);
+    assert_eq!(sc.wait_exit(titanic, secs(5)), 0, "{}", sc.report());
+    stop.store(true, Ordering::SeqCst);
+    let taken: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(
+        taken >= services.len(),
+        "the silent workers got {taken} requests"
+    );
+}
+
+#[test]
+fn titanic_store_stays_within_its_quota_under_a_request_flood() {
+    let mut sc = Scenario::new("titanic-quota");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    let pid = sc.os_pid(titanic);
+    let rss_before = rss_kib(pid);
+    let (bytes_before, files_before) = store_usage(&sc);
+
+    // A legitimate request first; its service has no worker yet.
+    let early = sc.in_namespace(|| submit(&zmq::Context::new(), b"echo", &[b"before the flood"]));
+
+    // The byte flood: 160 requests of ~1 MiB (10× the 16 MiB quota).
+    let flood = |count: usize, size: usize| {
+        move || {
+            let ctx = zmq::Context::new();
+            let dealer = probe(&ctx, zmq::DEALER);
+            let body = vec![b'A'; size];
+            let (mut accepted, mut refused) = (Vec::new(), 0usize);
+            let mut outstanding = 0;
+            for n in 0..count + 8 {
+                if n < count {
+                    send(
+                        &dealer,
+                        &[b"", b"MDPC01", b"titanic.request", b"nobody", &body],
+                    );
+                    outstanding += 1;
+                }
+                if outstanding == 8 || (n >= count && outstanding > 0) {
+                    let reply = recv(&dealer);
+                    match reply.get(3).map(Vec::as_slice) {
+                        Some(b"200") => accepted.push(reply[4].clone()),
+                        Some(b"500") => refused += 1,
+                        _ => panic!("unexpected answer {reply:?}"),
+                    }
+                    outstanding -= 1;
+                }
+            }
+            assert_eq!(outstanding, 0);
+            (accepted, refused)
+        }
+    };
+    let (big, big_refused) = sc.in_namespace(flood(160, (1 << 20) - 64));
+    let (bytes_big, files_big) = store_usage(&sc);
+    // Closing frees the bytes again.
+    let closing = big.clone();
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        for uuid in closing {
+            assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
+        }
+    });
+    // The count flood: 10,000 small requests (10× the 1000-request quota).
+    let (small, small_refused) = sc.in_namespace(flood(10_000, 16));
+    let (bytes_small, files_small) = store_usage(&sc);
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "quota: store {bytes_before} B/{files_before} files; after 160 MiB: {bytes_big} B/{files_big} \
+         files ({} accepted, {big_refused} refused); after 10,000 requests: {bytes_small} B/{files_small} \
+         files ({} accepted, {small_refused} refused); RSS {rss_before} -> {rss_after} KiB",
+        big.len(),
+        small.len()
+    );
+    // Bound: 16 MiB of requests (+ the queue file, 34 bytes a line).
+    assert!(bytes_big <= 16 * MIB + 64 * 1024, "{bytes_big} bytes");
+    assert!(
+        big.len() <= 16 && big_refused >= 144,
+        "{} accepted",
+        big.len()
+    );
+    // Bound: 1000 requests in all.
+    assert!(files_small <= 1000 + 1, "{files_small} files");
+    assert_eq!(1 + small.len(), 1000);
+    assert!(bytes_small <= 16 * MIB + 64 * 1024, "{bytes_small} bytes");
+
+    // What was accepted before the flood is still served; a new request is
+    // refused (500) while the store is full, accepted once space is freed.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let full = tsp(&ctx, b"titanic.request", &[b"echo", b"full?"]);
+        assert_eq!(full, frames(&[b"500"]), "accepted past the quota");
+        let reply = await_reply(&ctx, &early, secs(30));
+        assert_eq!(reply, frames(&[b"200", b"before the flood"]));
+        assert_eq!(tsp(&ctx, b"titanic.close", &[&early]), frames(&[b"200"]));
+        for uuid in &small {
+            assert_eq!(tsp(&ctx, b"titanic.close", &[uuid]), frames(&[b"200"]));
+        }
+        let uuid = submit(&ctx, b"echo", &[b"after the flood"]);
+        let reply = await_reply(&ctx, &uuid, secs(30));
+        assert_eq!(reply, frames(&[b"200", b"after the flood"]));
+    });
+    let (bytes_end, files_end) = store_usage(&sc);
+    eprintln!("quota: after closing: {bytes_end} B/{files_end} files");
+    assert!(files_end <= 3, "{files_end} files left");
+    sc.stop_cleanly(titanic, secs(20));
+}
+
+#[test]
+fn titanic_removes_crash_leftovers_on_start() {
+    use zguide::mdp::titanic::encode;
+    use zguide::Message;
+    let mut sc = Scenario::new("titanic-leftovers");
+    // A store as crashes leave it: temporary files (one large), a reply
+    // whose request was closed, and one pending request that must survive.
+    let store = sc.dir().join(".titanic");
+    std::fs::create_dir_all(&store).unwrap();
+    let pending = "5EA1ED0000000000000000000000B0A7";
+    let request = Message::from_frames(["echo", "survivor"]);
+    std::fs::write(store.join(format!("{pending}.req")), encode(&request)).unwrap();
+    std::fs::write(
+        store.join("queue"),
+        format!("+FEDCBA9876543210FEDCBA9876543210\n-{pending}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        store.join(format!("{pending}.rep.tmp-0badf00d")),
+        vec![7u8; 1 << 20],
+    )
+    .unwrap();
+    std::fs::write(store.join("queue.tmp-12345678"), b"-").unwrap();
+    std::fs::write(
+        store.join("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.req.tmp-00000001"),
+        b"",
+    )
+    .unwrap();
+    let orphan = Message::from_frames(["closed"]);
+    std::fs::write(
+        store.join("FEDCBA9876543210FEDCBA9876543210.rep"),
+        encode(&orphan),
+    )
+    .unwrap();
+    let (before, files_before) = store_usage(&sc);
+
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    let (after_start, files_after_start) = store_usage(&sc);
+    let mut names = titanic_dir_files(&sc);
+    names.sort();
+    assert_eq!(names, vec![format!("{pending}.req"), "queue".to_string()]);
+    eprintln!(
+        "leftovers: {before} bytes in {files_before} files before start, \
+         {after_start} in {files_after_start} after"
+    );
+    // The pending request is still served.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let reply = await_reply(&ctx, pending.as_bytes(), secs(30));
+        assert_eq!(reply, frames(&[b"200", b"survivor"]));
+    });
+    sc.stop_cleanly(titanic, secs(20));
+}
+
+#[test]
+fn titanic_compacts_its_queue() {
+    let mut sc = Scenario::new("titanic-compact");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let queue = sc.dir().join(".titanic/queue");
+    let lines = move || {
+        std::fs::read_to_string(&queue)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let count = lines.clone();
+    let most = sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let mut most = 0;
+        for batch in 0..10 {
+            let bodies: Vec<String> = (0..30).map(|n| format!("request {batch}.{n}")).collect();
+            let uuids: Vec<Vec<u8>> = bodies
+                .iter()
+                .map(|body| submit(&ctx, b"echo", &[body.as_bytes()]))
+                .collect();
+            for (uuid, body) in uuids.iter().zip(&bodies) {
+                let reply = await_reply(&ctx, uuid, secs(30));
+                assert_eq!(reply, frames(&[b"200", body.as_bytes()]));
+                assert_eq!(tsp(&ctx, b"titanic.close", &[uuid]), frames(&[b"200"]));
+                most = most.max(count());
+            }
+        }
+        most
+    });
+    eprintln!(
+        "queue: at most {most} lines over 300 requests, {} at the end",
+        lines()
+    );
+    // Compaction: done lines are dropped once they are 64 or more.
+    assert!(most <= 65, "the queue grew to {most} lines");
+    // A restart compacts it completely.
+    sc.kill(titanic);
+    sc.restart(titanic);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        assert_eq!(
+            tsp(
+                &ctx,
+                b"titanic.reply",
+                &[b"0123456789ABCDEF0123456789ABCDEF"]
+            ),
+            frames(&[b"400"])
+        );
+    });
+    assert_eq!(lines(), 0);
+    sc.stop_cleanly(titanic, secs(20));
+}
+
+#[test]
+fn ticlient_and_titanic_exit_cleanly_on_signals_while_a_request_is_pending() {
+    let mut sc = Scenario::new("titanic-signals");
+    let (_broker, titanic) = start_titanic(&mut sc, &["-v"]);
+    // No worker: the request stays pending and the client keeps asking.
+    let client = sc.start("ticlient", bin!("ticlient"), &[]);
+    sc.expect(client, "I: no reply yet, trying again...", secs(30));
+    sc.expect(titanic, "I: processing request", secs(30));
+    let started = Instant::now();
+    sc.stop_cleanly(client, secs(5));
+    sc.signal(titanic, libc::SIGTERM);
+    assert_eq!(sc.wait_exit(titanic, secs(5)), 0, "{}", sc.report());
+    eprintln!("both stopped in {:?}", started.elapsed());
 }

@@ -6,79 +6,107 @@
 //! (`I: request UUID [032] …`). Then it asks `titanic.reply` for that UUID:
 //! after 100 ms, then every 5 s (`I: no reply yet, trying again...`) until
 //! the reply is there, prints `Reply: Hello world`, and closes the request
-//! with `titanic.close`. A `400` answer means the request is unknown
-//! (`E: client fatal error, aborting`, exit 1); `500` is a server error
-//! (`E: server fatal error, aborting`, exit 1); if the broker does not
-//! answer at all it exits 0 silently, as the C does. `-v` prints every
-//! message.
+//! with `titanic.close`. A `400` answer means the request is unknown or
+//! refused (`E: client fatal error, aborting`, exit 1); `500` is a server
+//! error, e.g. Titanic's store is full (`E: server fatal error, aborting`,
+//! exit 1); if the broker does not answer at all it exits 0 silently, as
+//! the C does. Ctrl-C or SIGTERM ends it at once with exit 0, also while it
+//! waits for a reply. `-v` prints every message.
 //!
 //! Run beside it: `mdbroker`, `titanic`, and, whenever you like, `mdworker`.
 //! Differs from the C only where the C would crash: a `titanic.request`
 //! answer without a UUID is reported and ends the client with exit code 1.
 
-use zguide::helpers::init_log;
+use std::process::ExitCode;
+
 use zguide::mdp::Client;
 use zguide::message::format_frame;
-use zguide::{interrupt, Message};
+use zguide::{interrupt, program, Error, Message};
 
-/// Calls a TSP service: the reply after its `200`, or `None` for any other
-/// non-fatal status. `400`/`500` and MDP failure end the program as in C.
-fn service_call(session: &mut Client, service: &str, request: Message) -> Option<Message> {
-    let Ok(mut reply) = session.send(service, request) else {
-        std::process::exit(0); //  Interrupted or failed
-    };
-    match reply.pop().as_deref() {
-        Some(b"200") => Some(reply),
+/// What a TSP call came to, when it did not end the program.
+enum Answer {
+    /// `200`: the frames after the status.
+    Ok(Message),
+    /// `300` or anything else non-fatal: try again later.
+    NotYet,
+    /// `400`/`500`: the C's fatal errors; the line was printed.
+    Fatal,
+}
+
+/// Calls a TSP service. `Err` for Ctrl-C and for an MDP failure (the broker
+/// never answered), which end the program quietly as in the C.
+fn service_call(session: &mut Client, service: &str, request: Message) -> Result<Answer, Error> {
+    let mut reply = session.send(service, request)?;
+    Ok(match reply.pop().as_deref() {
+        Some(b"200") => Answer::Ok(reply),
         Some(b"400") => {
             println!("E: client fatal error, aborting");
-            std::process::exit(1);
+            Answer::Fatal
         }
         Some(b"500") => {
             println!("E: server fatal error, aborting");
-            std::process::exit(1);
+            Answer::Fatal
         }
-        _ => None, //  Didn't succeed; don't care why not
+        _ => Answer::NotYet, //  Didn't succeed; don't care why not
+    })
+}
+
+fn main() -> ExitCode {
+    let mut fatal = false;
+    let code = program::run(|| match run(&mut fatal) {
+        Err(Error::Timeout) => Ok(()), //  MDP failure: exit 0 silently, as the C
+        other => other,
+    });
+    if fatal {
+        ExitCode::FAILURE
+    } else {
+        code
     }
 }
 
-fn main() {
-    init_log("info");
-    interrupt::catch_signals();
+fn run(fatal: &mut bool) -> Result<(), Error> {
     let verbose = std::env::args().nth(1).as_deref() == Some("-v");
-    let mut session = match Client::new("tcp://localhost:5555", verbose) {
-        Ok(session) => session,
-        Err(e) => {
-            log::error!("cannot start the client: {e}");
-            std::process::exit(1);
-        }
-    };
+    let mut session = Client::new("tcp://localhost:5555", verbose)?;
 
     //  1. Send 'echo' request to Titanic
     let request = Message::from_frames(["echo", "Hello world"]);
-    let uuid = service_call(&mut session, "titanic.request", request).and_then(|mut r| r.pop());
+    let uuid = match service_call(&mut session, "titanic.request", request)? {
+        Answer::Ok(mut reply) => reply.pop(),
+        Answer::NotYet => None,
+        Answer::Fatal => {
+            *fatal = true;
+            return Ok(());
+        }
+    };
     let Some(uuid) = uuid else {
         println!("E: titanic gave no request UUID, aborting");
-        std::process::exit(1);
+        *fatal = true;
+        return Ok(());
     };
     println!("{}", format_frame("I: request UUID ", &uuid));
 
     //  2. Wait until we get a reply
     loop {
-        if interrupt::sleep_ms(100).is_err() {
-            break;
-        }
+        interrupt::sleep_ms(100)?;
         let request = Message::from_frames([uuid.clone()]);
-        if let Some(reply) = service_call(&mut session, "titanic.reply", request) {
-            let text = String::from_utf8_lossy(reply.last().unwrap_or_default()).into_owned();
-            println!("Reply: {text}");
-            //  3. Close request
-            let request = Message::from_frames([uuid.clone()]);
-            service_call(&mut session, "titanic.close", request);
-            break;
+        match service_call(&mut session, "titanic.reply", request)? {
+            Answer::Ok(reply) => {
+                let text = String::from_utf8_lossy(reply.last().unwrap_or_default()).into_owned();
+                println!("Reply: {text}");
+                //  3. Close request
+                let request = Message::from_frames([uuid.clone()]);
+                if let Answer::Fatal = service_call(&mut session, "titanic.close", request)? {
+                    *fatal = true;
+                }
+                return Ok(());
+            }
+            Answer::Fatal => {
+                *fatal = true;
+                return Ok(());
+            }
+            Answer::NotYet => {}
         }
         println!("I: no reply yet, trying again...");
-        if interrupt::sleep_ms(5000).is_err() {
-            break; //  Try again in 5 seconds
-        }
+        interrupt::sleep_ms(5000)?; //  Try again in 5 seconds
     }
 }
