@@ -23,7 +23,6 @@
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
-//! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
 //!
 //! ## Errors
 //!
@@ -42,7 +41,6 @@ pub mod perf;
 pub mod ppp;
 pub mod program;
 pub mod reactor;
-pub mod runner;
 pub mod socket;
 
 pub use message::Message;
