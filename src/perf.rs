@@ -161,7 +161,7 @@ pub const SENDER_LINGER_MS: i32 = 30_000;
 /// [`CHECK_EVERY`] messages: a tool stops within a moment even while
 /// messages flow without a pause.
 fn check_interrupted(sequence: u64) -> Result<(), Error> {
-    if sequence % CHECK_EVERY == 0 && interrupt::interrupted() {
+    if sequence.is_multiple_of(CHECK_EVERY) && interrupt::interrupted() {
         Err(Error::Interrupted)
     } else {
         Ok(())

@@ -708,6 +708,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn temp_dirs_are_private_random_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = TempDir::new("unit").unwrap();
+        let b = TempDir::new("unit").unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn connected_peers_are_counted_on_the_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let wanted = |peers| Connected { port, peers };
+        assert!(!peers_connected(wanted(1)));
+        let _one = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(peers_connected(wanted(1)));
+        assert!(!peers_connected(wanted(2)));
+        let _two = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(peers_connected(wanted(2)));
+    }
+
+    #[test]
     fn long_about_texts_are_wrapped() {
         let lines = wrap("one two three four five six", 9);
         assert_eq!(lines, ["one two", "three", "four five", "six"]);
