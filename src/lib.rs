@@ -27,7 +27,6 @@
 //! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
-//! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
 //!
 //! ## Errors
 //!
@@ -49,7 +48,6 @@ pub mod perf;
 pub mod ppp;
 pub mod program;
 pub mod reactor;
-pub mod runner;
 pub mod socket;
 pub mod udp;
 

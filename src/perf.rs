@@ -21,7 +21,13 @@
 //! allocation on our side, no multipart `crate::Message`, no poll per message.
 //! Only the wait for the *first* message goes through [`crate::interrupt`], so
 //! Ctrl-C ends a receiver that no sender ever reached at once; during a run a
-//! receive timeout lets the receiver notice Ctrl-C within half a second.
+//! receive timeout lets a waiting tool notice Ctrl-C within half a second,
+//! and while messages flow the loops look at the Ctrl-C flag (one atomic
+//! load) every [`CHECK_EVERY`] messages.
+//!
+//! The tools build their sockets with [`crate::socket::new`]: receivers with
+//! no `MAXMSGSIZE` (any size is the point of a perf tool), senders with
+//! LINGER [`SENDER_LINGER_MS`].
 //!
 //! [`Report::parse`] reads the printed lines back, for the benchmark suite
 //! (`src/bin/bench`) and the tests, and works on libzmq's own tools' output too.
@@ -106,11 +112,13 @@ pub fn elapsed_us(start: Instant) -> u64 {
 /// the Ctrl-C self-pipe, and tries again. Checking `interrupt::interrupted()`
 /// right away would race: the flag is set by the handler thread a moment
 /// after the signal interrupted us, so a plain retry could block for good.
-/// Only reached when the call failed, so the hot loop stays one libzmq call.
+/// `EAGAIN` (a sender's [`WAKE_UP_MS`] send timeout ran out at the
+/// high-water mark) is handled the same way. Only reached when the call
+/// failed, so the hot loop stays one libzmq call.
 fn went_through(result: zmq::Result<()>) -> Result<bool, Error> {
     match result {
         Ok(()) => Ok(true),
-        Err(zmq::Error::EINTR) => Ok(false),
+        Err(zmq::Error::EINTR | zmq::Error::EAGAIN) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -138,6 +146,27 @@ fn recv(socket: &zmq::Socket, msg: &mut zmq::Message) -> Result<(), Error> {
 /// receive timeout costs nothing while messages flow (libzmq only reads the
 /// clock when it has to wait), unlike a poll per message.
 const WAKE_UP_MS: i32 = 500;
+
+/// How often (in messages) the hot loops look at the Ctrl-C flag.
+pub const CHECK_EVERY: u64 = 4096;
+
+/// LINGER of the throughput senders. libzmq's is infinite, so that closing
+/// waits until every message is delivered; a PUSH send blocks at the
+/// high-water mark, so at close at most about a thousand messages are left,
+/// which a live receiver takes in well under a second. 30 s is far more
+/// than that, and a receiver that died no longer hangs the sender for ever.
+pub const SENDER_LINGER_MS: i32 = 30_000;
+
+/// `Err(Interrupted)` once Ctrl-C/SIGTERM arrived, looked at every
+/// [`CHECK_EVERY`] messages: a tool stops within a moment even while
+/// messages flow without a pause.
+fn check_interrupted(sequence: u64) -> Result<(), Error> {
+    if sequence.is_multiple_of(CHECK_EVERY) && interrupt::interrupted() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
 
 /// Sends `msg`, leaving an empty message in its place (like `zmq_msg_send`).
 fn send(socket: &zmq::Socket, msg: &mut zmq::Message) -> Result<(), Error> {
@@ -219,7 +248,8 @@ pub fn receive_messages(
     check_size(&msg, message_size)?;
 
     let start = Instant::now();
-    for _ in 1..count {
+    for i in 1..count {
+        check_interrupted(i)?;
         recv(socket, &mut msg)?;
         check_size(&msg, message_size)?;
     }
@@ -228,14 +258,27 @@ pub fn receive_messages(
 
 /// The PUSH side of a throughput test: sends `count` messages of
 /// `message_size` bytes, a fresh one each time like libzmq's `remote_thr`.
+///
+/// A send blocked at the high-water mark (the receiver stopped reading)
+/// wakes every [`WAKE_UP_MS`] and then waits in [`interrupt`]'s poll, so
+/// Ctrl-C always ends it; after Ctrl-C the socket's LINGER is set to 0, as
+/// nobody waits for the rest any more.
 pub fn send_messages(socket: &zmq::Socket, message_size: usize, count: u64) -> Result<(), Error> {
-    for _ in 0..count {
-        // init_size, send, close: the three libzmq calls of the C loop.
-        while !went_through(socket.send(unfilled_message(message_size), 0))? {
-            wait_writable(socket)?;
+    socket.set_sndtimeo(WAKE_UP_MS)?;
+    let result = (|| {
+        for i in 0..count {
+            check_interrupted(i + 1)?;
+            // init_size, send, close: the three libzmq calls of the C loop.
+            while !went_through(socket.send(unfilled_message(message_size), 0))? {
+                wait_writable(socket)?;
+            }
         }
+        Ok(())
+    })();
+    if matches!(result, Err(Error::Interrupted)) {
+        socket.set_linger(0)?;
     }
-    Ok(())
+    result
 }
 
 /// The REP side of a latency test: sends each of `count` requests straight
@@ -248,7 +291,8 @@ pub fn echo_round_trips(
     let mut msg = zmq::Message::new();
     socket.set_rcvtimeo(WAKE_UP_MS)?;
     wait_for_first(socket)?;
-    for _ in 0..count {
+    for i in 0..count {
+        check_interrupted(i + 1)?;
         recv(socket, &mut msg)?;
         check_size(&msg, message_size)?;
         send(socket, &mut msg)?;
@@ -264,8 +308,10 @@ pub fn time_round_trips(
     count: u64,
 ) -> Result<u64, Error> {
     let mut msg = zmq::Message::with_size(message_size);
+    socket.set_rcvtimeo(WAKE_UP_MS)?;
     let start = Instant::now();
-    for _ in 0..count {
+    for i in 0..count {
+        check_interrupted(i + 1)?;
         send(socket, &mut msg)?;
         recv(socket, &mut msg)?;
         check_size(&msg, message_size)?;

@@ -269,3 +269,55 @@ fn a_tiny_bench_run_writes_its_figures() {
     let svg = std::fs::read_to_string(out.join("sweep.svg")).expect("sweep.svg");
     assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
 }
+
+/// CPU time the process has used, in clock ticks (utime + stime of
+/// `/proc/<pid>/stat`): a receiver waiting for its first message uses none,
+/// one taking messages in uses a lot.
+fn cpu_ticks(os_pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{os_pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_string();
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(fields.iter().sum())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn both_throughput_tools_stop_on_ctrl_c_while_messages_flow() {
+    let mut sc = Scenario::new("perf-interrupt-flow");
+    // A run that would take minutes: 100 million messages.
+    let local = sc.start(
+        "local_thr",
+        bin!("local_thr"),
+        &[ENDPOINT_BIND, "8", "100000000"],
+    );
+    let remote = sc.start(
+        "remote_thr",
+        bin!("remote_thr"),
+        &[ENDPOINT_CONNECT, "8", "100000000"],
+    );
+    // Messages flow once local_thr has used a quarter of a second of CPU.
+    let deadline = std::time::Instant::now() + secs(30);
+    while cpu_ticks(sc.os_pid(local)) < 25 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no messages flow\n{}",
+            sc.report()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sc.stop_cleanly(local, secs(5));
+    sc.stop_cleanly(remote, secs(5));
+    assert!(
+        !sc.output(local).contains("mean throughput"),
+        "stopped before the end: {}",
+        sc.report()
+    );
+}

@@ -1,14 +1,14 @@
 //! The scenario runner (`zguide`), run as a real process inside a test
 //! scenario's network namespace, so the guide's fixed ports never clash with
-//! other tests. The parts it starts inherit that namespace.
+//! other tests. The parts it starts inherit that namespace. What the runner
+//! does with the guide's own scenario files is in `tests/scenarios.rs`; its
+//! internals have unit tests in the binary (`cargo test --bin zguide`).
 
 mod common;
-use common::{secs, Pid, Scenario};
+use common::{ms, secs, Pid, Scenario, Spec};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use zguide::runner::scenario::{load_all, load_tour, resolve_program};
 
 /// Writes `(name, toml)` scenario files into a fresh directory of `sc`.
 fn scenario_files(sc: &Scenario, files: &[(&str, &str)]) -> PathBuf {
@@ -51,6 +51,44 @@ fn group_members(group: i32) -> Vec<i32> {
         }
     }
     members
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest.trim_start());
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
+}
+
+/// The pids a part announced with `grandchild <pid>` lines.
+fn announced_grandchildren(sc: &Scenario, runner: Pid) -> Vec<i32> {
+    sc.lines(runner)
+        .iter()
+        .filter_map(|l| l.split("grandchild ").nth(1))
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
+}
+
+/// Waits (bounded) until none of `pids` is alive.
+fn assert_all_gone(sc: &Scenario, pids: &[i32], what: &str) {
+    let deadline = Instant::now() + secs(20);
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            for pid in &left {
+                // SAFETY: cleanup of a process this test made the runner start.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            sc.fail(&format!("{what}: processes {left:?} still alive"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits (bounded) until no live process is left in group `group`.
@@ -382,74 +420,314 @@ stdin_when = "Press Enter"
 }
 
 #[test]
-fn pipeline_presses_enter_for_taskvent_once_the_workers_are_up() {
-    let mut sc = Scenario::new("runner-pipeline");
-    let runner = sc.start("zguide", bin!("zguide"), &["run", "pipeline"]);
-    sc.expect(runner, "[taskvent] ", secs(30));
-    sc.expect(runner, "== taskvent <- stdin \"\\n\"", secs(30));
-    sc.expect(runner, "Sending tasks to workers...", secs(30));
-    sc.expect(runner, "Total elapsed time: ", secs(60));
-    sc.expect(runner, "== pipeline: ok after ", secs(30));
+fn check_names_every_scenario_file_and_its_programs() {
+    let mut sc = Scenario::new("runner-check");
+    let check = sc.start("zguide", bin!("zguide"), &["check"]);
+    assert_eq!(sc.wait_exit(check, secs(30)), 0, "{}", sc.report());
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
+    let bin_dir = Path::new(bin!("zguide"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&scenarios).unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let Some(name) = file.strip_suffix(".toml") else {
+            continue;
+        };
+        let line = sc
+            .lines(check)
+            .into_iter()
+            .find(|l| l.starts_with(&format!("ok {name}: ")))
+            .unwrap_or_else(|| sc.fail(&format!("`zguide check` does not name {name}")));
+        // Every part's program is one of this crate's binaries.
+        for part in line.split(": ").nth(1).unwrap_or("").split(' ') {
+            let program = part.split_once('=').map_or("", |(_, p)| p);
+            assert!(
+                program.starts_with(&bin_dir),
+                "{name}: {part} is not a binary of this crate"
+            );
+        }
+        names.push(name.to_string());
+    }
+    assert!(names.len() >= 30, "only {names:?}");
+    sc.expect(check, "ok the tour: hello, ", secs(10));
+    sc.expect(
+        check,
+        &format!("{} scenarios and the tour are fine", names.len()),
+        secs(10),
+    );
+}
+
+#[test]
+fn check_reports_every_broken_file_and_missing_program() {
+    let mut sc = Scenario::new("runner-check-bad");
+    let dir = scenario_files(
+        &sc,
+        &[
+            ("fine", "title='t'\nsection='s'\nuntil_exit=['x']\n[[part]]\nname='x'\nprogram='sh'\n"),
+            ("typo", "title='t'\nsection='s'\nuntil_exit=['x']\n[[part]]\nname='x'\nprogam='sh'\n"),
+            (
+                "missing",
+                "title='t'\nsection='s'\nuntil_exit=['x']\n[[part]]\nname='x'\nprogram='no-such-program-here'\n",
+            ),
+        ],
+    );
+    std::fs::write(
+        dir.parent().unwrap().join("tour.toml"),
+        "scenarios = ['fine', 'gone']\n",
+    )
+    .unwrap();
+    let check = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &["check", "--scenarios", dir.to_str().unwrap()],
+    );
+    assert_eq!(sc.wait_exit(check, secs(30)), 2, "{}", sc.report());
+    for needle in [
+        "ok fine: x=/",
+        "typo.toml: TOML parse error",
+        "unknown field `progam`",
+        "missing: part x: program \"no-such-program-here\" is neither in ",
+        "the tour names \"gone\", which is not a valid scenario",
+        "zguide: 3 problems",
+    ] {
+        assert_eq!(sc.count(check, needle), 1, "{needle}\n{}", sc.report());
+    }
+}
+
+/// A part that leaves processes behind: `waiter` forks a `sleep` that stays
+/// in its process group and waits for it; `orphaner` (once `waiter` has
+/// forked) starts one in a session of its own and exits, orphaning it. Both
+/// announce `grandchild <pid>`; `orphaner` also shows its working directory.
+const FORKER: &str = r#"
+title = "Parts that start processes"
+section = "§0 Tests"
+timeout = 60
+until_exit = ["orphaner"]
+
+[[part]]
+name = "waiter"
+program = "sh"
+args = ["-c", "sleep 300 & echo \"grandchild $!\"; touch forked; wait"]
+
+[[part]]
+name = "orphaner"
+program = "sh"
+args = ["-c", "until [ -e forked ]; do sleep 0.05; done; setsid sleep 300 & echo \"grandchild $!\"; echo \"cwd $(pwd) mode $(stat -c %a .)\"; ls -A | sed 's/^/entry /'"]
+"#;
+
+#[test]
+fn what_a_part_started_dies_with_a_normal_run() {
+    let mut sc = Scenario::new("runner-grandchildren");
+    let dir = scenario_files(&sc, &[("forker", FORKER)]);
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &["run", "--scenarios", dir.to_str().unwrap(), "forker"],
+    );
+    sc.expect(runner, "== forker: ok after", secs(60));
     assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
-    // Enter came a second after the prompt, when every worker was connected:
-    // each got a share of the tasks, not the first one all of them.
-    for worker in ["[taskwork-1] ", "[taskwork-2] ", "[taskwork-3] "] {
-        assert!(
-            sc.count(runner, worker) > 0,
-            "{worker} got no task\n{}",
+    let grandchildren = announced_grandchildren(&sc, runner);
+    assert_eq!(grandchildren.len(), 2, "{}", sc.report());
+    assert_all_gone(&sc, &grandchildren, "after a normal run");
+    assert_eq!(
+        sc.count(runner, "== killed 2 process(es) that the parts had started"),
+        1,
+        "{}",
+        sc.report()
+    );
+}
+
+#[test]
+fn what_a_part_started_dies_with_a_killed_runner() {
+    let mut sc = Scenario::new("runner-grandchildren-kill");
+    let forever = FORKER
+        .replace(
+            "until_exit = [\"orphaner\"]",
+            "duration = 100\ntimeout = 120",
+        )
+        .replace("timeout = 60\n", "")
+        .replace("sed 's/^/entry /'", "sed 's/^/entry /'; exec sleep 300");
+    let dir = scenario_files(&sc, &[("forker", &forever)]);
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &["run", "--scenarios", dir.to_str().unwrap(), "forker"],
+    );
+    let waiter = started_pid(&mut sc, runner, "waiter");
+    let orphaner = started_pid(&mut sc, runner, "orphaner");
+    sc.expect(runner, "[orphaner] cwd ", secs(30));
+    let grandchildren = announced_grandchildren(&sc, runner);
+    assert_eq!(grandchildren.len(), 2, "{}", sc.report());
+    assert!(grandchildren.iter().all(|&p| alive(p)), "{}", sc.report());
+    sc.kill(runner);
+    let mut everyone = grandchildren.clone();
+    everyone.extend([waiter, orphaner]);
+    assert_all_gone(&sc, &everyone, "after the runner got SIGKILL");
+}
+
+#[test]
+fn the_working_directory_is_private_and_fresh() {
+    let mut sc = Scenario::new("runner-tempdir");
+    let dir = scenario_files(&sc, &[("forker", FORKER)]);
+    // The runner's temporary directory goes under TMPDIR: the test's own.
+    let tmp = sc.dir().join("tmp");
+    let target = sc.dir().join("target");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    // An attacker's directory at the path the runner used to choose,
+    // `zguide-<scenario>-<runner pid>-0`, with a symlink planted in it. The
+    // shell plants it for its own pid, then becomes the runner (exec keeps
+    // the pid).
+    let script = format!(
+        "planted={tmp}/zguide-forker-$$-0; mkdir -p $planted && ln -s {target} $planted/planted-link \
+         && exec {zguide} run --scenarios {dir} forker",
+        tmp = tmp.display(),
+        target = target.display(),
+        zguide = bin!("zguide"),
+        dir = dir.display(),
+    );
+    let runner = sc.start_spec(
+        "zguide",
+        Spec::new("sh", &["-c", &script]).env("TMPDIR", tmp.display()),
+    );
+    let line = sc.expect(runner, "[orphaner] cwd ", secs(30));
+    assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
+    let (workdir, mode) = line
+        .split("cwd ")
+        .nth(1)
+        .and_then(|rest| rest.split_once(" mode "))
+        .unwrap_or_else(|| sc.fail(&format!("no cwd in {line:?}")));
+    let workdir = PathBuf::from(workdir);
+    assert!(workdir.starts_with(&tmp), "{workdir:?} is not under TMPDIR");
+    assert!(
+        !workdir.to_string_lossy().ends_with("-0"),
+        "{workdir:?} is the predictable name"
+    );
+    assert_eq!(mode, "700", "{}", sc.report());
+    // Fresh: nothing in it but what the parts made (`forked`).
+    let entries: Vec<String> = sc
+        .lines(runner)
+        .iter()
+        .filter_map(|l| l.split("[orphaner] entry ").nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(entries, ["forked"], "{}", sc.report());
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    assert!(!workdir.exists(), "{workdir:?} is removed after the run");
+}
+
+#[test]
+fn a_nul_in_args_or_env_fails_before_any_part_starts() {
+    let mut sc = Scenario::new("runner-nul");
+    let first =
+        "[[part]]\nname='first'\nprogram='sh'\nargs=['-c', 'echo first started; sleep 30']\n";
+    let dir = scenario_files(
+        &sc,
+        &[
+            (
+                "nularg",
+                &format!("title='t'\nsection='s'\nuntil_exit=['second']\n{first}[[part]]\nname='second'\nprogram='echo'\nargs=[\"a\\u0000b\"]\n"),
+            ),
+            (
+                "nulenv",
+                &format!("title='t'\nsection='s'\nuntil_exit=['second']\n{first}[[part]]\nname='second'\nprogram='echo'\nenv={{ X = \"a\\u0000b\" }}\n"),
+            ),
+        ],
+    );
+    for (name, what) in [("nularg", "an argument"), ("nulenv", "an `env` value")] {
+        let runner = sc.start(
+            name,
+            bin!("zguide"),
+            &["run", "--scenarios", dir.to_str().unwrap(), name],
+        );
+        assert_eq!(sc.wait_exit(runner, secs(30)), 2, "{}", sc.report());
+        assert_eq!(
+            sc.count(runner, &format!("part \"second\": {what} holds a NUL byte")),
+            1,
+            "{}",
             sc.report()
         );
-    }
-}
-
-/// Catches typos in every helper's scenario files: each parses, and each
-/// part's program is one of this crate's binaries.
-#[test]
-fn every_scenario_file_is_valid_and_names_a_built_program() {
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
-    let (all, errors) = load_all(&scenarios).expect("the scenario directory");
-    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(
-        errors.is_empty(),
-        "bad scenario files:\n{}",
-        errors.join("\n")
-    );
-    assert!(all.iter().any(|s| s.name == "hello"));
-    let bin_dir = Path::new(bin!("zguide")).parent().unwrap();
-    let mut missing = Vec::new();
-    for s in &all {
-        for part in &s.parts {
-            let found = resolve_program(&part.program, Some(bin_dir));
-            if part.program.contains('/') || !found.is_ok_and(|p| p.starts_with(bin_dir)) {
-                missing.push(format!(
-                    "{}: part {}: program {}",
-                    s.name, part.name, part.program
-                ));
-            }
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "programs that are not binaries of this crate:\n{}",
-        missing.join("\n")
-    );
-    let tour = load_tour(&scenarios).expect("zguide/tour.toml");
-    for name in &tour.scenarios {
-        assert!(
-            all.iter().any(|s| &s.name == name),
-            "the tour names {name}, which has no scenario file"
-        );
+        assert_eq!(sc.count(runner, "started"), 0, "{}", sc.report());
     }
 }
 
 #[test]
-fn the_tour_runs_to_the_end() {
-    let mut sc = Scenario::new("runner-tour");
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
-    let tour = load_tour(&scenarios).expect("zguide/tour.toml");
-    let runner = sc.start("zguide", bin!("zguide"), &["run"]);
-    sc.expect(runner, "== The tour: ", secs(30));
-    let n = tour.scenarios.len();
-    sc.expect(runner, &format!("== {n} of {n} scenarios ok"), secs(120));
+fn stdin_waits_for_the_prompt_and_the_peers_connections() {
+    let mut sc = Scenario::new("runner-connected");
+    let dir = scenario_files(
+        &sc,
+        &[(
+            "connected",
+            r#"
+title = "Press Enter when a peer is connected"
+section = "§0 Tests"
+until_exit = ["asker"]
+
+[[part]]
+name = "asker"
+program = "sh"
+args = ["-c", "printf 'Press Enter when ready: '; read line; echo \"got [$line]\""]
+stdin = "go\n"
+stdin_when = "Press Enter"
+stdin_when_connected = { port = 5599, peers = 1 }
+"#,
+        )],
+    );
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &["run", "--scenarios", dir.to_str().unwrap(), "connected"],
+    );
+    sc.expect(runner, "[asker] Press Enter when ready: ", secs(30));
+    // Prompted, but nobody is connected to port 5599: no Enter yet.
+    std::thread::sleep(ms(500));
+    assert_eq!(sc.count(runner, "<- stdin"), 0, "{}", sc.report());
+    // A listener on 5599 and one connection to it, inside the namespace.
+    let (ready_in, ready) = std::sync::mpsc::channel();
+    let (done_in, done) = std::sync::mpsc::channel::<()>();
+    let peer = sc.in_namespace_background(move || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:5599").unwrap();
+        let _client = std::net::TcpStream::connect("127.0.0.1:5599").unwrap();
+        let _server = listener.accept().unwrap();
+        ready_in.send(()).unwrap();
+        let _ = done.recv_timeout(secs(60));
+    });
+    ready.recv_timeout(secs(30)).expect("the peer connected");
+    sc.expect(runner, "== asker <- stdin \"go\\n\"", secs(30));
+    sc.expect(runner, "[asker] got [go]", secs(30));
     assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
+    done_in.send(()).unwrap();
+    peer.join().unwrap();
+}
+
+#[test]
+fn env_sets_a_variable_for_every_part_over_the_files_own() {
+    let mut sc = Scenario::new("runner-env");
+    let dir = scenario_files(
+        &sc,
+        &[(
+            "env",
+            "title='t'\nsection='s'\nuntil_exit=['a', 'b']\n[[part]]\nname='a'\nprogram='sh'\nargs=['-c', 'echo \"N=$N\"']\nenv={ N = 1 }\n[[part]]\nname='b'\nprogram='sh'\nargs=['-c', 'echo \"N=$N\"']\n",
+        )],
+    );
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &[
+            "run",
+            "--scenarios",
+            dir.to_str().unwrap(),
+            "env",
+            "--env",
+            "N=7",
+        ],
+    );
+    assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
+    assert_eq!(sc.count(runner, "[a] N=7"), 1, "{}", sc.report());
+    assert_eq!(sc.count(runner, "[b] N=7"), 1, "{}", sc.report());
+    let bad = sc.start("bad", bin!("zguide"), &["run", "hello", "--env", "=1"]);
+    sc.expect(bad, "--env takes KEY=VALUE", secs(30));
+    assert_eq!(sc.wait_exit(bad, secs(30)), 2);
 }

@@ -3,8 +3,9 @@
 //! One TOML file per guide section, `zguide/scenarios/<name>.toml`, read with
 //! serde. The file format is documented for learners in `zguide/README.md`;
 //! this module turns a file into a checked [`Scenario`], so that every mistake
-//! (a typo in a key, an `until_exit` that names no part, a program that is not
-//! built) is reported before any process starts.
+//! (a typo in a key, an `until_exit` that names no part, a NUL byte in an
+//! argument, a program that is not built) is reported before any process
+//! starts.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +24,6 @@ pub const MAX_INSTANCES: u32 = 100;
 pub struct Scenario {
     /// The file name without `.toml`: what `zguide run` takes.
     pub name: String,
-    pub path: PathBuf,
     pub title: String,
     pub section: String,
     pub about: String,
@@ -50,12 +50,21 @@ pub struct Part {
     pub stdin: Option<String>,
     /// … once the part printed a line containing this (else right away) …
     pub stdin_when: Option<String>,
-    /// … and this much later (time for its peers to connect).
-    pub stdin_after: Duration,
+    /// … and once this many TCP peers are connected to this local port.
+    pub stdin_when_connected: Option<Connected>,
     pub env: Vec<(String, String)>,
     /// When false (the default), the part exiting by itself with a non-zero
     /// code, or killed by a signal nobody sent, fails the run.
     pub allow_failure: bool,
+}
+
+/// `stdin_when_connected = { port = 5557, peers = 3 }`: the state a part's
+/// peers are in once they are ready, as the kernel sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connected {
+    pub port: u16,
+    pub peers: u32,
 }
 
 impl Part {
@@ -170,8 +179,10 @@ struct PartFile {
     start_after_ms: u64,
     stdin: Option<String>,
     stdin_when: Option<String>,
-    #[serde(default)]
-    stdin_after_ms: u64,
+    stdin_when_connected: Option<Connected>,
+    /// Removed (it was a fixed sleep standing in for synchronisation);
+    /// read only to say what replaces it.
+    stdin_after_ms: Option<u64>,
     #[serde(default)]
     env: BTreeMap<String, Scalar>,
     /// Accepted for older files and ignored: all parts share one directory.
@@ -206,6 +217,11 @@ impl Scalar {
             Scalar::Bool(b) => b.to_string(),
         }
     }
+}
+
+/// An environment variable name: not empty, no `=`, no NUL.
+pub fn valid_env_key(key: &str) -> bool {
+    !key.is_empty() && !key.contains('=') && !key.contains('\0')
 }
 
 /// A part or scenario name: what goes between the label's brackets.
@@ -268,13 +284,27 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
         if p.stdin_when.is_some() && p.stdin.is_none() {
             return Err(in_part("`stdin_when` without `stdin`".into()));
         }
-        if p.stdin_after_ms > 0 && p.stdin.is_none() {
-            return Err(in_part("`stdin_after_ms` without `stdin`".into()));
+        if p.stdin_after_ms.is_some() {
+            return Err(in_part(
+                "`stdin_after_ms` was removed (a fixed delay is no synchronisation): \
+                 use `stdin_when` for the part's prompt and `stdin_when_connected` for its peers"
+                    .into(),
+            ));
+        }
+        if p.stdin_when_connected.is_some() && p.stdin.is_none() {
+            return Err(in_part("`stdin_when_connected` without `stdin`".into()));
+        }
+        if p.stdin_when_connected
+            .is_some_and(|c| c.port == 0 || c.peers == 0)
+        {
+            return Err(in_part(
+                "`stdin_when_connected` needs a port and at least one peer".into(),
+            ));
         }
         if p.stdin_when.as_deref() == Some("") {
             return Err(in_part("`stdin_when` is empty".into()));
         }
-        if p.start_after_ms > 600_000 || p.stdin_after_ms > 600_000 {
+        if p.start_after_ms > 600_000 {
             return Err(in_part("a delay of more than 10 minutes".into()));
         }
         let program = p.program.unwrap_or_else(|| name.clone());
@@ -282,23 +312,35 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
             return Err(in_part("`program` is empty".into()));
         }
         for key in p.env.keys() {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
+            if !valid_env_key(key) {
                 return Err(in_part(format!("bad environment variable name {key:?}")));
+            }
+        }
+        let args: Vec<String> = p.args.into_iter().map(Scalar::into_string).collect();
+        let env: Vec<(String, String)> = p
+            .env
+            .into_iter()
+            .map(|(k, v)| (k, v.into_string()))
+            .collect();
+        // A NUL cannot be passed to a program: say so now, not when the part
+        // is due to start and others already run.
+        let texts = std::iter::once(("`program`", &program))
+            .chain(args.iter().map(|a| ("an argument", a)))
+            .chain(env.iter().map(|(_, v)| ("an `env` value", v)));
+        for (what, text) in texts {
+            if text.contains('\0') {
+                return Err(in_part(format!("{what} holds a NUL byte: {text:?}")));
             }
         }
         parts.push(Part {
             program,
-            args: p.args.into_iter().map(Scalar::into_string).collect(),
+            args,
             instances: p.instances,
             start_after: Duration::from_millis(p.start_after_ms),
             stdin: p.stdin,
             stdin_when: p.stdin_when,
-            stdin_after: Duration::from_millis(p.stdin_after_ms),
-            env: p
-                .env
-                .into_iter()
-                .map(|(k, v)| (k, v.into_string()))
-                .collect(),
+            stdin_when_connected: p.stdin_when_connected,
+            env,
             allow_failure: p.allow_failure,
             name,
         });
@@ -334,7 +376,6 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
 
     Ok(Scenario {
         name: name.to_string(),
-        path: path.to_path_buf(),
         title: file.title,
         section: file.section,
         about: file.about.trim().to_string(),
@@ -510,7 +551,7 @@ instances = 3
 start_after_ms = 200
 stdin = "\n"
 stdin_when = "Press Enter"
-stdin_after_ms = 300
+stdin_when_connected = { port = 5557, peers = 2 }
 env = { ZGUIDE_REQUESTS = 1000, NAME = "x" }
 cwd_temp = false
 "#;
@@ -532,7 +573,13 @@ cwd_temp = false
         );
         assert_eq!(sub.start_after, Duration::from_millis(200));
         assert_eq!(sub.stdin.as_deref(), Some("\n"));
-        assert_eq!(sub.stdin_after, Duration::from_millis(300));
+        assert_eq!(
+            sub.stdin_when_connected,
+            Some(Connected {
+                port: 5557,
+                peers: 2
+            })
+        );
         assert!(sub
             .env
             .contains(&("ZGUIDE_REQUESTS".to_string(), "1000".to_string())));
@@ -556,6 +603,20 @@ cwd_temp = false
                 "part name",
             ),
             (HELLO.replace("timeout = 60", "timeout = -1"), "timeout"),
+            (HELLO.replace("args = []", "args = [\"a\\u0000b\"]"), "NUL"),
+            (HELLO.replace("NAME = \"x\"", "NAME = \"\\u0000\""), "NUL"),
+            (
+                HELLO.replace(
+                    "name = \"hwserver\"",
+                    "name = \"hwserver\"\nprogram = \"a\\u0000\"",
+                ),
+                "NUL",
+            ),
+            (
+                HELLO.replace("cwd_temp = false", "stdin_after_ms = 1000"),
+                "removed",
+            ),
+            (HELLO.replace("peers = 2", "peers = 0"), "at least one peer"),
         ];
         for (text, expected) in cases {
             let err = parse(&text).expect_err(expected).to_string();

@@ -1,4 +1,6 @@
-//! The side-by-side scenario runner behind `zguide run`.
+//! `zguide`: runs the guide's examples side by side, each line labelled with
+//! the program that printed it. Not a guide program: an application built on
+//! the same crate, in its own folder because it has several modules.
 //!
 //! The guide's examples come in sets: a server and a client, a ventilator,
 //! workers and a sink, a broker with clients and workers. The book asks you to
@@ -8,22 +10,28 @@
 //!
 //! * [`scenario`]: the scenario files (`zguide/scenarios/*.toml`) and the
 //!   tour (`zguide/tour.toml`), parsed and checked;
-//! * [`supervisor`]: starting, feeding, watching and stopping the processes;
+//! * [`supervisor`]: starting, feeding, watching and stopping the processes,
+//!   in a private working directory;
+//! * [`containment`]: making sure nothing a part started outlives the run;
 //! * [`output`]: the labelled, optionally coloured output.
 //!
-//! This file is the command line: [`main`] takes the arguments and returns
-//! the exit code (0 success, 1 the end condition did not hold, 2 bad usage or
-//! scenario, 130 interrupted). The file format and the commands are described
-//! for learners in `zguide/README.md`.
+//! This file is the command line: `list`, `check`, `run`, `help`. Exit codes:
+//! 0 success, 1 the end condition did not hold, 2 bad usage or scenario, 130
+//! interrupted. The file format and the commands are described for learners
+//! in `zguide/README.md`.
 
-pub mod output;
-pub mod scenario;
-pub mod supervisor;
+mod containment;
+mod output;
+mod scenario;
+mod supervisor;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+
+use zguide::interrupt;
 
 use output::Printer;
 use scenario::{load_all, load_scenario, load_tour, resolve_program, Scenario};
@@ -38,13 +46,15 @@ macro_rules! outln {
 }
 
 /// Exit code: bad usage or scenario.
-pub const EXIT_USAGE: i32 = 2;
+const EXIT_USAGE: i32 = 2;
 
 const USAGE: &str = "\
 zguide: run the ZeroMQ guide's examples side by side
 
 Usage:
   zguide list                          list the scenarios (one per guide section)
+  zguide check                         check every scenario file, the tour, and
+                                       that each part's program is there
   zguide run [OPTIONS] [SCENARIO]...   run scenarios one after another;
                                        without a SCENARIO, run the short tour
   zguide help [COMMAND]                show this text, or a command's
@@ -72,8 +82,9 @@ Usage:
 Every part of the scenario is started in one working directory; each line it
 prints is shown as `[part] line` (stderr as `[part:err]` when not coloured).
 The run ends when the scenario's `until_exit` parts have exited, or after its
-`duration`; then the other parts get SIGINT and, 2 s later, SIGKILL. Ctrl-C
-stops everything the same way. Without a SCENARIO the tour in tour.toml (next
+`duration`; then the other parts get SIGINT and, 2 s later, SIGKILL, and so
+does anything they started. Ctrl-C stops everything the same way. Every
+scenario named is checked before anything starts. Without a SCENARIO the tour in tour.toml (next
 to the scenario directory) runs, one scenario after another.
 
 Options:
@@ -81,13 +92,28 @@ Options:
                       C or C++ build of the same example (repeatable). A
                       PROGRAM with a `/` is a path; a bare name is looked up
                       beside zguide, then on PATH.
+  --env KEY=VALUE     set an environment variable for every part, over the
+                      scenario's own `env` (repeatable), e.g. a workload knob:
+                      --env ZGUIDE_REQUESTS=1000
   --dir DIR           working directory of the parts (created if missing, kept);
-                      default: a fresh temporary directory, removed afterwards
+                      default: a fresh private temporary directory (mode 0700,
+                      random name), removed afterwards
   --scenarios DIR     read scenarios from DIR
   -h, --help          show this help
 
 Exit codes: 0 success, 1 an end condition did not hold (timeout, a part
 exited with an error), 2 bad usage, scenario or missing program, 130 Ctrl-C.
+";
+
+const CHECK_USAGE: &str = "\
+zguide check: check every scenario file and the tour
+
+Usage:
+  zguide check [--scenarios DIR]
+
+Reads every scenario file and the tour as `zguide run` would, finds each
+part's program, and prints one line per scenario: `ok NAME: part=program …`,
+or what is wrong. Exit code 0 when all are fine, 2 otherwise.
 ";
 
 const LIST_USAGE: &str = "\
@@ -106,6 +132,7 @@ struct Cli {
     names: Vec<String>,
     scenarios: Option<PathBuf>,
     swaps: Vec<(String, String)>,
+    envs: Vec<(String, String)>,
     dir: Option<PathBuf>,
     help: bool,
     version: bool,
@@ -139,6 +166,15 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "-V" | "--version" => cli.version = true,
             "--scenarios" => cli.scenarios = Some(value("--scenarios")?.into()),
             "--dir" => cli.dir = Some(value("--dir")?.into()),
+            "--env" => {
+                let setting = value("--env")?;
+                match setting.split_once('=') {
+                    Some((key, value)) if scenario::valid_env_key(key) => {
+                        cli.envs.push((key.to_string(), value.to_string()))
+                    }
+                    _ => return Err(format!("--env takes KEY=VALUE, not {setting:?}")),
+                }
+            }
             "--use" => {
                 let swap = value("--use")?;
                 match swap.split_once('=') {
@@ -154,9 +190,19 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
-/// Runs the `zguide` command line; returns the process exit code.
-pub fn main(args: Vec<String>) -> i32 {
-    let cli = match parse_args(&args) {
+fn main() -> ExitCode {
+    // Before any thread exists: the inner runner (see `containment`) is told
+    // so by its environment, which it clears for the parts.
+    let inner = containment::is_inner_runner();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = command_line(&args, inner);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Runs the `zguide` command line; returns the process exit code. `inner`:
+/// this process is the inner runner that does the work of `zguide run`.
+fn command_line(args: &[String], inner: bool) -> i32 {
+    let cli = match parse_args(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
@@ -174,16 +220,30 @@ pub fn main(args: Vec<String>) -> i32 {
             None => print_help(USAGE),
             Some("run") => print_help(RUN_USAGE),
             Some("list") => print_help(LIST_USAGE),
+            Some("check") => print_help(CHECK_USAGE),
             Some(other) => usage_error(&format!("no command {other:?}")),
         },
         Some("list") if cli.help => print_help(LIST_USAGE),
+        Some("check") if cli.help => print_help(CHECK_USAGE),
         Some("run") if cli.help => print_help(RUN_USAGE),
-        Some("list") => {
-            if !cli.names.is_empty() || !cli.swaps.is_empty() || cli.dir.is_some() {
-                return usage_error("`zguide list` takes only --scenarios");
+        Some(command @ ("list" | "check")) => {
+            if !cli.names.is_empty()
+                || !cli.swaps.is_empty()
+                || !cli.envs.is_empty()
+                || cli.dir.is_some()
+            {
+                return usage_error(&format!("`zguide {command}` takes only --scenarios"));
             }
-            list(&scenario_dir(cli.scenarios))
+            let dir = scenario_dir(cli.scenarios);
+            if command == "list" {
+                list(&dir)
+            } else {
+                check(&dir)
+            }
         }
+        // The work is done by a second copy of zguide, so that a SIGKILLed
+        // runner still stops everything: see `containment`.
+        Some("run") if !inner => containment::run_outer(),
         Some("run") => run(&cli),
         Some(other) => usage_error(&format!("no command {other:?}")),
     }
@@ -269,6 +329,64 @@ fn list(dir: &Path) -> i32 {
     }
 }
 
+/// Where the running `zguide` is: cargo puts every binary of the crate there.
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+}
+
+/// `zguide check`: every scenario file parses, every part's program is
+/// found, and the tour names only scenarios that exist.
+fn check(dir: &Path) -> i32 {
+    let (scenarios, mut problems) = match load_all(dir) {
+        Ok((scenarios, errors)) => (
+            scenarios,
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ),
+        Err(e) => return error(&e.to_string()),
+    };
+    let exe_dir = exe_dir();
+    for s in &scenarios {
+        let mut found = Vec::new();
+        for part in &s.parts {
+            match resolve_program(&part.program, exe_dir.as_deref()) {
+                Ok(path) => found.push(format!("{}={}", part.name, path.display())),
+                Err(e) => problems.push(format!("{}: part {}: {e}", s.name, part.name)),
+            }
+        }
+        if found.len() == s.parts.len() {
+            outln!("ok {}: {}", s.name, found.join(" "));
+        }
+    }
+    match load_tour(dir) {
+        Ok(tour) => {
+            for name in &tour.scenarios {
+                if !scenarios.iter().any(|s| &s.name == name) {
+                    problems.push(format!(
+                        "{}: the tour names {name:?}, which is not a valid scenario",
+                        tour.path.display()
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                outln!("ok the tour: {}", tour.scenarios.join(", "));
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    for problem in &problems {
+        eprintln!("zguide: {problem}");
+    }
+    if problems.is_empty() {
+        outln!("{} scenarios and the tour are fine", scenarios.len());
+        0
+    } else {
+        eprintln!("zguide: {} problems", problems.len());
+        EXIT_USAGE
+    }
+}
+
 fn run(cli: &Cli) -> i32 {
     let dir = scenario_dir(cli.scenarios.clone());
     let (names, tour) = if cli.names.is_empty() {
@@ -306,9 +424,7 @@ fn run(cli: &Cli) -> i32 {
             ));
         }
     }
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let exe_dir = exe_dir();
     let mut programs = Vec::new();
     for s in &scenarios {
         let mut found = Vec::new();
@@ -330,7 +446,7 @@ fn run(cli: &Cli) -> i32 {
         }
     }
 
-    crate::interrupt::catch_signals();
+    interrupt::catch_signals();
     let printer = Arc::new(Mutex::new(Printer::stdout()));
     let note = |text: &str| printer.lock().unwrap_or_else(|e| e.into_inner()).note(text);
     if let Some(tour) = &tour {
@@ -345,7 +461,7 @@ fn run(cli: &Cli) -> i32 {
     }
     let mut outcomes = Vec::new();
     for (s, programs) in scenarios.iter().zip(programs) {
-        if crate::interrupt::interrupted() {
+        if interrupt::interrupted() {
             outcomes.push(Outcome::Interrupted);
             break;
         }
@@ -375,6 +491,7 @@ fn run(cli: &Cli) -> i32 {
                 .map(|p| swaps.contains_key(p.name.as_str()))
                 .collect(),
             programs,
+            extra_env: &cli.envs,
             workdir,
         };
         outcomes.push(supervisor::run(&plan, &printer));
@@ -432,7 +549,7 @@ mod tests {
             let err = parse_args(&args(line)).unwrap_err();
             assert!(err.contains(expected), "{line}: {err}");
         }
-        assert_eq!(main(args("frobnicate")), EXIT_USAGE);
-        assert_eq!(main(args("list extra")), EXIT_USAGE);
+        assert_eq!(command_line(&args("frobnicate"), false), EXIT_USAGE);
+        assert_eq!(command_line(&args("list extra"), false), EXIT_USAGE);
     }
 }

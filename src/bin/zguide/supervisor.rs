@@ -4,9 +4,14 @@
 //! program and anything it started, and so that the terminal's Ctrl-C reaches
 //! only the runner, which then passes it on: first SIGINT (the guide's
 //! programs close their sockets and exit), then, after [`GRACE`], SIGKILL.
-//! Every process also gets `PR_SET_PDEATHSIG`, so that even a runner killed
-//! with SIGKILL leaves no orphans behind, and the list of processes is a guard
-//! that kills whatever still runs when it is dropped (a panic included).
+//! Then every process still below the runner (what the parts started, even
+//! outside their group) is killed: see [`containment`](crate::containment).
+//! Every process also gets `PR_SET_PDEATHSIG`, and the list of processes is a
+//! guard that kills whatever still runs when it is dropped (a panic included).
+//!
+//! The parts share a private working directory, [`TempDir`]: created
+//! exclusively under a random name with mode 0700, never an existing one, and
+//! removed afterwards, so nobody else can plant files or symlinks in it.
 //!
 //! One thread per pipe reads the parts' output and hands it to the
 //! [`Printer`]; the main loop only starts parts on time, feeds stdin, reaps
@@ -21,9 +26,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::output::{Printer, Stream};
-use super::scenario::{secs_text, Scenario};
-use crate::interrupt;
+use zguide::interrupt;
+
+use crate::containment;
+use crate::output::{Printer, Stream};
+use crate::scenario::{secs_text, Connected, Scenario};
 
 /// How long the parts get to exit after SIGINT before they are killed.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -61,6 +68,8 @@ pub struct Plan<'a> {
     pub programs: Vec<PathBuf>,
     /// Whether `--use` swapped the part's program.
     pub swapped: Vec<bool>,
+    /// `--env` settings for every part, over the parts' own `env`.
+    pub extra_env: &'a [(String, String)],
     /// The working directory of every part.
     pub workdir: PathBuf,
 }
@@ -119,8 +128,9 @@ struct Process {
     label: String,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
-    /// When to write the part's `stdin` text.
-    stdin_due: Option<Instant>,
+    /// The part printed its `stdin_when` text (or has none): its `stdin`
+    /// text is written once its `stdin_when_connected` peers are there too.
+    prompted: bool,
     exit: Option<ExitStatus>,
     stop: Stop,
     open_pipes: usize,
@@ -200,6 +210,8 @@ impl Drop for Processes {
             p.signal(libc::SIGKILL);
         }
         wait_all(&mut self.0, Duration::from_secs(5));
+        // And whatever they started, in their group or not.
+        containment::kill_descendants(Duration::from_secs(5));
     }
 }
 
@@ -238,7 +250,7 @@ pub fn run(plan: &Plan, printer: &SharedPrinter) -> Outcome {
                 label,
                 child: None,
                 stdin: None,
-                stdin_due: None,
+                prompted: false,
                 exit: None,
                 stop: Stop::NotAsked,
                 open_pipes: 0,
@@ -322,12 +334,15 @@ fn supervise(
         // Feed stdin where a part asked for it; count closed pipes.
         let mut event = events.recv_timeout(TICK).ok();
         while let Some(e) = event {
-            handle(e, scenario, processes);
+            handle(e, processes);
             event = events.try_recv().ok();
         }
         for p in processes.iter_mut() {
-            if p.stdin.is_some() && p.stdin_due.is_some_and(|due| Instant::now() >= due) {
-                feed_stdin(plan, p, printer);
+            if p.stdin.is_some() && p.prompted {
+                let wanted = scenario.parts[p.part].stdin_when_connected;
+                if wanted.is_none_or(peers_connected) {
+                    feed_stdin(plan, p, printer);
+                }
             }
         }
 
@@ -340,7 +355,7 @@ fn supervise(
             let deadline = Instant::now() + Duration::from_millis(500);
             while processes[index].open_pipes > 0 && Instant::now() < deadline {
                 if let Ok(e) = events.recv_timeout(TICK) {
-                    handle(e, scenario, processes);
+                    handle(e, processes);
                 }
             }
             let p = &processes[index];
@@ -388,14 +403,9 @@ fn supervise(
 }
 
 /// Notes what a reader thread reported.
-fn handle(event: Event, scenario: &Scenario, processes: &mut [Process]) {
+fn handle(event: Event, processes: &mut [Process]) {
     match event {
-        Event::StdinWanted(i) => {
-            let p = &mut processes[i];
-            if p.stdin_due.is_none() {
-                p.stdin_due = Some(Instant::now() + scenario.parts[p.part].stdin_after);
-            }
-        }
+        Event::StdinWanted(i) => processes[i].prompted = true,
         Event::PipeClosed(i) => processes[i].open_pipes -= 1,
     }
 }
@@ -415,6 +425,7 @@ fn start(
         .args(&part.args)
         .current_dir(&plan.workdir)
         .envs(part.env.iter().map(|(k, v)| (k, v)))
+        .envs(plan.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(if part.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -473,9 +484,7 @@ fn start(
         std::thread::spawn(move || read_pipe(pipe, index, stream, &printer, wanted, &events));
     }
     process.child = Some(child);
-    if part.stdin.is_some() && part.stdin_when.is_none() {
-        process.stdin_due = Some(Instant::now() + part.stdin_after);
-    }
+    process.prompted = part.stdin_when.is_none();
     Ok(())
 }
 
@@ -511,6 +520,34 @@ fn die_with_runner(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// True once at least `wanted.peers` TCP connections to local port
+/// `wanted.port` are established, in the network namespace the runner and its
+/// parts share (`/proc/net/tcp` and `tcp6`). This is how "press Enter once
+/// the workers are connected" is told apart from "press Enter after a while":
+/// the peers' connections are the readiness a ventilator waits for. (The
+/// ZeroMQ handshake on such a connection follows within a millisecond.)
+fn peers_connected(wanted: Connected) -> bool {
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // "sl local_address rem_address st …", addresses as HEXIP:HEXPORT,
+        // state 01 = ESTABLISHED.
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+            if local_port == Some(wanted.port) && fields.get(3) == Some(&"01") {
+                count += 1;
+            }
+        }
+    }
+    count >= wanted.peers
 }
 
 /// Writes the part's `stdin` text once, then closes its stdin.
@@ -569,7 +606,7 @@ fn read_pipe(
 }
 
 /// SIGINT to every process still running, SIGKILL to those still running
-/// after [`GRACE`].
+/// after [`GRACE`], then SIGKILL to anything else below the runner.
 fn stop_all(processes: &mut [Process], printer: &SharedPrinter) {
     for p in processes.iter_mut() {
         p.reap();
@@ -596,6 +633,13 @@ fn stop_all(processes: &mut [Process], printer: &SharedPrinter) {
         }
         wait_all(processes, Duration::from_secs(5));
     }
+    // Whatever the parts started and left behind, in their group or not.
+    let leftovers = containment::kill_descendants(Duration::from_secs(5));
+    if leftovers > 0 {
+        lock(printer).note(&format!(
+            "killed {leftovers} process(es) that the parts had started and left running"
+        ));
+    }
 }
 
 /// "hwclient exited 0, hwserver stopped, 10 × syncsub exited 0".
@@ -616,20 +660,36 @@ fn summary(scenario: &Scenario, processes: &[Process]) -> String {
     items.join(", ")
 }
 
-/// Creates a fresh working directory for a run, removed when dropped.
+/// A fresh private working directory for a run, removed when dropped.
+///
+/// Its name is random (`zguide-<scenario>-<16 hex digits>` in the temporary
+/// directory) and it is made with one `mkdir` of mode 0700, which fails if
+/// anything exists at that path, a directory or a symlink someone planted:
+/// then another name is drawn. So the parts never write into a directory
+/// (or through a link) that someone else prepared, and nobody else can look
+/// inside while they run.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(scenario: &str) -> std::io::Result<TempDir> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "zguide-{scenario}-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
+        use rand::Rng;
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        for _ in 0..16 {
+            let name = format!("zguide-{scenario}-{:016x}", rand::thread_rng().gen::<u64>());
+            let path = base.join(name);
+            match builder.create(&path) {
+                Ok(()) => return Ok(TempDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("16 random names in {} were all taken", base.display()),
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -646,6 +706,32 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_dirs_are_private_random_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = TempDir::new("unit").unwrap();
+        let b = TempDir::new("unit").unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn connected_peers_are_counted_on_the_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let wanted = |peers| Connected { port, peers };
+        assert!(!peers_connected(wanted(1)));
+        let _one = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(peers_connected(wanted(1)));
+        assert!(!peers_connected(wanted(2)));
+        let _two = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(peers_connected(wanted(2)));
+    }
 
     #[test]
     fn long_about_texts_are_wrapped() {
