@@ -249,8 +249,9 @@ fn paranoid_pirate_queue_purges_a_killed_idle_worker_and_never_uses_it_again() {
     let mut sc = Scenario::new("paranoidpirate-purge");
     let (queue, workers, ids) = paranoid_pirates(&mut sc, 2);
     let (dead, live) = (&ids[0], &ids[1]);
-    // Let a heartbeat or two go by, then kill the first worker while it idles.
-    sc.expect(workers[0], "I: worker heartbeat", secs(30));
+    // Right after a fresh heartbeat, kill the first worker while it idles.
+    let beats = sc.count(workers[0], "I: worker heartbeat");
+    sc.expect_count(workers[0], "I: worker heartbeat", beats + 1, secs(30));
     let killed_at = Instant::now();
     sc.kill(workers[0]);
     sc.expect(queue, &format!("worker {dead} expired, purged"), secs(30));
@@ -868,9 +869,12 @@ fn workers_and_queues_exit_promptly_with_a_reply_pending_for_a_dead_peer() {
     let (queue, workers, _) = paranoid_pirates(&mut sc, 1);
     sc.in_namespace(|| {
         let context = zmq::Context::new();
-        let client = wire::probe(&context, zmq::DEALER).connect("tcp://localhost:5555");
+        let client = wire::probe(&context, zmq::DEALER)
+            .linger(timeout_ms(10_000))
+            .connect("tcp://localhost:5555");
         wire::send(&client, &[b"", b"1"]);
-        // Closed at once (LINGER 0): gone before its reply comes back.
+        // Closed as soon as the request is out: gone before its reply
+        // comes back.
     });
     sc.expect(workers[0], "I: normal reply", secs(30));
     sc.expect(queue, "ready (1 idle)", secs(30));
@@ -880,8 +884,9 @@ fn workers_and_queues_exit_promptly_with_a_reply_pending_for_a_dead_peer() {
 }
 
 /// A fake C++ Pirate worker (`spworker.cpp`/`ppworker.cpp`): printable id,
-/// `READY` and `HEARTBEAT` as text, echoes `requests` requests. Returns every
-/// message the queue sent it.
+/// `READY` and `HEARTBEAT` as text, echoes `requests` requests and (without
+/// `delimiter`, as a Paranoid Pirate) waits for a heartbeat from the queue.
+/// Returns every message the queue sent it.
 fn cpp_worker(delimiter: bool, requests: usize) -> Vec<Frames> {
     let context = zmq::Context::new();
     let worker = wire::probe(&context, zmq::DEALER)
@@ -899,7 +904,10 @@ fn cpp_worker(delimiter: bool, requests: usize) -> Vec<Frames> {
     let mut echoed = 0;
     let deadline = Instant::now() + secs(60);
     let mut heartbeat_at = Instant::now();
-    while echoed < requests && Instant::now() < deadline {
+    let done = |seen: &[Frames], echoed| {
+        echoed >= requests && (delimiter || seen.iter().any(|m| m.len() == 1))
+    };
+    while !done(&seen, echoed) && Instant::now() < deadline {
         if !delimiter && Instant::now() >= heartbeat_at {
             say(b"HEARTBEAT");
             heartbeat_at = Instant::now() + ms(1000);
