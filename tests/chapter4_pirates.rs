@@ -609,12 +609,14 @@ fn simple_pirate_queue_keeps_at_most_100_workers() {
     sc.stop_cleanly(queue, secs(10));
 }
 
-/// A fake PPP worker that echoes every request at once and answers each
-/// heartbeat, until released or `within` passed. Returns what it echoed.
+/// A fake PPP worker that echoes every request at once (and reports each on
+/// `echoes`) and answers each heartbeat, until released or `within` passed.
+/// Returns how many requests it echoed.
 fn echo_worker(
     context: &zmq::Context,
     identity: &str,
     released: &mpsc::Receiver<()>,
+    echoes: &mpsc::Sender<usize>,
     within: Duration,
 ) -> usize {
     let worker = wire::probe(context, zmq::DEALER)
@@ -628,11 +630,13 @@ fn echo_worker(
         let Ok(msg) = wire::try_recv(&worker, identity) else {
             continue;
         };
-        if msg.len() == 3 {
-            echoed += 1;
-        }
+        let request = msg.len() == 3;
         if worker.send_multipart(msg, zmq::DONTWAIT).is_err() {
             panic!("the echo worker could not send");
+        }
+        if request {
+            echoed += 1;
+            echoes.send(echoed).ok();
         }
     }
     echoed
@@ -643,16 +647,18 @@ fn paranoid_pirate_queue_drops_replies_for_a_client_that_does_not_read() {
     let mut sc = Scenario::new("paranoidpirate-deafclient");
     let queue = sc.start("ppqueue", bin!("ppqueue"), &["-v"]);
     let (release, released) = mpsc::channel::<()>();
+    let (echoes, echoed) = mpsc::channel::<usize>();
     let worker = sc.in_namespace_background(move || {
         let context = zmq::Context::new();
-        echo_worker(&context, "ECHO", &released, secs(120))
+        echo_worker(&context, "ECHO", &released, &echoes, secs(120))
     });
     sc.expect(queue, "worker ECHO ready (1 idle)", secs(30));
     let os_pid = sc.os_pid(queue);
     let peak_before = attack::peak_rss_kib(os_pid);
     // 200 requests of 512 kB (100 MB of replies), never reading one; the
     // flooder's own buffers are tiny, so the replies pile up in the queue.
-    let flood = sc.in_namespace(|| {
+    let (stop_flooding, flooding_stopped) = mpsc::channel::<()>();
+    let flooder = sc.in_namespace_background(move || {
         let context = zmq::Context::new();
         let client = context.socket(zmq::DEALER).expect("flooder");
         client.set_linger(0).expect("linger");
@@ -660,15 +666,26 @@ fn paranoid_pirate_queue_drops_replies_for_a_client_that_does_not_read() {
         client.set_rcvbuf(4096).expect("rcvbuf");
         client.connect("tcp://localhost:5555").expect("connect");
         let body = vec![b'x'; 512_000];
-        attack::flood(&client, &[b"", &body], 200, secs(30))
+        let flood = attack::flood(&client, &[b"", &body], 200, secs(30));
+        // Stay connected (and deaf) until the test has measured.
+        let _ = flooding_stopped.recv_timeout(secs(120));
+        flood
     });
-    eprintln!("flooder: {flood:?}");
-    sc.expect(queue, "is gone or not reading; reply dropped", secs(60));
+    // Every request of the flood goes to the worker and comes back.
+    let mut echoes = 0;
+    while echoes < 200 {
+        echoes = echoed
+            .recv_timeout(secs(60))
+            .unwrap_or_else(|_| sc.fail(&format!("only {echoes} of 200 requests echoed")));
+    }
     let peak_growth = attack::peak_rss_kib(os_pid) - peak_before;
     eprintln!("ppqueue peak RSS grew by {peak_growth} KiB under the deaf client");
     // Unbounded, ~190 replies of 512 kB (95 MB) would wait in the queue; the
     // frontend's high-water mark of 10 holds 5 MB.
     assert!(peak_growth < 24 * 1024, "peak RSS grew by {peak_growth} KiB");
+    sc.expect(queue, "is gone or not reading; reply dropped", secs(60));
+    stop_flooding.send(()).ok();
+    eprintln!("flooder: {:?}", flooder.join().expect("the flooder"));
     // A real client is still served (by the echo worker).
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
     for n in 1..=3 {
