@@ -807,10 +807,10 @@ mod tests {
     fn scripted(rolls: &[u32]) -> (Dice, Arc<Mutex<Vec<u32>>>) {
         let asked = Arc::new(Mutex::new(Vec::new()));
         let log = asked.clone();
-        let mut rolls = rolls.to_vec().into_iter();
+        let mut rolls = std::collections::VecDeque::from(rolls.to_vec());
         let dice: Dice = Box::new(move |n| {
             log.lock().unwrap().push(n);
-            rolls.next().expect("an unexpected roll")
+            rolls.pop_front().expect("an unexpected roll")
         });
         (dice, asked)
     }

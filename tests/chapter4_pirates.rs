@@ -12,7 +12,7 @@
 
 mod common;
 use common::wire::{self, frames, Frames};
-use common::{attack, ms, secs, timeout_ms, Scenario, Spec};
+use common::{attack, secs, timeout_ms, Scenario, Spec};
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -420,7 +420,11 @@ fn lazy_pirate_server_echoes_a_request_of_several_frames_and_keeps_serving() {
         wire::send(&requester, &[b"1", b"x\nE: forged"]);
         wire::recv(&requester, "a two-frame requester")
     });
-    assert_eq!(reply, frames(&[b"1", b"x\nE: forged"]), "the whole request echoed");
+    assert_eq!(
+        reply,
+        frames(&[b"1", b"x\nE: forged"]),
+        "the whole request echoed"
+    );
     sc.expect(server, "I: normal request (2 frame(s)", secs(10));
     assert_eq!(sc.count(server, "E: forged"), 0, "{}", sc.report());
     // An empty request and a 1 MiB one are echoed too; the log line stays short.
@@ -467,7 +471,11 @@ fn lazy_pirate_client_reads_whole_replies_and_shows_bad_ones_briefly() {
         wire::recv(&server, "the fake server (request 2)")
     });
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
-    sc.expect(client, "E: malformed reply from server: 2 frame(s)", secs(30));
+    sc.expect(
+        client,
+        "E: malformed reply from server: 2 frame(s)",
+        secs(30),
+    );
     sc.expect(client, "E: malformed reply from server: 0707", secs(30));
     sc.expect(client, "I: server replied OK (1)", secs(30));
     assert_eq!(server.join().expect("fake server")[2], b"2");
@@ -496,7 +504,7 @@ fn big_frames_cost_a_short_line(sc: &mut Scenario, queue: common::Pid, delimiter
         attack::oversized_frame(&probe(), head, 900_000);
         let many = vec![0xABu8; 64_000];
         let mut parts: Vec<&[u8]> = head.to_vec();
-        parts.extend(std::iter::repeat(&many[..]).take(50));
+        parts.extend(std::iter::repeat_n(&many[..], 50));
         wire::send(&probe(), &parts);
     });
     sc.expect_count(queue, "invalid message from worker", 2, secs(30));
@@ -509,9 +517,16 @@ fn big_frames_cost_a_short_line(sc: &mut Scenario, queue: common::Pid, delimiter
     let peak_growth = attack::peak_rss_kib(os_pid) - peak_before;
     eprintln!("queue log grew by {log_growth} bytes, peak RSS by {peak_growth} KiB");
     // 16 MiB of hex alone would be 32 MiB of log; the lines are < 1 KiB each.
-    assert!(log_growth < 8 * 1024, "log grew by {log_growth} bytes\n{}", sc.report());
+    assert!(
+        log_growth < 8 * 1024,
+        "log grew by {log_growth} bytes\n{}",
+        sc.report()
+    );
     // The 16 MiB frame must never be allocated (nor 32 MiB of its hex).
-    assert!(peak_growth < 12 * 1024, "peak RSS grew by {peak_growth} KiB");
+    assert!(
+        peak_growth < 12 * 1024,
+        "peak RSS grew by {peak_growth} KiB"
+    );
     sc.assert_running(queue);
 }
 
@@ -564,7 +579,11 @@ fn ready_flood_is_bounded(sc: &mut Scenario, queue: common::Pid, ready: &'static
         let _ = released.recv_timeout(secs(60));
         drop(sockets);
     });
-    sc.expect(queue, "workers ready, the most kept: forgot worker FAKE-", secs(30));
+    sc.expect(
+        queue,
+        "workers ready, the most kept: forgot worker FAKE-",
+        secs(30),
+    );
     sc.expect(queue, "FAKE-0999", secs(30));
     release.send(()).ok();
     fakes.join().expect("the fake workers");
@@ -682,7 +701,10 @@ fn paranoid_pirate_queue_drops_replies_for_a_client_that_does_not_read() {
     eprintln!("ppqueue peak RSS grew by {peak_growth} KiB under the deaf client");
     // Unbounded, ~190 replies of 512 kB (95 MB) would wait in the queue; the
     // frontend's high-water mark of 10 holds 5 MB.
-    assert!(peak_growth < 24 * 1024, "peak RSS grew by {peak_growth} KiB");
+    assert!(
+        peak_growth < 24 * 1024,
+        "peak RSS grew by {peak_growth} KiB"
+    );
     sc.expect(queue, "is gone or not reading; reply dropped", secs(60));
     stop_flooding.send(()).ok();
     eprintln!("flooder: {:?}", flooder.join().expect("the flooder"));
@@ -771,7 +793,11 @@ fn workers_are_served_least_recently_used_first(
     };
     for (i, id) in ["A", "B", "C"].iter().enumerate() {
         to_probe.send(i as u32).ok();
-        sc.expect(queue, &format!("worker {id} ready ({} idle)", i + 1), secs(30));
+        sc.expect(
+            queue,
+            &format!("worker {id} ready ({} idle)", i + 1),
+            secs(30),
+        );
     }
     let mut order = Vec::new();
     for n in 1..=3 {
@@ -782,13 +808,21 @@ fn workers_are_served_least_recently_used_first(
     // They answer in the order A, C, B, and so queue up again in that order.
     for (i, (command, id)) in [(20, "A"), (22, "C"), (21, "B")].into_iter().enumerate() {
         to_probe.send(command).ok();
-        sc.expect(queue, &format!("worker {id} ready ({} idle)", i + 1), secs(30));
+        sc.expect(
+            queue,
+            &format!("worker {id} ready ({} idle)", i + 1),
+            secs(30),
+        );
     }
     for n in 4..=6 {
         to_probe.send(10 + n).ok();
         order.push(got(sc, n));
     }
-    assert_eq!(order[3..], ["A", "C", "B"], "a reply puts its worker at the tail");
+    assert_eq!(
+        order[3..],
+        ["A", "C", "B"],
+        "a reply puts its worker at the tail"
+    );
     to_probe.send(99).ok();
     probe.join().expect("the LRU probe");
 }
@@ -824,7 +858,11 @@ fn lazy_pirate_client_copes_with_a_randomly_overloaded_then_crashing_server() {
     sc.expect(client, "I: server replied OK (4)", secs(30));
     sc.expect(client, "I: server replied OK (5)", secs(30));
     sc.expect(server, "I: simulating a crash", secs(30));
-    sc.expect(client, "E: server seems to be offline, abandoning", secs(30));
+    sc.expect(
+        client,
+        "E: server seems to be offline, abandoning",
+        secs(30),
+    );
     assert_eq!(sc.wait_exit(client, secs(10)), 0);
     assert_eq!(sc.wait_exit(server, secs(10)), 0);
     let seq = answered(&sc, client);
@@ -1011,7 +1049,9 @@ fn our_workers_serve_through_a_queue_that_speaks_the_cpp_dialect() {
             Spec::new(worker_bin, &["--cpp"]).env("ZGUIDE_SIMULATE", "none"),
         );
         sc.expect(worker, "normal reply", secs(30));
-        queue.join().unwrap_or_else(|_| sc.fail("the fake C++ queue failed"));
+        queue
+            .join()
+            .unwrap_or_else(|_| sc.fail("the fake C++ queue failed"));
         assert_eq!(sc.count(worker, "invalid message"), 0, "{}", sc.report());
         sc.stop_cleanly(worker, secs(10));
     }
