@@ -262,6 +262,7 @@ mod tests {
         let mut liveness = Liveness::new(3);
         assert!(!liveness.miss());
         assert!(!liveness.miss());
+        assert!(!liveness.is_dead());
         assert!(liveness.miss());
         assert!(liveness.is_dead());
     }
@@ -290,6 +291,7 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut beat = Beat::new(second, start);
+        assert_eq!(beat.interval(), second);
         assert!(!beat.due(start + Duration::from_millis(999)));
         assert!(beat.due(start + second));
         assert!(!beat.due(start + Duration::from_millis(1500)));
@@ -311,7 +313,9 @@ mod tests {
     fn ready_list_is_lru_without_duplicates() {
         let now = Instant::now();
         let mut list = ReadyList::new(Duration::from_secs(1), 3);
+        assert!(list.is_empty());
         assert_eq!(list.ready("a", now), Readiness::Added);
+        assert!(!list.is_empty());
         assert_eq!(list.ready("b", now), Readiness::Added);
         assert_eq!(list.ready("c", now), Readiness::Added);
         assert_eq!(list.ready("a", now), Readiness::Refreshed);

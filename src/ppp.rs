@@ -613,6 +613,22 @@ mod tests {
     }
 
     #[test]
+    fn invalid_messages_say_what_was_wrong() {
+        let WorkerMessage::Invalid(why) = classify_worker_message(msg(&[b"c", b"x", b"1"])) else {
+            panic!("no delimiter, no reply");
+        };
+        assert!(
+            why.starts_with("not a reply: no empty delimiter after the identity: 3 frame(s)"),
+            "{why}"
+        );
+        let why = check_request(msg(&[b"c", b"", b"1", b"2"])).unwrap_err();
+        assert!(
+            why.starts_with("expected a body of 1 frame(s), got 2: 4 frame(s)"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn requests_have_one_body_frame() {
         let request = msg(&[b"c", b"", b"1"]);
         assert_eq!(check_request(request.clone()), Ok(request));
