@@ -768,6 +768,52 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_skips_a_worker_that_does_not_read() {
+        // inproc: no kernel buffers, so a deaf peer's pipe fills at once.
+        let context = zmq::Context::new();
+        let backend = crate::socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .send_hwm(1)
+            .bind("inproc://deaf-worker")
+            .unwrap();
+        backend.set_rcvtimeo(10_000).unwrap();
+        let mut dealers = Vec::new();
+        for id in ["DEAF", "OK"] {
+            let dealer = crate::socket::new(&context, zmq::DEALER)
+                .identity(id)
+                .receive_hwm(1)
+                .connect("inproc://deaf-worker")
+                .unwrap();
+            dealer.send(READY, 0).unwrap();
+            backend.recv_multipart(0).unwrap();
+            dealers.push(dealer);
+        }
+        let mut filled = 0;
+        while msg(&[b"DEAF", b"\x02"]).send_or_drop(&backend).unwrap() {
+            filled += 1;
+            assert!(filled < 100, "the deaf worker's pipe never filled");
+        }
+        let mut workers = ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS);
+        workers.ready(worker("DEAF"), Instant::now());
+        workers.ready(worker("OK"), Instant::now());
+        let request = msg(&[b"C", b"", b"1"]);
+        let to = dispatch(
+            &backend,
+            &mut workers,
+            request.clone(),
+            WorkerSocket::Dealer,
+        );
+        assert_eq!(
+            to.unwrap(),
+            Some(worker("OK")),
+            "never blocks on the deaf one"
+        );
+        dealers[1].set_rcvtimeo(10_000).unwrap();
+        assert_eq!(dealers[1].recv_multipart(0).unwrap(), request.into_frames());
+        assert!(workers.is_empty(), "the deaf worker left the ready list");
+    }
+
+    #[test]
     fn a_full_ready_list_forgets_its_longest_waiting_worker() {
         let now = Instant::now();
         let mut workers = ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(2);
