@@ -777,6 +777,8 @@ mod tests {
             .bind("inproc://deaf-worker")
             .unwrap();
         backend.set_rcvtimeo(10_000).unwrap();
+        // A blocking send would fail after 10 s instead of hanging the test.
+        backend.set_sndtimeo(10_000).unwrap();
         let mut dealers = Vec::new();
         for id in ["DEAF", "OK"] {
             let dealer = crate::socket::new(&context, zmq::DEALER)
