@@ -139,11 +139,29 @@ pub fn expiry_after(now: Instant, interval: Duration, liveness: u32) -> Instant 
 /// checks *every* entry rather than stopping at the first live one: the C
 /// Majordomo broker stopped early although its list was not sorted by expiry,
 /// and so kept dead workers forever (zguide #579).
+///
+/// A list made [`with_limit`](ReadyList::with_limit) never holds more than
+/// that many peers: a new peer past the limit makes the list forget the one
+/// at the head, which has waited longest and is the likeliest to be dead
+/// (a live one comes back with its next sign of life).
 #[derive(Clone, Debug)]
 pub struct ReadyList<K> {
     interval: Duration,
     liveness: u32,
+    limit: usize,
     entries: std::collections::VecDeque<(K, Instant)>,
+}
+
+/// What [`ReadyList::ready`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness<K> {
+    /// The peer was in the list: moved to the tail, expiry renewed.
+    Refreshed,
+    /// A new peer, appended at the tail.
+    Added,
+    /// A new peer, appended; the list was full, so this longest-waiting one
+    /// was forgotten.
+    AddedEvicting(K),
 }
 
 impl<K: PartialEq> ReadyList<K> {
@@ -153,17 +171,34 @@ impl<K: PartialEq> ReadyList<K> {
         ReadyList {
             interval,
             liveness,
+            limit: usize::MAX,
             entries: std::collections::VecDeque::new(),
         }
     }
 
+    /// The same list, holding at most `limit` peers (at least one).
+    pub fn with_limit(mut self, limit: usize) -> ReadyList<K> {
+        self.limit = limit.max(1);
+        self
+    }
+
     /// The peer `id` was heard from at `now`: (re)append it at the tail with a
-    /// fresh expiry. Returns true if it was not in the list before.
-    pub fn ready(&mut self, id: K, now: Instant) -> bool {
+    /// fresh expiry (an `id` equal to one in the list replaces it). Says
+    /// whether it is new, and which peer a full list forgot to make room.
+    pub fn ready(&mut self, id: K, now: Instant) -> Readiness<K> {
         let was_there = self.remove(&id);
+        let evicted = if !was_there && self.entries.len() >= self.limit {
+            self.take_next()
+        } else {
+            None
+        };
         let expiry = expiry_after(now, self.interval, self.liveness);
         self.entries.push_back((id, expiry));
-        !was_there
+        match (was_there, evicted) {
+            (true, _) => Readiness::Refreshed,
+            (false, None) => Readiness::Added,
+            (false, Some(old)) => Readiness::AddedEvicting(old),
+        }
     }
 
     /// Takes the peer that waited longest, to give it work.
@@ -173,13 +208,13 @@ impl<K: PartialEq> ReadyList<K> {
 
     /// Removes `id`; true if it was there.
     pub fn remove(&mut self, id: &K) -> bool {
-        match self.entries.iter().position(|(k, _)| k == id) {
-            Some(index) => {
-                self.entries.remove(index);
-                true
-            }
-            None => false,
-        }
+        self.take(id).is_some()
+    }
+
+    /// Removes the peer equal to `id` and returns it, if it was there.
+    pub fn take(&mut self, id: &K) -> Option<K> {
+        let index = self.entries.iter().position(|(k, _)| k == id)?;
+        self.entries.remove(index).map(|(k, _)| k)
     }
 
     /// Removes and returns every peer expired at `now`.
@@ -227,6 +262,7 @@ mod tests {
         let mut liveness = Liveness::new(3);
         assert!(!liveness.miss());
         assert!(!liveness.miss());
+        assert!(!liveness.is_dead());
         assert!(liveness.miss());
         assert!(liveness.is_dead());
     }
@@ -255,6 +291,7 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut beat = Beat::new(second, start);
+        assert_eq!(beat.interval(), second);
         assert!(!beat.due(start + Duration::from_millis(999)));
         assert!(beat.due(start + second));
         assert!(!beat.due(start + Duration::from_millis(1500)));
@@ -276,12 +313,46 @@ mod tests {
     fn ready_list_is_lru_without_duplicates() {
         let now = Instant::now();
         let mut list = ReadyList::new(Duration::from_secs(1), 3);
-        assert!(list.ready("a", now));
-        assert!(list.ready("b", now));
-        assert!(!list.ready("a", now));
-        assert_eq!(list.iter().copied().collect::<Vec<_>>(), ["b", "a"]);
+        assert!(list.is_empty());
+        assert_eq!(list.ready("a", now), Readiness::Added);
+        assert!(!list.is_empty());
+        assert_eq!(list.ready("b", now), Readiness::Added);
+        assert_eq!(list.ready("c", now), Readiness::Added);
+        assert_eq!(list.ready("a", now), Readiness::Refreshed);
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), ["b", "c", "a"]);
         assert_eq!(list.take_next(), Some("b"));
+        assert_eq!(list.take_next(), Some("c"));
         assert_eq!(list.len(), 1);
+        assert!(list.contains(&"a") && !list.contains(&"b"));
+        assert!(list.remove(&"a") && !list.remove(&"a"));
+        assert_eq!(list.take_next(), None);
+    }
+
+    #[test]
+    fn a_full_ready_list_forgets_the_longest_waiting_peer() {
+        let now = Instant::now();
+        let mut list = ReadyList::new(Duration::from_secs(1), 3).with_limit(2);
+        assert_eq!(list.ready("a", now), Readiness::Added);
+        assert_eq!(list.ready("b", now), Readiness::Added);
+        // Known peers never evict anyone.
+        assert_eq!(list.ready("a", now), Readiness::Refreshed);
+        assert_eq!(list.ready("c", now), Readiness::AddedEvicting("b"));
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(list.len(), 2);
+        let mut one = ReadyList::new(Duration::from_secs(1), 3).with_limit(0);
+        assert_eq!(one.ready("a", now), Readiness::Added);
+        assert_eq!(one.ready("b", now), Readiness::AddedEvicting("a"));
+    }
+
+    #[test]
+    fn a_refreshed_peer_gets_a_fresh_expiry() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut list = ReadyList::new(second, 3);
+        list.ready("a", start);
+        list.ready("a", start + 2 * second);
+        assert!(list.purge(start + 4 * second).is_empty());
+        assert_eq!(list.purge(start + 5 * second), ["a"]);
     }
 
     #[test]

@@ -3,15 +3,19 @@
 //! processes that are crashed, killed, restarted and fed garbage.
 //!
 //! The workers' and lpserver's random failures are made deterministic with
-//! `ZGUIDE_SIMULATE` (`none`, or `crash` on the 4th request).
+//! `ZGUIDE_SIMULATE` (`none`, `crash` on the 4th request, `overload`, or
+//! `random:<seed>` for the C odds with seeded dice).
+//!
+//! Hostile peers are probe sockets in the scenario's namespace
+//! ([`common::wire`], [`common::attack`]): they send what no well-behaved
+//! peer sends, stop reading, or speak the C++ examples' dialect.
 
 mod common;
-use common::{secs, Scenario, Spec};
+use common::wire::{self, frames, Frames};
+use common::{attack, secs, timeout_ms, Scenario, Spec};
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// The sequence numbers lpclient reported as answered, in order.
 fn answered(sc: &Scenario, client: common::Pid) -> Vec<u64> {
@@ -245,8 +249,9 @@ fn paranoid_pirate_queue_purges_a_killed_idle_worker_and_never_uses_it_again() {
     let mut sc = Scenario::new("paranoidpirate-purge");
     let (queue, workers, ids) = paranoid_pirates(&mut sc, 2);
     let (dead, live) = (&ids[0], &ids[1]);
-    // Let a heartbeat or two go by, then kill the first worker while it idles.
-    sc.expect(workers[0], "I: worker heartbeat", secs(30));
+    // Right after a fresh heartbeat, kill the first worker while it idles.
+    let beats = sc.count(workers[0], "I: worker heartbeat");
+    sc.expect_count(workers[0], "I: worker heartbeat", beats + 1, secs(30));
     let killed_at = Instant::now();
     sc.kill(workers[0]);
     sc.expect(queue, &format!("worker {dead} expired, purged"), secs(30));
@@ -279,62 +284,53 @@ fn paranoid_pirate_queue_purges_a_killed_idle_worker_and_never_uses_it_again() {
     assert_gapless(&sc, &answered(&sc, client));
 }
 
-/// Sends `count` random multipart messages (1–8 frames of 0–64 random bytes)
-/// through a few DEALER sockets connected to `endpoint`, never waiting more
-/// than a moment for any of them, then closes them.
-fn fuzz(endpoint: &str, count: usize, seed: u64) -> usize {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let context = zmq::Context::new();
-    let sockets: Vec<zmq::Socket> = (0..4)
-        .map(|i| {
-            let socket = context.socket(zmq::DEALER).expect("probe socket");
-            socket.set_linger(0).expect("linger");
-            socket.set_sndtimeo(200).expect("sndtimeo");
-            if i % 2 == 1 {
-                socket
-                    .set_identity(format!("PROBE-{i}").as_bytes())
-                    .expect("identity");
-            }
-            socket.connect(endpoint).expect("connect probe");
-            socket
-        })
-        .collect();
-    let mut sent = 0;
-    for n in 0..count {
-        let frames: Vec<Vec<u8>> = (0..rng.gen_range(1..=8))
-            .map(|_| (0..rng.gen_range(0..=64)).map(|_| rng.gen()).collect())
-            .collect();
-        if sockets[n % sockets.len()].send_multipart(frames, 0).is_ok() {
-            sent += 1;
-        }
-    }
-    // Let the queue read everything before the probes go away.
-    std::thread::sleep(Duration::from_millis(200));
-    sent
-}
-
-/// Sends one hand-made message to `endpoint` from a fresh DEALER.
-fn send_raw(endpoint: &'static str, frames: Vec<&'static [u8]>) -> impl FnOnce() + Send + 'static {
+/// Sends one hand-made message to `endpoint` from a fresh DEALER; its LINGER
+/// makes sure the message leaves before the socket closes, and the caller
+/// then waits for the program's reaction.
+fn send_raw(endpoint: &'static str, parts: Vec<&'static [u8]>) -> impl FnOnce() + Send + 'static {
     move || {
         let context = zmq::Context::new();
-        let socket = context.socket(zmq::DEALER).expect("probe socket");
-        socket.set_linger(1000).expect("linger");
-        socket.connect(endpoint).expect("connect probe");
-        socket.send_multipart(frames, 0).expect("send probe");
+        let socket = wire::probe(&context, zmq::DEALER)
+            .linger(timeout_ms(10_000))
+            .connect(endpoint);
+        wire::send(&socket, &parts);
     }
 }
 
-/// Sends 600 seeded random messages to each side of a Pirate queue (workers
-/// on 5556 with `seeds.0`, clients on 5555 with `seeds.1`), waits until the
-/// queue has rejected nearly all of them, then checks that a real `lpclient`
-/// is still served, correctly and in order.
+/// Sends 600 seeded random messages (1–8 frames of 0–64 bytes) to each side
+/// of a Pirate queue (workers on 5556 with `seeds.0`, clients on 5555 with
+/// `seeds.1`) from a few DEALERs, and keeps those connections open until the
+/// queue has logged that it rejected nearly all of them; then checks that a
+/// real `lpclient` is still served, correctly and in order.
 fn fuzz_both_sides_then_serve_a_client(sc: &mut Scenario, queue: common::Pid, seeds: (u64, u64)) {
-    let sent = sc.in_namespace(move || {
-        fuzz("tcp://localhost:5556", 600, seeds.0) + fuzz("tcp://localhost:5555", 600, seeds.1)
+    let (release, released) = mpsc::channel::<()>();
+    let prober = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        let mut sockets = Vec::new();
+        let mut sent = 0;
+        for (endpoint, seed) in [
+            ("tcp://localhost:5556", seeds.0),
+            ("tcp://localhost:5555", seeds.1),
+        ] {
+            let side: Vec<zmq::Socket> = (0..4)
+                .map(|i| match i % 2 {
+                    1 => wire::probe(&context, zmq::DEALER).identity(format!("PROBE-{i}")),
+                    _ => wire::probe(&context, zmq::DEALER),
+                })
+                .map(|probe| probe.connect(endpoint))
+                .collect();
+            sent += attack::send_all(&side, attack::random_messages(seed, 600, 8, 64));
+            sockets.extend(side);
+        }
+        // Closing now could lose what is still queued: wait for the test.
+        let _ = released.recv_timeout(secs(120));
+        sent
     });
-    assert!(sent >= 1000, "only {sent} random messages went out");
     // Nearly all of them are invalid, and the queue reads and rejects each.
     sc.expect_count(queue, "invalid message from", 1100, secs(60));
+    release.send(()).ok();
+    let sent = prober.join().expect("the fuzzing probe");
+    assert!(sent >= 1100, "only {sent} random messages went out");
     sc.assert_running(queue);
 
     let client = sc.start("lpclient", bin!("lpclient"), &[]);
@@ -406,4 +402,657 @@ fn simple_pirate_queue_survives_malformed_and_random_messages() {
 
     fuzz_both_sides_then_serve_a_client(&mut sc, queue, (24, 23));
     sc.stop_cleanly(queue, secs(10));
+}
+
+// ---------------------------------------------------------------------------
+// Hostile peers (issue 10): every reader takes whole messages, logs stay
+// bounded, sends never block, the queues' memory stays bounded.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lazy_pirate_server_echoes_a_request_of_several_frames_and_keeps_serving() {
+    let mut sc = Scenario::new("lazypirate-frames");
+    let server = sc.start_spec("lpserver", with_faults(bin!("lpserver"), "none"));
+    // Two frames, the second with a newline and a forged log line in it.
+    let reply = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let requester = wire::probe(&context, zmq::REQ).connect("tcp://localhost:5555");
+        wire::send(&requester, &[b"1", b"x\nE: forged"]);
+        wire::recv(&requester, "a two-frame requester")
+    });
+    assert_eq!(
+        reply,
+        frames(&[b"1", b"x\nE: forged"]),
+        "the whole request echoed"
+    );
+    sc.expect(server, "I: normal request (2 frame(s)", secs(10));
+    assert_eq!(sc.count(server, "E: forged"), 0, "{}", sc.report());
+    // An empty request and a 1 MiB one are echoed too; the log line stays short.
+    let sizes = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let requester = wire::probe(&context, zmq::REQ).connect("tcp://localhost:5555");
+        let mut sizes = Vec::new();
+        for size in [0, 1000 * 1000] {
+            attack::oversized_frame(&requester, &[], size);
+            sizes.push(wire::recv(&requester, "a big requester")[0].len());
+        }
+        sizes
+    });
+    assert_eq!(sizes, [0, 1000 * 1000]);
+    let longest = sc.lines(server).iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 200, "a log line of {longest} bytes");
+
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(30));
+    }
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(server, secs(10));
+}
+
+#[test]
+fn lazy_pirate_client_reads_whole_replies_and_shows_bad_ones_briefly() {
+    let mut sc = Scenario::new("lazypirate-badserver");
+    // A fake server that answers request 1 with two frames and a 1 MiB frame
+    // of control bytes, then request 1 again (on the new socket) correctly.
+    let server = sc.in_namespace_background(|| {
+        let context = zmq::Context::new();
+        let server = wire::probe(&context, zmq::ROUTER).bind("tcp://*:5555");
+        let big = vec![0x07u8; 1 << 20];
+        let bad: [Vec<&[u8]>; 2] = [vec![b"1", b"1"], vec![&big]];
+        for reply in bad {
+            let request = wire::recv(&server, "the fake server");
+            let mut parts: Vec<&[u8]> = request[..2].iter().map(Vec::as_slice).collect();
+            parts.extend(reply);
+            wire::send(&server, &parts);
+        }
+        let request = wire::recv(&server, "the fake server");
+        wire::send(&server, &[&request[0], b"", b"1"]);
+        wire::recv(&server, "the fake server (request 2)")
+    });
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    sc.expect(
+        client,
+        "E: malformed reply from server: 2 frame(s)",
+        secs(30),
+    );
+    sc.expect(client, "E: malformed reply from server: 0707", secs(30));
+    sc.expect(client, "I: server replied OK (1)", secs(30));
+    assert_eq!(server.join().expect("fake server")[2], b"2");
+    let longest = sc.lines(client).iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 200, "a line of {longest} bytes\n{}", sc.report());
+    sc.stop_cleanly(client, secs(10));
+}
+
+/// Sends frames far too big to log in full to a queue's worker side: a
+/// one-frame message of 900 kB, one of 50 frames of 64 kB, and a 16 MiB frame
+/// (past `ZMQ_MAXMSGSIZE`). Then a real client must still be served, the
+/// queue's log must have grown by a few lines only, and its peak memory
+/// must not have grown by the frames' size.
+fn big_frames_cost_a_short_line(sc: &mut Scenario, queue: common::Pid, delimiter: bool) {
+    let os_pid = sc.os_pid(queue);
+    let (log_before, peak_before) = (sc.output(queue).len(), attack::peak_rss_kib(os_pid));
+    let head: &'static [&'static [u8]] = if delimiter { &[b""] } else { &[] };
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let probe = || {
+            wire::probe(&context, zmq::DEALER)
+                .linger(timeout_ms(10_000))
+                .connect("tcp://localhost:5556")
+        };
+        attack::oversized_frame(&probe(), head, 16 << 20);
+        attack::oversized_frame(&probe(), head, 900_000);
+        let many = vec![0xABu8; 64_000];
+        let mut parts: Vec<&[u8]> = head.to_vec();
+        parts.extend(std::iter::repeat_n(&many[..], 50));
+        wire::send(&probe(), &parts);
+    });
+    sc.expect_count(queue, "invalid message from worker", 2, secs(30));
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(30));
+    }
+    sc.stop_cleanly(client, secs(10));
+    let log_growth = sc.output(queue).len() - log_before;
+    let peak_growth = attack::peak_rss_kib(os_pid) - peak_before;
+    eprintln!("queue log grew by {log_growth} bytes, peak RSS by {peak_growth} KiB");
+    // 16 MiB of hex alone would be 32 MiB of log; the lines are < 1 KiB each.
+    assert!(
+        log_growth < 8 * 1024,
+        "log grew by {log_growth} bytes\n{}",
+        sc.report()
+    );
+    // The 16 MiB frame must never be allocated (nor 32 MiB of its hex).
+    assert!(
+        peak_growth < 12 * 1024,
+        "peak RSS grew by {peak_growth} KiB"
+    );
+    sc.assert_running(queue);
+}
+
+#[test]
+fn paranoid_pirate_queue_logs_huge_frames_in_a_short_line() {
+    let mut sc = Scenario::new("paranoidpirate-bigframes");
+    let (queue, _, _) = paranoid_pirates(&mut sc, 1);
+    big_frames_cost_a_short_line(&mut sc, queue, false);
+    sc.stop_cleanly(queue, secs(10));
+}
+
+#[test]
+fn simple_pirate_queue_logs_huge_frames_in_a_short_line() {
+    let mut sc = Scenario::new("simplepirate-bigframes");
+    let queue = sc.start("spqueue", bin!("spqueue"), &[]);
+    let worker = sc.start_spec("spworker", with_faults(bin!("spworker"), "none"));
+    sc.expect(worker, "worker ready", secs(30));
+    big_frames_cost_a_short_line(&mut sc, queue, true);
+    sc.stop_cleanly(queue, secs(10));
+}
+
+/// The largest `(<n> idle)` a queue started with `-v` has reported.
+fn most_idle(sc: &Scenario, queue: common::Pid) -> usize {
+    sc.lines(queue)
+        .iter()
+        .filter_map(|line| line.split("ready (").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// 1,000 fake workers (ten times the bound) connect and say READY; the queue's
+/// ready list must stop at 100 and say so; once they are gone a real worker
+/// serves a real client.
+fn ready_flood_is_bounded(sc: &mut Scenario, queue: common::Pid, ready: &'static [&'static [u8]]) {
+    const FAKES: usize = 1000;
+    const BOUND: usize = 100; // zguide::ppp::MAX_WORKERS
+    let (release, released) = mpsc::channel::<()>();
+    let fakes = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        let sockets: Vec<zmq::Socket> = (0..FAKES)
+            .map(|i| {
+                let socket = wire::probe(&context, zmq::DEALER)
+                    .identity(format!("FAKE-{i:04}"))
+                    .connect("tcp://localhost:5556");
+                wire::send(&socket, ready);
+                socket
+            })
+            .collect();
+        let _ = released.recv_timeout(secs(60));
+        drop(sockets);
+    });
+    sc.expect(
+        queue,
+        "workers ready, the most kept: forgot worker FAKE-",
+        secs(30),
+    );
+    sc.expect(queue, "FAKE-0999", secs(30));
+    release.send(()).ok();
+    fakes.join().expect("the fake workers");
+    let most = most_idle(sc, queue);
+    eprintln!("at most {most} idle workers after {FAKES} fake READYs");
+    assert!(most <= BOUND, "{most} idle workers\n{}", sc.report());
+    assert!(
+        sc.count(queue, "the most kept") < 20,
+        "the warning is throttled"
+    );
+}
+
+#[test]
+fn paranoid_pirate_queue_keeps_at_most_100_workers() {
+    let mut sc = Scenario::new("paranoidpirate-readyflood");
+    let queue = sc.start("ppqueue", bin!("ppqueue"), &["-v"]);
+    ready_flood_is_bounded(&mut sc, queue, &[b"\x01"]);
+    let worker = sc.start_spec("ppworker", with_faults(bin!("ppworker"), "none"));
+    sc.expect(worker, "I: worker ready", secs(30));
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
+    }
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(queue, secs(10));
+}
+
+#[test]
+fn simple_pirate_queue_keeps_at_most_100_workers() {
+    let mut sc = Scenario::new("simplepirate-readyflood");
+    let queue = sc.start("spqueue", bin!("spqueue"), &["-v"]);
+    ready_flood_is_bounded(&mut sc, queue, &[b"", b"\x01"]);
+    // The fakes are gone but still listed: a newcomer evicts the oldest, and
+    // the first request skips the gone ones until it reaches the real worker.
+    let worker = sc.start_spec("spworker", with_faults(bin!("spworker"), "none"));
+    sc.expect(worker, "worker ready", secs(30));
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
+    }
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(queue, secs(10));
+}
+
+/// A fake PPP worker that echoes every request at once (and reports each on
+/// `echoes`) and answers each heartbeat, until released or `within` passed.
+/// Returns how many requests it echoed.
+fn echo_worker(
+    context: &zmq::Context,
+    identity: &str,
+    released: &mpsc::Receiver<()>,
+    echoes: &mpsc::Sender<usize>,
+    within: Duration,
+) -> usize {
+    let worker = wire::probe(context, zmq::DEALER)
+        .identity(identity)
+        .receive_timeout(100)
+        .connect("tcp://localhost:5556");
+    wire::send(&worker, &[b"\x01"]);
+    let deadline = Instant::now() + within;
+    let mut echoed = 0;
+    while Instant::now() < deadline && released.try_recv().is_err() {
+        let Ok(msg) = wire::try_recv(&worker, identity) else {
+            continue;
+        };
+        let request = msg.len() == 3;
+        if worker.send_multipart(msg, zmq::DONTWAIT).is_err() {
+            panic!("the echo worker could not send");
+        }
+        if request {
+            echoed += 1;
+            echoes.send(echoed).ok();
+        }
+    }
+    echoed
+}
+
+#[test]
+fn paranoid_pirate_queue_drops_replies_for_a_client_that_does_not_read() {
+    let mut sc = Scenario::new("paranoidpirate-deafclient");
+    let queue = sc.start("ppqueue", bin!("ppqueue"), &["-v"]);
+    let (release, released) = mpsc::channel::<()>();
+    let (echoes, echoed) = mpsc::channel::<usize>();
+    let worker = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        echo_worker(&context, "ECHO", &released, &echoes, secs(120))
+    });
+    sc.expect(queue, "worker ECHO ready (1 idle)", secs(30));
+    let os_pid = sc.os_pid(queue);
+    let peak_before = attack::peak_rss_kib(os_pid);
+    // 200 requests of 512 kB (100 MB of replies), never reading one; the
+    // flooder's own buffers are tiny, so the replies pile up in the queue.
+    let (stop_flooding, flooding_stopped) = mpsc::channel::<()>();
+    let flooder = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        let client = context.socket(zmq::DEALER).expect("flooder");
+        client.set_linger(0).expect("linger");
+        client.set_rcvhwm(1).expect("rcvhwm");
+        client.set_rcvbuf(4096).expect("rcvbuf");
+        client.connect("tcp://localhost:5555").expect("connect");
+        let body = vec![b'x'; 512_000];
+        let flood = attack::flood(&client, &[b"", &body], 200, secs(30));
+        // Stay connected (and deaf) until the test has measured.
+        let _ = flooding_stopped.recv_timeout(secs(120));
+        flood
+    });
+    // Every request of the flood goes to the worker and comes back.
+    let mut echoes = 0;
+    while echoes < 200 {
+        echoes = echoed
+            .recv_timeout(secs(60))
+            .unwrap_or_else(|_| sc.fail(&format!("only {echoes} of 200 requests echoed")));
+    }
+    let peak_growth = attack::peak_rss_kib(os_pid) - peak_before;
+    eprintln!("ppqueue peak RSS grew by {peak_growth} KiB under the deaf client");
+    // Unbounded, ~190 replies of 512 kB (95 MB) would wait in the queue; the
+    // frontend's high-water mark of 10 holds 5 MB.
+    assert!(
+        peak_growth < 24 * 1024,
+        "peak RSS grew by {peak_growth} KiB"
+    );
+    sc.expect(queue, "is gone or not reading; reply dropped", secs(60));
+    stop_flooding.send(()).ok();
+    eprintln!("flooder: {:?}", flooder.join().expect("the flooder"));
+    // A real client is still served (by the echo worker).
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=3 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
+    }
+    release.send(()).ok();
+    assert!(worker.join().expect("echo worker") >= 3);
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(queue, secs(10));
+}
+
+// ---------------------------------------------------------------------------
+// Queueing order, failure simulation, clean exits, dialects (issue 11).
+// ---------------------------------------------------------------------------
+
+/// Three fake workers A, B, C register in that order; a client then sends
+/// requests 1, 2, 3: they must reach A, B, C (least recently used first).
+/// A answers 1, then request 4 must reach B, not A (a reply puts its worker
+/// at the tail). With `delimiter`, the workers speak like REQ sockets.
+fn workers_are_served_least_recently_used_first(
+    sc: &mut Scenario,
+    queue: common::Pid,
+    delimiter: bool,
+) {
+    let (to_probe, from_test) = mpsc::channel::<u32>();
+    let (to_test, from_probe) = mpsc::channel::<(String, Frames)>();
+    let probe = sc.in_namespace_background(move || {
+        let context = zmq::Context::new();
+        let workers: Vec<(String, zmq::Socket)> = ["A", "B", "C"]
+            .into_iter()
+            .map(|id| {
+                let socket = wire::probe(&context, zmq::DEALER)
+                    .identity(id)
+                    .receive_timeout(100)
+                    .connect("tcp://localhost:5556");
+                (id.to_string(), socket)
+            })
+            .collect();
+        let client = wire::probe(&context, zmq::DEALER)
+            .identity("CLIENT")
+            .connect("tcp://localhost:5555");
+        let deadline = Instant::now() + secs(60);
+        // Commands from the test: 0..3 = worker says READY, 10+n = client
+        // sends request n, 20+i = worker i echoes what it last got.
+        let mut last: Vec<Option<Frames>> = vec![None; 3];
+        while Instant::now() < deadline {
+            if let Ok(command) = from_test.try_recv() {
+                match command {
+                    0..=2 => {
+                        let mut parts: Vec<&[u8]> = Vec::new();
+                        if delimiter {
+                            parts.push(b"");
+                        }
+                        parts.push(b"\x01");
+                        wire::send(&workers[command as usize].1, &parts);
+                    }
+                    10..=19 => wire::send(&client, &[b"", (command - 10).to_string().as_bytes()]),
+                    20..=22 => {
+                        let i = (command - 20) as usize;
+                        let msg = last[i].take().expect("a request to echo");
+                        workers[i].1.send_multipart(msg, 0).expect("echo");
+                    }
+                    _ => return,
+                }
+            }
+            for (i, (id, socket)) in workers.iter().enumerate() {
+                if let Ok(msg) = wire::try_recv(socket, id) {
+                    // Heartbeats are no requests.
+                    if msg.len() > 1 {
+                        last[i] = Some(msg.clone());
+                        to_test.send((id.clone(), msg)).ok();
+                    }
+                }
+            }
+        }
+    });
+    let got = |sc: &Scenario, n: u32| -> String {
+        let (id, msg) = from_probe
+            .recv_timeout(secs(30))
+            .unwrap_or_else(|_| sc.fail(&format!("request {n} reached no fake worker")));
+        assert_eq!(msg.last(), Some(&n.to_string().into_bytes()), "{msg:?}");
+        id
+    };
+    for (i, id) in ["A", "B", "C"].iter().enumerate() {
+        to_probe.send(i as u32).ok();
+        sc.expect(
+            queue,
+            &format!("worker {id} ready ({} idle)", i + 1),
+            secs(30),
+        );
+    }
+    let mut order = Vec::new();
+    for n in 1..=3 {
+        to_probe.send(10 + n).ok();
+        order.push(got(sc, n));
+    }
+    assert_eq!(order, ["A", "B", "C"], "least recently used first");
+    // They answer in the order A, C, B, and so queue up again in that order.
+    for (i, (command, id)) in [(20, "A"), (22, "C"), (21, "B")].into_iter().enumerate() {
+        to_probe.send(command).ok();
+        sc.expect(
+            queue,
+            &format!("worker {id} ready ({} idle)", i + 1),
+            secs(30),
+        );
+    }
+    for n in 4..=6 {
+        to_probe.send(10 + n).ok();
+        order.push(got(sc, n));
+    }
+    assert_eq!(
+        order[3..],
+        ["A", "C", "B"],
+        "a reply puts its worker at the tail"
+    );
+    to_probe.send(99).ok();
+    probe.join().expect("the LRU probe");
+}
+
+#[test]
+fn simple_pirate_queue_serves_the_longest_waiting_worker_first() {
+    let mut sc = Scenario::new("simplepirate-lru");
+    let queue = sc.start("spqueue", bin!("spqueue"), &["-v"]);
+    workers_are_served_least_recently_used_first(&mut sc, queue, true);
+    sc.stop_cleanly(queue, secs(10));
+}
+
+#[test]
+fn paranoid_pirate_queue_serves_the_longest_waiting_worker_first() {
+    let mut sc = Scenario::new("paranoidpirate-lru");
+    let queue = sc.start("ppqueue", bin!("ppqueue"), &["-v"]);
+    workers_are_served_least_recently_used_first(&mut sc, queue, false);
+    sc.stop_cleanly(queue, secs(10));
+}
+
+#[test]
+fn lazy_pirate_client_copes_with_a_randomly_overloaded_then_crashing_server() {
+    let mut sc = Scenario::new("lazypirate-random");
+    // The C odds (1/3) with seeded dice: requests 1-3 pass, the 4th is
+    // overloaded (3 s > the client's 2.5 s), the 5th and 6th pass, the 7th
+    // crashes.
+    let server = sc.start_spec("lpserver", with_faults(bin!("lpserver"), "random:100"));
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    sc.expect(client, "I: server replied OK (3)", secs(30));
+    sc.expect(server, "I: simulating CPU overload", secs(30));
+    sc.expect(client, "W: no response from server, retrying...", secs(30));
+    sc.expect(client, "I: reconnecting to server...", secs(10));
+    sc.expect(client, "I: server replied OK (4)", secs(30));
+    sc.expect(client, "I: server replied OK (5)", secs(30));
+    sc.expect(server, "I: simulating a crash", secs(30));
+    sc.expect(
+        client,
+        "E: server seems to be offline, abandoning",
+        secs(30),
+    );
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+    assert_eq!(sc.wait_exit(server, secs(10)), 0);
+    let seq = answered(&sc, client);
+    assert_gapless(&sc, &seq);
+    assert_eq!(seq.len(), 5, "{}", sc.report());
+    // The overloaded request was answered late to a closed socket, then again.
+    assert_eq!(sc.count(server, "I: normal request (4)"), 2);
+    assert_eq!(sc.count(server, "simulating CPU overload"), 1);
+}
+
+#[test]
+fn simple_pirate_client_is_served_by_another_worker_while_one_is_overloaded() {
+    let mut sc = Scenario::new("simplepirate-overload");
+    let queue = sc.start("spqueue", bin!("spqueue"), &["-v"]);
+    // Registered first, so it gets requests 1 and 3; from its 4th request on
+    // it is overloaded (3 s + 1 s of work, longer than the client waits).
+    let slow = sc.start_spec("spworker-slow", with_faults(bin!("spworker"), "overload"));
+    sc.expect(queue, "ready (1 idle)", secs(30));
+    let fast = sc.start_spec("spworker-fast", with_faults(bin!("spworker"), "none"));
+    sc.expect(queue, "ready (2 idle)", secs(30));
+    let client = sc.start("lpclient", bin!("lpclient"), &[]);
+    for n in 1..=10 {
+        sc.expect(client, &format!("I: server replied OK ({n})"), secs(60));
+    }
+    sc.expect(slow, "simulating CPU overload", secs(10));
+    assert!(sc.count(client, "retrying") >= 1, "{}", sc.report());
+    assert_gapless(&sc, &answered(&sc, client));
+    for pid in [client, slow, fast, queue] {
+        sc.stop_cleanly(pid, secs(10));
+    }
+}
+
+#[test]
+fn workers_and_queues_exit_promptly_with_a_reply_pending_for_a_dead_peer() {
+    // A worker whose queue died while it worked: its reply cannot go out.
+    for (queue_bin, worker_bin, name) in [
+        (bin!("spqueue"), bin!("spworker"), "simplepirate-pending"),
+        (bin!("ppqueue"), bin!("ppworker"), "paranoidpirate-pending"),
+    ] {
+        let mut sc = Scenario::new(name);
+        let queue = sc.start("queue", queue_bin, &[]);
+        let worker = sc.start_spec("worker", with_faults(worker_bin, "overload"));
+        sc.expect(worker, "worker ready", secs(30));
+        let client = sc.start("lpclient", bin!("lpclient"), &[]);
+        sc.expect(client, "I: server replied OK (3)", secs(30));
+        // The 4th request keeps the worker busy for 4 s; kill the queue and
+        // the client now, so the reply has nowhere to go.
+        sc.expect(worker, "simulating CPU overload", secs(30));
+        sc.kill(queue);
+        sc.kill(client);
+        sc.expect(worker, "normal reply", secs(30));
+        let stopped = Instant::now();
+        sc.signal(worker, libc::SIGTERM);
+        assert_eq!(sc.wait_exit(worker, secs(10)), 0, "{}", sc.report());
+        assert!(stopped.elapsed() < secs(3), "took {:?}", stopped.elapsed());
+    }
+    // A queue holding a reply for a client that died.
+    let mut sc = Scenario::new("paranoidpirate-pending-client");
+    let (queue, workers, _) = paranoid_pirates(&mut sc, 1);
+    sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let client = wire::probe(&context, zmq::DEALER)
+            .linger(timeout_ms(10_000))
+            .connect("tcp://localhost:5555");
+        wire::send(&client, &[b"", b"1"]);
+        // Closed as soon as the request is out: gone before its reply
+        // comes back.
+    });
+    sc.expect(workers[0], "I: normal reply", secs(30));
+    sc.expect(queue, "ready (1 idle)", secs(30));
+    let stopped = Instant::now();
+    sc.stop_cleanly(queue, secs(10));
+    assert!(stopped.elapsed() < secs(3), "took {:?}", stopped.elapsed());
+}
+
+/// A fake C++ Pirate worker (`spworker.cpp`/`ppworker.cpp`): printable id,
+/// `READY` (and, as a Paranoid Pirate, one `HEARTBEAT`) as text; echoes
+/// `requests` requests, then (as a Paranoid Pirate, without `delimiter`)
+/// waits for the queue's next heartbeat, which must come in its dialect
+/// although its last words were a reply. Returns every message it got.
+fn cpp_worker(delimiter: bool, requests: usize) -> Vec<Frames> {
+    let context = zmq::Context::new();
+    let worker = wire::probe(&context, zmq::DEALER)
+        .identity("C0DE-0CPP")
+        .receive_timeout(200)
+        .connect("tcp://localhost:5556");
+    let head: &[&[u8]] = if delimiter { &[b""] } else { &[] };
+    let say = |text: &[u8]| {
+        let mut parts = head.to_vec();
+        parts.push(text);
+        wire::send(&worker, &parts);
+    };
+    say(b"READY");
+    if !delimiter {
+        say(b"HEARTBEAT");
+    }
+    let mut seen = Vec::new();
+    let mut echoed = 0;
+    let mut beat_after_last_reply = false;
+    let deadline = Instant::now() + secs(60);
+    while !(echoed >= requests && (delimiter || beat_after_last_reply)) && Instant::now() < deadline
+    {
+        let Ok(msg) = wire::try_recv(&worker, "the C++ worker") else {
+            continue;
+        };
+        seen.push(msg.clone());
+        if msg.len() > 1 {
+            worker.send_multipart(msg, 0).expect("echo");
+            echoed += 1;
+        } else {
+            beat_after_last_reply = echoed >= requests;
+        }
+    }
+    assert!(echoed >= requests, "only {echoed} requests: {seen:?}");
+    seen
+}
+
+#[test]
+fn our_queues_serve_through_workers_that_speak_the_cpp_dialect() {
+    for (queue_bin, delimiter, name) in [
+        (bin!("spqueue"), true, "simplepirate-cppworker"),
+        (bin!("ppqueue"), false, "paranoidpirate-cppworker"),
+    ] {
+        let mut sc = Scenario::new(name);
+        let queue = sc.start("queue", queue_bin, &["-v"]);
+        let worker = sc.in_namespace_background(move || cpp_worker(delimiter, 3));
+        sc.expect(queue, "worker C0DE-0CPP ready (1 idle)", secs(30));
+        let client = sc.start("lpclient", bin!("lpclient"), &[]);
+        for n in 1..=3 {
+            sc.expect(client, &format!("I: server replied OK ({n})"), secs(30));
+        }
+        let seen = worker.join().expect("the C++ worker");
+        if !delimiter {
+            // ppqueue heartbeats it in its own dialect, never with 0x02.
+            assert_eq!(seen.last(), Some(&frames(&[b"HEARTBEAT"])), "{seen:?}");
+            assert!(!seen.contains(&frames(&[b"\x02"])), "{seen:?}");
+        }
+        assert_eq!(sc.count(queue, "invalid message"), 0, "{}", sc.report());
+        sc.stop_cleanly(client, secs(10));
+        sc.stop_cleanly(queue, secs(10));
+    }
+}
+
+#[test]
+fn our_workers_serve_through_a_queue_that_speaks_the_cpp_dialect() {
+    for (worker_bin, delimiter, name) in [
+        (bin!("spworker"), true, "simplepirate-cppqueue"),
+        (bin!("ppworker"), false, "paranoidpirate-cppqueue"),
+    ] {
+        let mut sc = Scenario::new(name);
+        // A fake C++ queue: READY must be text, the id a printable C string.
+        let queue = sc.in_namespace_background(move || {
+            let context = zmq::Context::new();
+            let queue = wire::probe(&context, zmq::ROUTER).bind("tcp://*:5556");
+            let head: &[&[u8]] = if delimiter { &[b""] } else { &[] };
+            let ready = wire::recv(&queue, "the C++ queue");
+            let id = ready[0].clone();
+            assert!(
+                id.len() == 9 && id.iter().all(|b| b.is_ascii_graphic()),
+                "{id:?} is no C-string identity"
+            );
+            let mut expected: Vec<&[u8]> = vec![&id];
+            expected.extend(head);
+            expected.push(b"READY");
+            assert_eq!(ready, frames(&expected));
+            if !delimiter {
+                wire::send(&queue, &[&id, b"HEARTBEAT"]);
+            }
+            let mut request: Vec<&[u8]> = vec![&id];
+            request.extend(head);
+            request.extend([&b"CLIENT"[..], b"", b"hello"]);
+            wire::send(&queue, &request);
+            let reply = wire::recv_until(&queue, "the C++ queue", secs(30), |m| m.len() > 2)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(reply, frames(&request));
+            if !delimiter {
+                let beat = wire::recv_until(&queue, "the C++ queue", secs(10), |m| m.len() == 2)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(beat, frames(&[&id, b"HEARTBEAT"]));
+            }
+        });
+        let worker = sc.start_spec(
+            "worker",
+            Spec::new(worker_bin, &["--cpp"]).env("ZGUIDE_SIMULATE", "none"),
+        );
+        sc.expect(worker, "normal reply", secs(30));
+        queue
+            .join()
+            .unwrap_or_else(|_| sc.fail("the fake C++ queue failed"));
+        assert_eq!(sc.count(worker, "invalid message"), 0, "{}", sc.report());
+        sc.stop_cleanly(worker, secs(10));
+    }
 }

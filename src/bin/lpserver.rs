@@ -9,49 +9,64 @@
 //! beside it, and start `lpserver` again after a crash to see the client carry
 //! on.
 //!
-//! Differs from the C: `ZGUIDE_SIMULATE` makes the failures deterministic for
-//! tests (`none`: never fail; `crash`: crash on the 4th request; `overload`:
-//! always slow after the 3rd; unset or `random`: the C odds). Ctrl-C/SIGTERM
-//! ends it cleanly with exit code 0. The C header comment says it binds a REQ
-//! socket; it is a REP socket.
+//! Differs from the C:
+//! * it reads and echoes the *whole* request, every frame of it. The C reads
+//!   one frame, so a request of two frames left its REP socket unable to
+//!   reply ("Operation cannot be accomplished in current state") and an
+//!   earlier port exited on the first such request. The request is printed
+//!   through [`zguide::message::show`] (≤32 bytes, escaped; a request of
+//!   several frames as its bounded summary), so a peer cannot flood or forge
+//!   the output;
+//! * limits: inbound frames up to 1 MiB (`ZMQ_MAXMSGSIZE`; a larger frame
+//!   drops that peer's connection). The reply never blocks: a REP socket
+//!   drops the reply of a peer that has gone or does not read, and so does
+//!   this server (the client's retry covers it);
+//! * `ZGUIDE_SIMULATE` makes the failures deterministic for tests (`none`:
+//!   never fail; `crash`: crash on the 4th request; `overload`: always slow
+//!   after the 3rd; unset or `random`: the C odds; `random:<seed>`: the C
+//!   odds with seeded dice);
+//! * Ctrl-C/SIGTERM ends it cleanly with exit code 0, also in the middle of
+//!   its "work". The C header comment says it binds a REQ socket; it is a REP
+//!   socket.
 
+use std::process::ExitCode;
+
+use zguide::message::show;
 use zguide::ppp::{Fault, FaultSimulator};
-use zguide::{helpers, interrupt, Error};
+use zguide::{interrupt, program, socket, Message};
 
-fn main() -> Result<(), Error> {
-    helpers::init_log("info");
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let server = context.socket(zmq::REP)?;
-    server.set_linger(0)?;
-    server.bind("tcp://*:5555")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
+        let server = socket::new(&context, zmq::REP)
+            .linger(0)
+            .bind("tcp://*:5555")?;
 
-    let mut faults = FaultSimulator::from_env(3);
-    loop {
-        let request = match helpers::recv_string(&server) {
-            Ok(request) => request,
-            Err(Error::Interrupted) => break,
-            Err(e) => return Err(e),
-        };
-        // Simulate various problems, after a few cycles.
-        match faults.next_request() {
-            Fault::Crash => {
-                println!("I: simulating a crash");
-                break;
-            }
-            Fault::Overload => {
-                println!("I: simulating CPU overload");
-                if interrupt::sleep_ms(2000).is_err() {
+        let mut faults = FaultSimulator::from_env(3);
+        loop {
+            // The whole request, however many frames: REP must read it all
+            // before it can reply.
+            let request = Message::recv(&server)?;
+            // Simulate various problems, after a few cycles.
+            match faults.next_request() {
+                Fault::Crash => {
+                    println!("I: simulating a crash");
                     break;
                 }
+                Fault::Overload => {
+                    println!("I: simulating CPU overload");
+                    interrupt::sleep_ms(2000)?;
+                }
+                Fault::None => {}
             }
-            Fault::None => {}
+            let text = match request.len() {
+                1 => show(request.first().unwrap_or_default()),
+                _ => request.summary(),
+            };
+            println!("I: normal request ({text})");
+            interrupt::sleep_ms(1000)?; // Do some heavy work
+            request.send_or_drop(&server)?;
         }
-        println!("I: normal request ({request})");
-        if interrupt::sleep_ms(1000).is_err() {
-            break; // Do some heavy work; stop early on Ctrl-C.
-        }
-        helpers::send_string(&server, &request)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -20,128 +20,144 @@
 //!   with a client envelope (`E: invalid message from worker <id>: <why>`),
 //!   a client request must be `[client][""][body]`
 //!   (`E: invalid message from client: …`). The C treats any worker traffic as
-//!   readiness and forwards client messages unchecked;
+//!   readiness and forwards client messages unchecked. Whatever a peer sends,
+//!   each such line shows at most 6 frames of at most 32 bytes, escaped
+//!   ([`zguide::Message::summary`]): a 16 MiB frame no longer becomes 32 MiB
+//!   of hex in the log;
+//! * both dialects: a worker may say `0x01`/`0x02` (PPP, the C `ppworker`) or
+//!   `READY`/`HEARTBEAT` (the C++ `ppworker.cpp`), and is heartbeated in the
+//!   dialect it spoke, so C++ workers serve through this queue
+//!   (`ppworker --cpp` does the reverse);
 //! * the purge checks every idle worker, not only the head of the list;
-//! * the backend is a ROUTER_MANDATORY socket: a request for a worker whose
-//!   connection is already gone goes to the next ready worker instead of
-//!   being lost (`W: worker <id> has gone, trying the next one`);
-//! * Ctrl-C/SIGTERM ends it cleanly with exit code 0.
+//! * the ready list holds at most [`MAX_WORKERS`] (100) workers: past that the
+//!   longest-waiting one is forgotten to make room (`W: 100 workers ready,
+//!   the most kept: forgot worker …`, at most once a second); a live worker
+//!   forgotten this way comes back with its next heartbeat;
+//! * no send blocks. The backend is a ROUTER_MANDATORY socket: a request for
+//!   a worker whose connection is gone, or that does not read, goes to the
+//!   next ready worker (`W: worker <id> has gone, trying the next one`);
+//!   heartbeats to such a worker are dropped and its expiry removes it. The
+//!   frontend is ROUTER_MANDATORY too: the reply for a client that has gone or
+//!   does not read its replies is dropped (`W: client … is gone or not
+//!   reading; reply dropped`, at most once a second), and the client retries;
+//! * memory: inbound frames up to 1 MiB (`ZMQ_MAXMSGSIZE`: a larger frame
+//!   drops that connection before it is allocated); requests waiting for a
+//!   worker stay in libzmq's pipe of their client, at most [`CLIENT_HWM`] per
+//!   client connection (a REQ client has one in flight), and past it libzmq
+//!   stops reading from that client;
+//! * Ctrl-C/SIGTERM ends it cleanly with exit code 0, within the 1 s LINGER
+//!   even when replies are still queued for clients that died.
 
-use std::time::Instant;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use zguide::heartbeat::ReadyList;
 use zguide::message::show;
-use zguide::ppp::{self, WorkerMessage, HEARTBEAT, HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
-use zguide::{helpers, interrupt, Error, Message};
+use zguide::ppp::{self, Dialect, LogThrottle, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
+use zguide::ppp::{HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
+use zguide::{interrupt, program, socket, Message};
 
-fn main() -> Result<(), Error> {
+/// Requests (and replies) libzmq queues per client connection.
+const CLIENT_HWM: i32 = 10;
+
+fn main() -> ExitCode {
     let verbose = std::env::args().skip(1).any(|arg| arg == "-v");
-    helpers::init_log(if verbose { "debug" } else { "info" });
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let frontend = context.socket(zmq::ROUTER)?;
-    let backend = context.socket(zmq::ROUTER)?;
-    frontend.set_linger(0)?;
-    backend.set_linger(0)?;
-    backend.set_router_mandatory(true)?;
-    frontend.bind("tcp://*:5555")?; // For clients
-    backend.bind("tcp://*:5556")?; // For workers
+    program::run_logging(if verbose { "debug" } else { "info" }, || {
+        let context = zmq::Context::new();
+        let frontend = socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .receive_hwm(CLIENT_HWM)
+            .send_hwm(CLIENT_HWM)
+            .bind("tcp://*:5555")?; // For clients
+        let backend = socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .bind("tcp://*:5556")?; // For workers
 
-    // Idle workers, longest waiting first, each with its expiry.
-    let mut workers: ReadyList<Vec<u8>> = ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS);
+        // Idle workers, longest waiting first, each with its expiry; and the
+        // workers that have a request, so that a reply tells us the dialect
+        // of the worker it came from.
+        let mut workers =
+            ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
+        let mut busy: ReadyList<Worker> =
+            ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
+        let mut list_full = LogThrottle::new(Duration::from_secs(1));
+        let mut reply_drops = LogThrottle::new(Duration::from_secs(1));
 
-    // Send out heartbeats at regular intervals.
-    let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+        // Send out heartbeats at regular intervals.
+        let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
 
-    loop {
-        // Poll the frontend only if we have available workers; never sleep
-        // through a heartbeat.
-        let sockets: &[&zmq::Socket] = if workers.is_empty() {
-            &[&backend]
-        } else {
-            &[&backend, &frontend]
-        };
-        let timeout = heartbeat_at.saturating_duration_since(Instant::now());
-        let readable = match interrupt::poll(sockets, timeout.as_millis() as i64) {
-            Ok(readable) => readable,
-            Err(Error::Interrupted) => break,
-            Err(e) => return Err(e),
-        };
+        loop {
+            // Poll the frontend only if we have available workers; never sleep
+            // through a heartbeat.
+            let sockets: &[&zmq::Socket] = if workers.is_empty() {
+                &[&backend]
+            } else {
+                &[&backend, &frontend]
+            };
+            let timeout = heartbeat_at.saturating_duration_since(Instant::now());
+            let readable = interrupt::poll(sockets, timeout.as_millis() as i64)?;
 
-        // Handle worker activity on the backend.
-        if readable[0] {
-            let mut msg = Message::recv_now(&backend)?;
-            let identity = msg.pop().unwrap_or_default();
-            match ppp::classify_worker_message(msg) {
-                WorkerMessage::Invalid(reason) => {
-                    log::error!("invalid message from worker {}: {reason}", show(&identity));
-                }
-                valid => {
-                    // Any sign of life from a worker means it's ready.
-                    let name = show(&identity);
-                    if workers.ready(identity, Instant::now()) {
-                        log::debug!("worker {name} ready ({} idle)", workers.len());
+            // Handle worker activity on the backend.
+            if readable[0] {
+                let msg = Message::recv_now(&backend)?;
+                let (identity, said) = ppp::split_worker_message(msg, WorkerSocket::Dealer);
+                // Any sign of life from a worker means it's ready; a reply
+                // says nothing about the dialect, the request we sent does.
+                let known = busy.take(&Worker {
+                    identity: identity.clone(),
+                    dialect: Dialect::Ppp,
+                });
+                let dialect = match &said {
+                    WorkerMessage::Ready(dialect) | WorkerMessage::Heartbeat(dialect) => *dialect,
+                    _ => known.map_or(Dialect::Ppp, |worker| worker.dialect),
+                };
+                match said {
+                    WorkerMessage::Invalid(why) => {
+                        log::error!("invalid message from worker {}: {why}", show(&identity));
                     }
-                    // Return a reply to its client.
-                    if let WorkerMessage::Reply(reply) = valid {
-                        reply.send(&frontend)?;
+                    said => {
+                        let worker = Worker { identity, dialect };
+                        ppp::worker_ready(&mut workers, worker, &mut list_full, Instant::now());
+                        // Return a reply to its client.
+                        if let WorkerMessage::Reply(reply) = said {
+                            ppp::reply_to_client(&frontend, reply, &mut reply_drops)?;
+                        }
                     }
                 }
             }
-        }
-        if readable.get(1) == Some(&true) {
-            // Get the next client request, route it to the next worker.
-            let msg = Message::recv_now(&frontend)?;
-            match ppp::check_request(msg) {
-                Ok(request) => dispatch(&backend, &mut workers, request)?,
-                Err(reason) => log::error!("invalid message from client: {reason}"),
-            }
-        }
-
-        // After any socket activity: heartbeat idle workers if it's time,
-        // then purge the dead ones.
-        let now = Instant::now();
-        if now >= heartbeat_at {
-            for worker in workers.iter() {
-                let beat = Message::from_frames([worker.as_slice(), HEARTBEAT]);
-                // A worker that is gone cannot be reached (ROUTER_MANDATORY);
-                // its expiry will remove it, as in the C.
-                match beat.send_flags(&backend, zmq::DONTWAIT) {
-                    Ok(()) | Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {}
-                    Err(e) => return Err(e),
+            if readable.get(1) == Some(&true) {
+                // Get the next client request, route it to the next worker.
+                let msg = Message::recv_now(&frontend)?;
+                match ppp::check_request(msg) {
+                    Ok(request) => {
+                        let now = Instant::now();
+                        let to =
+                            ppp::dispatch(&backend, &mut workers, request, WorkerSocket::Dealer)?;
+                        if let Some(worker) = to {
+                            busy.ready(worker, now);
+                        }
+                    }
+                    Err(why) => log::error!("invalid message from client: {why}"),
                 }
             }
-            heartbeat_at = now + HEARTBEAT_INTERVAL;
-        }
-        for dead in workers.purge(now) {
-            log::debug!("worker {} expired, purged", show(&dead));
-        }
-    }
-    Ok(())
-}
 
-/// Sends a client request to the longest-waiting worker, skipping workers
-/// whose connection is already gone. With none left the request is dropped
-/// and the client's retry deals with it.
-fn dispatch(
-    backend: &zmq::Socket,
-    workers: &mut ReadyList<Vec<u8>>,
-    msg: Message,
-) -> Result<(), Error> {
-    while let Some(worker) = workers.take_next() {
-        let mut routed = msg.clone();
-        routed.push(worker.clone());
-        match routed.send_flags(backend, zmq::DONTWAIT) {
-            Ok(()) => {
-                log::debug!("request to worker {}", show(&worker));
-                return Ok(());
+            // After any socket activity: heartbeat idle workers if it's time,
+            // then purge the dead ones.
+            let now = Instant::now();
+            if now >= heartbeat_at {
+                for worker in workers.iter() {
+                    let beat =
+                        Message::from_frames([&worker.identity[..], worker.dialect.heartbeat()]);
+                    // A worker that is gone or not reading misses this one;
+                    // its expiry will remove it, as in the C.
+                    beat.send_or_drop(&backend)?;
+                }
+                heartbeat_at = now + HEARTBEAT_INTERVAL;
             }
-            Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                log::warn!("worker {} has gone, trying the next one", show(&worker))
+            for dead in workers.purge(now) {
+                log::debug!("worker {} expired, purged", show(&dead.identity));
             }
-            Err(e) => return Err(e),
+            busy.purge(now);
         }
-    }
-    log::warn!("no worker left for a client request; dropped");
-    Ok(())
+    })
 }

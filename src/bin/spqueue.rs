@@ -8,111 +8,116 @@
 //! Ctrl-C. Run one `lpclient` and a few `spworker`s beside it.
 //!
 //! Differs from the C (robustness fixes, none visible to well-behaved peers):
-//! * a worker message must be READY (exactly `0x01`) or a reply with a client
-//!   envelope, and a client message must have an envelope; anything else is
-//!   logged (`E: invalid message from worker/client`) and dropped, and does
-//!   not make its sender a worker. The C took any frame *starting* with 0x01
-//!   as READY, so a reply to a client id starting with 0x01 was swallowed;
-//! * a worker is in the ready list at most once;
-//! * the backend is a ROUTER_MANDATORY socket: a request for a worker that has
-//!   gone away is not silently lost but goes to the next ready worker
-//!   (`W: worker … has gone, trying the next one`);
-//! * Ctrl-C/SIGTERM ends it cleanly with exit code 0.
+//! * `-v` logs the queue's decisions (`D: worker <id> ready (<n> idle)`,
+//!   `D: request to worker <id>`), as `ppqueue -v` does;
+//! * a worker message must be READY or a reply with a client envelope, and a
+//!   client message must have an envelope; anything else is logged
+//!   (`E: invalid message from worker/client: <why>: <bounded summary>`) and
+//!   dropped, and does not make its sender a worker. The C took any frame
+//!   *starting* with 0x01 as READY, so a reply to a client id starting with
+//!   0x01 was swallowed;
+//! * READY may also be the text `READY` of the C++ `spworker.cpp`, so C++
+//!   workers serve through this queue (`spworker --cpp` does the reverse);
+//! * a worker is in the ready list at most once, and the list holds at most
+//!   [`MAX_WORKERS`] (100) workers: past that the longest-waiting one is
+//!   forgotten to make room (`W: 100 workers ready, the most kept: forgot
+//!   worker …`, at most once a second). With no heartbeats a worker that went
+//!   away stays in the list until a request finds it gone, so the oldest
+//!   entries are the likeliest to be dead;
+//! * the backend is a ROUTER_MANDATORY socket and requests go out without
+//!   blocking: a request for a worker that has gone away, or that does not
+//!   read, goes to the next ready worker (`W: worker … has gone, trying the
+//!   next one`); with none left it is dropped and the client retries;
+//! * replies go out without blocking too (ROUTER_MANDATORY frontend): the
+//!   reply for a client that has gone or does not read its replies is
+//!   dropped (`W: client … is gone or not reading; reply dropped`, at most
+//!   once a second);
+//! * memory: inbound frames up to 1 MiB (`ZMQ_MAXMSGSIZE`, a larger frame
+//!   drops that connection); requests waiting for a worker stay in libzmq's
+//!   pipe of their client, at most [`CLIENT_HWM`] per client connection
+//!   (a REQ client has one in flight), and past it libzmq stops reading that
+//!   client;
+//! * Ctrl-C/SIGTERM ends it cleanly with exit code 0, within the 1 s LINGER
+//!   even when a reply is still queued for a client that died.
 
-use std::collections::VecDeque;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use zguide::envelope;
-use zguide::message::show;
-use zguide::ppp::READY;
-use zguide::{helpers, interrupt, Error, Message};
+use zguide::heartbeat::ReadyList;
+use zguide::ppp::{self, Dialect, LogThrottle, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
+use zguide::ppp::{HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
+use zguide::{interrupt, program, socket, Message};
 
-fn main() -> Result<(), Error> {
-    helpers::init_log("info");
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let frontend = context.socket(zmq::ROUTER)?;
-    let backend = context.socket(zmq::ROUTER)?;
-    frontend.set_linger(0)?;
-    backend.set_linger(0)?;
-    backend.set_router_mandatory(true)?;
-    frontend.bind("tcp://*:5555")?; // For clients
-    backend.bind("tcp://*:5556")?; // For workers
+/// Requests (and replies) libzmq queues per client connection.
+const CLIENT_HWM: i32 = 10;
 
-    // Queue of available workers, longest waiting first.
-    let mut workers: VecDeque<Vec<u8>> = VecDeque::new();
+fn main() -> ExitCode {
+    let verbose = std::env::args().skip(1).any(|arg| arg == "-v");
+    program::run_logging(if verbose { "debug" } else { "info" }, || {
+        let context = zmq::Context::new();
+        let frontend = socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .receive_hwm(CLIENT_HWM)
+            .send_hwm(CLIENT_HWM)
+            .bind("tcp://*:5555")?; // For clients
+        let backend = socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .bind("tcp://*:5556")?; // For workers
 
-    loop {
-        // Poll the frontend only if we have available workers.
-        let sockets: &[&zmq::Socket] = if workers.is_empty() {
-            &[&backend]
-        } else {
-            &[&backend, &frontend]
-        };
-        let readable = match interrupt::poll(sockets, -1) {
-            Ok(readable) => readable,
-            Err(Error::Interrupted) => break,
-            Err(e) => return Err(e),
-        };
+        // Queue of available workers, longest waiting first. Simple Pirate has
+        // no heartbeats, so nothing ever expires: the list is never purged.
+        let mut workers =
+            ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
+        let mut list_full = LogThrottle::new(Duration::from_secs(1));
+        let mut reply_drops = LogThrottle::new(Duration::from_secs(1));
 
-        // Handle worker activity on the backend.
-        if readable[0] {
-            let msg = Message::recv_now(&backend)?;
-            match worker_message(msg) {
-                Ok((identity, reply)) => {
-                    // Use the worker identity for load balancing.
-                    workers.retain(|w| *w != identity);
-                    workers.push_back(identity);
+        loop {
+            // Poll the frontend only if we have available workers.
+            let sockets: &[&zmq::Socket] = if workers.is_empty() {
+                &[&backend]
+            } else {
+                &[&backend, &frontend]
+            };
+            let readable = interrupt::poll(sockets, -1)?;
+
+            // Handle worker activity on the backend.
+            if readable[0] {
+                let msg = Message::recv_now(&backend)?;
+                let (identity, said) = ppp::split_worker_message(msg, WorkerSocket::Req);
+                // Use the worker identity for load balancing. (The dialect
+                // only matters for heartbeats, which Simple Pirate has not.)
+                let ready = |dialect| {
+                    let worker = Worker { identity, dialect };
+                    ppp::worker_ready(&mut workers, worker, &mut list_full, Instant::now());
+                };
+                match said {
+                    WorkerMessage::Ready(dialect) => ready(dialect),
                     // Forward the message to the client if it's not a READY.
-                    if let Some(reply) = reply {
-                        reply.send(&frontend)?;
+                    WorkerMessage::Reply(reply) => {
+                        ready(Dialect::Ppp);
+                        ppp::reply_to_client(&frontend, reply, &mut reply_drops)?;
+                    }
+                    WorkerMessage::Heartbeat(_) => {
+                        log::error!("invalid message from worker: Simple Pirate has no heartbeats")
+                    }
+                    WorkerMessage::Invalid(why) => {
+                        log::error!("invalid message from worker: {why}")
                     }
                 }
-                Err(e) => log::error!("invalid message from worker: {e}"),
+            }
+            if readable.get(1) == Some(&true) {
+                // Get a client request, route it to the first available worker.
+                let msg = Message::recv_now(&frontend)?;
+                let summary = msg.summary();
+                match envelope::split(msg) {
+                    Ok((client, body)) => {
+                        let request = envelope::to(client, body);
+                        ppp::dispatch(&backend, &mut workers, request, WorkerSocket::Req)?;
+                    }
+                    Err(e) => log::error!("invalid message from client: {e}: {summary}"),
+                }
             }
         }
-        if readable.get(1) == Some(&true) {
-            // Get a client request, route it to the first available worker.
-            let msg = Message::recv_now(&frontend)?;
-            match envelope::split(msg) {
-                Ok((client, body)) => dispatch(&backend, &mut workers, envelope::to(client, body))?,
-                Err(e) => log::error!("invalid message from client: {e}"),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Takes the REQ worker's envelope off `[worker][""][READY]` or
-/// `[worker][""][client][""][body…]`: returns the worker identity and, unless
-/// it was a READY, the reply for the client.
-fn worker_message(msg: Message) -> Result<(Vec<u8>, Option<Message>), Error> {
-    let (identity, body) = envelope::split(msg)?;
-    if body.len() == 1 && body.first() == Some(READY) {
-        return Ok((identity, None));
-    }
-    let (client, reply) = envelope::split(body)?;
-    Ok((identity, Some(envelope::to(client, reply))))
-}
-
-/// Sends a client request to the longest-waiting worker. A worker whose
-/// connection is gone is dropped and the next one tried; with none left the
-/// request is dropped and the client's retry deals with it.
-fn dispatch(
-    backend: &zmq::Socket,
-    workers: &mut VecDeque<Vec<u8>>,
-    msg: Message,
-) -> Result<(), Error> {
-    while let Some(worker) = workers.pop_front() {
-        let mut wrapped = msg.clone();
-        wrapped.wrap_envelope(worker.clone());
-        match wrapped.send_flags(backend, zmq::DONTWAIT) {
-            Ok(()) => return Ok(()),
-            Err(Error::Zmq(zmq::Error::EHOSTUNREACH | zmq::Error::EAGAIN)) => {
-                log::warn!("worker {} has gone, trying the next one", show(&worker))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    log::warn!("no worker left for a client request; dropped");
-    Ok(())
+    })
 }

@@ -9,56 +9,59 @@
 //! 1/5 `I: (<id>) simulating CPU overload` and takes three more seconds. Run a
 //! few beside `spqueue` and `lpclient`.
 //!
+//! `spworker --cpp` speaks the C++ dialect of the guide's `spworker.cpp`:
+//! READY is the text `READY`, so it serves through the C++ `spqueue` (ours
+//! accepts both; see [`zguide::ppp::Dialect`]).
+//!
 //! Differs from the C: `ZGUIDE_SIMULATE` makes the failures deterministic for
-//! tests (`none`, `crash` on the 4th request, `overload`, or unset/`random`
-//! for the C odds). The identity comes from a thread-safe, OS-seeded RNG (the
-//! C seeds `random()` with the time, so workers started in the same second
-//! share an identity). Ctrl-C/SIGTERM exits cleanly with code 0.
+//! tests (`none`, `crash` on the 4th request, `overload`, unset/`random` for
+//! the C odds, `random:<seed>` for seeded dice). The identity comes from a
+//! thread-safe, OS-seeded RNG (the C seeds `random()` with the time, so
+//! workers started in the same second share an identity). Inbound frames are
+//! limited to 1 MiB (`ZMQ_MAXMSGSIZE`); a REQ socket holds at most one reply,
+//! so its sends never pile up. Ctrl-C/SIGTERM exits cleanly with code 0, also
+//! during its "work" and with a reply still queued for a queue that died
+//! (LINGER 0: nobody is left to read it).
 
-use zguide::ppp::{Fault, FaultSimulator, READY};
-use zguide::{helpers, interrupt, Error, Message};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    helpers::init_log("info");
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let worker = context.socket(zmq::REQ)?;
-    worker.set_linger(0)?;
+use zguide::ppp::{Dialect, Fault, FaultSimulator};
+use zguide::{helpers, interrupt, program, socket, Message};
 
-    // A random, printable identity makes tracing easier.
-    let identity = helpers::set_random_identity(&worker)?;
-    worker.connect("tcp://localhost:5556")?;
+fn main() -> ExitCode {
+    let dialect = Dialect::from_args(std::env::args().skip(1));
+    program::run(|| {
+        let context = zmq::Context::new();
+        // A random, printable identity makes tracing easier.
+        let identity = helpers::random_identity();
+        let worker = socket::new(&context, zmq::REQ)
+            .linger(0)
+            .identity(identity.as_str())
+            .connect("tcp://localhost:5556")?;
 
-    // Tell the broker we're ready for work.
-    println!("I: ({identity}) worker ready");
-    interrupt::retry_eintr(|| worker.send(READY, 0))?;
+        // Tell the broker we're ready for work.
+        println!("I: ({identity}) worker ready");
+        interrupt::retry_eintr(|| worker.send(dialect.ready(), 0))?;
 
-    let mut faults = FaultSimulator::from_env(5);
-    loop {
-        let msg = match Message::recv(&worker) {
-            Ok(msg) => msg,
-            Err(Error::Interrupted) => break,
-            Err(e) => return Err(e),
-        };
-        // Simulate various problems, after a few cycles.
-        match faults.next_request() {
-            Fault::Crash => {
-                println!("I: ({identity}) simulating a crash");
-                break;
-            }
-            Fault::Overload => {
-                println!("I: ({identity}) simulating CPU overload");
-                if interrupt::sleep_ms(3000).is_err() {
+        let mut faults = FaultSimulator::from_env(5);
+        loop {
+            let msg = Message::recv(&worker)?;
+            // Simulate various problems, after a few cycles.
+            match faults.next_request() {
+                Fault::Crash => {
+                    println!("I: ({identity}) simulating a crash");
                     break;
                 }
+                Fault::Overload => {
+                    println!("I: ({identity}) simulating CPU overload");
+                    interrupt::sleep_ms(3000)?;
+                }
+                Fault::None => {}
             }
-            Fault::None => {}
+            println!("I: ({identity}) normal reply");
+            interrupt::sleep_ms(1000)?; // Do some heavy work
+            msg.send(&worker)?;
         }
-        println!("I: ({identity}) normal reply");
-        if interrupt::sleep_ms(1000).is_err() {
-            break; // Do some heavy work; stop early on Ctrl-C.
-        }
-        msg.send(&worker)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
