@@ -42,6 +42,7 @@ pub mod perf;
 pub mod ppp;
 pub mod program;
 pub mod reactor;
+pub mod routing;
 pub mod runner;
 pub mod socket;
 
