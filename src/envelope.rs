@@ -140,6 +140,24 @@ pub fn peer_reply(mut msg: Message) -> Result<Message, Error> {
     Ok(msg)
 }
 
+/// Checks a worker's reply in a peering broker: for a peer broker (its first
+/// frame names one of `peers`) it must have a peer request's shape (see
+/// [`check_peer_request`]), for our own client `[client][""][body…]`.
+pub fn check_reply(reply: &Message, peers: &[String]) -> Result<(), Error> {
+    if is_for_peer(reply, peers) {
+        check_peer_request(reply)
+    } else {
+        check(reply)
+    }
+}
+
+/// One frame as `prefix[NNN] data` like [`format_frame`](crate::message::format_frame),
+/// but the data through [`show`](crate::message::show): for a program that
+/// prints what a peer sent (a worker printing its request).
+pub fn show_frame(prefix: &str, frame: &[u8]) -> String {
+    format!("{prefix}[{:03}] {}", frame.len(), crate::message::show(frame))
+}
+
 /// True if a reply's first frame names one of `peers`: it answers a request
 /// that peer lent us, and goes back through the cloud frontend.
 pub fn is_for_peer(reply: &Message, peers: &[String]) -> bool {

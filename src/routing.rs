@@ -152,6 +152,22 @@ pub fn send_or_log(msg: Message, socket: &zmq::Socket, name: &str) -> Result<boo
     Ok(sent)
 }
 
+/// Sends a worker's reply on in a peering broker: to the peer broker it
+/// names (its first frame is one of `peers`) through `cloudfe`, else to our
+/// client through `localfe`; never blocking (see [`send_or_log`]).
+pub fn route_reply(
+    reply: Message,
+    peers: &[String],
+    cloudfe: &zmq::Socket,
+    localfe: &zmq::Socket,
+) -> Result<bool, Error> {
+    if crate::envelope::is_for_peer(&reply, peers) {
+        send_or_log(reply, cloudfe, "cloudfe")
+    } else {
+        send_or_log(reply, localfe, "localfe")
+    }
+}
+
 /// The most lines [`complain`] writes in one second, per process.
 pub const COMPLAINTS_PER_SECOND: u32 = 20;
 

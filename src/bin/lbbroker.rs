@@ -25,8 +25,9 @@
 //!   gone or full, and is dropped (logged) if none can take it;
 //! * sockets have LINGER 1 s and take frames of at most 1 MiB (larger ones
 //!   close that peer's connection); at most 10 000 workers are remembered as
-//!   free; warnings about peers are limited to 20 lines a second, each with
-//!   wire data cut short and escaped;
+//!   free; warnings about peers are limited to 20 lines a second, and wire
+//!   data in them, and in the workers' `Worker: HELLO` lines, is cut short
+//!   and escaped (`show`);
 //! * the broker waits for its clients to print their reply before exiting (the
 //!   C returns at once and may cut the last `Client: OK`);
 //! * Ctrl-C/SIGTERM ends it cleanly, with exit code 0;
@@ -38,6 +39,7 @@
 use std::process::ExitCode;
 use std::thread;
 
+use zguide::message::show;
 use zguide::routing::{self, complain, WorkerQueue};
 use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
@@ -79,10 +81,7 @@ fn worker_task() -> Result<(), Error> {
                 continue;
             }
         };
-        println!(
-            "Worker: {}",
-            String::from_utf8_lossy(request.last().unwrap_or_default())
-        );
+        println!("Worker: {}", show(request.last().unwrap_or_default()));
         envelope::to(client, Message::from_frames(["OK"])).send(&worker)?;
     }
 }

@@ -16,6 +16,8 @@
 //!   not reading: ROUTER_MANDATORY) is dropped and logged, and a request goes
 //!   to the next free worker if the first is gone or full, or is dropped
 //!   (logged) if none can take it;
+//! * workers print the request through `show` (cut short, escaped; the
+//!   guide's `HELLO` prints as in the C);
 //! * sockets have LINGER 1 s and take frames of at most 1 MiB; at most 10 000
 //!   workers are remembered as free; warnings about peers are limited to 20
 //!   lines a second, wire data cut short and escaped;
@@ -27,7 +29,6 @@
 use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::message::format_frame;
 use zguide::routing::{self, complain, WorkerQueue};
 use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
@@ -71,7 +72,7 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
         let mut msg = Message::recv_now(&worker)?;
         println!(
             "{}",
-            format_frame("Worker: ", msg.last().unwrap_or_default())
+            envelope::show_frame("Worker: ", msg.last().unwrap_or_default())
         );
         msg.set_last("OK");
         msg.send(&worker)?;

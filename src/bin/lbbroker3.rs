@@ -22,6 +22,8 @@
 //!   sends requests and never reads replies no longer freezes the broker for
 //!   everybody; a request goes to the next free worker if the first is gone
 //!   or full, or is dropped (logged) if none can take it;
+//! * workers print the request through `show` (cut short, escaped; the
+//!   guide's `HELLO` prints as in the C);
 //! * sockets take frames of at most 1 MiB (larger ones close that peer's
 //!   connection); at most 10 000 workers are remembered as free; warnings
 //!   about peers are limited to 20 lines a second, wire data cut short and
@@ -34,7 +36,6 @@
 use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::message::format_frame;
 use zguide::reactor::Reactor;
 use zguide::routing::{self, complain, WorkerQueue};
 use zguide::{envelope, helpers, program, socket, Error, Message};
@@ -83,7 +84,7 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
         let mut msg = Message::recv_now(&worker)?;
         println!(
             "{}",
-            format_frame("Worker: ", msg.last().unwrap_or_default())
+            envelope::show_frame("Worker: ", msg.last().unwrap_or_default())
         );
         msg.set_last("OK");
         msg.send(&worker)?;
