@@ -42,6 +42,8 @@
 //!   `[peer][""][client][""][request]` (C++), and answered in the shape they
 //!   came in; set `ZGUIDE_PEER_DELIMITER=1` to send our requests to peers in
 //!   the C++ shape too (needed when a peer is the C++ program);
+//! * for tests, `ZGUIDE_CLIENTS` and `ZGUIDE_WORKERS` (defaults 10 and 3) set
+//!   how many client and worker threads it starts;
 //! * Ctrl-C/SIGTERM ends it with exit code 0.
 
 use std::process::ExitCode;
@@ -52,8 +54,8 @@ use zguide::message::show;
 use zguide::routing::{self, complain, WorkerQueue};
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
-const NBR_CLIENTS: usize = 10;
-const NBR_WORKERS: usize = 3;
+const NBR_CLIENTS: u64 = 10;
+const NBR_WORKERS: u64 = 3;
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
 
 // The client task does a request-reply dialog using a standard synchronous
@@ -160,10 +162,10 @@ fn main_task() -> Result<(), Error> {
 
     // Start local workers, then local clients.
     let mut actors = Vec::new();
-    for _ in 0..NBR_WORKERS {
+    for _ in 0..helpers::env_count("ZGUIDE_WORKERS", NBR_WORKERS) {
         actors.push(start(&context, &me, worker_task)?);
     }
-    for _ in 0..NBR_CLIENTS {
+    for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", NBR_CLIENTS) {
         actors.push(start(&context, &me, client_task)?);
     }
     let broker = Broker {

@@ -56,6 +56,8 @@
 //!   the C++ shape too. The C++ broker publishes its state only when it
 //!   changes, so we forget it 3 s after its last change (we still serve its
 //!   requests);
+//! * for tests, `ZGUIDE_CLIENTS` and `ZGUIDE_WORKERS` (defaults 10 and 5) set
+//!   how many client and worker threads it starts;
 //! * Ctrl-C/SIGTERM ends it with exit code 0.
 
 use std::collections::{HashMap, VecDeque};
@@ -69,8 +71,8 @@ use zguide::message::show;
 use zguide::routing::{self, complain, WorkerQueue};
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
-const NBR_CLIENTS: usize = 10;
-const NBR_WORKERS: usize = 5;
+const NBR_CLIENTS: u64 = 10;
+const NBR_WORKERS: u64 = 5;
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
 
 /// We publish our state at least this often...
@@ -205,11 +207,11 @@ fn main_task() -> Result<(), Error> {
 
     // After binding and connecting all our sockets, we start our child
     // tasks: workers and clients.
-    for _ in 0..NBR_WORKERS {
+    for _ in 0..helpers::env_count("ZGUIDE_WORKERS", NBR_WORKERS) {
         let me = me.clone();
         thread::spawn(move || worker_task(me));
     }
-    for _ in 0..NBR_CLIENTS {
+    for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", NBR_CLIENTS) {
         let me = me.clone();
         thread::spawn(move || client_task(me));
     }
