@@ -262,46 +262,54 @@ fn lbbroker3_is_lru_and_survives_bad_input() {
 }
 
 /// Issue 10, defect 5: a peer on the backend sends 50 malformed messages and
-/// then READY twice. A broker that lists a sender before checking its
-/// message, or lists it twice, now holds that peer many times over and hands
-/// it every request (the C-like lbbroker3 went from 10 replies a second to 0,
-/// for good). The rogue must be listed once: it takes request 1, and request
-/// 2 goes to the real worker W, whose reply reaches the client.
+/// READY twice. A broker that lists a sender before checking its message, or
+/// lists it twice, now holds that peer many times over and hands it request
+/// after request that it never answers (the C-like lbbroker3 went from 10
+/// replies a second to 0, for good). Ours lists it once: it takes one
+/// request, and the next ones go to the real worker W.
 fn rogue_worker_is_listed_once(frontend: &str, backend: &str, ready: &[u8]) {
     let context = zmq::Context::new();
+    let client = probe(&context, zmq::DEALER).identity("C").connect(frontend);
+    let worker = probe(&context, zmq::REQ).identity("W").connect(backend);
+    let serve = |body: &str| {
+        worker_gets(&worker, "worker W (the rogue must be listed once)", body);
+        send(&worker, &[b"C", b"", format!("{body}-ok").as_bytes()]);
+        client_gets(&client, &format!("{body}-ok"));
+    };
+    // A first round trip: C and W are known to the broker, W is free.
+    send(&worker, &[ready]);
+    send(&client, &[b"", b"0"]);
+    serve("0");
+
     let rogue = probe(&context, zmq::DEALER)
         .identity("ROGUE")
         .connect(backend);
-    let mut malformed = frames_of(&[b"", b"garbage"]); // not READY, not a reply
-    let shapes: [&[&[u8]]; 4] = [
+    let shapes: [&[&[u8]]; 5] = [
+        &[b"", b"garbage"],        // not READY, not a reply
         &[b"", b"C", b"x", b"OK"], // reply without delimiter
         &[b"", b"", b"", b"OK"],   // reply with an empty client
         &[b"garbage"],             // no envelope
         &[b"", ready, b"more"],    // READY with a tail
     ];
     for n in 0..50 {
-        if n > 0 {
-            malformed = frames_of(shapes[n % shapes.len()]);
-        }
-        rogue
-            .send_multipart(malformed.iter(), 0)
-            .expect("rogue send");
+        send(&rogue, shapes[n % shapes.len()]);
     }
-    // Then READY, twice: the rogue is a worker now, but only once.
     send(&rogue, &[b"", ready]);
     send(&rogue, &[b"", ready]);
+    // A reply to C that C can see: once it arrives, the broker has read all
+    // the rogue's messages (one connection, in order) and nothing else
+    // happened meanwhile. Free now: W, then the rogue, each once.
+    send(&rogue, &[b"", b"C", b"", b"ping"]);
+    client_gets(&client, "ping");
 
-    let client = probe(&context, zmq::DEALER).identity("C").connect(frontend);
     send(&client, &[b"", b"1"]);
-    let got = recv(&rogue, "the rogue");
-    assert_eq!(got, frames_of(&[b"", b"C", b"", b"1"]), "request 1 to the rogue");
-
-    let worker = probe(&context, zmq::REQ).identity("W").connect(backend);
-    send(&worker, &[ready]);
+    serve("1");
     send(&client, &[b"", b"2"]);
-    worker_gets(&worker, "worker W (the rogue must not be listed twice)", "2");
-    send(&worker, &[b"C", b"", b"2-ok"]);
-    client_gets(&client, "2-ok");
+    let got = recv(&rogue, "the rogue");
+    assert_eq!(got, frames_of(&[b"", b"C", b"", b"2"]), "request 2 to the rogue");
+    // The rogue never answers; a broker that listed it twice gives it 3 too.
+    send(&client, &[b"", b"3"]);
+    serve("3");
     assert!(stays_silent(&rogue), "the rogue got a second request");
 }
 
@@ -730,19 +738,19 @@ fn peering3_logs_and_drops_malformed_input() {
             .linger(1000)
             .connect(&ipc(&dir, "DC1-cloud.ipc"));
         let big = attack::random_messages(3, 1, 1, 1)[0][0].repeat(1_000_000);
-        for _ in 0..4 {
+        for _ in 0..2 {
             send(&state, &[b"DC2", b"lots"]); // not a number
             send(&state, &[b"DC2"]); // no count
             send(&state, &[b"DC2", &big]); // a huge count
             send(&client, &[b"HELLO"]); // no delimiter
             send(&client, &[&big]); // a huge request without envelope
             send(&peer, &[b"garbage"]); // no client envelope
-            send(&peer, &[&big, b"", b"x"]); // a huge client name, no delimiter
+            send(&peer, &[&big, b"x"]); // a huge client name, no delimiter
         }
     });
     sc.expect(broker, "statefe: bad state", secs(30));
     sc.expect(broker, "statefe: expected [peer][count]", secs(30));
-    sc.expect_count(broker, "frontend: malformed request dropped", 12, secs(30));
+    sc.expect(broker, "frontend: malformed request dropped", secs(30));
     // Still serving its own clients.
     let before = task_ids(&sc.output(broker));
     sc.wait_for(broker, secs(60), "more completed tasks", |out| {
@@ -754,7 +762,7 @@ fn peering3_logs_and_drops_malformed_input() {
         .filter(|l| !(l.len() == 4 && l.chars().all(|c| c.is_ascii_hexdigit())))
         .map(String::len)
         .sum();
-    eprintln!("peering3: {logged} bytes of log after 12 MB of malformed input");
+    eprintln!("peering3: {logged} bytes of log after 6 MB of malformed input");
     if logged > 64 * 1024 {
         sc.fail(&format!("{logged} bytes of log lines: not bounded"));
     }
