@@ -307,9 +307,18 @@ fn rogue_worker_is_listed_once(frontend: &str, backend: &str, ready: &[u8]) {
     send(&client, &[b"", b"2"]);
     let got = recv(&rogue, "the rogue");
     assert_eq!(got, frames_of(&[b"", b"C", b"", b"2"]), "request 2 to the rogue");
-    // The rogue never answers; a broker that listed it twice gives it 3 too.
+    // The rogue holds request 2 and never answers. More garbage from it
+    // must not make it free again: 3 goes to W, and 4 (sent while W still
+    // holds 3) waits for W rather than going to the rogue.
+    for shape in shapes {
+        send(&rogue, shape);
+    }
     send(&client, &[b"", b"3"]);
-    serve("3");
+    worker_gets(&worker, "worker W (the rogue must be listed once)", "3");
+    send(&client, &[b"", b"4"]);
+    send(&worker, &[b"C", b"", b"3-ok"]);
+    client_gets(&client, "3-ok");
+    serve("4");
     assert!(stays_silent(&rogue), "the rogue got a second request");
 }
 
