@@ -155,7 +155,11 @@ pub fn check_reply(reply: &Message, peers: &[String]) -> Result<(), Error> {
 /// but the data through [`show`](crate::message::show): for a program that
 /// prints what a peer sent (a worker printing its request).
 pub fn show_frame(prefix: &str, frame: &[u8]) -> String {
-    format!("{prefix}[{:03}] {}", frame.len(), crate::message::show(frame))
+    format!(
+        "{prefix}[{:03}] {}",
+        frame.len(),
+        crate::message::show(frame)
+    )
 }
 
 /// True if a reply's first frame names one of `peers`: it answers a request
@@ -240,11 +244,20 @@ mod tests {
             Message::from_frames(["DC2", "", "C1", "", "OK"]),
         ] {
             let local = peer_reply(reply).unwrap();
-            assert_eq!(local.into_frames(), Message::from_frames(["C1", "", "OK"]).into_frames());
+            assert_eq!(
+                local.into_frames(),
+                Message::from_frames(["C1", "", "OK"]).into_frames()
+            );
         }
         assert!(peer_reply(Message::from_frames(["DC2", "OK"])).is_err());
         let peers = ["DC2".to_string()];
-        assert!(is_for_peer(&Message::from_frames(["DC2", "C1", "", "OK"]), &peers));
-        assert!(!is_for_peer(&Message::from_frames(["C1", "", "OK"]), &peers));
+        assert!(is_for_peer(
+            &Message::from_frames(["DC2", "C1", "", "OK"]),
+            &peers
+        ));
+        assert!(!is_for_peer(
+            &Message::from_frames(["C1", "", "OK"]),
+            &peers
+        ));
     }
 }

@@ -75,7 +75,7 @@ impl WorkerQueue {
     }
 
     /// Takes the worker that has been free longest.
-    pub fn next(&mut self) -> Option<Vec<u8>> {
+    pub fn take_next(&mut self) -> Option<Vec<u8>> {
         self.queue.pop_front()
     }
 
@@ -106,7 +106,7 @@ pub fn dispatch(
     workers: &mut WorkerQueue,
     request: &Message,
 ) -> Result<Option<Vec<u8>>, Error> {
-    dispatch_to_next(backend, request, true, || workers.next())
+    dispatch_to_next(backend, request, true, || workers.take_next())
 }
 
 /// [`dispatch`] for any list of free workers: `next` gives the worker to try
@@ -226,11 +226,11 @@ mod tests {
         assert!(!workers.ready(b"W1".to_vec()), "duplicate");
         assert_eq!(workers.len(), 2);
         assert!(workers.contains(b"W2"));
-        assert_eq!(workers.next(), Some(b"W1".to_vec()));
+        assert_eq!(workers.take_next(), Some(b"W1".to_vec()));
         assert!(workers.ready(b"W1".to_vec()));
-        assert_eq!(workers.next(), Some(b"W2".to_vec()));
-        assert_eq!(workers.next(), Some(b"W1".to_vec()));
-        assert!(workers.is_empty() && workers.next().is_none());
+        assert_eq!(workers.take_next(), Some(b"W2".to_vec()));
+        assert_eq!(workers.take_next(), Some(b"W1".to_vec()));
+        assert!(workers.is_empty() && workers.take_next().is_none());
     }
 
     #[test]

@@ -208,8 +208,8 @@ fn lru_then_malformed(frontend: &str, backend: &str, ready: &[u8]) {
         .linger(1000)
         .connect(backend);
     send(&rogue_worker, &[b"garbage"]); // no envelope at all
-    // A well-formed reply for a client nobody knows: W3 becomes free, the
-    // reply cannot be routed.
+                                        // A well-formed reply for a client nobody knows: W3 becomes free, the
+                                        // reply cannot be routed.
     let w3 = probe(&context, zmq::DEALER)
         .identity("W3")
         .linger(1000)
@@ -306,7 +306,11 @@ fn rogue_worker_is_listed_once(frontend: &str, backend: &str, ready: &[u8]) {
     serve("1");
     send(&client, &[b"", b"2"]);
     let got = recv(&rogue, "the rogue");
-    assert_eq!(got, frames_of(&[b"", b"C", b"", b"2"]), "request 2 to the rogue");
+    assert_eq!(
+        got,
+        frames_of(&[b"", b"C", b"", b"2"]),
+        "request 2 to the rogue"
+    );
     // The rogue holds request 2 and never answers. More garbage from it
     // must not make it free again: 3 goes to W, and 4 (sent while W still
     // holds 3) waits for W rather than going to the rogue.
@@ -333,7 +337,11 @@ fn check_rogue_worker(name: &str, program: &str, args: &[&str], ready: &'static 
         None => (ipc(sc.dir(), "frontend.ipc"), ipc(sc.dir(), "backend.ipc")),
     };
     if program.ends_with("peering2") {
-        sc.expect(broker, "Press Enter when all brokers are started: ", secs(30));
+        sc.expect(
+            broker,
+            "Press Enter when all brokers are started: ",
+            secs(30),
+        );
         sc.write_stdin(broker, "\n");
     }
     sc.in_namespace(move || rogue_worker_is_listed_once(&frontend, &backend, ready));
@@ -385,7 +393,9 @@ fn non_reading_client_does_not_freeze(name: &str, program: &str) {
     let served = |frontend: String, tag: &'static [u8]| {
         move || {
             let context = zmq::Context::new();
-            let client = probe(&context, zmq::DEALER).identity(tag).connect(&frontend);
+            let client = probe(&context, zmq::DEALER)
+                .identity(tag)
+                .connect(&frontend);
             send(&client, &[b"", b"HELLO"]);
             try_recv(&client, "a legitimate client")
         }
@@ -400,7 +410,9 @@ fn non_reading_client_does_not_freeze(name: &str, program: &str) {
     let endpoint = frontend.clone();
     let hog = sc.in_namespace_background(move || {
         let context = zmq::Context::new();
-        let hog = probe(&context, zmq::DEALER).identity("HOG").connect(&endpoint);
+        let hog = probe(&context, zmq::DEALER)
+            .identity("HOG")
+            .connect(&endpoint);
         let flood = attack::flood(&hog, &[b"", b"HELLO"], 100_000, secs(20));
         let _ = flooded.send(flood);
         // Keep the connection open, never reading, while the test checks.
@@ -421,7 +433,9 @@ fn non_reading_client_does_not_freeze(name: &str, program: &str) {
     let _ = release.send(());
     let _ = hog.join();
     if let Err(e) = result {
-        sc.fail(&format!("{e}: the broker froze on the client that does not read"));
+        sc.fail(&format!(
+            "{e}: the broker froze on the client that does not read"
+        ));
     }
     if rss_after > rss_before + 64 * 1024 {
         sc.fail("the broker grew by more than 64 MiB");
@@ -737,7 +751,11 @@ fn peering3_logs_and_drops_malformed_input() {
         let context = zmq::Context::new();
         let state = probe(&context, zmq::XPUB).bind(&ipc(&dir, "DC2-state.ipc"));
         let subscription = recv(&state, "DC2's state publisher");
-        assert_eq!(subscription, [b"\x01".to_vec()], "DC1 subscribes to everything");
+        assert_eq!(
+            subscription,
+            [b"\x01".to_vec()],
+            "DC1 subscribes to everything"
+        );
         let client = probe(&context, zmq::DEALER)
             .identity("R")
             .linger(1000)
@@ -841,7 +859,11 @@ fn reply_for(request: &[u8]) -> &[u8] {
 
 /// Answers a request `me` lent the fake C++ peer, if one comes within
 /// `within`; it must be in the C++ shape. Returns how many it answered.
-fn answer_lent(cloudfe: &zmq::Socket, me: &str, within: std::time::Duration) -> Result<usize, String> {
+fn answer_lent(
+    cloudfe: &zmq::Socket,
+    me: &str,
+    within: std::time::Duration,
+) -> Result<usize, String> {
     let Ok(request) = recv_until(cloudfe, "the fake C++ peer", within, |_| true) else {
         return Ok(0);
     };
@@ -870,7 +892,9 @@ fn peering2_speaks_the_cpp_peer_shape() {
     let dir = sc.dir().to_path_buf();
     let fake = sc.in_namespace_background(move || fake_cpp_peer(&dir, "me", b"HELLO", true));
     sc.write_stdin(me, "\n");
-    let outcome = fake.join().unwrap_or_else(|_| Err("the fake peer panicked".into()));
+    let outcome = fake
+        .join()
+        .unwrap_or_else(|_| Err("the fake peer panicked".into()));
     if let Err(e) = outcome {
         sc.fail(&e);
     }

@@ -134,7 +134,11 @@ fn main_task() -> Result<(), Error> {
     let context = zmq::Context::new();
     // Every ROUTER is MANDATORY: a send to a gone or full peer fails at once,
     // so it is dropped and logged, never blocked on or silently lost.
-    let router = || socket::new(&context, zmq::ROUTER).linger(0).router_mandatory();
+    let router = || {
+        socket::new(&context, zmq::ROUTER)
+            .linger(0)
+            .router_mandatory()
+    };
 
     // Bind cloud frontend to endpoint.
     let cloudfe = router()
@@ -205,7 +209,7 @@ impl Broker<'_> {
             let ready = interrupt::poll(&[&self.localbe, &self.cloudbe], timeout)?;
             if ready[0] {
                 // Handle reply from local worker.
-                self.from_worker(Message::recv_now(&self.localbe)?, &mut workers)?;
+                self.handle_worker(Message::recv_now(&self.localbe)?, &mut workers)?;
             } else if ready[1] {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
@@ -245,7 +249,11 @@ impl Broker<'_> {
                 if reroutable && !self.peers.is_empty() && helpers::randof(5) == 0 {
                     // Route to random broker peer.
                     let peer = &self.peers[helpers::randof(self.peers.len() as u32) as usize];
-                    if self.shape.address(peer, msg.clone()).send_or_drop(&self.cloudbe)? {
+                    if self
+                        .shape
+                        .address(peer, msg.clone())
+                        .send_or_drop(&self.cloudbe)?
+                    {
                         continue;
                     }
                     complain(format_args!(
@@ -259,7 +267,7 @@ impl Broker<'_> {
 
     /// A message from a local worker: READY, or a reply for a client or a
     /// peer. The worker is free again only once its message checked out.
-    fn from_worker(&self, msg: Message, workers: &mut WorkerQueue) -> Result<(), Error> {
+    fn handle_worker(&self, msg: Message, workers: &mut WorkerQueue) -> Result<(), Error> {
         let (worker, reply) = match envelope::from_worker(msg, WORKER_READY) {
             Ok(parts) => parts,
             Err(e) => {

@@ -106,7 +106,10 @@ fn client_task(me: String) -> Result<(), Error> {
             // Worker is supposed to answer us with our task id.
             let reply = helpers::recv_string(&client)?;
             if reply != task_id {
-                log::error!("client: reply {} for task {task_id}", show(reply.as_bytes()));
+                log::error!(
+                    "client: reply {} for task {task_id}",
+                    show(reply.as_bytes())
+                );
                 let complaint = format!("E: CLIENT EXIT - bad reply {task_id}");
                 return helpers::send_string(&monitor, &complaint);
             }
@@ -165,7 +168,11 @@ fn main_task() -> Result<(), Error> {
     let context = zmq::Context::new();
     // Every ROUTER is MANDATORY: a send to a gone or full peer fails at once,
     // so it is dropped and logged, never blocked on or silently lost.
-    let router = || socket::new(&context, zmq::ROUTER).linger(0).router_mandatory();
+    let router = || {
+        socket::new(&context, zmq::ROUTER)
+            .linger(0)
+            .router_mandatory()
+    };
 
     // Prepare local frontend and backend.
     let localfe = router().bind(&format!("ipc://{me}-localfe.ipc"))?;
@@ -269,7 +276,7 @@ impl Broker {
             // Track if capacity changes during this iteration.
             let previous = self.workers.len();
             if ready[0] {
-                self.from_worker(Message::recv_now(&self.localbe)?)?;
+                self.handle_worker(Message::recv_now(&self.localbe)?)?;
             } else if ready[1] {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
@@ -364,7 +371,11 @@ impl Broker {
             return Ok(());
         };
         let name = name.clone();
-        if self.shape.address(&name, msg.clone()).send_or_drop(&self.cloudbe)? {
+        if self
+            .shape
+            .address(&name, msg.clone())
+            .send_or_drop(&self.cloudbe)?
+        {
             if let Some(peer) = self.peers.get_mut(&name) {
                 peer.capacity -= 1;
             }
@@ -380,7 +391,7 @@ impl Broker {
 
     /// A message from a local worker: READY, or a reply for a client or a
     /// peer. The worker is free again only once its message checked out.
-    fn from_worker(&mut self, msg: Message) -> Result<(), Error> {
+    fn handle_worker(&mut self, msg: Message) -> Result<(), Error> {
         let (worker, reply) = match envelope::from_worker(msg, WORKER_READY) {
             Ok(parts) => parts,
             Err(e) => {
