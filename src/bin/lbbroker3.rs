@@ -140,7 +140,7 @@ fn handle_backend(reactor: &mut Reactor<LbBroker>, this: &mut LbBroker) -> Resul
     this.workers.ready(identity);
 
     // Enable reader on frontend if we went from 0 to 1 workers.
-    if this.workers.len() == 1 && !reactor.has_reader("frontend") {
+    if this.workers.len() == 1 {
         reactor.reader("frontend", |b: &LbBroker| &b.frontend, handle_frontend);
     }
     // Forward message to client if it's not a READY.
