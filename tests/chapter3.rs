@@ -581,6 +581,14 @@ fn asyncsrv_logs_malformed_requests_in_bounded_lines() {
     let server = sc.start("asyncsrv", bin!("asyncsrv"), &[]);
     let echoed = sc.in_namespace(|| {
         let context = zmq::Context::new();
+        // The good client asks first, so that its requests are not queued
+        // behind 16 MB: asyncsrv lives only 5 s.
+        let client = probe(&context, zmq::DEALER)
+            .identity("GOOD")
+            .connect("tcp://localhost:5570");
+        for n in 0..8 {
+            send(&client, &[format!("good #{n}").as_bytes()]);
+        }
         let attacker = probe(&context, zmq::DEALER)
             .identity("BIG")
             .connect("tcp://localhost:5570");
@@ -592,12 +600,6 @@ fn asyncsrv_logs_malformed_requests_in_bounded_lines() {
             attacker
                 .send_multipart([big, b"tail".to_vec()], 0)
                 .expect("send");
-        }
-        let client = probe(&context, zmq::DEALER)
-            .identity("GOOD")
-            .connect("tcp://localhost:5570");
-        for n in 0..8 {
-            send(&client, &[format!("good #{n}").as_bytes()]);
         }
         recv_until(&client, "the good client", secs(4), |reply: &Frames| {
             reply.len() == 1 && reply[0].starts_with(b"good #")
@@ -807,7 +809,12 @@ fn peering3_logs_and_drops_malformed_input() {
 /// one in five of its clients' requests to a random peer): with
 /// `ZGUIDE_PEER_DELIMITER=1` they must come in the C++ shape, and the fake's
 /// C++-shaped replies must reach our clients.
-fn fake_cpp_peer(dir: &Path, me: &str, request: &[u8], expect_lent: bool) -> Result<(), String> {
+fn fake_cpp_peer(
+    dir: &Path,
+    me: &str,
+    request: &[u8],
+    lends_us_work: Option<Lending>,
+) -> Result<(), String> {
     let context = zmq::Context::new();
     // Its cloud frontend (our cloudbe connects to it) and cloud backend.
     let cloudfe = probe(&context, zmq::ROUTER)
@@ -836,7 +843,7 @@ fn fake_cpp_peer(dir: &Path, me: &str, request: &[u8], expect_lent: bool) -> Res
     if reply != want {
         return Err(format!("reply {reply:?}, expected the C++ shape {want:?}"));
     }
-    if expect_lent {
+    if let Some((checked, done)) = lends_us_work {
         let deadline = Instant::now() + secs(20);
         while answered < 3 && Instant::now() < deadline {
             answered += answer_lent(&cloudfe, me, ms(100))?;
@@ -844,9 +851,20 @@ fn fake_cpp_peer(dir: &Path, me: &str, request: &[u8], expect_lent: bool) -> Res
         if answered < 3 {
             return Err(format!("{me} lent us {answered} requests, expected 3"));
         }
+        // Keep answering while the test watches our clients: a request
+        // lent to a peer that no longer answers is lost, as in the C.
+        let _ = checked.send(());
+        let deadline = Instant::now() + secs(60);
+        while done.try_recv().is_err() && Instant::now() < deadline {
+            answer_lent(&cloudfe, me, ms(100))?;
+        }
     }
     Ok(())
 }
+
+/// For a fake peer that `me` lends work to: it says when it has answered
+/// three lent requests, and keeps answering until told it is done.
+type Lending = (mpsc::Sender<()>, mpsc::Receiver<()>);
 
 /// What the workers answer: peering2's `OK`, peering3's echo.
 fn reply_for(request: &[u8]) -> &[u8] {
@@ -890,16 +908,24 @@ fn peering2_speaks_the_cpp_peer_shape() {
     let me = sc.start_spec("me", spec);
     sc.expect(me, "Press Enter when all brokers are started: ", secs(30));
     let dir = sc.dir().to_path_buf();
-    let fake = sc.in_namespace_background(move || fake_cpp_peer(&dir, "me", b"HELLO", true));
+    let (checked, lent_ok) = mpsc::channel();
+    let (done, finish) = mpsc::channel();
+    let fake = sc.in_namespace_background(move || {
+        fake_cpp_peer(&dir, "me", b"HELLO", Some((checked, finish)))
+    });
     sc.write_stdin(me, "\n");
+    if lent_ok.recv_timeout(secs(60)).is_ok() {
+        // Our clients are served, the C++-shaped replies included.
+        let before = sc.count(me, "Client: OK");
+        sc.expect_count(me, "Client: OK", before + 10, secs(30));
+    }
+    let _ = done.send(());
     let outcome = fake
         .join()
         .unwrap_or_else(|_| Err("the fake peer panicked".into()));
     if let Err(e) = outcome {
         sc.fail(&e);
     }
-    let before = sc.count(me, "Client: OK");
-    sc.expect_count(me, "Client: OK", before + 10, secs(30));
     if sc.count(me, "malformed") > 0 {
         sc.fail("the C++ shape was taken for a malformed message");
     }
@@ -913,7 +939,7 @@ fn peering3_answers_a_cpp_peer_in_its_shape() {
     let broker = sc.start_spec("DC1", spec);
     sc.expect(broker, "I: connecting to state backend at 'cpp'", secs(30));
     let dir = sc.dir().to_path_buf();
-    if let Err(e) = sc.in_namespace(move || fake_cpp_peer(&dir, "DC1", b"ABCD", false)) {
+    if let Err(e) = sc.in_namespace(move || fake_cpp_peer(&dir, "DC1", b"ABCD", None)) {
         sc.fail(&e);
     }
     if sc.count(broker, "malformed") > 0 {
