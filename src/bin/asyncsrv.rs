@@ -15,13 +15,26 @@
 //!
 //! Differs from the C: the proxy is a small poll loop inside the server actor
 //! (czmq's `zproxy` actor is not ported); workers sleep between replies on
-//! their pipe, so shutdown does not wait for their pauses to end; a message
-//! that is not `[client][request]` is logged and dropped; identities come from
-//! a thread-safe random generator (the C's unseeded `random()` repeats them).
+//! their pipe, so shutdown does not wait for their pauses to end; identities
+//! come from a thread-safe random generator (the C's unseeded `random()`
+//! repeats them). Against careless or hostile clients:
+//! * no send blocks (policy). A request that no worker can take now (all five
+//!   have a full queue) is dropped, and so is a reply whose client is gone or
+//!   not reading (the frontend is ROUTER_MANDATORY, so the drop is logged).
+//!   A blocking send here used to stop the proxy under load, and Ctrl-C then
+//!   waited for it for ever;
+//! * sockets take frames of at most 1 MiB (larger ones close that client's
+//!   connection) and have LINGER 0 (in-flight replies are worthless at exit);
+//! * a message that is not `[client][request]` is logged and dropped; the
+//!   warning holds a bounded, escaped summary of it (at most 20 warnings a
+//!   second), not the whole message in hex.
+
+use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
 use zguide::message::format_frame;
-use zguide::{helpers, interrupt, Error, Message};
+use zguide::routing::{self, complain};
+use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 // This is our client task. It connects to the server, and then sends a
 // request once per second. It collects responses as they arrive, and prints
@@ -35,11 +48,12 @@ fn client_task(pipe: &Pipe) {
 
 fn client(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let client = pipe.context().socket(zmq::DEALER)?;
-    client.set_linger(0)?;
     // Set a random identity to make tracing easier (before connecting).
-    let identity = helpers::set_random_identity(&client)?;
-    client.connect("tcp://localhost:5570")?;
+    let identity = helpers::random_identity();
+    let client = socket::new(pipe.context(), zmq::DEALER)
+        .linger(0)
+        .identity(identity.as_str())
+        .connect("tcp://localhost:5570")?;
 
     let mut request_nbr = 0;
     loop {
@@ -73,12 +87,13 @@ fn server_task(pipe: &Pipe) {
 
 fn server(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let frontend = pipe.context().socket(zmq::ROUTER)?;
-    let backend = pipe.context().socket(zmq::DEALER)?;
-    frontend.set_linger(0)?;
-    backend.set_linger(0)?;
-    frontend.bind("tcp://*:5570")?;
-    backend.bind("inproc://backend")?;
+    let frontend = socket::new(pipe.context(), zmq::ROUTER)
+        .linger(0)
+        .router_mandatory()
+        .bind("tcp://*:5570")?;
+    let backend = socket::new(pipe.context(), zmq::DEALER)
+        .linger(0)
+        .bind("inproc://backend")?;
 
     // Launch pool of worker threads, precise number is not critical.
     const NBR_THREADS: usize = 5;
@@ -96,11 +111,15 @@ fn server(pipe: &Pipe) -> Result<(), Error> {
         if ready[0] {
             break; // The shutdown signal (or $TERM).
         }
-        if ready[1] {
-            Message::recv_now(&frontend)?.send(&backend)?;
+        // Never block: a blocked proxy serves nobody and misses the
+        // shutdown signal.
+        if ready[1] && !Message::recv_now(&frontend)?.send_or_drop(&backend)? {
+            complain(format_args!(
+                "backend: no worker can take a request now; dropped"
+            ));
         }
         if ready[2] {
-            Message::recv_now(&backend)?.send(&frontend)?;
+            routing::send_or_log(Message::recv_now(&backend)?, &frontend, "frontend")?;
         }
     }
     drop(workers);
@@ -117,15 +136,18 @@ fn server_worker(pipe: &Pipe) {
 
 fn worker(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let worker = pipe.context().socket(zmq::DEALER)?;
-    worker.set_linger(0)?;
-    worker.connect("inproc://backend")?;
+    let worker = socket::new(pipe.context(), zmq::DEALER)
+        .linger(0)
+        .connect("inproc://backend")?;
 
     while pipe.poll(&[&worker], -1)?.is_some() {
         // The DEALER socket gives us the reply envelope and message.
         let msg = Message::recv_now(&worker)?;
         if msg.len() != 2 {
-            log::warn!("worker: expected [client][request], got {msg:?}");
+            complain(format_args!(
+                "worker: expected [client][request], got {}",
+                msg.summary()
+            ));
             continue;
         }
         // Send 0..4 replies back.
@@ -140,10 +162,7 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
                 return Ok(());
             }
             // Like the C, never block: if the server cannot take it, drop it.
-            match msg.clone().send_flags(&worker, zmq::DONTWAIT) {
-                Ok(()) | Err(Error::Zmq(zmq::Error::EAGAIN)) => {}
-                Err(e) => return Err(e),
-            }
+            msg.clone().send_or_drop(&worker)?;
         }
     }
     Ok(())
@@ -151,20 +170,20 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
 
 // The main thread simply starts several clients and a server, and then
 // waits for the server to finish.
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let client1 = Actor::new(&context, client_task)?;
-    let client2 = Actor::new(&context, client_task)?;
-    let client3 = Actor::new(&context, client_task)?;
-    let server = Actor::new(&context, server_task)?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
+        let client1 = Actor::new(&context, client_task)?;
+        let client2 = Actor::new(&context, client_task)?;
+        let client3 = Actor::new(&context, client_task)?;
+        let server = Actor::new(&context, server_task)?;
 
-    // Run for 5 seconds then quit (sooner on Ctrl-C).
-    let _ = interrupt::sleep_ms(5 * 1000);
-    server.signal(0)?;
+        // Run for 5 seconds then quit (sooner on Ctrl-C).
+        let _ = interrupt::sleep_ms(5 * 1000);
+        server.signal(0)?;
 
-    drop(server);
-    drop((client1, client2, client3));
-    Ok(())
+        drop(server);
+        drop((client1, client2, client3));
+        Ok(())
+    })
 }

@@ -7,25 +7,27 @@
 //! that. Both messages show the empty delimiter frame that REQ adds, which is
 //! why the peers must be REQ and not DEALER (zguide #644). Runs alone, exits.
 
+use std::process::ExitCode;
+
 use zguide::message::dump_socket;
-use zguide::{helpers, Error};
+use zguide::{helpers, program, socket};
 
-fn main() -> Result<(), Error> {
-    let context = zmq::Context::new();
-    let sink = context.socket(zmq::ROUTER)?;
-    sink.bind("inproc://example")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        let context = zmq::Context::new();
+        let sink = socket::new(&context, zmq::ROUTER).bind("inproc://example")?;
 
-    // First let ZeroMQ choose the identity.
-    let anonymous = context.socket(zmq::REQ)?;
-    anonymous.connect("inproc://example")?;
-    helpers::send_string(&anonymous, "ROUTER uses a generated 5 byte identity")?;
-    print!("{}", dump_socket(&sink)?);
+        // First let ZeroMQ choose the identity.
+        let anonymous = socket::new(&context, zmq::REQ).connect("inproc://example")?;
+        helpers::send_string(&anonymous, "ROUTER uses a generated 5 byte identity")?;
+        print!("{}", dump_socket(&sink)?);
 
-    // Then set it ourselves.
-    let identified = context.socket(zmq::REQ)?;
-    identified.set_identity(b"PEER2")?;
-    identified.connect("inproc://example")?;
-    helpers::send_string(&identified, "ROUTER socket uses REQ's socket identity")?;
-    print!("{}", dump_socket(&sink)?);
-    Ok(())
+        // Then set it ourselves.
+        let identified = socket::new(&context, zmq::REQ)
+            .identity("PEER2")
+            .connect("inproc://example")?;
+        helpers::send_string(&identified, "ROUTER socket uses REQ's socket identity")?;
+        print!("{}", dump_socket(&sink)?);
+        Ok(())
+    })
 }

@@ -12,30 +12,45 @@
 //! 10 replies. The `.ipc` files are made in the working directory. Runs alone.
 //!
 //! Differs from the C:
-//! * a malformed message (wrong frame count, missing delimiter) is logged and
-//!   dropped where the C `assert`s, and a reply for a client that is gone is
-//!   logged (ROUTER_MANDATORY) where the C drops it silently;
+//! * every message is checked before it is acted on: a malformed one (wrong
+//!   frame count, missing delimiter) is logged and dropped where the C
+//!   `assert`s, and a worker goes on the free list only after its message
+//!   proved well formed, and never twice (a worker listed twice, or a peer
+//!   that sent garbage, would be handed requests nobody answers);
+//! * no send blocks (policy): the broker never waits for a peer that stopped
+//!   reading. A reply its client cannot take now (gone, or its queue full
+//!   because it does not read) is dropped and logged (ROUTER_MANDATORY on the
+//!   frontend; the C drops replies for gone clients silently and would block
+//!   on a full one); a request goes to the next free worker if the first is
+//!   gone or full, and is dropped (logged) if none can take it;
+//! * sockets have LINGER 1 s and take frames of at most 1 MiB (larger ones
+//!   close that peer's connection); at most 10 000 workers are remembered as
+//!   free; warnings about peers are limited to 20 lines a second, and wire
+//!   data in them, and in the workers' `Worker: HELLO` lines, is cut short
+//!   and escaped (`show`);
 //! * the broker waits for its clients to print their reply before exiting (the
 //!   C returns at once and may cut the last `Client: OK`);
-//! * Ctrl-C/SIGTERM ends it cleanly;
+//! * Ctrl-C/SIGTERM ends it cleanly, with exit code 0;
 //! * for tests, `ZGUIDE_CLIENTS` and `ZGUIDE_WORKERS` (defaults 10 and 3) set
 //!   how many client and worker threads to start; the broker exits after as
 //!   many replies as it started clients, so with `ZGUIDE_CLIENTS=0` it serves
 //!   outside clients until Ctrl-C.
 
-use std::collections::VecDeque;
+use std::process::ExitCode;
 use std::thread;
 
-use zguide::{envelope, helpers, interrupt, Error, Message};
+use zguide::message::show;
+use zguide::routing::{self, complain, WorkerQueue};
+use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"READY";
 
 // Basic request-reply client using a REQ socket, with a printable identity.
 fn client_task() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let client = context.socket(zmq::REQ)?;
-    helpers::set_random_identity(&client)?;
-    client.connect("ipc://frontend.ipc")?;
+    let client = socket::new(&context, zmq::REQ)
+        .identity(helpers::random_identity())
+        .connect("ipc://frontend.ipc")?;
 
     // Send request, get reply.
     helpers::send_string(&client, "HELLO")?;
@@ -48,9 +63,9 @@ fn client_task() -> Result<(), Error> {
 // broker's envelope, so a request arrives as [client][""][request].
 fn worker_task() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let worker = context.socket(zmq::REQ)?;
-    helpers::set_random_identity(&worker)?;
-    worker.connect("ipc://backend.ipc")?;
+    let worker = socket::new(&context, zmq::REQ)
+        .identity(helpers::random_identity())
+        .connect("ipc://backend.ipc")?;
 
     // Tell broker we're ready for work.
     worker.send(WORKER_READY, 0)?;
@@ -66,26 +81,25 @@ fn worker_task() -> Result<(), Error> {
                 continue;
             }
         };
-        println!(
-            "Worker: {}",
-            String::from_utf8_lossy(request.last().unwrap_or_default())
-        );
+        println!("Worker: {}", show(request.last().unwrap_or_default()));
         envelope::to(client, Message::from_frames(["OK"])).send(&worker)?;
     }
 }
 
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    interrupt::catch_signals();
+fn main() -> ExitCode {
+    program::run(broker)
+}
+
+fn broker() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let frontend = context.socket(zmq::ROUTER)?;
-    let backend = context.socket(zmq::ROUTER)?;
-    // Report replies to clients that are gone instead of dropping them silently.
-    frontend.set_router_mandatory(true)?;
-    frontend.set_linger(1000)?;
-    backend.set_linger(1000)?;
-    frontend.bind("ipc://frontend.ipc")?;
-    backend.bind("ipc://backend.ipc")?;
+    // Both ROUTER_MANDATORY: a send to a gone or full peer fails at once, so
+    // the broker can drop it and go on instead of blocking or losing it silently.
+    let frontend = socket::new(&context, zmq::ROUTER)
+        .router_mandatory()
+        .bind("ipc://frontend.ipc")?;
+    let backend = socket::new(&context, zmq::ROUTER)
+        .router_mandatory()
+        .bind("ipc://backend.ipc")?;
 
     let nbr_clients = helpers::env_count("ZGUIDE_CLIENTS", 10);
     let clients: Vec<_> = (0..nbr_clients)
@@ -96,7 +110,7 @@ fn main() -> Result<(), Error> {
     }
 
     // The LRU queue: free workers, least recently used at the front.
-    let mut worker_queue: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut worker_queue = WorkerQueue::new();
     let mut replies = 0;
     loop {
         // Poll the frontend only if we have available workers.
@@ -105,28 +119,23 @@ fn main() -> Result<(), Error> {
         } else {
             &[&backend, &frontend]
         };
-        let ready = match interrupt::poll(sockets, -1) {
-            Ok(ready) => ready,
-            Err(Error::Interrupted) => return Ok(()),
-            Err(e) => return Err(e),
-        };
+        let ready = interrupt::poll(sockets, -1)?;
 
         // Handle worker activity on backend:
         // [worker][""][READY] or [worker][""][client][""][reply].
+        // The worker is free again only once its message checked out.
         if ready[0] {
             let msg = Message::recv_now(&backend)?;
             match worker_message(msg) {
-                Err(e) => log::warn!("backend: malformed message dropped: {e}"),
-                Ok((worker, None)) => worker_queue.push_back(worker),
+                Err(e) => complain(format_args!("backend: malformed message dropped: {e}")),
+                Ok((worker, None)) => {
+                    worker_queue.ready(worker);
+                }
                 Ok((worker, Some((client, reply)))) => {
-                    worker_queue.push_back(worker);
-                    match envelope::to(client.clone(), reply).send(&frontend) {
-                        Ok(()) => replies += 1,
-                        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => log::warn!(
-                            "frontend: reply for unknown client {} dropped",
-                            zguide::message::show(&client)
-                        ),
-                        Err(e) => return Err(e),
+                    worker_queue.ready(worker);
+                    let reply = envelope::to(client, reply);
+                    if routing::send_or_log(reply, &frontend, "frontend")? {
+                        replies += 1;
                     }
                     if nbr_clients > 0 && replies == nbr_clients {
                         break; // Exit after N messages.
@@ -139,12 +148,10 @@ fn main() -> Result<(), Error> {
         if ready.get(1) == Some(&true) {
             let msg = Message::recv_now(&frontend)?;
             match envelope::split_exact(msg, 1) {
-                Err(e) => log::warn!("frontend: malformed request dropped: {e}"),
+                Err(e) => complain(format_args!("frontend: malformed request dropped: {e}")),
                 Ok((client, request)) => {
-                    let Some(worker) = worker_queue.pop_front() else {
-                        continue; // cannot happen: we poll only with a free worker
-                    };
-                    envelope::to(worker, envelope::to(client, request)).send(&backend)?;
+                    let request = envelope::to(client, request);
+                    routing::dispatch(&backend, &mut worker_queue, &request)?;
                 }
             }
         }

@@ -9,18 +9,28 @@
 //! recently used first, reads the frontend only while one is free, and exits
 //! after 10 replies. Runs alone.
 //!
-//! Differs from the C: malformed messages are logged and dropped, replies for
-//! clients that are gone are logged (ROUTER_MANDATORY), Ctrl-C/SIGTERM ends it
-//! cleanly, and `ZGUIDE_CLIENTS`/`ZGUIDE_WORKERS` (defaults 10 and 3) set the
-//! number of client and worker actors; it exits after as many replies as it
-//! started clients, so with `ZGUIDE_CLIENTS=0` it serves outside clients
-//! until Ctrl-C.
+//! Differs from the C:
+//! * a worker goes on the free list only after its message proved well
+//!   formed, and never twice; malformed messages are logged and dropped;
+//! * no send blocks (policy): a reply its client cannot take now (gone, or
+//!   not reading: ROUTER_MANDATORY) is dropped and logged, and a request goes
+//!   to the next free worker if the first is gone or full, or is dropped
+//!   (logged) if none can take it;
+//! * workers print the request through `show` (cut short, escaped; the
+//!   guide's `HELLO` prints as in the C);
+//! * sockets have LINGER 1 s and take frames of at most 1 MiB; at most 10 000
+//!   workers are remembered as free; warnings about peers are limited to 20
+//!   lines a second, wire data cut short and escaped;
+//! * Ctrl-C/SIGTERM ends it cleanly, and `ZGUIDE_CLIENTS`/`ZGUIDE_WORKERS`
+//!   (defaults 10 and 3) set the number of client and worker actors; it exits
+//!   after as many replies as it started clients, so with `ZGUIDE_CLIENTS=0`
+//!   it serves outside clients until Ctrl-C.
 
-use std::collections::VecDeque;
+use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::message::format_frame;
-use zguide::{envelope, helpers, interrupt, Error, Message};
+use zguide::routing::{self, complain, WorkerQueue};
+use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"READY"; // Signals worker is ready
 
@@ -33,8 +43,7 @@ fn client_task(pipe: &Pipe) {
 
 fn client(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?; // Tell the owner we have started.
-    let client = pipe.context().socket(zmq::REQ)?;
-    client.connect("ipc://frontend.ipc")?;
+    let client = socket::new(pipe.context(), zmq::REQ).connect("ipc://frontend.ipc")?;
 
     // Send request, get reply. We do not watch the pipe meanwhile: the
     // broker stops us only after our reply went out, and we must print it
@@ -53,8 +62,7 @@ fn worker_task(pipe: &Pipe) {
 
 fn worker(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let worker = pipe.context().socket(zmq::REQ)?;
-    worker.connect("ipc://backend.ipc")?;
+    let worker = socket::new(pipe.context(), zmq::REQ).connect("ipc://backend.ipc")?;
 
     // Tell broker we're ready for work.
     worker.send(WORKER_READY, 0)?;
@@ -64,7 +72,7 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
         let mut msg = Message::recv_now(&worker)?;
         println!(
             "{}",
-            format_frame("Worker: ", msg.last().unwrap_or_default())
+            envelope::show_frame("Worker: ", msg.last().unwrap_or_default())
         );
         msg.set_last("OK");
         msg.send(&worker)?;
@@ -72,17 +80,20 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
     Ok(())
 }
 
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    interrupt::catch_signals();
+fn main() -> ExitCode {
+    program::run(broker)
+}
+
+fn broker() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let frontend = context.socket(zmq::ROUTER)?;
-    let backend = context.socket(zmq::ROUTER)?;
-    frontend.set_router_mandatory(true)?;
-    frontend.set_linger(1000)?;
-    backend.set_linger(1000)?;
-    frontend.bind("ipc://frontend.ipc")?;
-    backend.bind("ipc://backend.ipc")?;
+    // ROUTER_MANDATORY: a send to a gone or full peer fails at once, so the
+    // broker can drop it and go on instead of blocking.
+    let frontend = socket::new(&context, zmq::ROUTER)
+        .router_mandatory()
+        .bind("ipc://frontend.ipc")?;
+    let backend = socket::new(&context, zmq::ROUTER)
+        .router_mandatory()
+        .bind("ipc://backend.ipc")?;
 
     // The actors share our context: their pipes are inproc endpoints.
     let nbr_clients = helpers::env_count("ZGUIDE_CLIENTS", 10);
@@ -95,7 +106,7 @@ fn main() -> Result<(), Error> {
     }
 
     // Queue of available workers, least recently used first.
-    let mut workers: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut workers = WorkerQueue::new();
     let mut client_nbr = nbr_clients;
     loop {
         // Poll frontend only if we have available workers.
@@ -110,50 +121,40 @@ fn main() -> Result<(), Error> {
             Err(e) => return Err(e),
         };
         // Handle worker activity on backend: use the worker identity for
-        // load-balancing, and forward anything but READY to its client.
+        // load-balancing, and forward anything but READY to its client. The
+        // worker is free again only once its whole message checked out.
         if ready[0] {
-            let (identity, msg) = match envelope::split(Message::recv_now(&backend)?) {
+            let msg = Message::recv_now(&backend)?;
+            let (identity, reply) = match envelope::from_worker(msg, WORKER_READY) {
                 Ok(parts) => parts,
                 Err(e) => {
-                    log::warn!("backend: malformed message dropped: {e}");
+                    complain(format_args!("backend: malformed message dropped: {e}"));
                     continue;
                 }
             };
-            workers.push_back(identity);
-            if msg.first() == Some(WORKER_READY) {
+            let Some(reply) = reply else {
+                workers.ready(identity);
+                continue;
+            };
+            if let Err(e) = envelope::check(&reply) {
+                complain(format_args!("backend: malformed reply dropped: {e}"));
                 continue;
             }
-            let (client, reply) = match envelope::split(msg) {
-                Ok(parts) => parts,
-                Err(e) => {
-                    log::warn!("backend: malformed reply dropped: {e}");
-                    continue;
+            workers.ready(identity);
+            if routing::send_or_log(reply, &frontend, "frontend")? {
+                client_nbr = client_nbr.saturating_sub(1);
+                if client_nbr == 0 && nbr_clients > 0 {
+                    break; // Exit after N messages.
                 }
-            };
-            match envelope::to(client.clone(), reply).send(&frontend) {
-                Ok(()) => {
-                    client_nbr = client_nbr.saturating_sub(1);
-                    if client_nbr == 0 && nbr_clients > 0 {
-                        break; // Exit after N messages.
-                    }
-                }
-                Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-                    log::warn!(
-                        "frontend: reply for unknown client {} dropped",
-                        zguide::message::show(&client)
-                    )
-                }
-                Err(e) => return Err(e),
             }
         } else if ready.get(1) == Some(&true) {
             // Get client request, route to first available worker.
             let msg = Message::recv_now(&frontend)?;
-            if let Err(e) = envelope::split(msg.clone()) {
-                log::warn!("frontend: malformed request dropped: {e}");
-                continue;
-            }
-            if let Some(worker) = workers.pop_front() {
-                envelope::to(worker, msg).send(&backend)?;
+            match envelope::check(&msg) {
+                Ok(()) => {
+                    routing::dispatch(&backend, &mut workers, &msg)?;
+                }
+                Err(e) => complain(format_args!("frontend: malformed request dropped: {e}")),
             }
         }
     }

@@ -11,18 +11,34 @@
 //! `OK`; clients send `HELLO` once a second for ever and print `Client: OK`.
 //! Runs until Ctrl-C. Runs alone.
 //!
-//! Differs from the C: malformed messages are logged and dropped, replies for
-//! clients that are gone are logged (ROUTER_MANDATORY), Ctrl-C/SIGTERM ends it
-//! with exit code 0 and stops the actors without waiting out their sleep, and
-//! `ZGUIDE_CLIENTS`/`ZGUIDE_WORKERS` (defaults 10 and 3) set the number of
-//! client and worker actors (tests use 0 and bring their own).
+//! Differs from the C:
+//! * a worker goes on the free list only after its message proved well
+//!   formed, and never twice (the C lists whoever sent anything: a peer that
+//!   sends garbage, or READY twice, is then handed requests nobody answers,
+//!   until every client waits for ever); malformed messages are logged and
+//!   dropped;
+//! * no send blocks (policy): a reply its client cannot take now (gone, or
+//!   not reading: ROUTER_MANDATORY) is dropped and logged, so a client that
+//!   sends requests and never reads replies no longer freezes the broker for
+//!   everybody; a request goes to the next free worker if the first is gone
+//!   or full, or is dropped (logged) if none can take it;
+//! * workers print the request through `show` (cut short, escaped; the
+//!   guide's `HELLO` prints as in the C);
+//! * sockets take frames of at most 1 MiB (larger ones close that peer's
+//!   connection); at most 10 000 workers are remembered as free; warnings
+//!   about peers are limited to 20 lines a second, wire data cut short and
+//!   escaped;
+//! * Ctrl-C/SIGTERM ends it with exit code 0 and stops the actors without
+//!   waiting out their sleep, and `ZGUIDE_CLIENTS`/`ZGUIDE_WORKERS` (defaults
+//!   10 and 3) set the number of client and worker actors (tests use 0 and
+//!   bring their own).
 
-use std::collections::VecDeque;
+use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::message::format_frame;
 use zguide::reactor::Reactor;
-use zguide::{envelope, helpers, interrupt, Error, Message};
+use zguide::routing::{self, complain, WorkerQueue};
+use zguide::{envelope, helpers, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
 
@@ -35,8 +51,7 @@ fn client_task(pipe: &Pipe) {
 
 fn client(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let client = pipe.context().socket(zmq::REQ)?;
-    client.connect("ipc://frontend.ipc")?;
+    let client = socket::new(pipe.context(), zmq::REQ).connect("ipc://frontend.ipc")?;
     loop {
         helpers::send_string(&client, "HELLO")?;
         if pipe.poll(&[&client], -1)?.is_none() {
@@ -59,8 +74,7 @@ fn worker_task(pipe: &Pipe) {
 
 fn worker(pipe: &Pipe) -> Result<(), Error> {
     pipe.signal(0)?;
-    let worker = pipe.context().socket(zmq::REQ)?;
-    worker.connect("ipc://backend.ipc")?;
+    let worker = socket::new(pipe.context(), zmq::REQ).connect("ipc://backend.ipc")?;
 
     // Tell broker we're ready for work.
     worker.send(WORKER_READY, 0)?;
@@ -70,7 +84,7 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
         let mut msg = Message::recv_now(&worker)?;
         println!(
             "{}",
-            format_frame("Worker: ", msg.last().unwrap_or_default())
+            envelope::show_frame("Worker: ", msg.last().unwrap_or_default())
         );
         msg.set_last("OK");
         msg.send(&worker)?;
@@ -80,9 +94,9 @@ fn worker(pipe: &Pipe) -> Result<(), Error> {
 
 // Our load-balancer structure, passed to reactor handlers.
 struct LbBroker {
-    frontend: zmq::Socket,      // Listen to clients
-    backend: zmq::Socket,       // Listen to workers
-    workers: VecDeque<Vec<u8>>, // List of ready workers, least recently used first
+    frontend: zmq::Socket, // Listen to clients
+    backend: zmq::Socket,  // Listen to workers
+    workers: WorkerQueue,  // List of ready workers, least recently used first
 }
 
 // In the reactor design, each time a message arrives on a socket, the
@@ -92,12 +106,11 @@ struct LbBroker {
 // Handle input from client, on frontend.
 fn handle_frontend(reactor: &mut Reactor<LbBroker>, this: &mut LbBroker) -> Result<(), Error> {
     let msg = Message::recv_now(&this.frontend)?;
-    if let Err(e) = envelope::split(msg.clone()) {
-        log::warn!("frontend: malformed request dropped: {e}");
-        return Ok(());
-    }
-    if let Some(worker) = this.workers.pop_front() {
-        envelope::to(worker, msg).send(&this.backend)?;
+    match envelope::check(&msg) {
+        Ok(()) => {
+            routing::dispatch(&this.backend, &mut this.workers, &msg)?;
+        }
+        Err(e) => complain(format_args!("frontend: malformed request dropped: {e}")),
     }
     // Cancel reader on frontend if we went from 1 to 0 workers.
     if this.workers.is_empty() {
@@ -108,75 +121,65 @@ fn handle_frontend(reactor: &mut Reactor<LbBroker>, this: &mut LbBroker) -> Resu
 
 // Handle input from worker, on backend.
 fn handle_backend(reactor: &mut Reactor<LbBroker>, this: &mut LbBroker) -> Result<(), Error> {
-    // Use worker identity for load-balancing.
-    let (identity, msg) = match envelope::split(Message::recv_now(&this.backend)?) {
+    // Use worker identity for load-balancing, once its message checked out:
+    // [worker][""][READY] or [worker][""][client][""][reply].
+    let msg = Message::recv_now(&this.backend)?;
+    let (identity, reply) = match envelope::from_worker(msg, WORKER_READY) {
         Ok(parts) => parts,
         Err(e) => {
-            log::warn!("backend: malformed message dropped: {e}");
+            complain(format_args!("backend: malformed message dropped: {e}"));
             return Ok(());
         }
     };
-    this.workers.push_back(identity);
+    if let Some(reply) = &reply {
+        if let Err(e) = envelope::check(reply) {
+            complain(format_args!("backend: malformed reply dropped: {e}"));
+            return Ok(());
+        }
+    }
+    this.workers.ready(identity);
 
     // Enable reader on frontend if we went from 0 to 1 workers.
     if this.workers.len() == 1 {
         reactor.reader("frontend", |b: &LbBroker| &b.frontend, handle_frontend);
     }
     // Forward message to client if it's not a READY.
-    if msg.first() == Some(WORKER_READY) {
-        return Ok(());
+    if let Some(reply) = reply {
+        routing::send_or_log(reply, &this.frontend, "frontend")?;
     }
-    let (client, reply) = match envelope::split(msg) {
-        Ok(parts) => parts,
-        Err(e) => {
-            log::warn!("backend: malformed reply dropped: {e}");
-            return Ok(());
-        }
-    };
-    match envelope::to(client.clone(), reply).send(&this.frontend) {
-        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-            log::warn!(
-                "frontend: reply for unknown client {} dropped",
-                zguide::message::show(&client)
-            );
-            Ok(())
-        }
-        other => other,
-    }
+    Ok(())
 }
 
 // The main task sets up child tasks, then starts its reactor. If you press
 // Ctrl-C, the reactor exits and the main task shuts down.
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    interrupt::catch_signals();
-    let context = zmq::Context::new();
-    let mut broker = LbBroker {
-        frontend: context.socket(zmq::ROUTER)?,
-        backend: context.socket(zmq::ROUTER)?,
-        workers: VecDeque::new(),
-    };
-    broker.frontend.set_router_mandatory(true)?;
-    broker.frontend.set_linger(0)?;
-    broker.backend.set_linger(0)?;
-    broker.frontend.bind("ipc://frontend.ipc")?;
-    broker.backend.bind("ipc://backend.ipc")?;
+fn main() -> ExitCode {
+    program::run(|| {
+        // ROUTER_MANDATORY: a send to a gone or full peer fails at once, so
+        // the broker can drop it and go on instead of blocking.
+        let context = zmq::Context::new();
+        let mut broker = LbBroker {
+            frontend: socket::new(&context, zmq::ROUTER)
+                .router_mandatory()
+                .bind("ipc://frontend.ipc")?,
+            backend: socket::new(&context, zmq::ROUTER)
+                .router_mandatory()
+                .bind("ipc://backend.ipc")?,
+            workers: WorkerQueue::new(),
+        };
 
-    let mut actors = Vec::new();
-    for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", 10) {
-        actors.push(Actor::new(&context, client_task)?);
-    }
-    for _ in 0..helpers::env_count("ZGUIDE_WORKERS", 3) {
-        actors.push(Actor::new(&context, worker_task)?);
-    }
+        let mut actors = Vec::new();
+        for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", 10) {
+            actors.push(Actor::new(&context, client_task)?);
+        }
+        for _ in 0..helpers::env_count("ZGUIDE_WORKERS", 3) {
+            actors.push(Actor::new(&context, worker_task)?);
+        }
 
-    // Prepare reactor and fire it up.
-    let mut reactor = Reactor::new();
-    reactor.reader("backend", |b: &LbBroker| &b.backend, handle_backend);
-    let result = reactor.run(&mut broker);
-    drop(actors);
-    match result {
-        Ok(()) | Err(Error::Interrupted) => Ok(()),
-        Err(e) => Err(e),
-    }
+        // Prepare reactor and fire it up.
+        let mut reactor = Reactor::new();
+        reactor.reader("backend", |b: &LbBroker| &b.backend, handle_backend);
+        let result = reactor.run(&mut broker);
+        drop(actors);
+        result
+    })
 }

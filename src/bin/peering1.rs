@@ -9,13 +9,25 @@
 //! `peering1 DC1 DC2 DC3`, `peering1 DC2 DC1 DC3`, `peering1 DC3 DC1 DC2`.
 //! Runs until Ctrl-C.
 //!
-//! Differs from the C: Ctrl-C/SIGTERM ends it with exit code 0, and a state
-//! message that is not `[name][count]` is logged and dropped.
+//! Differs from the C: Ctrl-C/SIGTERM ends it with exit code 0; a state
+//! message that is not `[name][count]` is logged (bounded: at most 20
+//! warnings a second, each with a cut-short, escaped summary) and dropped; a
+//! peer's name and count are printed through `show`, so a hostile peer cannot
+//! print megabytes or control characters (the guide's values print as they
+//! are); sockets take frames of at most 1 MiB; publishing never blocks (PUB
+//! drops what a slow subscriber cannot take).
 
-use zguide::{helpers, interrupt, Error, Message};
+use std::process::ExitCode;
 
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+use zguide::message::show;
+use zguide::routing::complain;
+use zguide::{helpers, interrupt, program, socket, Error, Message};
+
+fn main() -> ExitCode {
+    program::run(broker)
+}
+
+fn broker() -> Result<(), Error> {
     // First argument is this broker's name; other arguments are our peers' names.
     let args: Vec<String> = std::env::args().collect();
     let Some(me) = args.get(1) else {
@@ -23,18 +35,18 @@ fn main() -> Result<(), Error> {
         return Ok(());
     };
     println!("I: preparing broker at {me}...");
-    interrupt::catch_signals();
     let context = zmq::Context::new();
 
     // Bind state backend to endpoint.
-    let statebe = context.socket(zmq::PUB)?;
-    statebe.set_linger(0)?;
-    statebe.bind(&format!("ipc://{me}-state.ipc"))?;
+    let statebe = socket::new(&context, zmq::PUB)
+        .linger(0)
+        .bind(&format!("ipc://{me}-state.ipc"))?;
 
     // Connect statefe to all peers.
-    let statefe = context.socket(zmq::SUB)?;
-    statefe.set_linger(0)?;
-    statefe.set_subscribe(b"")?;
+    let statefe = socket::new(&context, zmq::SUB)
+        .linger(0)
+        .subscribe("")
+        .build()?;
     for peer in &args[2..] {
         println!("I: connecting to state backend at '{peer}'");
         statefe.connect(&format!("ipc://{peer}-state.ipc"))?;
@@ -43,21 +55,17 @@ fn main() -> Result<(), Error> {
     // The main loop sends out status messages to peers, and collects status
     // messages back from peers. The poll timeout defines our own heartbeat.
     loop {
-        let ready = match interrupt::wait_readable(&statefe, 1000) {
-            Ok(ready) => ready,
-            Err(Error::Interrupted) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if ready {
+        if interrupt::wait_readable(&statefe, 1000)? {
             // Handle incoming status messages.
             let msg = Message::recv_now(&statefe)?;
             match (msg.len(), msg.get(0), msg.get(1)) {
-                (2, Some(peer_name), Some(available)) => println!(
-                    "{} - {} workers free",
-                    String::from_utf8_lossy(peer_name),
-                    String::from_utf8_lossy(available)
-                ),
-                _ => log::warn!("statefe: expected [name][count], got {msg:?}"),
+                (2, Some(peer_name), Some(available)) => {
+                    println!("{} - {} workers free", show(peer_name), show(available))
+                }
+                _ => complain(format_args!(
+                    "statefe: expected [name][count], got {}",
+                    msg.summary()
+                )),
             }
         } else {
             // Send random values for worker availability.

@@ -21,37 +21,58 @@
 //! Run `peering2 me you` and `peering2 you me` in one directory. Runs until
 //! Ctrl-C.
 //!
-//! Differs from the C: if the chosen peer is gone (cloudbe is ROUTER_MANDATORY
-//! and IMMEDIATE, so a send to a dead peer fails instead of queueing for it)
-//! the request is served locally instead of being lost, so killing one broker
-//! no longer makes the others' clients block one by one (except for requests
-//! the dead broker already held); malformed messages are logged and dropped;
-//! Ctrl-C/SIGTERM ends it with exit code 0.
+//! Differs from the C:
+//! * if the chosen peer cannot take a request (cloudbe is ROUTER_MANDATORY
+//!   and IMMEDIATE, so a send to a dead peer fails instead of queueing for
+//!   it) the request is served locally instead of being lost, so killing one
+//!   broker no longer makes the others' clients block one by one (except for
+//!   requests the dead broker already held);
+//! * a worker goes on the free list only after its message proved well
+//!   formed, and never twice; malformed messages are logged and dropped;
+//! * no send blocks (policy): a reply whose client or peer is gone or not
+//!   reading is dropped and logged, a request goes to the next free worker if
+//!   the first is gone or full (dropped, logged, if none can take it);
+//! * sockets take frames of at most 1 MiB and have LINGER 0; warnings about
+//!   peers are limited to 20 lines a second, and everything printed or logged
+//!   that came from the network is cut short and escaped (`show`), so the
+//!   guide's `Worker: [005] HELLO` and `Client: OK` print as in the C;
+//! * beside the C++ `peering2` (which puts an empty frame after the peer's
+//!   name, and asserts on it): requests from peers are accepted in both
+//!   shapes, `[peer][client][""][request]` (C) and
+//!   `[peer][""][client][""][request]` (C++), and answered in the shape they
+//!   came in; set `ZGUIDE_PEER_DELIMITER=1` to send our requests to peers in
+//!   the C++ shape too (needed when a peer is the C++ program);
+//! * for tests, `ZGUIDE_CLIENTS` and `ZGUIDE_WORKERS` (defaults 10 and 3) set
+//!   how many client and worker threads it starts;
+//! * Ctrl-C/SIGTERM ends it with exit code 0.
 
-use std::collections::VecDeque;
+use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::message::format_frame;
-use zguide::{envelope, helpers, interrupt, Error, Message};
+use zguide::envelope::{self, PeerShape};
+use zguide::message::show;
+use zguide::routing::{self, complain, WorkerQueue};
+use zguide::{helpers, interrupt, program, socket, Error, Message};
 
-const NBR_CLIENTS: usize = 10;
-const NBR_WORKERS: usize = 3;
+const NBR_CLIENTS: u64 = 10;
+const NBR_WORKERS: u64 = 3;
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
 
 // The client task does a request-reply dialog using a standard synchronous
 // REQ socket.
 fn client_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
     pipe.signal(0)?;
-    let client = pipe.context().socket(zmq::REQ)?;
-    client.set_linger(0)?;
-    client.connect(&format!("ipc://{me}-localfe.ipc"))?;
+    let client = socket::new(pipe.context(), zmq::REQ)
+        .linger(0)
+        .connect(&format!("ipc://{me}-localfe.ipc"))?;
     loop {
         // Send request, get reply.
         helpers::send_string(&client, "HELLO")?;
         if pipe.poll(&[&client], -1)?.is_none() {
             return Ok(()); // Done
         }
-        println!("Client: {}", helpers::recv_string(&client)?);
+        let reply = Message::recv_now(&client)?;
+        println!("Client: {}", show(reply.last().unwrap_or_default()));
         if pipe.poll(&[], 1000)?.is_none() {
             return Ok(());
         }
@@ -61,9 +82,9 @@ fn client_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
 // The worker task plugs into the load-balancer using a REQ socket.
 fn worker_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
     pipe.signal(0)?;
-    let worker = pipe.context().socket(zmq::REQ)?;
-    worker.set_linger(0)?;
-    worker.connect(&format!("ipc://{me}-localbe.ipc"))?;
+    let worker = socket::new(pipe.context(), zmq::REQ)
+        .linger(0)
+        .connect(&format!("ipc://{me}-localbe.ipc"))?;
 
     // Tell broker we're ready for work.
     worker.send(WORKER_READY, 0)?;
@@ -73,7 +94,7 @@ fn worker_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
         let mut msg = Message::recv_now(&worker)?;
         println!(
             "{}",
-            format_frame("Worker: ", msg.last().unwrap_or_default())
+            envelope::show_frame("Worker: ", msg.last().unwrap_or_default())
         );
         msg.set_last("OK");
         msg.send(&worker)?;
@@ -97,8 +118,11 @@ fn start(
 
 // The main task begins by setting up its frontend and backend sockets and
 // then starting its client and worker tasks.
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+fn main() -> ExitCode {
+    program::run(main_task)
+}
+
+fn main_task() -> Result<(), Error> {
     // First argument is this broker's name; other arguments are our peers' names.
     let args: Vec<String> = std::env::args().collect();
     let Some(me) = args.get(1).cloned() else {
@@ -107,36 +131,32 @@ fn main() -> Result<(), Error> {
     };
     let peers = &args[2..];
     println!("I: preparing broker at {me}...");
-    interrupt::catch_signals();
     let context = zmq::Context::new();
-    let router = || -> Result<zmq::Socket, Error> {
-        let socket = context.socket(zmq::ROUTER)?;
-        socket.set_linger(0)?;
-        socket.set_router_mandatory(true)?; // report unroutable messages
-        Ok(socket)
+    // Every ROUTER is MANDATORY: a send to a gone or full peer fails at once,
+    // so it is dropped and logged, never blocked on or silently lost.
+    let router = || {
+        socket::new(&context, zmq::ROUTER)
+            .linger(0)
+            .router_mandatory()
     };
 
     // Bind cloud frontend to endpoint.
-    let cloudfe = router()?;
-    cloudfe.set_identity(me.as_bytes())?;
-    cloudfe.bind(&format!("ipc://{me}-cloud.ipc"))?;
+    let cloudfe = router()
+        .identity(me.as_str())
+        .bind(&format!("ipc://{me}-cloud.ipc"))?;
 
     // Connect cloud backend to all peers.
-    let cloudbe = router()?;
-    cloudbe.set_identity(me.as_bytes())?;
     // Only routes to live connections: without IMMEDIATE a connecting socket
     // keeps the route of a dead peer and queues our requests for it, so
     // ROUTER_MANDATORY could never tell us the peer is gone.
-    cloudbe.set_immediate(true)?;
+    let cloudbe = router().identity(me.as_str()).immediate().build()?;
     for peer in peers {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
     }
     // Prepare local frontend and backend.
-    let localfe = router()?;
-    localfe.bind(&format!("ipc://{me}-localfe.ipc"))?;
-    let localbe = router()?;
-    localbe.bind(&format!("ipc://{me}-localbe.ipc"))?;
+    let localfe = router().bind(&format!("ipc://{me}-localfe.ipc"))?;
+    let localbe = router().bind(&format!("ipc://{me}-localbe.ipc"))?;
 
     // Get user to tell us when we can start...
     print!("Press Enter when all brokers are started: ");
@@ -146,14 +166,15 @@ fn main() -> Result<(), Error> {
 
     // Start local workers, then local clients.
     let mut actors = Vec::new();
-    for _ in 0..NBR_WORKERS {
+    for _ in 0..helpers::env_count("ZGUIDE_WORKERS", NBR_WORKERS) {
         actors.push(start(&context, &me, worker_task)?);
     }
-    for _ in 0..NBR_CLIENTS {
+    for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", NBR_CLIENTS) {
         actors.push(start(&context, &me, client_task)?);
     }
     let broker = Broker {
         peers,
+        shape: PeerShape::from_env(),
         cloudfe,
         cloudbe,
         localfe,
@@ -161,14 +182,13 @@ fn main() -> Result<(), Error> {
     };
     let result = broker.run();
     drop(actors);
-    match result {
-        Ok(()) | Err(Error::Interrupted) => Ok(()),
-        Err(e) => Err(e),
-    }
+    result
 }
 
 struct Broker<'a> {
     peers: &'a [String],
+    /// How our requests to peers are framed (C, or C++ with a delimiter).
+    shape: PeerShape,
     cloudfe: zmq::Socket,
     cloudbe: zmq::Socket,
     localfe: zmq::Socket,
@@ -181,7 +201,7 @@ impl Broker<'_> {
     // workers available.
     fn run(&self) -> Result<(), Error> {
         // Least recently used queue of available workers.
-        let mut workers: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut workers = WorkerQueue::new();
         loop {
             // First, route any waiting replies from workers. If we have no
             // workers, wait indefinitely.
@@ -189,25 +209,15 @@ impl Broker<'_> {
             let ready = interrupt::poll(&[&self.localbe, &self.cloudbe], timeout)?;
             if ready[0] {
                 // Handle reply from local worker.
-                match envelope::split(Message::recv_now(&self.localbe)?) {
-                    Err(e) => log::warn!("localbe: malformed message dropped: {e}"),
-                    Ok((worker, msg)) => {
-                        workers.push_back(worker);
-                        // If it's READY, don't route the message any further.
-                        if msg.first() != Some(WORKER_READY) {
-                            self.route_reply(msg)?;
-                        }
-                    }
-                }
+                self.handle_worker(Message::recv_now(&self.localbe)?, &mut workers)?;
             } else if ready[1] {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
-                let mut msg = Message::recv_now(&self.cloudbe)?;
-                msg.unwrap_envelope();
-                if msg.is_empty() {
-                    log::warn!("cloudbe: empty reply dropped");
-                } else {
-                    self.route_reply(msg)?;
+                match envelope::peer_reply(Message::recv_now(&self.cloudbe)?) {
+                    Ok(reply) => {
+                        routing::send_or_log(reply, &self.localfe, "localfe")?;
+                    }
+                    Err(e) => complain(format_args!("cloudbe: malformed reply dropped: {e}")),
                 }
             }
 
@@ -218,15 +228,20 @@ impl Broker<'_> {
             while !workers.is_empty() {
                 // We'll do peer brokers first, to prevent starvation.
                 let ready = interrupt::poll(&[&self.cloudfe, &self.localfe], 0)?;
-                let (mut msg, reroutable) = if ready[0] {
+                let (msg, reroutable) = if ready[0] {
                     (Message::recv_now(&self.cloudfe)?, false)
                 } else if ready[1] {
                     (Message::recv_now(&self.localfe)?, true)
                 } else {
                     break; // No work, go back to backends.
                 };
-                if !is_request(&msg, !reroutable) {
-                    log::warn!("frontend: malformed request dropped: {msg:?}");
+                let checked = if reroutable {
+                    envelope::check(&msg)
+                } else {
+                    envelope::check_peer_request(&msg)
+                };
+                if let Err(e) = checked {
+                    complain(format_args!("frontend: malformed request dropped: {e}"));
                     continue;
                 }
                 // If reroutable, send to cloud 20% of the time. Here we'd
@@ -234,55 +249,43 @@ impl Broker<'_> {
                 if reroutable && !self.peers.is_empty() && helpers::randof(5) == 0 {
                     // Route to random broker peer.
                     let peer = &self.peers[helpers::randof(self.peers.len() as u32) as usize];
-                    let mut rerouted = msg.clone();
-                    rerouted.push(peer.as_str());
-                    match rerouted.send(&self.cloudbe) {
-                        Ok(()) => continue,
-                        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-                            log::warn!("peer {peer} is not connected: serving the request here");
-                        }
-                        Err(e) => return Err(e),
+                    if self
+                        .shape
+                        .address(peer, msg.clone())
+                        .send_or_drop(&self.cloudbe)?
+                    {
+                        continue;
                     }
+                    complain(format_args!(
+                        "peer {peer} is not connected or not reading: serving the request here"
+                    ));
                 }
-                if let Some(worker) = workers.pop_front() {
-                    msg.wrap_envelope(worker);
-                    self.send_logged(msg, &self.localbe, "localbe")?;
-                }
+                routing::dispatch(&self.localbe, &mut workers, &msg)?;
             }
         }
     }
 
-    /// Routes a reply to the cloud if it's addressed to a broker, else to
-    /// our client.
-    fn route_reply(&self, msg: Message) -> Result<(), Error> {
-        let to_peer = msg
-            .first()
-            .is_some_and(|first| self.peers.iter().any(|p| p.as_bytes() == first));
-        if to_peer {
-            self.send_logged(msg, &self.cloudfe, "cloudfe")
-        } else {
-            self.send_logged(msg, &self.localfe, "localfe")
-        }
-    }
-
-    /// Sends on a ROUTER, logging (not failing on) an unknown destination.
-    fn send_logged(&self, msg: Message, socket: &zmq::Socket, name: &str) -> Result<(), Error> {
-        let destination = msg.first().map(zguide::message::show).unwrap_or_default();
-        match msg.send(socket) {
-            Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-                log::warn!("{name}: no peer {destination}, message dropped");
-                Ok(())
+    /// A message from a local worker: READY, or a reply for a client or a
+    /// peer. The worker is free again only once its message checked out.
+    fn handle_worker(&self, msg: Message, workers: &mut WorkerQueue) -> Result<(), Error> {
+        let (worker, reply) = match envelope::from_worker(msg, WORKER_READY) {
+            Ok(parts) => parts,
+            Err(e) => {
+                complain(format_args!("localbe: malformed message dropped: {e}"));
+                return Ok(());
             }
-            other => other,
+        };
+        if let Some(reply) = &reply {
+            if let Err(e) = envelope::check_reply(reply, self.peers) {
+                complain(format_args!("localbe: malformed reply dropped: {e}"));
+                return Ok(());
+            }
         }
+        workers.ready(worker);
+        // If it's READY, don't route the message any further.
+        if let Some(reply) = reply {
+            routing::route_reply(reply, self.peers, &self.cloudfe, &self.localfe)?;
+        }
+        Ok(())
     }
-}
-
-/// True for `[client][""][body…]`, after the peer's identity if `from_peer`.
-fn is_request(msg: &Message, from_peer: bool) -> bool {
-    let mut msg = msg.clone();
-    if from_peer {
-        msg.pop();
-    }
-    envelope::split(msg).is_ok()
 }

@@ -32,19 +32,47 @@
 //! * if that peer is gone (cloudbe is ROUTER_MANDATORY and IMMEDIATE, so the
 //!   send fails rather than queueing for a dead peer) it is forgotten and the
 //!   request waits for the next free worker or peer instead of being lost;
-//! * malformed messages are logged and dropped, a wrong reply makes the client
-//!   report `E: CLIENT EXIT - wrong reply` where the C `assert`s, and
-//!   Ctrl-C/SIGTERM ends it with exit code 0.
+//! * a worker goes on the free list only after its message proved well
+//!   formed, and never twice (the C lists whoever sent anything, so a peer
+//!   that sends garbage is handed requests nobody answers); malformed
+//!   messages are logged and dropped;
+//! * no send blocks (policy): a reply whose client or peer is gone or not
+//!   reading is dropped and logged; a request goes to the next free worker if
+//!   the first is gone or full (dropped, logged, if none can take it); at
+//!   most one request waits for capacity inside the broker, the rest stay in
+//!   ZeroMQ's bounded queues;
+//! * sockets take frames of at most 1 MiB and have LINGER 0; warnings about
+//!   peers are limited to 20 lines a second, and everything logged or printed
+//!   that came from the network (state messages, monitor lines, malformed
+//!   requests) is cut short and escaped (`show`, `Message::summary`): our
+//!   own task ids and `E: CLIENT EXIT - lost task XXXX` print as in the C;
+//! * a wrong reply makes the client report `E: CLIENT EXIT - bad reply XXXX`
+//!   where the C `assert`s;
+//! * beside the C++ `peering3` (which puts an empty frame after the peer's
+//!   name, and asserts on it): requests from peers are accepted in both
+//!   shapes, `[peer][client][""][request]` (C) and
+//!   `[peer][""][client][""][request]` (C++), and answered in the shape they
+//!   came in; set `ZGUIDE_PEER_DELIMITER=1` to send our requests to peers in
+//!   the C++ shape too. The C++ broker publishes its state only when it
+//!   changes, so we forget it 3 s after its last change (we still serve its
+//!   requests);
+//! * for tests, `ZGUIDE_CLIENTS` and `ZGUIDE_WORKERS` (defaults 10 and 5) set
+//!   how many client and worker threads it starts;
+//! * Ctrl-C/SIGTERM ends it with exit code 0.
 
 use std::collections::{HashMap, VecDeque};
+use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use zguide::envelope::{self, PeerShape};
 use zguide::heartbeat::{expiry_after, Beat};
-use zguide::{envelope, helpers, interrupt, Error, Message};
+use zguide::message::show;
+use zguide::routing::{self, complain, WorkerQueue};
+use zguide::{helpers, interrupt, program, socket, Error, Message};
 
-const NBR_CLIENTS: usize = 10;
-const NBR_WORKERS: usize = 5;
+const NBR_CLIENTS: u64 = 10;
+const NBR_WORKERS: u64 = 5;
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready
 
 /// We publish our state at least this often...
@@ -58,12 +86,10 @@ const STATE_LIVENESS: u32 = 3;
 // a REQ socket for requests and also pushes statistics to the monitor socket.
 fn client_task(me: String) -> Result<(), Error> {
     let context = zmq::Context::new();
-    let client = context.socket(zmq::REQ)?;
-    client.set_linger(0)?;
-    client.connect(&format!("ipc://{me}-localfe.ipc"))?;
-    let monitor = context.socket(zmq::PUSH)?;
-    monitor.set_linger(1000)?;
-    monitor.connect(&format!("ipc://{me}-monitor.ipc"))?;
+    let client = socket::new(&context, zmq::REQ)
+        .linger(0)
+        .connect(&format!("ipc://{me}-localfe.ipc"))?;
+    let monitor = socket::new(&context, zmq::PUSH).connect(&format!("ipc://{me}-monitor.ipc"))?;
 
     loop {
         interrupt::sleep_ms(u64::from(helpers::randof(5)) * 1000)?;
@@ -80,8 +106,11 @@ fn client_task(me: String) -> Result<(), Error> {
             // Worker is supposed to answer us with our task id.
             let reply = helpers::recv_string(&client)?;
             if reply != task_id {
-                let complaint =
-                    format!("E: CLIENT EXIT - wrong reply {reply:?} for task {task_id}");
+                log::error!(
+                    "client: reply {} for task {task_id}",
+                    show(reply.as_bytes())
+                );
+                let complaint = format!("E: CLIENT EXIT - bad reply {task_id}");
                 return helpers::send_string(&monitor, &complaint);
             }
             helpers::send_string(&monitor, &reply)?;
@@ -94,9 +123,9 @@ fn client_task(me: String) -> Result<(), Error> {
 // examples.
 fn worker_task(me: String) -> Result<(), Error> {
     let context = zmq::Context::new();
-    let worker = context.socket(zmq::REQ)?;
-    worker.set_linger(0)?;
-    worker.connect(&format!("ipc://{me}-localbe.ipc"))?;
+    let worker = socket::new(&context, zmq::REQ)
+        .linger(0)
+        .connect(&format!("ipc://{me}-localbe.ipc"))?;
 
     // Tell broker we're ready for work.
     worker.send(WORKER_READY, 0)?;
@@ -124,8 +153,11 @@ struct Peer {
 // publishes regular state messages, and the state frontend subscribes to all
 // state backends to collect these messages. Finally, we use a PULL monitor
 // socket to collect printable messages from tasks.
-fn main() -> Result<(), Error> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+fn main() -> ExitCode {
+    program::run(main_task)
+}
+
+fn main_task() -> Result<(), Error> {
     // First argument is this broker's name; other arguments are our peers' names.
     let args: Vec<String> = std::env::args().collect();
     let Some(me) = args.get(1).cloned() else {
@@ -133,67 +165,67 @@ fn main() -> Result<(), Error> {
         return Ok(());
     };
     println!("I: preparing broker at {me}...");
-    interrupt::catch_signals();
     let context = zmq::Context::new();
-    let socket = |kind| -> Result<zmq::Socket, Error> {
-        let socket = context.socket(kind)?;
-        socket.set_linger(0)?;
-        if kind == zmq::ROUTER {
-            socket.set_router_mandatory(true)?; // report unroutable messages
-        }
-        Ok(socket)
+    // Every ROUTER is MANDATORY: a send to a gone or full peer fails at once,
+    // so it is dropped and logged, never blocked on or silently lost.
+    let router = || {
+        socket::new(&context, zmq::ROUTER)
+            .linger(0)
+            .router_mandatory()
     };
 
     // Prepare local frontend and backend.
-    let localfe = socket(zmq::ROUTER)?;
-    localfe.bind(&format!("ipc://{me}-localfe.ipc"))?;
-    let localbe = socket(zmq::ROUTER)?;
-    localbe.bind(&format!("ipc://{me}-localbe.ipc"))?;
+    let localfe = router().bind(&format!("ipc://{me}-localfe.ipc"))?;
+    let localbe = router().bind(&format!("ipc://{me}-localbe.ipc"))?;
 
     // Bind cloud frontend to endpoint.
-    let cloudfe = socket(zmq::ROUTER)?;
-    cloudfe.set_identity(me.as_bytes())?;
-    cloudfe.bind(&format!("ipc://{me}-cloud.ipc"))?;
+    let cloudfe = router()
+        .identity(me.as_str())
+        .bind(&format!("ipc://{me}-cloud.ipc"))?;
 
     // Connect cloud backend to all peers.
-    let cloudbe = socket(zmq::ROUTER)?;
-    cloudbe.set_identity(me.as_bytes())?;
     // Only routes to live connections: without IMMEDIATE a connecting socket
     // keeps the route of a dead peer and queues our requests for it, so
     // ROUTER_MANDATORY could never tell us the peer is gone.
-    cloudbe.set_immediate(true)?;
+    let cloudbe = router().identity(me.as_str()).immediate().build()?;
     for peer in &args[2..] {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
     }
-    // Bind state backend to endpoint.
-    let statebe = socket(zmq::PUB)?;
-    statebe.bind(&format!("ipc://{me}-state.ipc"))?;
+    // Bind state backend to endpoint (a PUB never blocks: it drops what a
+    // slow subscriber cannot take).
+    let statebe = socket::new(&context, zmq::PUB)
+        .linger(0)
+        .bind(&format!("ipc://{me}-state.ipc"))?;
 
     // Connect state frontend to all peers.
-    let statefe = socket(zmq::SUB)?;
-    statefe.set_subscribe(b"")?;
+    let statefe = socket::new(&context, zmq::SUB)
+        .linger(0)
+        .subscribe("")
+        .build()?;
     for peer in &args[2..] {
         println!("I: connecting to state backend at '{peer}'");
         statefe.connect(&format!("ipc://{peer}-state.ipc"))?;
     }
     // Prepare monitor socket.
-    let monitor = socket(zmq::PULL)?;
-    monitor.bind(&format!("ipc://{me}-monitor.ipc"))?;
+    let monitor = socket::new(&context, zmq::PULL)
+        .linger(0)
+        .bind(&format!("ipc://{me}-monitor.ipc"))?;
 
     // After binding and connecting all our sockets, we start our child
     // tasks: workers and clients.
-    for _ in 0..NBR_WORKERS {
+    for _ in 0..helpers::env_count("ZGUIDE_WORKERS", NBR_WORKERS) {
         let me = me.clone();
         thread::spawn(move || worker_task(me));
     }
-    for _ in 0..NBR_CLIENTS {
+    for _ in 0..helpers::env_count("ZGUIDE_CLIENTS", NBR_CLIENTS) {
         let me = me.clone();
         thread::spawn(move || client_task(me));
     }
     let mut broker = Broker {
         me,
         peer_names: args[2..].to_vec(),
+        shape: PeerShape::from_env(),
         localfe,
         localbe,
         cloudfe,
@@ -201,19 +233,18 @@ fn main() -> Result<(), Error> {
         statebe,
         statefe,
         monitor,
-        workers: VecDeque::new(),
+        workers: WorkerQueue::new(),
         peers: HashMap::new(),
         waiting: VecDeque::new(),
     };
-    match broker.run() {
-        Ok(()) | Err(Error::Interrupted) => Ok(()),
-        Err(e) => Err(e),
-    }
+    broker.run()
 }
 
 struct Broker {
     me: String,
     peer_names: Vec<String>,
+    /// How our requests to peers are framed (C, or C++ with a delimiter).
+    shape: PeerShape,
     localfe: zmq::Socket,
     localbe: zmq::Socket,
     cloudfe: zmq::Socket,
@@ -222,7 +253,7 @@ struct Broker {
     statefe: zmq::Socket,
     monitor: zmq::Socket,
     /// Queue of available workers (local capacity), least recently used first.
-    workers: VecDeque<Vec<u8>>,
+    workers: WorkerQueue,
     /// Peers whose state we heard recently (cloud capacity).
     peers: HashMap<String, Peer>,
     /// A request a vanished peer could not take, served before new ones.
@@ -244,27 +275,17 @@ impl Broker {
 
             // Track if capacity changes during this iteration.
             let previous = self.workers.len();
-            let mut reply = None; // Reply from local worker or peer
             if ready[0] {
-                match envelope::split(Message::recv_now(&self.localbe)?) {
-                    Err(e) => log::warn!("localbe: malformed message dropped: {e}"),
-                    Ok((worker, msg)) => {
-                        self.workers.push_back(worker);
-                        // If it's READY, don't route the message any further.
-                        if msg.first() != Some(WORKER_READY) {
-                            reply = Some(msg);
-                        }
-                    }
-                }
+                self.handle_worker(Message::recv_now(&self.localbe)?)?;
             } else if ready[1] {
                 // Or handle reply from peer broker: we don't use the peer
                 // broker identity for anything.
-                let mut msg = Message::recv_now(&self.cloudbe)?;
-                msg.unwrap_envelope();
-                reply = (!msg.is_empty()).then_some(msg);
-            }
-            if let Some(msg) = reply {
-                self.route_reply(msg)?;
+                match envelope::peer_reply(Message::recv_now(&self.cloudbe)?) {
+                    Ok(reply) => {
+                        routing::send_or_log(reply, &self.localfe, "localfe")?;
+                    }
+                    Err(e) => complain(format_args!("cloudbe: malformed reply dropped: {e}")),
+                }
             }
             // If we have input messages on our statefe or monitor sockets, we
             // can process these immediately.
@@ -273,10 +294,7 @@ impl Broker {
             }
             if ready[3] {
                 let status = Message::recv_now(&self.monitor)?;
-                println!(
-                    "{}",
-                    String::from_utf8_lossy(status.first().unwrap_or_default())
-                );
+                println!("{}", show(status.first().unwrap_or_default()));
             }
             self.forget_silent_peers(Instant::now());
             self.route_requests()?;
@@ -316,14 +334,22 @@ impl Broker {
                 } else {
                     return Ok(()); // No work, go back to primary.
                 };
-                if !is_request(&msg, from_peer) {
-                    log::warn!("frontend: malformed request dropped: {msg:?}");
+                let checked = if from_peer {
+                    envelope::check_peer_request(&msg)
+                } else {
+                    envelope::check(&msg)
+                };
+                if let Err(e) = checked {
+                    complain(format_args!(
+                        "frontend: malformed request dropped: {e}: {}",
+                        msg.summary()
+                    ));
                     continue;
                 }
                 msg
             };
-            if let Some(worker) = self.workers.pop_front() {
-                send_logged(envelope::to(worker, msg), &self.localbe, "localbe")?;
+            if !self.workers.is_empty() {
+                routing::dispatch(&self.localbe, &mut self.workers, &msg)?;
             } else {
                 self.route_to_cloud(msg)?;
             }
@@ -333,7 +359,7 @@ impl Broker {
 
     /// Sends a request to a random peer with capacity. If the peer turns out
     /// to be gone, forget it and keep the request for the next round.
-    fn route_to_cloud(&mut self, mut msg: Message) -> Result<(), Error> {
+    fn route_to_cloud(&mut self, msg: Message) -> Result<(), Error> {
         let candidates: Vec<&String> = self
             .peers
             .iter()
@@ -345,41 +371,55 @@ impl Broker {
             return Ok(());
         };
         let name = name.clone();
-        msg.push(name.as_str());
-        match msg.clone().send(&self.cloudbe) {
-            Ok(()) => {
-                if let Some(peer) = self.peers.get_mut(&name) {
-                    peer.capacity -= 1;
-                }
-                Ok(())
+        if self
+            .shape
+            .address(&name, msg.clone())
+            .send_or_drop(&self.cloudbe)?
+        {
+            if let Some(peer) = self.peers.get_mut(&name) {
+                peer.capacity -= 1;
             }
-            Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-                log::warn!("peer {name} is not connected: forgetting its capacity");
-                self.peers.remove(&name);
-                msg.pop();
-                self.waiting.push_front(msg);
-                Ok(())
-            }
-            Err(e) => Err(e),
+        } else {
+            complain(format_args!(
+                "peer {name} is not connected or not reading: forgetting its capacity"
+            ));
+            self.peers.remove(&name);
+            self.waiting.push_front(msg);
         }
+        Ok(())
     }
 
-    /// Route reply to cloud if it's addressed to a broker, else to our client.
-    fn route_reply(&self, msg: Message) -> Result<(), Error> {
-        let to_peer = msg
-            .first()
-            .is_some_and(|first| self.peer_names.iter().any(|p| p.as_bytes() == first));
-        if to_peer {
-            send_logged(msg, &self.cloudfe, "cloudfe")
-        } else {
-            send_logged(msg, &self.localfe, "localfe")
+    /// A message from a local worker: READY, or a reply for a client or a
+    /// peer. The worker is free again only once its message checked out.
+    fn handle_worker(&mut self, msg: Message) -> Result<(), Error> {
+        let (worker, reply) = match envelope::from_worker(msg, WORKER_READY) {
+            Ok(parts) => parts,
+            Err(e) => {
+                complain(format_args!("localbe: malformed message dropped: {e}"));
+                return Ok(());
+            }
+        };
+        if let Some(reply) = &reply {
+            if let Err(e) = envelope::check_reply(reply, &self.peer_names) {
+                complain(format_args!("localbe: malformed reply dropped: {e}"));
+                return Ok(());
+            }
         }
+        self.workers.ready(worker);
+        // If it's READY, don't route the message any further.
+        if let Some(reply) = reply {
+            routing::route_reply(reply, &self.peer_names, &self.cloudfe, &self.localfe)?;
+        }
+        Ok(())
     }
 
     /// A state message `[peer][free workers]` refreshes what we know of it.
     fn update_peer(&mut self, msg: Message) {
         let (Some(name), Some(count), 2) = (msg.get(0), msg.get(1), msg.len()) else {
-            log::warn!("statefe: expected [peer][count], got {msg:?}");
+            complain(format_args!(
+                "statefe: expected [peer][count], got {}",
+                msg.summary()
+            ));
             return;
         };
         let name = String::from_utf8_lossy(name).into_owned();
@@ -389,7 +429,7 @@ impl Broker {
                 let expires = expiry_after(Instant::now(), STATE_INTERVAL, STATE_LIVENESS);
                 self.peers.insert(name, Peer { capacity, expires });
             }
-            _ => log::warn!("statefe: bad state {msg:?}"),
+            _ => complain(format_args!("statefe: bad state {}", msg.summary())),
         }
     }
 
@@ -406,26 +446,5 @@ impl Broker {
 
     fn cloud_capacity(&self) -> usize {
         self.peers.values().map(|p| p.capacity).sum()
-    }
-}
-
-/// True for `[client][""][body…]`, after the peer's identity if `from_peer`.
-fn is_request(msg: &Message, from_peer: bool) -> bool {
-    let mut msg = msg.clone();
-    if from_peer {
-        msg.pop();
-    }
-    envelope::split(msg).is_ok()
-}
-
-/// Sends on a ROUTER, logging (not failing on) an unknown destination.
-fn send_logged(msg: Message, socket: &zmq::Socket, name: &str) -> Result<(), Error> {
-    let destination = msg.first().map(zguide::message::show).unwrap_or_default();
-    match msg.send(socket) {
-        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => {
-            log::warn!("{name}: no peer {destination}, message dropped");
-            Ok(())
-        }
-        other => other,
     }
 }

@@ -10,19 +10,25 @@
 //!
 //! Differs from the C: identities come from a thread-safe, OS-seeded random
 //! generator (32 random bits each), so workers do not share one the way the
-//! C's `rand()` in threads could make them (the broker then hung: zguide #521).
+//! C's `rand()` in threads could make them (the broker then hung: zguide #521);
+//! a message on the broker's port that is not `[identity][""][text]` is
+//! logged (bounded) and dropped, and replies never block (a ROUTER drops
+//! what a peer that does not read cannot take); Ctrl-C ends it with exit
+//! code 0.
 
+use std::process::ExitCode;
 use std::thread;
 
-use zguide::{helpers, interrupt, Error, Message};
+use zguide::routing::complain;
+use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const NBR_WORKERS: usize = 10;
 
 fn worker_task() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let worker = context.socket(zmq::REQ)?;
-    helpers::set_random_identity(&worker)?;
-    worker.connect("tcp://localhost:5671")?;
+    let worker = socket::new(&context, zmq::REQ)
+        .identity(helpers::random_identity())
+        .connect("tcp://localhost:5671")?;
 
     let mut total = 0;
     loop {
@@ -42,10 +48,13 @@ fn worker_task() -> Result<(), Error> {
     }
 }
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    program::run(broker)
+}
+
+fn broker() -> Result<(), Error> {
     let context = zmq::Context::new();
-    let broker = context.socket(zmq::ROUTER)?;
-    broker.bind("tcp://*:5671")?;
+    let broker = socket::new(&context, zmq::ROUTER).bind("tcp://*:5671")?;
 
     let workers: Vec<_> = (0..NBR_WORKERS)
         .map(|_| thread::spawn(worker_task))
@@ -56,9 +65,12 @@ fn main() -> Result<(), Error> {
     let mut workers_fired = 0;
     while workers_fired < NBR_WORKERS {
         // Next message gives us least recently used worker: [identity][""][Hi Boss].
-        let mut request = Message::recv(&broker)?;
-        let Some(identity) = request.unwrap_envelope() else {
-            continue;
+        let identity = match envelope::split(Message::recv(&broker)?) {
+            Ok((identity, _request)) => identity,
+            Err(e) => {
+                complain(format_args!("malformed message dropped: {e}"));
+                continue;
+            }
         };
         let workload = if helpers::clock_ms() < end_time {
             "Work harder"
@@ -66,13 +78,11 @@ fn main() -> Result<(), Error> {
             workers_fired += 1;
             "Fired!"
         };
-        let mut reply = Message::from_frames([workload]);
-        reply.wrap_envelope(identity);
-        reply.send(&broker)?;
+        envelope::to(identity, Message::from_frames([workload])).send(&broker)?;
     }
     for worker in workers {
-        if let Ok(Err(e)) = worker.join() {
-            eprintln!("E: worker failed: {e}");
+        if let Ok(Err(e)) = worker.join().map(program::interrupted_is_ok) {
+            log::error!("worker failed: {e}");
         }
     }
     Ok(())
