@@ -11,30 +11,27 @@
 //! Differs from the C: `ZGUIDE_REQUESTS` (default 100000) lowers the count for
 //! tests; the exit code is 0 as in the C, whether or not all were answered.
 
-use zguide::helpers::{env_count, init_log};
+use std::process::ExitCode;
+
+use zguide::helpers::env_count;
 use zguide::mdp::Client;
-use zguide::{interrupt, Message};
+use zguide::{program, Message};
 
-fn main() {
-    init_log("info");
-    interrupt::catch_signals();
-    let verbose = std::env::args().nth(1).as_deref() == Some("-v");
-    let requests = env_count("ZGUIDE_REQUESTS", 100_000);
+fn main() -> ExitCode {
+    program::run(|| {
+        let verbose = std::env::args().nth(1).as_deref() == Some("-v");
+        let requests = env_count("ZGUIDE_REQUESTS", 100_000);
+        let mut session = Client::new("tcp://localhost:5555", verbose)?;
 
-    let mut session = match Client::new("tcp://localhost:5555", verbose) {
-        Ok(session) => session,
-        Err(e) => {
-            log::error!("cannot start the client: {e}");
-            std::process::exit(1);
+        let mut count = 0;
+        while count < requests {
+            let request = Message::from_frames(["Hello world"]);
+            if session.send("echo", request).is_err() {
+                break; //  Interrupt or failure
+            }
+            count += 1;
         }
-    };
-    let mut count = 0;
-    while count < requests {
-        let request = Message::from_frames(["Hello world"]);
-        if session.send("echo", request).is_err() {
-            break; //  Interrupt or failure
-        }
-        count += 1;
-    }
-    println!("{count} requests/replies processed");
+        println!("{count} requests/replies processed");
+        Ok(())
+    })
 }

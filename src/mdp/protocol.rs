@@ -108,6 +108,20 @@ pub enum WorkerCommand {
     Disconnect,
 }
 
+impl WorkerCommand {
+    /// The command's name, as in the C's verbose logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerCommand::Ready { .. } => Command::Ready,
+            WorkerCommand::Request { .. } => Command::Request,
+            WorkerCommand::Reply { .. } => Command::Reply,
+            WorkerCommand::Heartbeat => Command::Heartbeat,
+            WorkerCommand::Disconnect => Command::Disconnect,
+        }
+        .name()
+    }
+}
+
 /// Parses what follows the `MDPW01` header, i.e. `[command][…]`, checking
 /// the frame count of every command as RFC 7 gives it.
 pub fn parse_worker_command(mut msg: Message) -> Result<WorkerCommand, Error> {
@@ -117,7 +131,7 @@ pub fn parse_worker_command(mut msg: Message) -> Result<WorkerCommand, Error> {
     let command = Command::from_frame(&command_frame).ok_or_else(|| {
         Error::Protocol(format!(
             "unknown worker command {}",
-            crate::message::frame_text(&command_frame)
+            crate::message::show(&command_frame)
         ))
     })?;
     let exact = |msg: &Message, n: usize| {
