@@ -540,3 +540,334 @@ fn tripping_exits_cleanly_on_sigint() {
     sc.expect(tripping, "Synchronous round-trip test...", secs(30));
     sc.stop_cleanly(tripping, secs(20));
 }
+
+// ---------------------------------------------------------------- hostile peers
+
+/// A monitor on `socket` that reports when its connection is dropped.
+fn watch_disconnects(ctx: &zmq::Context, socket: &zmq::Socket, name: &str) -> zmq::Socket {
+    let endpoint = format!("inproc://monitor-{name}");
+    socket
+        .monitor(&endpoint, zmq::SocketEvent::DISCONNECTED.to_raw() as i32)
+        .expect("monitor");
+    wire::probe(ctx, zmq::PAIR)
+        .receive_timeout(30_000)
+        .connect(&endpoint)
+}
+
+/// Waits (bounded by the monitor's receive timeout) until the broker has
+/// dropped the watched connection.
+fn expect_disconnected(monitor: &zmq::Socket, what: &str) {
+    let event = wire::recv(monitor, what);
+    let code = u16::from_le_bytes([event[0][0], event[0][1]]);
+    assert_eq!(code, zmq::SocketEvent::DISCONNECTED.to_raw(), "{what}");
+}
+
+#[test]
+fn flood_without_reading_behind_a_silent_worker_stays_bounded() {
+    let mut sc = Scenario::new("mdbroker-flood");
+    let broker = start_quiet_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    // A worker for "slow" that takes one request and never answers.
+    let silent = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let silent = raw_worker(&ctx, "SILENT", b"slow");
+        wait_mmi(&ctx, b"slow", b"200", secs(10));
+        (ctx, silent)
+    });
+    let before = peak_rss_kib(pid);
+    // 1 GiB of 8 KiB requests from one client that never reads: 32 times
+    // the client's 32 MiB bound.
+    let (flood, kept_connected) = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let flooder = probe(&ctx, zmq::DEALER);
+        let body = vec![b'F'; 8 << 10];
+        let flood = attack::flood(
+            &flooder,
+            &[b"", b"MDPC01", b"slow", &body],
+            128 << 10,
+            secs(90),
+        );
+        // Same connection, so answered only once the broker has taken in
+        // the whole flood.
+        send(&flooder, &[b"", b"MDPC01", b"mmi.service", b"slow"]);
+        let answer = wire::recv_until(&flooder, "flooder", secs(60), |m| m.len() == 4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer, frames(&[b"", b"MDPC01", b"mmi.service", b"200"]));
+        (flood, (ctx, flooder))
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "mdbroker peak RSS: {before} KiB before, {after} KiB after a flood of {} × 8 KiB ({} refused)",
+        flood.sent, flood.refused
+    );
+    assert!(flood.sent >= 64 << 10, "the flood sent only {flood:?}");
+    sc.expect(broker, "the client's queue is full", secs(10));
+    // 32 MiB queued, plus libzmq's buffers (up to 1000 × 8 KiB per peer)
+    // and the allocator's slack; the C broker keeps the whole GiB.
+    assert!(
+        after < before + 64 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    // Legitimate clients are still served.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+    drop((silent, kept_connected));
+}
+
+#[test]
+fn requests_of_clients_that_vanished_are_not_served() {
+    let mut sc = Scenario::new("mdbroker-vanish");
+    let broker = start_quiet_broker(&mut sc);
+    let (vanished_served, legit) = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let worker = raw_worker(&ctx, "W", b"echo");
+        wait_mmi(&ctx, b"echo", b"200", secs(10));
+        // 20 clients queue 50 requests each and vanish. Dropping their
+        // context waits until every request is on the wire.
+        let gone = zmq::Context::new();
+        for _ in 0..20 {
+            let client = wire::probe(&gone, zmq::DEALER)
+                .linger(timeout_ms(10_000))
+                .connect("tcp://localhost:5555");
+            for _ in 0..50 {
+                send(&client, &[b"", b"MDPC01", b"echo", b"vanished"]);
+            }
+        }
+        drop(gone);
+        let legit = probe(&ctx, zmq::REQ);
+        send(&legit, &[b"MDPC01", b"echo", b"legit"]);
+        // Serve everything the broker hands out, until it has had nothing
+        // more for 3 s (at most 1001 requests, each wait bounded).
+        let mut vanished_served = 0;
+        while let Ok(request) = wire::recv_until(&worker, "worker", secs(3), |m| {
+            m.get(2).map(Vec::as_slice) == Some(b"\x02")
+        }) {
+            if request[5..] == frames(&[b"vanished"])[..] {
+                vanished_served += 1;
+            }
+            reply(&worker, &request[3], &request[5]);
+            assert!(vanished_served <= 1000, "served more than was sent");
+        }
+        (vanished_served, recv(&legit))
+    });
+    assert_eq!(legit, frames(&[b"MDPC01", b"echo", b"legit"]));
+    // One request per vanished client: its reply finds no route, and its
+    // other 49 are dropped. The C serves all 1000.
+    eprintln!("requests of vanished clients served: {vanished_served} of 1000");
+    assert!(
+        vanished_served <= 25,
+        "served {vanished_served} requests of vanished clients\n{}",
+        sc.report()
+    );
+    sc.expect(broker, "is gone: dropped its 49 queued request(s)", secs(5));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn a_worker_killed_while_busy_is_forgotten_within_two_heartbeats() {
+    let mut sc = Scenario::new("mdbroker-busy-kill");
+    let broker = start_quiet_broker(&mut sc);
+    let forgotten_after = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let worker = raw_worker(&ctx, "DOOMED", b"doomed");
+        wait_mmi(&ctx, b"doomed", b"200", secs(10));
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", b"doomed", b"work"]);
+        next_request(&worker);
+        // Killed while busy (LINGER 0: the connection just closes).
+        drop(worker);
+        let killed = Instant::now();
+        // Busy workers get HEARTBEATs too; the next one finds no route.
+        wait_mmi(&ctx, b"doomed", b"404", secs(6));
+        let forgotten_after = killed.elapsed();
+        // The queue does not grow for ever: with no worker, requests expire.
+        for _ in 0..100 {
+            send(&client, &[b"", b"MDPC01", b"doomed", b"more"]);
+        }
+        forgotten_after
+    });
+    eprintln!("busy worker forgotten {forgotten_after:?} after it was killed");
+    sc.wait_for(broker, secs(20), "100 requests expired", |output| {
+        output
+            .lines()
+            .filter_map(|l| l.split("dropped ").nth(1))
+            .filter_map(|t| t.strip_suffix(" request(s) that waited too long"))
+            .filter_map(|n| n.parse::<usize>().ok())
+            .sum::<usize>()
+            >= 100
+    });
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn huge_and_hostile_service_names_are_refused() {
+    let mut sc = Scenario::new("mdbroker-names");
+    // Verbose: service names are printed in its lines too.
+    let broker = start_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    let before = peak_rss_kib(pid);
+    let test_process_rss = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // 20 workers with 32 MiB names: over MAXMSGSIZE, so each connection
+        // is dropped before the broker allocates the name.
+        let mut attackers = Vec::new();
+        for n in 0..20 {
+            let worker = probe(&ctx, zmq::DEALER);
+            let monitor = watch_disconnects(&ctx, &worker, &format!("huge-{n}"));
+            attack::oversized_frame(&worker, &[b"", b"MDPW01", b"\x01"], 32 << 20);
+            expect_disconnected(&monitor, "a 32 MiB service name");
+            attackers.push(worker);
+        }
+        drop(attackers);
+        // 1000-byte names fit in a frame but not in a service name.
+        let long = vec![b'N'; 1000];
+        for _ in 0..20 {
+            let worker = probe(&ctx, zmq::DEALER);
+            send(&worker, &[b"", b"MDPW01", b"\x01", &long]);
+            assert_eq!(
+                recv(&worker),
+                frames(&[b"", b"MDPW01", b"\x05"]),
+                "READY with a 1000-byte name"
+            );
+        }
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", &long, b"body"]);
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", &long),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
+        // A name that would forge a log line registers (it is a legal
+        // name) but is printed escaped.
+        let evil = b"evil\nI: registering new worker: FORGED";
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", evil]);
+        wait_mmi(&ctx, evil, b"200", secs(10));
+        send(&client, &[b"", b"MDPC01", evil, b"x\nW: FORGED TOO"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(
+            request.last().map(Vec::as_slice),
+            Some(&b"x\nW: FORGED TOO"[..])
+        );
+        attack::rss_kib(std::process::id() as i32)
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "mdbroker peak RSS: {before} KiB before, {after} KiB after 20 × 32 MiB names \
+         (test process {test_process_rss} KiB)"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    for line in sc.lines(broker) {
+        assert!(!line.contains("FORGED"), "forged log line: {line:?}");
+    }
+    // Legitimate clients are still served.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn one_256_mib_frame_does_not_raise_the_broker_peak_rss() {
+    let mut sc = Scenario::new("mdbroker-256mib");
+    let broker = start_quiet_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    let before = peak_rss_kib(pid);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let client = probe(&ctx, zmq::DEALER);
+        let monitor = watch_disconnects(&ctx, &client, "256mib");
+        attack::oversized_frame(&client, &[b"", b"MDPC01", b"echo"], 256 << 20);
+        expect_disconnected(&monitor, "a 256 MiB request body");
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!("mdbroker peak RSS: {before} KiB before, {after} KiB after one 256 MiB frame");
+    assert!(
+        after < before + 8 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+// ---------------------------------------------------------------- queueing order
+
+#[test]
+fn requests_oldest_first_clients_in_turn_workers_longest_waiting_first() {
+    let mut sc = Scenario::new("mdbroker-order");
+    let broker = start_broker(&mut sc);
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let probe = sc.in_namespace_background(move || {
+        let ctx = zmq::Context::new();
+        let client = |id: &str| {
+            wire::probe(&ctx, zmq::DEALER)
+                .identity(id)
+                .connect("tcp://localhost:5555")
+        };
+        // An MMI round trip on the same connection: everything this client
+        // sent before has been queued.
+        let sync = |socket: &zmq::Socket| {
+            send(socket, &[b"", b"MDPC01", b"mmi.service", b"order"]);
+            let answer = wire::recv(socket, "client");
+            assert_eq!(answer[2], b"mmi.service", "{answer:?}");
+        };
+        // No worker yet: A queues a1..a3, then B queues b1..b3.
+        let (a, b) = (client("A"), client("B"));
+        for (socket, name) in [(&a, "a"), (&b, "b")] {
+            for n in 1..=3 {
+                let body = format!("{name}{n}");
+                send(socket, &[b"", b"MDPC01", b"order", body.as_bytes()]);
+            }
+            sync(socket);
+        }
+        // One worker serves them one at a time.
+        let w1 = raw_worker(&ctx, "W1", b"order");
+        let mut served = Vec::new();
+        for _ in 0..6 {
+            let (client, body) = next_request(&w1);
+            served.push(String::from_utf8_lossy(&body[0]).into_owned());
+            reply(&w1, &client, &body[0]);
+        }
+        // W1 waits again; W2 then W3 register after it.
+        let w2 = raw_worker(&ctx, "W2", b"order");
+        wait_go.recv_timeout(secs(30)).expect("W2 registered");
+        let w3 = raw_worker(&ctx, "W3", b"order");
+        wait_go.recv_timeout(secs(30)).expect("W3 registered");
+        for n in 1..=3 {
+            let body = format!("r{n}");
+            send(&a, &[b"", b"MDPC01", b"order", body.as_bytes()]);
+        }
+        let got: Vec<String> = [&w1, &w2, &w3]
+            .iter()
+            .map(|w| String::from_utf8_lossy(&next_request(w).1[0]).into_owned())
+            .collect();
+        (served, got)
+    });
+    sc.expect(broker, "I: registering new worker: W2", secs(30));
+    go.send(()).unwrap();
+    sc.expect(broker, "I: registering new worker: W3", secs(30));
+    go.send(()).unwrap();
+    let (served, got) = probe
+        .join()
+        .unwrap_or_else(|_| sc.fail("order probe failed"));
+    // Oldest first within a client, the two clients in turn.
+    assert_eq!(served, ["a1", "b1", "a2", "b2", "a3", "b3"]);
+    // The longest-waiting worker gets the first request.
+    assert_eq!(got, ["r1", "r2", "r3"]);
+    sc.stop_cleanly(broker, secs(20));
+}
