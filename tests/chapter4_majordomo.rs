@@ -871,3 +871,47 @@ fn requests_oldest_first_clients_in_turn_workers_longest_waiting_first() {
     assert_eq!(got, ["r1", "r2", "r3"]);
     sc.stop_cleanly(broker, secs(20));
 }
+
+// ---------------------------------------------------------------- Ctrl-C
+
+#[test]
+fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
+    let mut sc = Scenario::new("mdworker-blocked");
+    // A fake broker that hands out 2000 requests of 64 KiB and never reads
+    // a reply: the worker's queue (HWM 1000) and the TCP buffers fill, and
+    // the worker blocks in its send.
+    let router = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.set_sndhwm(0).unwrap();
+        router.set_rcvhwm(10).unwrap();
+        router.set_rcvtimeo(timeout_ms(30_000)).unwrap();
+        router.bind("tcp://*:5555").unwrap();
+        (ctx, router)
+    });
+    let worker = sc.start("mdworker", bin!("mdworker"), &["-v"]);
+    let router = sc.in_namespace(move || {
+        let (ctx, router) = router;
+        let hello = router.recv_multipart(0).expect("READY from mdworker");
+        let body = vec![b'B'; 64 << 10];
+        for _ in 0..2000 {
+            router
+                .send_multipart([&hello[0][..], b"", b"MDPW01", b"\x02", b"c", b"", &body], 0)
+                .unwrap();
+        }
+        (ctx, router)
+    });
+    sc.expect_count(worker, "I: sending REPLY to broker", 1000, secs(60));
+    // Let it run into the full queue (it cannot get further than ~1100).
+    std::thread::sleep(ms(1000));
+    let interrupted = Instant::now();
+    sc.stop_cleanly(worker, secs(10));
+    let replies = sc.count(worker, "I: sending REPLY to broker");
+    eprintln!(
+        "mdworker exited {:?} after SIGINT, blocked after {replies} replies",
+        interrupted.elapsed()
+    );
+    assert!(replies < 2000, "the worker was never blocked: {replies} replies");
+    drop(router);
+}
