@@ -897,7 +897,10 @@ fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
         let body = vec![b'B'; 64 << 10];
         for _ in 0..2000 {
             router
-                .send_multipart([&hello[0][..], b"", b"MDPW01", b"\x02", b"c", b"", &body], 0)
+                .send_multipart(
+                    [&hello[0][..], b"", b"MDPW01", b"\x02", b"c", b"", &body],
+                    0,
+                )
                 .unwrap();
         }
         (ctx, router)
@@ -912,6 +915,9 @@ fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
         "mdworker exited {:?} after SIGINT, blocked after {replies} replies",
         interrupted.elapsed()
     );
-    assert!(replies < 2000, "the worker was never blocked: {replies} replies");
+    assert!(
+        replies < 2000,
+        "the worker was never blocked: {replies} replies"
+    );
     drop(router);
 }

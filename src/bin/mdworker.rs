@@ -7,7 +7,11 @@
 //!
 //! Run beside it: `mdbroker`, then `mdclient`, `mdclient2` or `mmiecho`.
 //! Differs from the C only in that Ctrl-C ends it cleanly with exit code 0
-//! (the worker API prints `W: interrupt received, killing worker...`).
+//! (the worker API prints `W: interrupt received, killing worker...`), also
+//! while a send waits for a broker that stopped reading. Its DEALER socket
+//! (made by the API) has LINGER 0 and accepts frames up to 1 MiB, the
+//! broker's own bound; `-v` dumps what the broker sent with frames cut to 32
+//! bytes.
 
 use std::process::ExitCode;
 

@@ -7,6 +7,9 @@
 //! running`. `-v` prints every message.
 //!
 //! Run beside it: `mdbroker`, with and without an `mdworker`.
+//! Differs from the C: the answer code is printed through `message::show`
+//! (escaped, at most 32 bytes); on Ctrl-C it exits 0 without claiming that
+//! the broker did not answer. Socket limits as in `mdclient`.
 
 use std::process::ExitCode;
 
