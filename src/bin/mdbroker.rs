@@ -23,7 +23,7 @@
 //!
 //! | what | bound | past it |
 //! |---|---|---|
-//! | one inbound frame (`ZMQ_MAXMSGSIZE`) | 1 MiB ([`MAX_FRAME`]) | libzmq drops that peer's connection before allocating the frame |
+//! | one inbound frame (`ZMQ_MAXMSGSIZE`) | 4 MiB ([`MAX_FRAME`]) | libzmq drops that peer's connection before allocating the frame |
 //! | service name | 255 bytes ([`MAX_NAME`]) | request dropped; READY answered with DISCONNECT |
 //! | services | 10,000 ([`MAX_SERVICES`]) | request for a new service dropped; READY for one gets DISCONNECT |
 //! | workers | 10,000 ([`MAX_WORKERS`]) | READY gets DISCONNECT |
@@ -77,6 +77,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use zguide::heartbeat::expiry_after;
+use zguide::mdp;
 use zguide::mdp::protocol::{self, clock_log, Command, WorkerCommand};
 use zguide::message::show;
 use zguide::{interrupt, program, socket, Error, Message};
@@ -84,9 +85,9 @@ use zguide::{interrupt, program, socket, Error, Message};
 const HEARTBEAT_LIVENESS: u32 = protocol::HEARTBEAT_LIVENESS; //  3-5 is reasonable
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(protocol::HEARTBEAT_INTERVAL_MS);
 
-/// `ZMQ_MAXMSGSIZE`: the largest frame a peer may send. Every message of the
-/// book is a few bytes; 1 MiB leaves room for real payloads.
-const MAX_FRAME: i64 = 1 << 20;
+/// `ZMQ_MAXMSGSIZE`: the largest frame a peer may send, the same bound the
+/// MDP client and worker APIs accept (see [`mdp::MAX_FRAME`]).
+const MAX_FRAME: i64 = mdp::MAX_FRAME;
 /// The longest service name: room for any sensible name (a DNS name is at
 /// most 253), while 20 workers can no longer park 32 MiB names here.
 const MAX_NAME: usize = 255;

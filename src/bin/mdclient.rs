@@ -11,7 +11,7 @@
 //! Differs from the C: `ZGUIDE_REQUESTS` (default 100000) lowers the count for
 //! tests; the exit code is 0 as in the C, whether or not all were answered.
 //! Its REQ socket (made by the API) has LINGER 0 and accepts frames up to
-//! 1 MiB, the broker's own bound; `-v` dumps replies with frames cut to 32
+//! 4 MiB, the broker's own bound; `-v` dumps replies with frames cut to 32
 //! bytes. Ctrl-C ends it with exit code 0, also while it waits for a reply
 //! that a dead worker or broker will never send, or while a send waits for a
 //! broker that stopped reading.

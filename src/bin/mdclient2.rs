@@ -10,7 +10,7 @@
 //! Run beside it: `mdbroker` and one or more `mdworker` (unchanged from §27).
 //! Differs from the C: `ZGUIDE_REQUESTS` (default 100000) lowers the count for
 //! tests; the client's queues have no high-water mark (see the API docs), so
-//! a send never blocks; LINGER 0, frames up to 1 MiB; `-v` dumps replies with
+//! a send never blocks; LINGER 0, frames up to 4 MiB; `-v` dumps replies with
 //! frames cut to 32 bytes. Ctrl-C ends it with exit code 0 (`0 replies
 //! received` if it was still waiting). With one worker the broker holds most
 //! of the 100,000 requests at once, about 18 MiB of its 32 MiB per-client

@@ -9,7 +9,7 @@
 //! Differs from the C only in that Ctrl-C ends it cleanly with exit code 0
 //! (the worker API prints `W: interrupt received, killing worker...`), also
 //! while a send waits for a broker that stopped reading. Its DEALER socket
-//! (made by the API) has LINGER 0 and accepts frames up to 1 MiB, the
+//! (made by the API) has LINGER 0 and accepts frames up to 4 MiB, the
 //! broker's own bound; `-v` dumps what the broker sent with frames cut to 32
 //! bytes.
 

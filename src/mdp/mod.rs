@@ -24,10 +24,18 @@ pub use async_client::AsyncClient;
 pub use client::Client;
 pub use worker::Worker;
 
+/// The largest frame `mdbroker` and the MDP APIs accept (`ZMQ_MAXMSGSIZE`):
+/// 4 MiB. Every message of the book is a few bytes; 4 MiB leaves room for
+/// real payloads (a file chunk, a Titanic request with a big body), while a
+/// larger frame makes libzmq drop the sender's connection before it
+/// allocates a byte.
+pub const MAX_FRAME: i64 = 4 << 20;
+
 /// A new socket of `kind` for talking to a broker, made with the
 /// [`socket`](crate::socket) builder: LINGER 0, so a socket dropped with
 /// requests still queued never blocks the program's exit; the builder's
-/// 1 MiB `MAXMSGSIZE`, the same bound the broker puts on every frame; and a
+/// [`MAX_FRAME`] as `MAXMSGSIZE`, the same bound the broker puts on every
+/// frame, so whatever the broker forwards its peers accept; and a
 /// printable identity, as the C++ `mdcliapi`/`mdwrkapi` give theirs
 /// (`s_set_id`). The C++ broker handles routing ids as C strings and cannot
 /// route libzmq's generated ids, which start with a zero byte; our broker and
@@ -39,6 +47,7 @@ pub(crate) fn broker_socket(
 ) -> crate::socket::Builder<'_> {
     crate::socket::new(context, kind)
         .linger(0)
+        .max_message_size(MAX_FRAME)
         .identity(crate::helpers::random_identity())
 }
 
