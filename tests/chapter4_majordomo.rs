@@ -921,3 +921,44 @@ fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
     );
     drop(router);
 }
+
+#[test]
+fn a_worker_silent_on_a_request_and_stale_requests_expire_after_60_s() {
+    let mut sc = Scenario::new("mdbroker-busy-expiry");
+    let broker = start_quiet_broker(&mut sc);
+    let waited = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // A worker that takes a request and then never answers, while its
+        // connection stays up (so only the 60 s bound can end it).
+        let worker = raw_worker(&ctx, "STUCK", b"stuck");
+        wait_mmi(&ctx, b"stuck", b"200", secs(10));
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", b"stuck", b"first"]);
+        next_request(&worker);
+        let busy_since = Instant::now();
+        // A second request waits behind it, for a worker that is busy.
+        send(&client, &[b"", b"MDPC01", b"stuck", b"second"]);
+        let disconnect = wire::recv_until(&worker, "stuck worker", secs(90), |m| {
+            *m == frames(&[b"", b"MDPW01", b"\x05"])
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(disconnect.len(), 3);
+        let waited = busy_since.elapsed();
+        wait_mmi(&ctx, b"stuck", b"404", secs(5));
+        waited
+    });
+    eprintln!("busy worker told DISCONNECT after {waited:?}");
+    // 60 s, checked every 2.5 s.
+    assert!(
+        waited >= Duration::from_secs(59) && waited < Duration::from_secs(60) + secs(10),
+        "DISCONNECT after {waited:?}"
+    );
+    // The second request expired too: 60 s with a (busy) worker, or 10 s
+    // once the service had none.
+    sc.expect(
+        broker,
+        "dropped 1 request(s) that waited too long",
+        secs(20),
+    );
+    sc.stop_cleanly(broker, secs(20));
+}
