@@ -860,3 +860,129 @@ impl FaultLog {
         self.suppressed = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(client: &str, body: &str, queued_at: Instant) -> Request {
+        let mut envelope = Message::from_frames([body]);
+        envelope.wrap_envelope(client);
+        Request {
+            cost: REQUEST_COST + envelope.content_size() + envelope.len() * FRAME_COST,
+            envelope,
+            queued_at,
+        }
+    }
+
+    fn body(request: &Request) -> String {
+        String::from_utf8_lossy(request.envelope.last().unwrap_or_default()).into_owned()
+    }
+
+    /// The bodies in the order `next_request` hands them out; checks that
+    /// each comes with its own client and that the byte count ends at zero.
+    fn drain(service: &mut Service) -> Vec<String> {
+        let mut order = Vec::new();
+        while let Some((client, request)) = service.next_request() {
+            assert_eq!(request.envelope.first(), Some(&client[..]));
+            order.push(body(&request));
+        }
+        assert!(service.is_idle());
+        assert_eq!(service.bytes, 0);
+        order
+    }
+
+    fn queued_cost(service: &Service) -> usize {
+        service.queues.values().flatten().map(|r| r.cost).sum()
+    }
+
+    #[test]
+    fn clients_take_turns_oldest_first() {
+        let now = Instant::now();
+        let mut service = Service::new();
+        for (client, body) in [
+            ("A", "a1"),
+            ("A", "a2"),
+            ("A", "a3"),
+            ("B", "b1"),
+            ("C", "c1"),
+            ("B", "b2"),
+        ] {
+            service.enqueue(client.into(), request(client, body, now));
+            assert_eq!(service.bytes, queued_cost(&service));
+        }
+        assert!(!service.is_idle());
+        assert_eq!(drain(&mut service), ["a1", "b1", "c1", "a2", "b2", "a3"]);
+    }
+
+    #[test]
+    fn a_requeued_request_goes_first_again() {
+        let now = Instant::now();
+        let mut service = Service::new();
+        for (client, body) in [("A", "a1"), ("A", "a2"), ("B", "b1")] {
+            service.enqueue(client.into(), request(client, body, now));
+        }
+        let (client, first) = service.next_request().unwrap();
+        service.requeue(client, first);
+        assert_eq!(service.bytes, queued_cost(&service));
+        // A client whose only request comes back.
+        let mut lone = Service::new();
+        lone.enqueue(b"C".to_vec(), request("C", "c1", now));
+        lone.enqueue(b"D".to_vec(), request("D", "d1", now));
+        let (client, only) = lone.next_request().unwrap();
+        lone.requeue(client, only);
+        assert_eq!(drain(&mut service), ["a1", "b1", "a2"]);
+        assert_eq!(drain(&mut lone), ["c1", "d1"]);
+    }
+
+    #[test]
+    fn removing_a_client_keeps_the_others() {
+        let now = Instant::now();
+        let mut service = Service::new();
+        for (client, body) in [("A", "a1"), ("B", "b1"), ("A", "a2"), ("C", "c1")] {
+            service.enqueue(client.into(), request(client, body, now));
+        }
+        let removed: Vec<String> = service.remove_client(b"A").iter().map(body).collect();
+        assert_eq!(removed, ["a1", "a2"]);
+        assert!(service.remove_client(b"nobody").is_empty());
+        assert_eq!(service.bytes, queued_cost(&service));
+        assert_eq!(drain(&mut service), ["b1", "c1"]);
+    }
+
+    #[test]
+    fn requests_expire_at_their_age_limit_only() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let old = now - Duration::from_secs(10);
+        let young = now - Duration::from_secs(9);
+        let mut service = Service::new();
+        for (client, body, at) in [
+            ("A", "a1", old),
+            ("A", "a2", young),
+            ("B", "b1", old),
+            ("C", "c1", young),
+        ] {
+            service.enqueue(client.into(), request(client, body, at));
+        }
+        let mut expired: Vec<String> = service
+            .expire(now, Duration::from_secs(10))
+            .iter()
+            .map(body)
+            .collect();
+        expired.sort();
+        assert_eq!(expired, ["a1", "b1"]);
+        assert!(service.expire(now, Duration::from_secs(10)).is_empty());
+        assert_eq!(service.bytes, queued_cost(&service));
+        assert_eq!(drain(&mut service), ["a2", "c1"]);
+    }
+
+    #[test]
+    fn release_forgets_a_client_at_zero() {
+        let mut clients = HashMap::from([(b"A".to_vec(), 300), (b"B".to_vec(), 100)]);
+        release(&mut clients, b"A", 100);
+        assert_eq!(clients.get(&b"A"[..]), Some(&200));
+        release(&mut clients, b"B", 100);
+        assert!(!clients.contains_key(&b"B"[..]));
+        release(&mut clients, b"nobody", 100);
+        assert_eq!(clients.len(), 1);
+    }
+}
