@@ -972,3 +972,57 @@ fn a_worker_silent_on_a_request_and_stale_requests_expire_after_60_s() {
     );
     sc.stop_cleanly(broker, secs(20));
 }
+
+#[test]
+fn forgetting_vanished_clients_keeps_everything_else() {
+    let mut sc = Scenario::new("mdbroker-forget");
+    let broker = start_quiet_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // L waits on a service that has no worker yet.
+        let waiting = probe(&ctx, zmq::REQ);
+        send(&waiting, &[b"MDPC01", b"later", b"wait"]);
+        let worker = raw_worker(&ctx, "W", b"echo");
+        wait_mmi(&ctx, b"echo", b"200", secs(10));
+        // Two clients queue about 28 MiB each (under their 32 MiB bound)
+        // and vanish; together more than the broker's 96 MiB if their bytes
+        // were not given back when they are forgotten.
+        let gone = zmq::Context::new();
+        let body = vec![b'V'; 8 << 10];
+        for _ in 0..2 {
+            let client = wire::probe(&gone, zmq::DEALER)
+                .linger(timeout_ms(10_000))
+                .connect("tcp://localhost:5555");
+            for _ in 0..3500 {
+                send(&client, &[b"", b"MDPC01", b"echo", &body]);
+            }
+        }
+        drop(gone);
+        let legit = probe(&ctx, zmq::REQ);
+        send(&legit, &[b"MDPC01", b"echo", b"legit"]);
+        let mut vanished_served = 0;
+        loop {
+            let (client, body) = next_request(&worker);
+            reply(&worker, &client, &body[0]);
+            if body[0] == b"legit" {
+                break;
+            }
+            vanished_served += 1;
+            assert!(vanished_served <= 10, "vanished clients still served");
+        }
+        assert_eq!(recv(&legit), frames(&[b"MDPC01", b"echo", b"legit"]));
+        // echo keeps its worker; L's request still waits for its service.
+        wait_mmi(&ctx, b"echo", b"200", secs(1));
+        let late = raw_worker(&ctx, "LATE", b"later");
+        let (client, body) = next_request(&late);
+        assert_eq!(body, frames(&[b"wait"]));
+        reply(&late, &client, b"served");
+        assert_eq!(recv(&waiting), frames(&[b"MDPC01", b"later", b"served"]));
+    });
+    sc.expect(
+        broker,
+        "is gone: dropped its 3499 queued request(s)",
+        secs(5),
+    );
+    sc.stop_cleanly(broker, secs(20));
+}
