@@ -5,12 +5,75 @@
 //! Titanic (§30) has its own file, `chapter4_titanic.rs`.
 
 mod common;
-use common::attack::rss_kib;
+use common::attack::{self, peak_rss_kib, rss_kib};
 use common::mdp::*;
-use common::wire::frames;
-use common::{secs, Scenario, Spec};
+use common::wire::{self, frames, Frames};
+use common::{ms, secs, timeout_ms, Scenario, Spec};
 
 use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+/// Waits (bounded by `within`) until `mmi.service` answers `code` for
+/// `service`; panics with the last answer otherwise.
+fn wait_mmi(ctx: &zmq::Context, service: &[u8], code: &[u8], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = mmi(ctx, b"mmi.service", service);
+        if answer == frames(&[b"MDPC01", b"mmi.service", code]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mmi.service never said {} for {} within {within:?}: {answer:?}",
+            String::from_utf8_lossy(code),
+            String::from_utf8_lossy(service)
+        );
+        std::thread::sleep(ms(50));
+    }
+}
+
+/// A raw MDP worker with a known identity, registered for `service`.
+fn raw_worker(ctx: &zmq::Context, identity: &str, service: &[u8]) -> zmq::Socket {
+    let worker = wire::probe(ctx, zmq::DEALER)
+        .identity(identity)
+        .connect("tcp://localhost:5555");
+    send(&worker, &[b"", b"MDPW01", b"\x01", service]);
+    worker
+}
+
+/// The next REQUEST a raw worker gets (heartbeats skipped): client
+/// address and body.
+fn next_request(worker: &zmq::Socket) -> (Vec<u8>, Frames) {
+    let request = recv_skip_heartbeats(worker);
+    assert!(request.len() >= 6, "not a REQUEST: {request:?}");
+    assert_eq!(&request[..3], &frames(&[b"", b"MDPW01", b"\x02"])[..]);
+    assert_eq!(request[4], b"", "{request:?}");
+    (request[3].clone(), request[5..].to_vec())
+}
+
+/// A raw worker's REPLY to `client`.
+fn reply(worker: &zmq::Socket, client: &[u8], body: &[u8]) {
+    send(worker, &[b"", b"MDPW01", b"\x03", client, b"", body]);
+}
+
+/// Faults in a broker's output: the lines containing `needle`, plus the
+/// counts of its `N more peer fault(s) … not shown` lines (the broker logs at
+/// most 20 fault lines per heartbeat interval and counts the rest).
+fn faults_logged(output: &str, needle: &str) -> usize {
+    let shown = output.lines().filter(|l| l.contains(needle)).count();
+    let suppressed: usize = output
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("W: ").nth(1)?;
+            let (n, tail) = rest.split_once(' ')?;
+            tail.starts_with("more peer fault(s)")
+                .then(|| n.parse::<usize>().ok())
+                .flatten()
+        })
+        .sum();
+    shown + suppressed
+}
 
 // ---------------------------------------------------------------- §27 / §28
 
@@ -67,17 +130,25 @@ fn clients_interrupted_while_waiting_exit_cleanly() {
     // No broker at all: both clients wait in their first request.
     let mdclient = sc.start("mdclient", bin!("mdclient"), &["-v"]);
     let ticlient = sc.start("ticlient", bin!("ticlient"), &["-v"]);
+    let mmiecho = sc.start("mmiecho", bin!("mmiecho"), &["-v"]);
     sc.expect(mdclient, "I: send request to 'echo' service:", secs(30));
+    sc.expect(
+        mmiecho,
+        "I: send request to 'mmi.service' service:",
+        secs(30),
+    );
     sc.expect(
         ticlient,
         "I: send request to 'titanic.request' service:",
         secs(30),
     );
-    for pid in [mdclient, ticlient] {
+    for pid in [mdclient, ticlient, mmiecho] {
         sc.stop_cleanly(pid, secs(20));
         sc.expect(pid, "W: interrupt received, killing client...", secs(5));
     }
     sc.expect(mdclient, "0 requests/replies processed", secs(5));
+    // Interrupted is not "no response": mmiecho does not blame the broker.
+    assert_eq!(sc.count(mmiecho, "E: no response from broker"), 0);
 }
 
 #[test]
@@ -163,15 +234,7 @@ fn raw_frames_request_reply_heartbeat_and_mmi() {
         let worker = probe(&ctx, zmq::DEALER);
         send(&worker, &[b"", b"MDPW01", b"\x01", b"echo"]);
         // MMI sees it (the lookup may race the READY: retry briefly).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let answer = mmi(&ctx, b"mmi.service", b"echo");
-            if answer == frames(&[b"MDPC01", b"mmi.service", b"200"]) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never 200: {answer:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_mmi(&ctx, b"echo", b"200", secs(10));
         assert_eq!(
             mmi(&ctx, b"mmi.service", b"nobody"),
             frames(&[b"MDPC01", b"mmi.service", b"404"])
@@ -219,11 +282,7 @@ fn raw_frames_request_reply_heartbeat_and_mmi() {
         assert_eq!(recv(&dealer), frames(&[b"", b"MDPC01", b"echo", b"done"]));
         // Worker leaves politely: no answer, and MMI forgets it.
         send(&worker, &[b"", b"MDPW01", b"\x05"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while mmi(&ctx, b"mmi.service", b"echo") != frames(&[b"MDPC01", b"mmi.service", b"404"]) {
-            assert!(Instant::now() < deadline, "worker not forgotten");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_mmi(&ctx, b"echo", b"404", secs(10));
         "ok"
     });
     assert_eq!(report, "ok");
@@ -297,20 +356,9 @@ fn expired_workers_behind_a_live_one_are_purged() {
         // Second: a raw worker for "silent" that never says anything again.
         let silent = probe(&ctx, zmq::DEALER);
         send(&silent, &[b"", b"MDPW01", b"\x01", b"silent"]);
-        let registered = Instant::now() + Duration::from_secs(10);
-        while mmi(&ctx, b"mmi.service", b"silent") != frames(&[b"MDPC01", b"mmi.service", b"200"]) {
-            assert!(
-                Instant::now() < registered,
-                "silent worker never registered"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_mmi(&ctx, b"silent", b"200", secs(10));
         // Expiry is 7.5 s, purges run every 2.5 s: gone within ~10 s.
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while mmi(&ctx, b"mmi.service", b"silent") != frames(&[b"MDPC01", b"mmi.service", b"404"]) {
-            assert!(Instant::now() < deadline, "silent worker never purged");
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        wait_mmi(&ctx, b"silent", b"404", secs(40));
         // The live one is still there.
         assert_eq!(
             mmi(&ctx, b"mmi.service", b"echo"),
@@ -323,8 +371,34 @@ fn expired_workers_behind_a_live_one_are_purged() {
 
 // ---------------------------------------------------------------- bad input
 
+/// Seeded MDP fuzz with volume: `count` messages from
+/// [`random_message`] spread over 16 identities, where every message that is
+/// not a client request also carries a frame of 0–64 KiB, so the noise adds
+/// up to hundreds of MiB. Replies are drained, never waited for. Returns the
+/// bytes sent.
+fn fuzz_with_volume(ctx: &zmq::Context, count: usize, services: &[&[u8]], seed: u64) -> usize {
+    let mut rng = seed;
+    let sockets: Vec<zmq::Socket> = (0..16).map(|_| probe(ctx, zmq::DEALER)).collect();
+    let mut sent = 0;
+    for n in 0..count {
+        let mut msg = random_message(&mut rng, n, services);
+        let request = msg.len() >= 2 && msg[0].is_empty() && msg[1] == b"MDPC01";
+        if !request {
+            let size = (rng % (64 << 10)) as usize;
+            msg.push(vec![(n % 251) as u8; size]);
+        }
+        sent += msg.iter().map(Vec::len).sum::<usize>();
+        // A send that times out (the broker is slower) just counts less.
+        let _ = sockets[n % sockets.len()].send_multipart(msg, 0);
+        for s in &sockets {
+            while s.recv_multipart(zmq::DONTWAIT).is_ok() {}
+        }
+    }
+    sent
+}
+
 #[test]
-fn broker_survives_10000_random_messages_with_bounded_memory() {
+fn broker_survives_random_messages_with_bounded_memory() {
     let mut sc = Scenario::new("mdbroker-fuzz");
     let broker = start_quiet_broker(&mut sc);
     let worker = sc.start("mdworker", bin!("mdworker"), &[]);
@@ -336,14 +410,14 @@ fn broker_survives_10000_random_messages_with_bounded_memory() {
     let pid = sc.os_pid(broker);
     let before = rss_kib(pid);
 
-    sc.in_namespace(|| {
+    let sent = sc.in_namespace(|| {
         let ctx = zmq::Context::new();
-        fuzz(
+        fuzz_with_volume(
             &ctx,
-            10_000,
+            40_000,
             &[b"echo", b"mmi.service", b"mmi.x", b"other"],
             0x5EED,
-        );
+        )
     });
     sc.assert_running(broker);
     // Still serving correct replies.
@@ -357,14 +431,25 @@ fn broker_survives_10000_random_messages_with_bounded_memory() {
         mmi(&ctx, b"mmi.service", b"echo")
     });
     assert_eq!(ok, frames(&[b"MDPC01", b"mmi.service", b"200"]));
-    // Bound: 32 MiB over the warmed-up size. Huge frames are freed once
-    // handled, requests for unserved services expire after 10 s.
     let after = rss_kib(pid);
-    eprintln!("mdbroker RSS: {before} KiB before, {after} KiB after the fuzz");
-    // The noise really reached the broker's error paths.
-    assert!(sc.count(broker, "invalid") > 1000, "{}", sc.report());
+    eprintln!(
+        "mdbroker RSS: {before} KiB before, {after} KiB after {} MiB of fuzz",
+        sent >> 20
+    );
+    // The noise was far more than any bound: a broker that kept it would
+    // have grown by hundreds of MiB.
+    assert!(sent > 400 << 20, "the fuzz sent only {sent} bytes");
+    // The noise really reached the broker's error paths (logged at most 20
+    // lines per 2.5 s, the rest counted).
+    sc.wait_for(broker, secs(10), "over 1000 faults logged", |output| {
+        faults_logged(output, "invalid") > 1000
+    });
+    // What the broker may keep: the fuzz's few small requests for services
+    // without workers (they expire after 10 s), a few MiB, plus what libzmq
+    // and the allocator hold on to after the burst (measured 15–32 MiB in
+    // all); a tenth of what a broker that kept the noise would hold.
     assert!(
-        after < before + 32 * 1024,
+        after < before + 64 * 1024,
         "mdbroker RSS grew from {before} KiB to {after} KiB"
     );
     sc.assert_running(worker);
@@ -380,7 +465,7 @@ fn worker_survives_garbage_from_a_fake_broker() {
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER).unwrap();
         router.set_linger(0).unwrap();
-        router.set_rcvtimeo(30_000).unwrap();
+        router.set_rcvtimeo(timeout_ms(30_000)).unwrap();
         router.bind("tcp://*:5555").unwrap();
         router
     });
@@ -416,12 +501,12 @@ fn worker_survives_garbage_from_a_fake_broker() {
                 0,
             )
             .unwrap();
-        loop {
-            let msg = router.recv_multipart(0).expect("a reply from mdworker");
-            if msg.get(3).map(Vec::as_slice) == Some(b"\x03") {
-                return msg[1..].to_vec();
-            }
-        }
+        // Skip heartbeats until the REPLY, for 30 s at most in all.
+        let msg = wire::recv_until(&router, "fake broker", secs(30), |msg| {
+            msg.get(3).map(Vec::as_slice) == Some(b"\x03")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        msg[1..].to_vec()
     });
     assert_eq!(
         reply,
@@ -462,4 +547,539 @@ fn tripping_exits_cleanly_on_sigint() {
     let tripping = sc.start("tripping", bin!("tripping"), &[]);
     sc.expect(tripping, "Synchronous round-trip test...", secs(30));
     sc.stop_cleanly(tripping, secs(20));
+}
+
+// ---------------------------------------------------------------- hostile peers
+
+/// A monitor on `socket` that reports when its connection is dropped.
+fn watch_disconnects(ctx: &zmq::Context, socket: &zmq::Socket, name: &str) -> zmq::Socket {
+    let endpoint = format!("inproc://monitor-{name}");
+    socket
+        .monitor(&endpoint, zmq::SocketEvent::DISCONNECTED.to_raw() as i32)
+        .expect("monitor");
+    wire::probe(ctx, zmq::PAIR)
+        .receive_timeout(30_000)
+        .connect(&endpoint)
+}
+
+/// Waits (bounded by the monitor's receive timeout) until the broker has
+/// dropped the watched connection.
+fn expect_disconnected(monitor: &zmq::Socket, what: &str) {
+    let event = wire::recv(monitor, what);
+    let code = u16::from_le_bytes([event[0][0], event[0][1]]);
+    assert_eq!(code, zmq::SocketEvent::DISCONNECTED.to_raw(), "{what}");
+}
+
+#[test]
+fn flood_without_reading_behind_a_silent_worker_stays_bounded() {
+    let mut sc = Scenario::new("mdbroker-flood");
+    let broker = start_quiet_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    // A worker for "slow" that takes one request and never answers.
+    let silent = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let silent = raw_worker(&ctx, "SILENT", b"slow");
+        wait_mmi(&ctx, b"slow", b"200", secs(10));
+        (ctx, silent)
+    });
+    let before = peak_rss_kib(pid);
+    // 1 GiB of 8 KiB requests from one client that never reads: 32 times
+    // the client's 32 MiB bound.
+    let (flood, kept_connected) = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let flooder = probe(&ctx, zmq::DEALER);
+        let body = vec![b'F'; 8 << 10];
+        let flood = attack::flood(
+            &flooder,
+            &[b"", b"MDPC01", b"slow", &body],
+            128 << 10,
+            secs(90),
+        );
+        // Same connection, so answered only once the broker has taken in
+        // the whole flood.
+        send(&flooder, &[b"", b"MDPC01", b"mmi.service", b"slow"]);
+        let answer = wire::recv_until(&flooder, "flooder", secs(60), |m| m.len() == 4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer, frames(&[b"", b"MDPC01", b"mmi.service", b"200"]));
+        (flood, (ctx, flooder))
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "mdbroker peak RSS: {before} KiB before, {after} KiB after a flood of {} × 8 KiB ({} refused)",
+        flood.sent, flood.refused
+    );
+    assert!(flood.sent >= 64 << 10, "the flood sent only {flood:?}");
+    sc.expect(broker, "the client's queue is full", secs(10));
+    // 32 MiB queued, plus libzmq's buffers (up to 1000 × 8 KiB per peer)
+    // and the allocator's slack; the C broker keeps the whole GiB.
+    assert!(
+        after < before + 64 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    // Legitimate clients are still served.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+    drop((silent, kept_connected));
+}
+
+#[test]
+fn requests_of_clients_that_vanished_are_not_served() {
+    let mut sc = Scenario::new("mdbroker-vanish");
+    let broker = start_quiet_broker(&mut sc);
+    let (vanished_served, legit) = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let worker = raw_worker(&ctx, "W", b"echo");
+        wait_mmi(&ctx, b"echo", b"200", secs(10));
+        // 20 clients queue 50 requests each and vanish. Dropping their
+        // context waits until every request is on the wire.
+        let gone = zmq::Context::new();
+        for _ in 0..20 {
+            let client = wire::probe(&gone, zmq::DEALER)
+                .linger(timeout_ms(10_000))
+                .connect("tcp://localhost:5555");
+            for _ in 0..50 {
+                send(&client, &[b"", b"MDPC01", b"echo", b"vanished"]);
+            }
+        }
+        drop(gone);
+        let legit = probe(&ctx, zmq::REQ);
+        send(&legit, &[b"MDPC01", b"echo", b"legit"]);
+        // Serve everything the broker hands out, until it has had nothing
+        // more for 3 s (at most 1001 requests, each wait bounded).
+        let mut vanished_served = 0;
+        while let Ok(request) = wire::recv_until(&worker, "worker", secs(3), |m| {
+            m.get(2).map(Vec::as_slice) == Some(b"\x02")
+        }) {
+            if request[5..] == frames(&[b"vanished"])[..] {
+                vanished_served += 1;
+            }
+            reply(&worker, &request[3], &request[5]);
+            assert!(vanished_served <= 1000, "served more than was sent");
+        }
+        (vanished_served, recv(&legit))
+    });
+    assert_eq!(legit, frames(&[b"MDPC01", b"echo", b"legit"]));
+    // One request per vanished client: its reply finds no route, and its
+    // other 49 are dropped. The C serves all 1000.
+    eprintln!("requests of vanished clients served: {vanished_served} of 1000");
+    assert!(
+        vanished_served <= 25,
+        "served {vanished_served} requests of vanished clients\n{}",
+        sc.report()
+    );
+    sc.expect(broker, "is gone: dropped its 49 queued request(s)", secs(5));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn a_worker_killed_while_busy_is_forgotten_within_two_heartbeats() {
+    let mut sc = Scenario::new("mdbroker-busy-kill");
+    let broker = start_quiet_broker(&mut sc);
+    let forgotten_after = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let worker = raw_worker(&ctx, "DOOMED", b"doomed");
+        wait_mmi(&ctx, b"doomed", b"200", secs(10));
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", b"doomed", b"work"]);
+        next_request(&worker);
+        // Killed while busy (LINGER 0: the connection just closes).
+        drop(worker);
+        let killed = Instant::now();
+        // Busy workers get HEARTBEATs too; the next one finds no route.
+        wait_mmi(&ctx, b"doomed", b"404", secs(6));
+        let forgotten_after = killed.elapsed();
+        // The queue does not grow for ever: with no worker, requests expire.
+        for _ in 0..100 {
+            send(&client, &[b"", b"MDPC01", b"doomed", b"more"]);
+        }
+        forgotten_after
+    });
+    eprintln!("busy worker forgotten {forgotten_after:?} after it was killed");
+    sc.wait_for(broker, secs(20), "100 requests expired", |output| {
+        output
+            .lines()
+            .filter_map(|l| l.split("dropped ").nth(1))
+            .filter_map(|t| t.strip_suffix(" request(s) that waited too long"))
+            .filter_map(|n| n.parse::<usize>().ok())
+            .sum::<usize>()
+            >= 100
+    });
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn huge_and_hostile_service_names_are_refused() {
+    let mut sc = Scenario::new("mdbroker-names");
+    // Verbose: service names are printed in its lines too.
+    let broker = start_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    let before = peak_rss_kib(pid);
+    let test_process_rss = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // 20 workers with 32 MiB names: over MAXMSGSIZE, so each connection
+        // is dropped before the broker allocates the name.
+        let mut attackers = Vec::new();
+        for n in 0..20 {
+            let worker = probe(&ctx, zmq::DEALER);
+            let monitor = watch_disconnects(&ctx, &worker, &format!("huge-{n}"));
+            attack::oversized_frame(&worker, &[b"", b"MDPW01", b"\x01"], 32 << 20);
+            expect_disconnected(&monitor, "a 32 MiB service name");
+            attackers.push(worker);
+        }
+        drop(attackers);
+        // 1000-byte names fit in a frame but not in a service name.
+        let long = vec![b'N'; 1000];
+        for _ in 0..20 {
+            let worker = probe(&ctx, zmq::DEALER);
+            send(&worker, &[b"", b"MDPW01", b"\x01", &long]);
+            assert_eq!(
+                recv(&worker),
+                frames(&[b"", b"MDPW01", b"\x05"]),
+                "READY with a 1000-byte name"
+            );
+        }
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", &long, b"body"]);
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", &long),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
+        // A name that would forge a log line registers (it is a legal
+        // name) but is printed escaped.
+        let evil = b"evil\nI: registering new worker: FORGED";
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", evil]);
+        wait_mmi(&ctx, evil, b"200", secs(10));
+        send(&client, &[b"", b"MDPC01", evil, b"x\nW: FORGED TOO"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(
+            request.last().map(Vec::as_slice),
+            Some(&b"x\nW: FORGED TOO"[..])
+        );
+        attack::rss_kib(std::process::id() as i32)
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "mdbroker peak RSS: {before} KiB before, {after} KiB after 20 × 32 MiB names \
+         (test process {test_process_rss} KiB)"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    for line in sc.lines(broker) {
+        assert!(!line.contains("FORGED"), "forged log line: {line:?}");
+    }
+    // Legitimate clients are still served.
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn one_256_mib_frame_does_not_raise_the_broker_peak_rss() {
+    let mut sc = Scenario::new("mdbroker-256mib");
+    let broker = start_quiet_broker(&mut sc);
+    let pid = sc.os_pid(broker);
+    let before = peak_rss_kib(pid);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let client = probe(&ctx, zmq::DEALER);
+        let monitor = watch_disconnects(&ctx, &client, "256mib");
+        attack::oversized_frame(&client, &[b"", b"MDPC01", b"echo"], 256 << 20);
+        expect_disconnected(&monitor, "a 256 MiB request body");
+    });
+    let after = peak_rss_kib(pid);
+    eprintln!("mdbroker peak RSS: {before} KiB before, {after} KiB after one 256 MiB frame");
+    assert!(
+        after < before + 8 * 1024,
+        "mdbroker peak RSS grew from {before} KiB to {after} KiB"
+    );
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start_spec(
+        "mdclient",
+        Spec::new(bin!("mdclient"), &[]).env("ZGUIDE_REQUESTS", 100),
+    );
+    sc.expect(client, "100 requests/replies processed", secs(60));
+    sc.stop_cleanly(broker, secs(20));
+}
+
+// ---------------------------------------------------------------- queueing order
+
+#[test]
+fn requests_oldest_first_clients_in_turn_workers_longest_waiting_first() {
+    let mut sc = Scenario::new("mdbroker-order");
+    let broker = start_broker(&mut sc);
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let probe = sc.in_namespace_background(move || {
+        let ctx = zmq::Context::new();
+        let client = |id: &str| {
+            wire::probe(&ctx, zmq::DEALER)
+                .identity(id)
+                .connect("tcp://localhost:5555")
+        };
+        // An MMI round trip on the same connection: everything this client
+        // sent before has been queued.
+        let sync = |socket: &zmq::Socket| {
+            send(socket, &[b"", b"MDPC01", b"mmi.service", b"order"]);
+            let answer = wire::recv(socket, "client");
+            assert_eq!(answer[2], b"mmi.service", "{answer:?}");
+        };
+        // No worker yet: A queues a1..a3, then B queues b1..b3.
+        let (a, b) = (client("A"), client("B"));
+        for (socket, name) in [(&a, "a"), (&b, "b")] {
+            for n in 1..=3 {
+                let body = format!("{name}{n}");
+                send(socket, &[b"", b"MDPC01", b"order", body.as_bytes()]);
+            }
+            sync(socket);
+        }
+        // One worker serves them one at a time.
+        let w1 = raw_worker(&ctx, "W1", b"order");
+        let mut served = Vec::new();
+        for _ in 0..6 {
+            let (client, body) = next_request(&w1);
+            served.push(String::from_utf8_lossy(&body[0]).into_owned());
+            reply(&w1, &client, &body[0]);
+        }
+        // W1 waits again; W2 then W3 register after it.
+        let w2 = raw_worker(&ctx, "W2", b"order");
+        wait_go.recv_timeout(secs(30)).expect("W2 registered");
+        let w3 = raw_worker(&ctx, "W3", b"order");
+        wait_go.recv_timeout(secs(30)).expect("W3 registered");
+        for n in 1..=3 {
+            let body = format!("r{n}");
+            send(&a, &[b"", b"MDPC01", b"order", body.as_bytes()]);
+        }
+        let got: Vec<String> = [&w1, &w2, &w3]
+            .iter()
+            .map(|w| String::from_utf8_lossy(&next_request(w).1[0]).into_owned())
+            .collect();
+        (served, got)
+    });
+    sc.expect(broker, "I: registering new worker: W2", secs(30));
+    go.send(()).unwrap();
+    sc.expect(broker, "I: registering new worker: W3", secs(30));
+    go.send(()).unwrap();
+    let (served, got) = probe
+        .join()
+        .unwrap_or_else(|_| sc.fail("order probe failed"));
+    // Oldest first within a client, the two clients in turn.
+    assert_eq!(served, ["a1", "b1", "a2", "b2", "a3", "b3"]);
+    // The longest-waiting worker gets the first request.
+    assert_eq!(got, ["r1", "r2", "r3"]);
+    sc.stop_cleanly(broker, secs(20));
+}
+
+// ---------------------------------------------------------------- Ctrl-C
+
+#[test]
+fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
+    let mut sc = Scenario::new("mdworker-blocked");
+    // A fake broker that hands out 2000 requests of 64 KiB and never reads
+    // a reply: the worker's queue (HWM 1000) and the TCP buffers fill, and
+    // the worker blocks in its send.
+    let router = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.set_sndhwm(0).unwrap();
+        router.set_rcvhwm(10).unwrap();
+        router.set_rcvtimeo(timeout_ms(30_000)).unwrap();
+        router.bind("tcp://*:5555").unwrap();
+        (ctx, router)
+    });
+    let worker = sc.start("mdworker", bin!("mdworker"), &["-v"]);
+    let router = sc.in_namespace(move || {
+        let (ctx, router) = router;
+        let hello = router.recv_multipart(0).expect("READY from mdworker");
+        let body = vec![b'B'; 64 << 10];
+        for _ in 0..2000 {
+            router
+                .send_multipart(
+                    [&hello[0][..], b"", b"MDPW01", b"\x02", b"c", b"", &body],
+                    0,
+                )
+                .unwrap();
+        }
+        (ctx, router)
+    });
+    sc.expect_count(worker, "I: sending REPLY to broker", 1000, secs(60));
+    // Let it run into the full queue (it cannot get further than ~1100).
+    // Not a sync: the assertion below checks that it never finished.
+    std::thread::sleep(ms(1000));
+    let interrupted = Instant::now();
+    sc.stop_cleanly(worker, secs(10));
+    let replies = sc.count(worker, "I: sending REPLY to broker");
+    eprintln!(
+        "mdworker exited {:?} after SIGINT, blocked after {replies} replies",
+        interrupted.elapsed()
+    );
+    assert!(
+        replies < 2000,
+        "the worker was never blocked: {replies} replies"
+    );
+    drop(router);
+}
+
+#[test]
+fn a_worker_silent_on_a_request_and_stale_requests_expire_after_60_s() {
+    let mut sc = Scenario::new("mdbroker-busy-expiry");
+    let broker = start_quiet_broker(&mut sc);
+    let waited = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // A worker that takes a request and then never answers, while its
+        // connection stays up (so only the 60 s bound can end it).
+        let worker = raw_worker(&ctx, "STUCK", b"stuck");
+        wait_mmi(&ctx, b"stuck", b"200", secs(10));
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", b"stuck", b"first"]);
+        next_request(&worker);
+        let busy_since = Instant::now();
+        // A second request waits behind it, for a worker that is busy.
+        send(&client, &[b"", b"MDPC01", b"stuck", b"second"]);
+        let disconnect = wire::recv_until(&worker, "stuck worker", secs(90), |m| {
+            *m == frames(&[b"", b"MDPW01", b"\x05"])
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(disconnect.len(), 3);
+        let waited = busy_since.elapsed();
+        wait_mmi(&ctx, b"stuck", b"404", secs(5));
+        waited
+    });
+    eprintln!("busy worker told DISCONNECT after {waited:?}");
+    // 60 s, checked every 2.5 s.
+    // The lower limit is the broker's own constant, so it is not stretched.
+    assert!(
+        waited >= Duration::from_secs(59) && waited < Duration::from_secs(60) + secs(10),
+        "DISCONNECT after {waited:?}"
+    );
+    // The second request expired too: 60 s with a (busy) worker, or 10 s
+    // once the service had none.
+    sc.expect(
+        broker,
+        "dropped 1 request(s) that waited too long",
+        secs(20),
+    );
+    sc.stop_cleanly(broker, secs(20));
+}
+
+/// Serves (echoes) what a raw worker gets, counting it, until a message for
+/// which `done` holds; at most 1000 served, each wait bounded.
+fn serve_until(worker: &zmq::Socket, served: &mut usize, done: impl Fn(&Frames) -> bool) -> Frames {
+    loop {
+        let msg = recv_skip_heartbeats(worker);
+        if done(&msg) {
+            return msg;
+        }
+        assert!(
+            msg.len() >= 6 && msg[2] == b"\x02",
+            "not a REQUEST: {msg:?}"
+        );
+        reply(worker, &msg[3], &msg[5]);
+        *served += 1;
+        assert!(*served <= 1000, "served more than 1000 other requests");
+    }
+}
+
+#[test]
+fn forgetting_vanished_clients_keeps_everything_else() {
+    let mut sc = Scenario::new("mdbroker-forget");
+    let broker = start_quiet_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // L waits on a service that has no worker yet.
+        let waiting = probe(&ctx, zmq::REQ);
+        send(&waiting, &[b"MDPC01", b"later", b"wait"]);
+        let worker = raw_worker(&ctx, "W", b"echo");
+        wait_mmi(&ctx, b"echo", b"200", secs(10));
+        // Two clients queue about 28 MiB each (under their 32 MiB bound)
+        // and vanish; together more than the broker's 96 MiB if their bytes
+        // were not given back when they are forgotten.
+        let gone = zmq::Context::new();
+        let body = vec![b'V'; 8 << 10];
+        for _ in 0..2 {
+            let client = wire::probe(&gone, zmq::DEALER)
+                .linger(timeout_ms(10_000))
+                .connect("tcp://localhost:5555");
+            for _ in 0..3500 {
+                send(&client, &[b"", b"MDPC01", b"echo", &body]);
+            }
+        }
+        drop(gone);
+        // One request of each is served; its reply finds no route and the
+        // client is forgotten.
+        for _ in 0..2 {
+            let (client, body) = next_request(&worker);
+            reply(&worker, &client, &body[0]);
+        }
+        // An MMI request on the worker's own connection: answered only after
+        // the broker has handled both replies. Requests of theirs that were
+        // still on the way when they were forgotten are served meanwhile.
+        let mut stragglers = 0;
+        send(&worker, &[b"", b"MDPC01", b"mmi.service", b"echo"]);
+        let answer = serve_until(&worker, &mut stragglers, |m| m.len() == 4);
+        assert_eq!(answer, frames(&[b"", b"MDPC01", b"mmi.service", b"200"]));
+        // Their 56 MiB were given back: a new request still fits.
+        let legit = probe(&ctx, zmq::REQ);
+        send(&legit, &[b"MDPC01", b"echo", b"legit"]);
+        let request = serve_until(&worker, &mut stragglers, |m| {
+            m.get(5).map(Vec::as_slice) == Some(b"legit")
+        });
+        reply(&worker, &request[3], b"legit");
+        eprintln!("requests still on the way when their client was forgotten: {stragglers}");
+        assert_eq!(recv(&legit), frames(&[b"MDPC01", b"echo", b"legit"]));
+        // echo keeps its worker; L's request still waits for its service.
+        wait_mmi(&ctx, b"echo", b"200", secs(1));
+        let late = raw_worker(&ctx, "LATE", b"later");
+        let (client, body) = next_request(&late);
+        assert_eq!(body, frames(&[b"wait"]));
+        reply(&late, &client, b"served");
+        assert_eq!(recv(&waiting), frames(&[b"MDPC01", b"later", b"served"]));
+    });
+    sc.expect(
+        broker,
+        "is gone: dropped its 3499 queued request(s)",
+        secs(5),
+    );
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn more_than_the_broker_bound_in_total_is_all_served() {
+    // 120 MiB of 8 KiB requests through one worker, 1000 in flight at a
+    // time: the queued-bytes count must go down as requests are handed out,
+    // or the broker would refuse everything after its first 96 MiB.
+    let mut sc = Scenario::new("mdbroker-volume");
+    let broker = start_quiet_broker(&mut sc);
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let served = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        wait_mmi(&ctx, b"echo", b"200", secs(30));
+        let client = probe(&ctx, zmq::DEALER);
+        let body = vec![b'T'; 8 << 10];
+        let mut served = 0;
+        for _ in 0..15 {
+            for _ in 0..1000 {
+                send(&client, &[b"", b"MDPC01", b"echo", &body]);
+            }
+            for _ in 0..1000 {
+                let reply = recv(&client);
+                assert_eq!(reply.len(), 4);
+                served += 1;
+            }
+        }
+        served
+    });
+    assert_eq!(served, 15_000);
+    sc.stop_cleanly(broker, secs(20));
 }

@@ -15,29 +15,34 @@
 //! proxy blocks sending to the worker while the worker blocks sending back to
 //! the proxy (zguide PR #605, libzmq #1653). `ZGUIDE_REQUESTS` (default 10000)
 //! sets the synchronous count for tests; the asynchronous count is ten times
-//! that, as in the C. Ctrl-C ends it with exit code 0.
+//! that, as in the C. Ctrl-C ends it with exit code 0 (sends never block, and
+//! every receive wakes on Ctrl-C; the broker and worker threads end with the
+//! process). Sockets: LINGER 0, frames up to 1 MiB (every message is
+//! `hello`). Only for loopback: with no HWM the queues grow as fast as the
+//! client sends, which here is a bounded count.
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::helpers::{env_count, init_log, send_string};
-use zguide::{interrupt, Error, Message};
+use zguide::helpers::{env_count, send_string};
+use zguide::{program, socket, Error, Message};
 
-/// A DEALER with no high-water marks, so nothing in the test ever blocks.
-fn dealer(context: &zmq::Context) -> Result<zmq::Socket, Error> {
-    let socket = context.socket(zmq::DEALER)?;
-    socket.set_sndhwm(0)?;
-    socket.set_rcvhwm(0)?;
-    socket.set_linger(0)?;
-    Ok(socket)
+/// A DEALER with no high-water marks, so nothing in the test ever blocks,
+/// and LINGER 0 (the builder's 1 MiB frame bound stays: every message here
+/// is `hello`).
+fn dealer(context: &zmq::Context) -> socket::Builder<'_> {
+    socket::new(context, zmq::DEALER)
+        .send_hwm(0)
+        .receive_hwm(0)
+        .linger(0)
 }
 
 fn client_task(pipe: &Pipe, requests: u64) -> Result<(), Error> {
-    let client = dealer(pipe.context())?;
-    client.connect("tcp://localhost:5555")?;
+    let client = dealer(pipe.context()).connect("tcp://localhost:5555")?;
     pipe.signal(0)?;
     println!("Setting up test...");
-    interrupt::sleep_ms(100)?;
+    zguide::interrupt::sleep_ms(100)?;
 
     println!("Synchronous round-trip test...");
     let start = Instant::now();
@@ -69,8 +74,7 @@ fn rate(calls: u64, start: Instant) -> u64 {
 // The worker bounces every message back the way it came.
 
 fn worker_task(context: zmq::Context) -> Result<(), Error> {
-    let worker = dealer(&context)?;
-    worker.connect("tcp://localhost:5556")?;
+    let worker = dealer(&context).connect("tcp://localhost:5556")?;
     loop {
         Message::recv(&worker)?.send(&worker)?;
     }
@@ -80,10 +84,8 @@ fn worker_task(context: zmq::Context) -> Result<(), Error> {
 // The broker is zmq_proxy between two DEALERs: plain pass-through.
 
 fn broker_task(context: zmq::Context) -> Result<(), Error> {
-    let frontend = dealer(&context)?;
-    frontend.bind("tcp://*:5555")?;
-    let backend = dealer(&context)?;
-    backend.bind("tcp://*:5556")?;
+    let frontend = dealer(&context).bind("tcp://*:5555")?;
+    let backend = dealer(&context).bind("tcp://*:5556")?;
     zmq::proxy(&frontend, &backend)?;
     Ok(())
 }
@@ -91,34 +93,31 @@ fn broker_task(context: zmq::Context) -> Result<(), Error> {
 // .split main task
 // Main starts the three threads and waits for the client to say "done".
 
-fn main() {
-    init_log("info");
-    interrupt::catch_signals();
-    let requests = env_count("ZGUIDE_REQUESTS", 10_000);
-    let context = zmq::Context::new();
+fn main() -> ExitCode {
+    program::run(|| {
+        let requests = env_count("ZGUIDE_REQUESTS", 10_000);
+        let context = zmq::Context::new();
 
-    let (broker_ctx, worker_ctx) = (context.clone(), context.clone());
-    std::thread::spawn(move || {
-        if let Err(e) = broker_task(broker_ctx) {
-            log::error!("broker: {e}");
-        }
-    });
-    std::thread::spawn(move || {
-        if let Err(e) = worker_task(worker_ctx) {
-            log::error!("worker: {e}");
-        }
-    });
-    let client = Actor::new(&context, move |pipe| match client_task(pipe, requests) {
-        Ok(()) | Err(Error::Interrupted) => {}
-        Err(e) => log::error!("client: {e}"),
-    });
-    match client.map(|client| client.recv()) {
-        Ok(Ok(_)) | Ok(Err(Error::Interrupted)) => {}
-        Ok(Err(e)) | Err(e) => {
-            log::error!("tripping: {e}");
-            std::process::exit(1);
-        }
-    }
-    // The broker and worker threads block for ever, as in the C; leaving
-    // main ends them with the process.
+        let (broker_ctx, worker_ctx) = (context.clone(), context.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = program::interrupted_is_ok(broker_task(broker_ctx)) {
+                log::error!("broker: {e}");
+            }
+        });
+        std::thread::spawn(move || {
+            if let Err(e) = program::interrupted_is_ok(worker_task(worker_ctx)) {
+                log::error!("worker: {e}");
+            }
+        });
+        let client = Actor::new(&context, move |pipe| {
+            if let Err(e) = program::interrupted_is_ok(client_task(pipe, requests)) {
+                log::error!("client: {e}");
+            }
+        })?;
+        // "done", or Ctrl-C (Err(Interrupted), a clean exit).
+        client.recv()?;
+        // The broker and worker threads block for ever, as in the C; leaving
+        // main ends them with the process.
+        Ok(())
+    })
 }

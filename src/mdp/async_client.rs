@@ -15,11 +15,13 @@
 //! instead of `assert`ing; both high-water marks are 0 (no limit), because
 //! the caller decides how many requests are outstanding (mdclient2 sends
 //! 100,000 before it reads a reply) and a full DEALER queue would otherwise
-//! block `send`, or make the broker's ROUTER drop replies; LINGER is 0.
+//! block `send`, or make the broker's ROUTER drop replies; LINGER is 0; `-v`
+//! dumps replies with frames cut to 32 bytes.
 
 use std::time::{Duration, Instant};
 
 use crate::mdp::protocol::{self, clock_log};
+use crate::message::show;
 use crate::{Error, Message};
 
 /// Asynchronous MDP client. See the module docs.
@@ -35,10 +37,10 @@ impl AsyncClient {
     /// Connects to the broker at `broker` (`mdcli_new`).
     pub fn new(broker: &str, verbose: bool) -> Result<AsyncClient, Error> {
         let context = zmq::Context::new();
-        let socket = super::broker_socket(&context, zmq::DEALER)?;
-        socket.set_sndhwm(0)?;
-        socket.set_rcvhwm(0)?;
-        socket.connect(broker)?;
+        let socket = super::broker_socket(&context, zmq::DEALER)
+            .send_hwm(0)
+            .receive_hwm(0)
+            .connect(broker)?;
         if verbose {
             clock_log(&format!("I: connecting to broker at {broker}..."));
         }
@@ -63,13 +65,10 @@ impl AsyncClient {
         request.push(protocol::CLIENT);
         request.push(Vec::new());
         if self.verbose {
-            clock_log(&format!(
-                "I: send request to '{}' service:",
-                String::from_utf8_lossy(service)
-            ));
+            clock_log(&format!("I: send request to '{}' service:", show(service)));
             print!("{}", request.dump());
         }
-        request.send(&self.socket)
+        super::send(&self.socket, request)
     }
 
     /// Waits for the next reply and returns its body, or `Ok(None)` if none
@@ -90,7 +89,7 @@ impl AsyncClient {
             };
             if self.verbose {
                 clock_log("I: received reply:");
-                print!("{}", msg.dump());
+                print!("{}", msg.dump_short());
             }
             match parse_reply(msg) {
                 Ok(body) => return Ok(Some(body)),

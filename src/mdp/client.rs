@@ -8,13 +8,17 @@
 //! services are assumed idempotent.
 //!
 //! Differences from `mdcliapi.c`: a malformed reply is logged and counted as
-//! a failed attempt instead of `assert`ing; LINGER is 0 so a discarded socket
+//! a failed attempt instead of `assert`ing (logged through `Message::summary`,
+//! and `-v` dumps replies with frames cut to 32 bytes, so nothing the broker
+//! sends can flood or forge log lines); a send waits for a full queue but
+//! ends on Ctrl-C; LINGER is 0 so a discarded socket
 //! with an unanswered request never blocks the exit (czmq's `zctx` did the
 //! same); and after giving up the client reconnects anyway, so the same
 //! `Client` can be used for the next request (titanic relies on this; the C
 //! titanic made a new client per request instead).
 
 use crate::mdp::protocol::{self, clock_log};
+use crate::message::show;
 use crate::{Error, Message};
 
 /// Synchronous MDP client. See the module docs.
@@ -67,10 +71,7 @@ impl Client {
         request.push(service);
         request.push(protocol::CLIENT);
         if self.verbose {
-            clock_log(&format!(
-                "I: send request to '{}' service:",
-                String::from_utf8_lossy(service)
-            ));
+            clock_log(&format!("I: send request to '{}' service:", show(service)));
             print!("{}", request.dump());
         }
         let result = self.attempts(service, &request);
@@ -83,7 +84,7 @@ impl Client {
     fn attempts(&mut self, service: &[u8], request: &Message) -> Result<Message, Error> {
         let mut retries_left = self.retries;
         loop {
-            request.clone().send(&self.socket)?;
+            super::send(&self.socket, request.clone())?;
             match self.wait_reply(service)? {
                 Some(reply) => return Ok(reply),
                 None => {
@@ -113,7 +114,7 @@ impl Client {
         };
         if self.verbose {
             clock_log("I: received reply:");
-            print!("{}", reply.dump());
+            print!("{}", reply.dump_short());
         }
         match protocol::parse_client_reply(reply, service) {
             Ok(body) => Ok(Some(body)),
@@ -126,8 +127,7 @@ impl Client {
 }
 
 fn connect(context: &zmq::Context, broker: &str, verbose: bool) -> Result<zmq::Socket, Error> {
-    let socket = super::broker_socket(context, zmq::REQ)?;
-    socket.connect(broker)?;
+    let socket = super::broker_socket(context, zmq::REQ).connect(broker)?;
     if verbose {
         clock_log(&format!("I: connecting to broker at {broker}..."));
     }

@@ -24,8 +24,18 @@ pub use async_client::AsyncClient;
 pub use client::Client;
 pub use worker::Worker;
 
-/// A new socket of `kind` for talking to a broker: LINGER 0, so a socket
-/// dropped with requests still queued never blocks the program's exit, and a
+/// The largest frame `mdbroker` and the MDP APIs accept (`ZMQ_MAXMSGSIZE`):
+/// 4 MiB. Every message of the book is a few bytes; 4 MiB leaves room for
+/// real payloads (a file chunk, a Titanic request with a big body), while a
+/// larger frame makes libzmq drop the sender's connection before it
+/// allocates a byte.
+pub const MAX_FRAME: i64 = 4 << 20;
+
+/// A new socket of `kind` for talking to a broker, made with the
+/// [`socket`](crate::socket) builder: LINGER 0, so a socket dropped with
+/// requests still queued never blocks the program's exit; the builder's
+/// [`MAX_FRAME`] as `MAXMSGSIZE`, the same bound the broker puts on every
+/// frame, so whatever the broker forwards its peers accept; and a
 /// printable identity, as the C++ `mdcliapi`/`mdwrkapi` give theirs
 /// (`s_set_id`). The C++ broker handles routing ids as C strings and cannot
 /// route libzmq's generated ids, which start with a zero byte; our broker and
@@ -34,9 +44,52 @@ pub use worker::Worker;
 pub(crate) fn broker_socket(
     context: &zmq::Context,
     kind: zmq::SocketType,
-) -> Result<zmq::Socket, crate::Error> {
-    let socket = context.socket(kind)?;
-    socket.set_linger(0)?;
-    crate::helpers::set_random_identity(&socket)?;
-    Ok(socket)
+) -> crate::socket::Builder<'_> {
+    crate::socket::new(context, kind)
+        .linger(0)
+        .max_message_size(MAX_FRAME)
+        .identity(crate::helpers::random_identity())
+}
+
+/// Sends `msg` to the broker: waits while the socket's queue is full (the
+/// broker does not read), but returns `Error::Interrupted` as soon as Ctrl-C
+/// arrives, which a plain blocking send would not.
+pub(crate) fn send(socket: &zmq::Socket, msg: crate::Message) -> Result<(), crate::Error> {
+    use crate::{interrupt, Error};
+    let frames = msg.into_frames();
+    let last = frames.len().saturating_sub(1);
+    for (index, frame) in frames.iter().enumerate() {
+        let more = if index < last { zmq::SNDMORE } else { 0 };
+        loop {
+            match socket.send(frame.as_slice(), more | zmq::DONTWAIT) {
+                Ok(()) => break,
+                Err(zmq::Error::EAGAIN) => wait_writable(socket)?,
+                Err(zmq::Error::EINTR) if interrupt::interrupted() => {
+                    return Err(Error::Interrupted)
+                }
+                Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `socket` can take a message, or Ctrl-C.
+fn wait_writable(socket: &zmq::Socket) -> Result<(), crate::Error> {
+    use crate::{interrupt, Error};
+    loop {
+        if interrupt::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let mut items = vec![socket.as_poll_item(zmq::POLLOUT)];
+        if let Some(fd) = interrupt::wake_fd() {
+            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, 1000) {
+            Ok(_) if items[0].is_writable() => return Ok(()),
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -108,6 +108,20 @@ pub enum WorkerCommand {
     Disconnect,
 }
 
+impl WorkerCommand {
+    /// The command's name, as in the C's verbose logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerCommand::Ready { .. } => Command::Ready,
+            WorkerCommand::Request { .. } => Command::Request,
+            WorkerCommand::Reply { .. } => Command::Reply,
+            WorkerCommand::Heartbeat => Command::Heartbeat,
+            WorkerCommand::Disconnect => Command::Disconnect,
+        }
+        .name()
+    }
+}
+
 /// Parses what follows the `MDPW01` header, i.e. `[command][…]`, checking
 /// the frame count of every command as RFC 7 gives it.
 pub fn parse_worker_command(mut msg: Message) -> Result<WorkerCommand, Error> {
@@ -117,7 +131,7 @@ pub fn parse_worker_command(mut msg: Message) -> Result<WorkerCommand, Error> {
     let command = Command::from_frame(&command_frame).ok_or_else(|| {
         Error::Protocol(format!(
             "unknown worker command {}",
-            crate::message::frame_text(&command_frame)
+            crate::message::show(&command_frame)
         ))
     })?;
     let exact = |msg: &Message, n: usize| {
@@ -289,6 +303,9 @@ mod tests {
             msg(&[b"", b"MDPW01", b"\x02", b"client", b"body"]),
             msg(&[b"", b"MDPW01", b"\x03", b"", b"", b"body"]),
             msg(&[b"", b"MDPW01", b"\x03", b"client", b""]),
+            msg(&[b"", b"MDPW01", b"\x03", b"client", b"x", b"body"]),
+            msg(&[b"", b"MDPW01", b"\x02", b"", b"", b"body"]),
+            msg(&[b"", b"MDPW01", b"\x05", b"x"]),
         ] {
             assert!(parse_to_worker(bad.clone()).is_err(), "{bad:?}");
         }
@@ -312,6 +329,87 @@ mod tests {
         assert!(parse_client_reply(msg(&[b"MDPC01", b"other", b"hi"]), b"echo").is_err());
         assert!(parse_client_reply(msg(&[b"MDPC02", b"echo", b"hi"]), b"echo").is_err());
         assert!(parse_client_reply(msg(&[b"MDPC01", b"echo"]), b"echo").is_err());
+        assert!(parse_client_reply(msg(&[b"MDPC01"]), b"echo").is_err());
+        // The smallest valid reply: three frames.
+        assert_eq!(
+            parse_client_reply(msg(&[b"MDPC01", b"echo", b""]), b"echo").unwrap(),
+            msg(&[b""])
+        );
+        // The smallest valid worker message: three frames.
+        assert_eq!(
+            parse_to_worker(msg(&[b"", b"MDPW01", b"\x04"])).unwrap(),
+            WorkerCommand::Heartbeat
+        );
+    }
+
+    const ALL: [Command; 5] = [
+        Command::Ready,
+        Command::Request,
+        Command::Reply,
+        Command::Heartbeat,
+        Command::Disconnect,
+    ];
+
+    #[test]
+    fn commands_have_their_wire_bytes_and_c_names() {
+        let names = ["READY", "REQUEST", "REPLY", "HEARTBEAT", "DISCONNECT"];
+        for (n, command) in ALL.into_iter().enumerate() {
+            let byte = n as u8 + 1;
+            assert_eq!(command.frame(), [byte]);
+            assert_eq!(command as u8, byte);
+            assert_eq!(Command::from_frame(&[byte]), Some(command));
+            assert_eq!(command.name(), names[n]);
+        }
+        for bad in [&b""[..], b"\x00", b"\x06", b"1", b"\x01\x01"] {
+            assert_eq!(Command::from_frame(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_command_round_trips_with_its_name() {
+        let cases = [
+            (Command::Ready, Some(&b"echo"[..]), None),
+            (Command::Request, None, Some(msg(&[b"c1", b"", b"hi"]))),
+            (
+                Command::Reply,
+                None,
+                Some(msg(&[b"c1", b"", b"hi", b"there"])),
+            ),
+            (Command::Heartbeat, None, None),
+            (Command::Disconnect, None, None),
+        ];
+        for (command, option, body) in cases {
+            let built = worker_message(command, option, body.clone());
+            let mut expected = vec![b"".to_vec(), b"MDPW01".to_vec(), command.frame().to_vec()];
+            expected.extend(option.map(<[u8]>::to_vec));
+            expected.extend(body.clone().map(Message::into_frames).unwrap_or_default());
+            assert_eq!(built.clone().into_frames(), expected);
+            let parsed = parse_to_worker(built).unwrap();
+            assert_eq!(parsed.name(), command.name());
+            let wanted = match command {
+                Command::Ready => WorkerCommand::Ready {
+                    service: b"echo".to_vec(),
+                },
+                Command::Request => WorkerCommand::Request {
+                    envelope: body.unwrap(),
+                },
+                Command::Reply => WorkerCommand::Reply {
+                    envelope: body.unwrap(),
+                },
+                Command::Heartbeat => WorkerCommand::Heartbeat,
+                Command::Disconnect => WorkerCommand::Disconnect,
+            };
+            assert_eq!(parsed, wanted);
+        }
+    }
+
+    #[test]
+    fn only_the_mmi_prefix_is_reserved() {
+        assert!(is_mmi(b"mmi.service"));
+        assert!(is_mmi(b"mmi."));
+        assert!(!is_mmi(b"mmi"));
+        assert!(!is_mmi(b"echo"));
+        assert!(!is_mmi(b"xmmi.service"));
     }
 
     #[test]
