@@ -33,9 +33,9 @@ run: build
 # the real programs (built in the same profile) in private network namespaces.
 test: deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --release --lib --bin bench --test '*' --test-threads $(TEST_THREADS) --no-fail-fast; \
+	  $(CARGO) nextest run --release --lib --bin bench --bin zguide --test '*' --test-threads $(TEST_THREADS) --no-fail-fast; \
 	else \
-	  $(CARGO) test --release --lib --bin bench --test '*' -- --test-threads $(TEST_THREADS); \
+	  $(CARGO) test --release --lib --bin bench --bin zguide --test '*' -- --test-threads $(TEST_THREADS); \
 	fi
 
 lint:

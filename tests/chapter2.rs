@@ -345,13 +345,15 @@ fn psenvsub_skips_a_message_without_contents() {
     });
     assert_eq!(sent, Ok(frames(&[b"\x01B"])), "{}", sc.report());
     sc.expect(subscriber, "[B] after the bad one", secs(30));
+    // The warning goes to stderr, which may be read after stdout's line.
+    sc.expect_count(subscriber, "dropped a message of 1 frame", 1, secs(10));
+    sc.stop_cleanly(subscriber, secs(15));
     assert_eq!(
         sc.count(subscriber, "dropped a message of 1 frame"),
         1,
         "{}",
         sc.report()
     );
-    sc.stop_cleanly(subscriber, secs(15));
 }
 
 // Hostile and foreign peers ---------------------------------------------------

@@ -519,29 +519,17 @@ fn flserver3_answers_pings_and_requests_drops_garbage_and_floods() {
 
 // ---- The scenario files ----------------------------------------------------
 
-/// Runs `zguide run <name>` on this crate's scenario files in a namespace of
-/// its own; the run must reach its end condition (exit 0).
-fn run_scenario(name: &str) {
-    let mut sc = Scenario::new(&format!("run-{name}"));
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/zguide/scenarios");
-    let runner = sc.start("zguide", bin!("zguide"), &["run", name, "--scenarios", dir]);
-    let code = sc.wait_exit(runner, secs(120));
-    if code != 0 {
-        sc.fail(&format!("zguide run {name} exited {code}"));
-    }
-}
-
 #[test]
 fn scenario_freelance1_runs_to_its_end() {
-    run_scenario("freelance1");
+    common::runs::run_to_the_end("freelance1", &[], 120);
 }
 
 #[test]
 fn scenario_freelance2_runs_to_its_end() {
-    run_scenario("freelance2");
+    common::runs::run_to_the_end("freelance2", &[], 120);
 }
 
 #[test]
 fn scenario_freelance3_runs_to_its_end() {
-    run_scenario("freelance3");
+    common::runs::run_to_the_end("freelance3", &[], 120);
 }
