@@ -447,3 +447,89 @@ fn the_tour_runs_every_scenario_to_the_end() {
         assert_lines(&sc, runner, &format!("== {name}: ok after "), 1);
     }
 }
+
+// ---- Chapter 4, high availability ------------------------------------------
+
+/// The client's reply numbers in a Binary Star run: 1, 2, 3 … with no gap.
+fn assert_gapless_replies(sc: &Scenario, runner: Pid) -> usize {
+    let numbers: Vec<u64> = labelled_lines(sc, runner)
+        .iter()
+        .filter_map(|l| l.strip_prefix("[bstarcli] I: server replied OK ("))
+        .filter_map(|rest| rest.strip_suffix(')'))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let want: Vec<u64> = (1..=numbers.len() as u64).collect();
+    if numbers != want {
+        sc.fail(&format!("replies not 1..n in order: {numbers:?}"));
+    }
+    numbers.len()
+}
+
+#[test]
+fn binarystar_fails_over_when_the_primary_is_killed() {
+    let (sc, runner) = run_to_the_end("binarystar", &[], 60);
+    assert_lines(
+        &sc,
+        runner,
+        "[primary] I: connected to backup (passive), ready active",
+        1,
+    );
+    assert_at_least(
+        &sc,
+        runner,
+        "[bstarcli] W: no response from server, failing over",
+        1,
+    );
+    assert_lines(
+        &sc,
+        runner,
+        "[backup] I: failover successful, ready active",
+        1,
+    );
+    assert!(assert_gapless_replies(&sc, runner) >= 8);
+    assert!(summary(&sc, runner, "binarystar").contains("primary killed on schedule"));
+}
+
+#[test]
+fn binarystar2_fails_over_when_the_primary_is_killed() {
+    let (sc, runner) = run_to_the_end("binarystar2", &[], 60);
+    assert_at_least(
+        &sc,
+        runner,
+        "I: connected to backup (passive), ready as active",
+        1,
+    );
+    assert_at_least(&sc, runner, "I: failover successful, ready as active", 1);
+    assert!(assert_gapless_replies(&sc, runner) >= 8);
+}
+
+// ---- Chapter 5 ---------------------------------------------------------------
+
+#[test]
+fn espresso_traces_subscriptions_and_messages() {
+    let (sc, runner) = run_to_the_end("espresso", &[], 30);
+    assert_lines(&sc, runner, "[espresso] [002] 0141", 1);
+    assert_lines(&sc, runner, "[espresso] [002] 0142", 1);
+    assert_at_least(&sc, runner, "[espresso] [007] ", 5);
+    assert_lines(&sc, runner, "[espresso] [002] 0041", 1);
+    assert_lines(&sc, runner, "[espresso] [002] 0042", 1);
+}
+
+#[test]
+fn lvcache_gives_a_late_subscriber_its_value() {
+    let (sc, runner) = run_to_the_end("lvcache", &[], 30);
+    assert_at_least(&sc, runner, "[lvcache] Sending cached topic ", 1);
+    assert_at_least(&sc, runner, "[pathosub] Save Roger", 1);
+}
+
+#[test]
+fn suisnail_gives_up_by_itself() {
+    let (sc, runner) = run_to_the_end("suisnail", &[], 60);
+    assert_lines(
+        &sc,
+        runner,
+        "[suisnail] E: subscriber cannot keep up, aborting",
+        1,
+    );
+    assert!(summary(&sc, runner, "suisnail").contains("suisnail exited 0"));
+}

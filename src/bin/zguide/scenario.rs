@@ -56,6 +56,9 @@ pub struct Part {
     /// When false (the default), the part exiting by itself with a non-zero
     /// code, or killed by a signal nobody sent, fails the run.
     pub allow_failure: bool,
+    /// Fault injection for demos: SIGKILL the part this long after it
+    /// started (a crash for the others to survive, as in failover patterns).
+    pub kill_after: Option<Duration>,
 }
 
 /// `stdin_when_connected = { port = 5557, peers = 3 }`: the state a part's
@@ -191,6 +194,7 @@ struct PartFile {
     cwd_temp: bool,
     #[serde(default)]
     allow_failure: bool,
+    kill_after_ms: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -304,7 +308,7 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
         if p.stdin_when.as_deref() == Some("") {
             return Err(in_part("`stdin_when` is empty".into()));
         }
-        if p.start_after_ms > 600_000 {
+        if p.start_after_ms > 600_000 || p.kill_after_ms.is_some_and(|ms| ms > 600_000) {
             return Err(in_part("a delay of more than 10 minutes".into()));
         }
         let program = p.program.unwrap_or_else(|| name.clone());
@@ -342,6 +346,7 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
             stdin_when_connected: p.stdin_when_connected,
             env,
             allow_failure: p.allow_failure,
+            kill_after: p.kill_after_ms.map(Duration::from_millis),
             name,
         });
     }

@@ -120,6 +120,8 @@ enum Stop {
     NotAsked,
     Interrupted,
     Killed,
+    /// SIGKILLed on the scenario's schedule (`kill_after_ms`).
+    Scheduled,
 }
 
 /// One running copy of a part.
@@ -134,6 +136,7 @@ struct Process {
     exit: Option<ExitStatus>,
     stop: Stop,
     open_pipes: usize,
+    started_at: Option<Instant>,
 }
 
 impl Process {
@@ -188,6 +191,7 @@ impl Process {
         };
         match (self.stop, status.code(), status.signal()) {
             (Stop::Killed, _, _) => format!("killed ({} s after SIGINT)", secs_text(GRACE)),
+            (Stop::Scheduled, _, _) => "killed on schedule (SIGKILL)".into(),
             (Stop::Interrupted, Some(0), _) => "stopped".into(),
             (Stop::Interrupted, Some(code), _) => format!("stopped (exit {code})"),
             (Stop::Interrupted, None, Some(libc::SIGINT)) => "stopped by SIGINT".into(),
@@ -253,6 +257,7 @@ pub fn run(plan: &Plan, printer: &SharedPrinter) -> Outcome {
                 prompted: false,
                 exit: None,
                 stop: Stop::NotAsked,
+                started_at: None,
                 open_pipes: 0,
             });
         }
@@ -346,6 +351,22 @@ fn supervise(
             }
         }
 
+        // Kill the parts whose time has come (`kill_after_ms`).
+        for p in processes.iter_mut() {
+            let due = scenario.parts[p.part].kill_after.zip(p.started_at);
+            if p.running()
+                && p.stop == Stop::NotAsked
+                && due.is_some_and(|(after, at)| at.elapsed() >= after)
+            {
+                lock(printer).note(&format!(
+                    "killing {} (SIGKILL), as the scenario says",
+                    p.label
+                ));
+                p.stop = Stop::Scheduled;
+                p.signal(libc::SIGKILL);
+            }
+        }
+
         // Reap the processes that exited by themselves.
         for index in 0..processes.len() {
             if !processes[index].reap() {
@@ -362,7 +383,7 @@ fn supervise(
             let text = p.status_text();
             lock(printer).note(&format!("{} {text}", p.label));
             let part = &scenario.parts[p.part];
-            let ok = p.exit.is_some_and(|s| s.success());
+            let ok = p.exit.is_some_and(|s| s.success()) || p.stop == Stop::Scheduled;
             if !ok && (scenario.until_exit.contains(&part.name) || !part.allow_failure) {
                 return Outcome::Failed(format!("{} {text}", p.label));
             }
@@ -484,6 +505,7 @@ fn start(
         std::thread::spawn(move || read_pipe(pipe, index, stream, &printer, wanted, &events));
     }
     process.child = Some(child);
+    process.started_at = Some(Instant::now());
     process.prompted = part.stdin_when.is_none();
     Ok(())
 }
