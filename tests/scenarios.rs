@@ -528,7 +528,7 @@ fn suisnail_gives_up_by_itself() {
     assert_lines(
         &sc,
         runner,
-        "[suisnail] E: subscriber cannot keep up, aborting",
+        "[suisnail:err] E: subscriber cannot keep up, aborting",
         1,
     );
     assert!(summary(&sc, runner, "suisnail").contains("suisnail exited 0"));
