@@ -278,35 +278,29 @@ pub fn worker_ready(
 }
 
 /// Sends a client request `[client][""][body]` to the longest-waiting worker
-/// and returns that worker. A worker whose connection is already
-/// gone (`EHOSTUNREACH` on the ROUTER_MANDATORY backend) or that is not
-/// reading (`EAGAIN`: its pipe is full) is dropped from the list, logged
-/// (`W: worker … has gone, trying the next one`), and the next one is tried;
-/// the send never blocks. With no worker left the request is dropped
-/// (`Ok(None)`) and the client's retry deals with it, as the book says.
+/// and returns that worker: [`routing::dispatch_to_next`](crate::routing::dispatch_to_next)
+/// over the ready list, so the send never blocks, and a worker that is gone
+/// or not reading is dropped, logged, and the next one tried. With no worker
+/// left the request is dropped (`Ok(None)`) and the client's retry deals with
+/// it, as the book says.
 pub fn dispatch(
     backend: &zmq::Socket,
     workers: &mut ReadyList<Worker>,
     request: Message,
     socket: WorkerSocket,
 ) -> Result<Option<Worker>, Error> {
-    while let Some(worker) = workers.take_next() {
-        let mut routed = request.clone();
-        match socket {
-            WorkerSocket::Req => routed.wrap_envelope(worker.identity.clone()),
-            WorkerSocket::Dealer => routed.push(worker.identity.clone()),
-        }
-        if routed.send_or_drop(backend)? {
-            log::debug!("request to worker {}", show(&worker.identity));
-            return Ok(Some(worker));
-        }
-        log::warn!(
-            "worker {} has gone, trying the next one",
-            show(&worker.identity)
-        );
+    let delimiter = matches!(socket, WorkerSocket::Req);
+    let worker = crate::routing::dispatch_to_next(
+        backend,
+        &request,
+        delimiter,
+        || workers.take_next(),
+        |w: &Worker| &w.identity,
+    )?;
+    if let Some(worker) = &worker {
+        log::debug!("request to worker {}", show(&worker.identity));
     }
-    log::warn!("no worker left for a client request; dropped");
-    Ok(None)
+    Ok(worker)
 }
 
 /// Lets a warning that peers can trigger at will through at most once per

@@ -106,31 +106,33 @@ pub fn dispatch(
     workers: &mut WorkerQueue,
     request: &Message,
 ) -> Result<Option<Vec<u8>>, Error> {
-    dispatch_to_next(backend, request, true, || workers.take_next())
+    dispatch_to_next(backend, request, true, || workers.take_next(), |w| w)
 }
 
 /// [`dispatch`] for any list of free workers: `next` gives the worker to try
-/// next (and removes it from the list), `delimiter` says whether an empty
-/// frame goes between the worker's identity and the request (REQ workers need
-/// it; the Pirate queues' DEALER workers do not).
-pub fn dispatch_to_next(
+/// next (and removes it from the list), `identity` its routing identity, and
+/// `delimiter` says whether an empty frame goes between the identity and the
+/// request (REQ workers need it; the Pirate queues' DEALER workers do not).
+/// Returns the worker that took the request.
+pub fn dispatch_to_next<W>(
     backend: &zmq::Socket,
     request: &Message,
     delimiter: bool,
-    mut next: impl FnMut() -> Option<Vec<u8>>,
-) -> Result<Option<Vec<u8>>, Error> {
+    mut next: impl FnMut() -> Option<W>,
+    identity: impl Fn(&W) -> &[u8],
+) -> Result<Option<W>, Error> {
     while let Some(worker) = next() {
         let mut routed = request.clone();
         if delimiter {
             routed.push(Vec::new());
         }
-        routed.push(worker.clone());
+        routed.push(identity(&worker));
         if routed.send_or_drop(backend)? {
             return Ok(Some(worker));
         }
         complain(format_args!(
             "worker {} is gone or not reading; trying the next one",
-            show(&worker)
+            show(identity(&worker))
         ));
     }
     complain(format_args!("no worker could take a request; dropped"));
