@@ -475,28 +475,6 @@ pub fn resolve_names(
     Ok(true)
 }
 
-/// Counts a recurring event (a dropped reply, a malformed request) and says
-/// when to log it: the 1st, 2nd, 4th, 8th … time, so a peer that provokes it
-/// a million times costs about twenty log lines. Used by the Freelance
-/// servers.
-#[derive(Debug, Default)]
-pub struct Sparse {
-    count: u64,
-}
-
-impl Sparse {
-    /// Counts one more; `Some(total)` when this one should be logged.
-    pub fn note(&mut self) -> Option<u64> {
-        self.count += 1;
-        self.count.is_power_of_two().then_some(self.count)
-    }
-
-    /// How many were counted.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,13 +717,5 @@ mod tests {
         assert_eq!(agent.warned.len(), UNKNOWN_WARNINGS);
         assert!(agent.is_busy());
         assert_eq!(agent.server_message(Message::new(), t0), None);
-    }
-
-    #[test]
-    fn sparse_logs_at_powers_of_two() {
-        let mut sparse = Sparse::default();
-        let logged: Vec<u64> = (0..1000).filter_map(|_| sparse.note()).collect();
-        assert_eq!(logged, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-        assert_eq!(sparse.count(), 1000);
     }
 }

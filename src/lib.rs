@@ -26,6 +26,7 @@
 //! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
 //! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
+//! | [`log_limit`] | log lines about peers, limited in number (a window per period, or powers of two) | — |
 //! | [`routing`] | free-worker queue (each worker once, only after its message is checked), dispatch that skips gone workers, sends that never block, rate-limited warnings | the brokers' worker lists, §18–§22 |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //!
@@ -43,6 +44,7 @@ pub mod heartbeat;
 pub mod helpers;
 pub mod interface;
 pub mod interrupt;
+pub mod log_limit;
 pub mod mdp;
 pub mod message;
 pub mod perf;

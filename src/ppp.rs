@@ -23,7 +23,7 @@
 //! **Queue mechanics both Pirate queues share:** [`split_worker_message`]
 //! (whose message is it, and what does it say), [`dispatch`] (a request to the
 //! longest-waiting worker, skipping workers whose connection is gone),
-//! [`MAX_WORKERS`] (the bound on the ready list) and [`LogThrottle`] (a warning
+//! [`MAX_WORKERS`] (the bound on the ready list) and [`Window`](crate::log_limit::Window) (a warning
 //! that a peer can trigger at will is logged at most once a second, with a
 //! count).
 //!
@@ -40,6 +40,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::heartbeat::{Readiness, ReadyList};
+use crate::log_limit::Window;
 use crate::message::show;
 use crate::{envelope, helpers, Error, Message};
 
@@ -256,7 +257,7 @@ fn reason(e: Error) -> String {
 pub fn worker_ready(
     workers: &mut ReadyList<Worker>,
     worker: Worker,
-    full: &mut LogThrottle,
+    full: &mut Window,
     now: Instant,
 ) {
     let name = show(&worker.identity);
@@ -265,7 +266,7 @@ pub fn worker_ready(
         Readiness::Added => log::debug!("worker {name} ready ({} idle)", workers.len()),
         Readiness::AddedEvicting(old) => {
             log::debug!("worker {name} ready ({} idle)", workers.len());
-            if let Some(more) = full.check(now) {
+            if let Some(more) = full.allow(now) {
                 log::warn!(
                     "{} workers ready, the most kept: forgot worker {} to make room \
                      ({more} more since the last report)",
@@ -303,53 +304,17 @@ pub fn dispatch(
     Ok(worker)
 }
 
-/// Lets a warning that peers can trigger at will through at most once per
-/// interval, and counts what it held back, so a flood of bad peers costs a
-/// line a second, not a line a message.
-#[derive(Clone, Debug)]
-pub struct LogThrottle {
-    interval: Duration,
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl LogThrottle {
-    /// A throttle that lets one line through per `interval`.
-    pub fn new(interval: Duration) -> LogThrottle {
-        LogThrottle {
-            interval,
-            last: None,
-            held_back: 0,
-        }
-    }
-
-    /// One more event at `now`: `Some(n)` if it may be logged, `n` being the
-    /// events held back since the last line; `None` to stay quiet.
-    pub fn check(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now < last + self.interval => {
-                self.held_back += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.held_back))
-            }
-        }
-    }
-}
-
 /// Sends a worker's reply to its client without ever blocking. A client that
 /// is gone, or that does not read its replies (its pipe is full), loses the
 /// reply (a REQ client retries); `drops` logs that at most once a second.
 pub fn reply_to_client(
     frontend: &zmq::Socket,
     reply: Message,
-    drops: &mut LogThrottle,
+    drops: &mut Window,
 ) -> Result<(), Error> {
     let client = reply.first().map(show).unwrap_or_default();
     if !reply.send_or_drop(frontend)? {
-        if let Some(more) = drops.check(Instant::now()) {
+        if let Some(more) = drops.allow(Instant::now()) {
             log::warn!(
                 "client {client} is gone or not reading; reply dropped \
                  ({more} more since the last report)"
@@ -687,19 +652,6 @@ mod tests {
         assert_ne!(worker("W"), worker("V"));
     }
 
-    #[test]
-    fn a_throttled_warning_passes_once_per_interval_with_a_count() {
-        let start = Instant::now();
-        let second = Duration::from_secs(1);
-        let mut throttle = LogThrottle::new(second);
-        assert_eq!(throttle.check(start), Some(0));
-        assert_eq!(throttle.check(start), None);
-        assert_eq!(throttle.check(start + Duration::from_millis(999)), None);
-        assert_eq!(throttle.check(start + second), Some(2));
-        assert_eq!(throttle.check(start + second), None);
-        assert_eq!(throttle.check(start + 3 * second), Some(1));
-    }
-
     /// A ROUTER_MANDATORY backend with two connected DEALER workers "A" and
     /// "B", and a ready list [gone, A, B].
     fn backend_with_workers() -> (zmq::Context, zmq::Socket, Vec<zmq::Socket>) {
@@ -813,7 +765,7 @@ mod tests {
     fn a_full_ready_list_forgets_its_longest_waiting_worker() {
         let now = Instant::now();
         let mut workers = ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(2);
-        let mut full = LogThrottle::new(Duration::from_secs(1));
+        let mut full = Window::new(1, Duration::from_secs(1));
         for id in ["A", "B", "A", "C"] {
             worker_ready(&mut workers, worker(id), &mut full, now);
         }
@@ -821,7 +773,7 @@ mod tests {
             workers.iter().cloned().collect::<Vec<_>>(),
             [worker("A"), worker("C")]
         );
-        assert_eq!(full.check(now), None, "the eviction was reported");
+        assert_eq!(full.allow(now), None, "the eviction was reported");
         // The dialect a worker spoke last is the one it keeps.
         let cpp = Worker {
             dialect: Dialect::Cpp,
@@ -839,10 +791,10 @@ mod tests {
             .router_mandatory()
             .build()
             .unwrap();
-        let mut drops = LogThrottle::new(Duration::from_secs(60));
+        let mut drops = Window::new(1, Duration::from_secs(60));
         let reply = msg(&[b"nobody", b"", b"1"]);
         assert!(reply_to_client(&frontend, reply.clone(), &mut drops).is_ok());
-        assert_eq!(drops.check(Instant::now()), None, "the drop was counted");
+        assert_eq!(drops.allow(Instant::now()), None, "the drop was counted");
     }
 
     #[test]

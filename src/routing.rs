@@ -26,10 +26,8 @@
 //! guide retry or report a lost task), never queued without bound.
 
 use std::collections::VecDeque;
-use std::fmt;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
+use crate::log_limit::complain;
 use crate::message::show;
 use crate::{Error, Message};
 
@@ -167,52 +165,6 @@ pub fn route_reply(
         send_or_log(reply, cloudfe, "cloudfe")
     } else {
         send_or_log(reply, localfe, "localfe")
-    }
-}
-
-/// The most lines [`complain`] writes in one second, per process.
-pub const COMPLAINTS_PER_SECOND: u32 = 20;
-
-struct Complaints {
-    window_start: Instant,
-    in_window: u32,
-    held_back: u64,
-}
-
-static COMPLAINTS: Mutex<Option<Complaints>> = Mutex::new(None);
-
-/// Logs a warning about something a peer did (a malformed message, a message
-/// dropped), at most [`COMPLAINTS_PER_SECOND`] lines a second for the whole
-/// process; the rest are counted and reported in one line with the next
-/// complaint after the second is over. Whatever a peer sends, the log grows by
-/// at most about that many short lines a second, provided the arguments show
-/// wire data only through [`show`] or `Message::summary`.
-pub fn complain(args: fmt::Arguments) {
-    let now = Instant::now();
-    let mut guard = COMPLAINTS.lock().unwrap_or_else(|e| e.into_inner());
-    let state = guard.get_or_insert(Complaints {
-        window_start: now,
-        in_window: 0,
-        held_back: 0,
-    });
-    if now.duration_since(state.window_start) >= Duration::from_secs(1) {
-        if state.held_back > 0 {
-            log::warn!(
-                "{} more such warning(s) not logged (at most {COMPLAINTS_PER_SECOND} a second)",
-                state.held_back
-            );
-        }
-        *state = Complaints {
-            window_start: now,
-            in_window: 0,
-            held_back: 0,
-        };
-    }
-    if state.in_window < COMPLAINTS_PER_SECOND {
-        state.in_window += 1;
-        log::warn!("{args}");
-    } else {
-        state.held_back += 1;
     }
 }
 

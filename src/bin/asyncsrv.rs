@@ -32,8 +32,9 @@
 use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
+use zguide::log_limit::complain;
 use zguide::message::format_frame;
-use zguide::routing::{self, complain};
+use zguide::routing;
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 // This is our client task. It connects to the server, and then sends a

@@ -30,7 +30,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use zguide::flcliapi::{self, Sparse};
+use zguide::flcliapi;
+use zguide::log_limit::Sparse;
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 /// If not a single service replies within this time, give up (ms).

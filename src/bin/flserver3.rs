@@ -34,7 +34,8 @@
 
 use std::process::ExitCode;
 
-use zguide::flcliapi::{server_socket, Sparse};
+use zguide::flcliapi::server_socket;
+use zguide::log_limit::Sparse;
 use zguide::{program, Error, Message};
 
 /// The C's only endpoint, kept as the default.

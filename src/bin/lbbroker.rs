@@ -39,8 +39,9 @@
 use std::process::ExitCode;
 use std::thread;
 
+use zguide::log_limit::complain;
 use zguide::message::show;
-use zguide::routing::{self, complain, WorkerQueue};
+use zguide::routing::{self, WorkerQueue};
 use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"READY";

@@ -29,7 +29,8 @@
 use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
-use zguide::routing::{self, complain, WorkerQueue};
+use zguide::log_limit::complain;
+use zguide::routing::{self, WorkerQueue};
 use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"READY"; // Signals worker is ready

@@ -36,8 +36,9 @@
 use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
+use zguide::log_limit::complain;
 use zguide::reactor::Reactor;
-use zguide::routing::{self, complain, WorkerQueue};
+use zguide::routing::{self, WorkerQueue};
 use zguide::{envelope, helpers, program, socket, Error, Message};
 
 const WORKER_READY: &[u8] = b"\x01"; // Signals worker is ready

@@ -77,6 +77,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use zguide::heartbeat::expiry_after;
+use zguide::log_limit::Window;
 use zguide::mdp;
 use zguide::mdp::protocol::{self, clock_log, Command, WorkerCommand};
 use zguide::message::show;
@@ -824,10 +825,14 @@ impl Service {
 // Whatever peers do wrong is logged, but a flood of bad messages must not
 // become a flood of log lines: at most LOG_BURST per heartbeat interval.
 
-#[derive(Default)]
-struct FaultLog {
-    shown: usize,
-    suppressed: usize,
+/// The broker's [`Window`]: [`LOG_BURST`] fault lines per heartbeat
+/// interval; what it held back is reported once per interval by `flush`.
+struct FaultLog(Window);
+
+impl Default for FaultLog {
+    fn default() -> FaultLog {
+        FaultLog(Window::new(LOG_BURST as u32, HEARTBEAT_INTERVAL))
+    }
 }
 
 impl FaultLog {
@@ -839,25 +844,23 @@ impl FaultLog {
         self.log(log::Level::Warn, line);
     }
 
+    /// Builds the line only if it will be logged.
     fn log(&mut self, level: log::Level, line: impl FnOnce() -> String) {
-        if self.shown < LOG_BURST {
-            self.shown += 1;
+        if let Some(held_back) = self.0.allow(Instant::now()) {
+            FaultLog::report(held_back);
             log::log!(level, "{}", line());
-        } else {
-            self.suppressed += 1;
         }
     }
 
     /// Once per heartbeat interval: how many lines were not shown.
     fn flush(&mut self) {
-        if self.suppressed > 0 {
-            log::warn!(
-                "{} more peer fault(s) in the last interval not shown",
-                self.suppressed
-            );
+        FaultLog::report(self.0.take_held_back());
+    }
+
+    fn report(suppressed: u64) {
+        if suppressed > 0 {
+            log::warn!("{suppressed} more peer fault(s) in the last interval not shown");
         }
-        self.shown = 0;
-        self.suppressed = 0;
     }
 }
 

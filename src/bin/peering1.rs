@@ -19,8 +19,8 @@
 
 use std::process::ExitCode;
 
+use zguide::log_limit::complain;
 use zguide::message::show;
-use zguide::routing::complain;
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 fn main() -> ExitCode {

@@ -50,8 +50,9 @@ use std::process::ExitCode;
 
 use zguide::actor::{Actor, Pipe};
 use zguide::envelope::{self, PeerShape};
+use zguide::log_limit::complain;
 use zguide::message::show;
-use zguide::routing::{self, complain, WorkerQueue};
+use zguide::routing::{self, WorkerQueue};
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 const NBR_CLIENTS: u64 = 10;

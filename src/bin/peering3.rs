@@ -67,8 +67,9 @@ use std::time::{Duration, Instant};
 
 use zguide::envelope::{self, PeerShape};
 use zguide::heartbeat::{expiry_after, Beat};
+use zguide::log_limit::complain;
 use zguide::message::show;
-use zguide::routing::{self, complain, WorkerQueue};
+use zguide::routing::{self, WorkerQueue};
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
 const NBR_CLIENTS: u64 = 10;

@@ -52,8 +52,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use zguide::heartbeat::ReadyList;
+use zguide::log_limit::Window;
 use zguide::message::show;
-use zguide::ppp::{self, Dialect, LogThrottle, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
+use zguide::ppp::{self, Dialect, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
 use zguide::ppp::{HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
 use zguide::{interrupt, program, socket, Message};
 
@@ -80,8 +81,8 @@ fn main() -> ExitCode {
             ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
         let mut busy: ReadyList<Worker> =
             ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
-        let mut list_full = LogThrottle::new(Duration::from_secs(1));
-        let mut reply_drops = LogThrottle::new(Duration::from_secs(1));
+        let mut list_full = Window::new(1, Duration::from_secs(1));
+        let mut reply_drops = Window::new(1, Duration::from_secs(1));
 
         // Send out heartbeats at regular intervals.
         let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;

@@ -39,7 +39,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use zguide::heartbeat::{Backoff, Beat, Liveness};
-use zguide::ppp::{self, Dialect, Fault, FaultSimulator, LogThrottle, QueueMessage};
+use zguide::log_limit::Window;
+use zguide::ppp::{self, Dialect, Fault, FaultSimulator, QueueMessage};
 use zguide::ppp::{HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, INTERVAL_INIT, INTERVAL_MAX};
 use zguide::{helpers, interrupt, program, socket, Error, Message};
 
@@ -60,9 +61,9 @@ fn worker_socket(context: &zmq::Context, dialect: Dialect) -> Result<zmq::Socket
 
 /// Sends to the queue without blocking; a message the queue does not take
 /// is dropped and said so, at most once a second.
-fn send_to_queue(worker: &zmq::Socket, msg: Message, drops: &mut LogThrottle) -> Result<(), Error> {
+fn send_to_queue(worker: &zmq::Socket, msg: Message, drops: &mut Window) -> Result<(), Error> {
     if !msg.send_or_drop(worker)? {
-        if let Some(more) = drops.check(Instant::now()) {
+        if let Some(more) = drops.allow(Instant::now()) {
             log::warn!(
                 "the queue is not reading; message dropped ({more} more since the last report)"
             );
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
         let mut reconnect = Backoff::new(INTERVAL_INIT, INTERVAL_MAX);
         // Send out heartbeats at regular intervals.
         let mut heartbeat = Beat::new(HEARTBEAT_INTERVAL, Instant::now());
-        let mut drops = LogThrottle::new(Duration::from_secs(1));
+        let mut drops = Window::new(1, Duration::from_secs(1));
 
         let mut faults = FaultSimulator::from_env(5);
         loop {

@@ -19,7 +19,7 @@
 use std::process::ExitCode;
 use std::thread;
 
-use zguide::routing::complain;
+use zguide::log_limit::complain;
 use zguide::{envelope, helpers, interrupt, program, socket, Error, Message};
 
 const NBR_WORKERS: usize = 10;

@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 
 use zguide::envelope;
 use zguide::heartbeat::ReadyList;
-use zguide::ppp::{self, Dialect, LogThrottle, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
+use zguide::log_limit::Window;
+use zguide::ppp::{self, Dialect, Worker, WorkerMessage, WorkerSocket, MAX_WORKERS};
 use zguide::ppp::{HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS};
 use zguide::{interrupt, program, socket, Message};
 
@@ -69,8 +70,8 @@ fn main() -> ExitCode {
         // no heartbeats, so nothing ever expires: the list is never purged.
         let mut workers =
             ReadyList::new(HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS).with_limit(MAX_WORKERS);
-        let mut list_full = LogThrottle::new(Duration::from_secs(1));
-        let mut reply_drops = LogThrottle::new(Duration::from_secs(1));
+        let mut list_full = Window::new(1, Duration::from_secs(1));
+        let mut reply_drops = Window::new(1, Duration::from_secs(1));
 
         loop {
             // Poll the frontend only if we have available workers.
