@@ -193,18 +193,21 @@ const PEAK_RSS_BOUND_KIB: u64 = 50 * MIB / 1024;
 #[test]
 fn fileio1_memory_stays_flat_on_a_200_mb_file() {
     let peak = peak_rss_on_200_mb("fileio1");
+    eprintln!("fileio1 peak RSS on 200 MB: {peak} KiB");
     assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
 #[test]
 fn fileio2_memory_stays_flat_on_a_200_mb_file() {
     let peak = peak_rss_on_200_mb("fileio2");
+    eprintln!("fileio2 peak RSS on 200 MB: {peak} KiB");
     assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
 #[test]
 fn fileio3_memory_stays_flat_on_a_200_mb_file() {
     let peak = peak_rss_on_200_mb("fileio3");
+    eprintln!("fileio3 peak RSS on 200 MB: {peak} KiB");
     assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
@@ -307,6 +310,7 @@ fn fileio3_serves_its_client_whole_beside_hostile_peers() {
         sc.report()
     );
     assert!(warnings <= 12, "{warnings} warnings logged\n{}", sc.report());
+    eprintln!("{}", sc.report());
 }
 
 // ---- The scenario files ----------------------------------------------------
