@@ -211,6 +211,73 @@ fn fileio3_memory_stays_flat_on_a_200_mb_file() {
     assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
+/// The client falls behind: it writes its copy to a pipe the test stops
+/// reading. What it has not read must wait in TCP's buffers and in the
+/// server's bounded queue, not pile up in memory (with the C's HWM 0 the
+/// server reads the whole file into memory; with the default receive HWM
+/// the client's DEALER holds up to 1000 chunks).
+fn memory_stays_flat_while_the_client_falls_behind(program: &str) {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const SIZE: u64 = 200 * 1000 * 1000;
+    let mut sc = Scenario::new(&format!("{program}-slow-client"));
+    sparse_testdata(&sc, SIZE);
+    let fifo = sc.dir().join("copy");
+    let path = std::ffi::CString::new(fifo.to_str().expect("path")).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Read and write, non-blocking: opening never waits for the client, and
+    // a read never blocks the test.
+    let mut pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the fifo");
+    let pid = start_copying(&mut sc, program, program, &fifo);
+    let os_pid = sc.os_pid(pid);
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut drain = |sc: &mut Scenario, bytes: u64| {
+        let deadline = Instant::now() + secs(60);
+        let mut read = 0;
+        while read < bytes && sc.is_running(pid) {
+            assert!(Instant::now() < deadline, "{}", sc.report());
+            match pipe.read(&mut buffer) {
+                Ok(n) => read += n as u64,
+                Err(_) => std::thread::sleep(ms(1)),
+            }
+        }
+    };
+    drain(&mut sc, 4 * MIB);
+    // Stop reading for two seconds, and watch the program's memory.
+    let until = Instant::now() + secs(2);
+    let mut peak = 0;
+    while Instant::now() < until && peak < PEAK_RSS_BOUND_KIB {
+        peak = peak.max(peak_now(os_pid).unwrap_or_else(|| sc.fail("ended early")));
+        std::thread::sleep(ms(10));
+    }
+    eprintln!("{program} peak RSS with a stalled client: {peak} KiB");
+    assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB\n{}", sc.report());
+    drain(&mut sc, u64::MAX);
+    assert_eq!(sc.wait_exit(pid, secs(10)), 0, "{}", sc.report());
+    assert_eq!(
+        received(&sc, pid),
+        (chunks_for(model_of(program), SIZE), SIZE),
+        "{}",
+        sc.report()
+    );
+}
+
+#[test]
+fn fileio1_memory_stays_flat_while_the_client_falls_behind() {
+    memory_stays_flat_while_the_client_falls_behind("fileio1");
+}
+
+#[test]
+fn fileio3_memory_stays_flat_while_the_client_falls_behind() {
+    memory_stays_flat_while_the_client_falls_behind("fileio3");
+}
+
 /// Ctrl-C in the middle of a 64 GiB (sparse) transfer: exit 0 promptly, and
 /// the client says how far it got.
 fn ctrl_c_mid_transfer(program: &str) {

@@ -21,7 +21,9 @@
 //!   Here the HWM is [`SERVER_HWM`] chunks (2.5 MB) and the ROUTER is
 //!   `ROUTER_MANDATORY`, so a full queue makes the server's send *wait*
 //!   instead of dropping: TCP's flow control paces the server's reads to the
-//!   client's, and memory stays flat whatever the file's size.
+//!   client's, and memory stays flat whatever the file's size. The client's
+//!   DEALER gets the same receive HWM, or a client that falls behind would
+//!   hold up to 1000 chunks (250 MB) itself.
 //! * A peer that stops reading holds the server at most [`STALL_MS`]; then
 //!   its transfer is abandoned with a warning (a gone peer at once). Ctrl-C
 //!   and the end of the program are noticed within [`SEND_WAIT_MS`].
@@ -152,8 +154,12 @@ fn main() -> ExitCode {
             .router_mandatory()
             .bind(fileio::SERVER_ENDPOINT)?;
         router.set_sndtimeo(SEND_WAIT_MS)?;
+        // The client's queue is bounded too: a client that falls behind
+        // (writing its copy to a slow disk, say) leaves the rest in TCP's
+        // buffers and the server waiting, instead of 1000 chunks in memory.
         let dealer = socket::new(&context, zmq::DEALER)
             .linger(0)
+            .receive_hwm(SERVER_HWM)
             .connect(fileio::CLIENT_ENDPOINT)?;
         let tally = Tally::from_env()?;
         fileio::run(
