@@ -412,3 +412,88 @@ fn scenario_fileio3_runs_to_its_end() {
     let output = run_scenario("fileio3");
     assert!(output.contains("41 chunks received, 10000001 bytes"), "{output}");
 }
+
+// ---- Figures (run by hand) -------------------------------------------------
+
+/// Throughput of the three models on a 1 GiB file beside a raw loopback
+/// copy of the same file (a plain TCP socket, 250,000-byte writes, the
+/// reader discarding) and `cat testdata > /dev/null`; best of three runs
+/// each. Not a check: run it by hand on a quiet machine with
+/// `cargo nextest run --release --test chapter7 --run-ignored only --no-capture throughput`.
+#[test]
+#[ignore]
+fn throughput_on_a_1_gib_file() {
+    const SIZE: u64 = 1 << 30;
+    const RUNS: usize = 3;
+    let mut sc = Scenario::new("fileio-throughput");
+    let testdata = mktestdata(&mut sc, SIZE);
+    let mb_per_s = |seconds: f64| SIZE as f64 / 1e6 / seconds;
+    let best = |mut run: Box<dyn FnMut() -> f64>| (0..RUNS).map(|_| run()).fold(f64::MAX, f64::min);
+
+    let path = testdata.clone();
+    let cat = best(Box::new(move || {
+        let start = Instant::now();
+        let status = std::process::Command::new("cat")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("cat");
+        assert!(status.success());
+        start.elapsed().as_secs_f64()
+    }));
+
+    let path = testdata.clone();
+    let raw = sc.in_namespace(move || {
+        best(Box::new(move || {
+            use std::io::{Read, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+            let address = listener.local_addr().expect("address");
+            let start = Instant::now();
+            let reader = std::thread::spawn(move || {
+                let (mut socket, _) = listener.accept().expect("accept");
+                let mut buffer = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                loop {
+                    match socket.read(&mut buffer).expect("read") {
+                        0 => return total,
+                        n => total += n as u64,
+                    }
+                }
+            });
+            let mut file = std::fs::File::open(&path).expect("testdata");
+            let mut socket = std::net::TcpStream::connect(address).expect("connect");
+            let mut chunk = vec![0u8; CHUNK_SIZE as usize];
+            loop {
+                let n = file.read(&mut chunk).expect("read testdata");
+                if n == 0 {
+                    break;
+                }
+                socket.write_all(&chunk[..n]).expect("write");
+            }
+            drop(socket);
+            assert_eq!(reader.join().expect("reader"), SIZE);
+            start.elapsed().as_secs_f64()
+        }))
+    });
+
+    println!("| copy of 1 GiB | MB/s | of the raw TCP copy |");
+    println!("|---|---:|---:|");
+    println!("| `cat testdata > /dev/null` | {:.0} | — |", mb_per_s(cat));
+    println!("| raw TCP copy on loopback | {:.0} | 100 % |", mb_per_s(raw));
+    for program in ["fileio1", "fileio2", "fileio3"] {
+        let mut runs = Vec::new();
+        for run in 0..RUNS {
+            let start = Instant::now();
+            let pid = sc.start(&format!("{program}-{run}"), program_path(program), &[]);
+            assert_eq!(sc.wait_exit(pid, secs(300)), 0, "{}", sc.report());
+            runs.push(start.elapsed().as_secs_f64());
+            assert_eq!(received(&sc, pid).1, SIZE);
+        }
+        let seconds = runs.into_iter().fold(f64::MAX, f64::min);
+        println!(
+            "| `{program}` | {:.0} | {:.0} % |",
+            mb_per_s(seconds),
+            100.0 * raw / seconds
+        );
+    }
+}
