@@ -18,7 +18,9 @@
 //! C's two usage lines and exits 0.
 //!
 //! Limits: a message is at most [`MAX_MESSAGE`] bytes (`MAXMSGSIZE` on the
-//! SUB: a bigger one closes that peer's connection, which then reconnects);
+//! SUB: libzmq treats a bigger one as a protocol error and closes that
+//! peer's connection without retrying it, so a node that sends one is not
+//! heard again until we restart);
 //! a line typed is sent in pieces of at most 1023 bytes, like the C's
 //! `fgets`; at most 1000 messages wait per peer (SUB's default HWM; a PUB
 //! never blocks, it drops for a subscriber that does not keep up).
