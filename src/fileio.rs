@@ -152,8 +152,9 @@ pub fn send_chunk(
         Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => return Ok(false),
         Err(e) => return Err(e),
     }
-    // The identity frame went in, so the rest of the message does too.
-    interrupt::retry_eintr(|| router.send(&chunk[..], 0))?;
+    // The identity frame went in, so the chunk goes in too: sent as the
+    // message it was read into, no copy.
+    router.send(chunk, 0)?;
     Ok(true)
 }
 
