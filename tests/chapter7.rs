@@ -257,7 +257,11 @@ fn memory_stays_flat_while_the_client_falls_behind(program: &str) {
         std::thread::sleep(ms(10));
     }
     eprintln!("{program} peak RSS with a stalled client: {peak} KiB");
-    assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB\n{}", sc.report());
+    assert!(
+        peak < PEAK_RSS_BOUND_KIB,
+        "peak RSS {peak} KiB\n{}",
+        sc.report()
+    );
     drain(&mut sc, u64::MAX);
     assert_eq!(sc.wait_exit(pid, secs(10)), 0, "{}", sc.report());
     assert_eq!(
@@ -376,7 +380,11 @@ fn fileio3_serves_its_client_whole_beside_hostile_peers() {
         "{}",
         sc.report()
     );
-    assert!(warnings <= 12, "{warnings} warnings logged\n{}", sc.report());
+    assert!(
+        warnings <= 12,
+        "{warnings} warnings logged\n{}",
+        sc.report()
+    );
     eprintln!("{}", sc.report());
 }
 
@@ -398,19 +406,28 @@ fn run_scenario(name: &str) -> String {
 #[test]
 fn scenario_fileio1_runs_to_its_end() {
     let output = run_scenario("fileio1");
-    assert!(output.contains("42 chunks received, 10000001 bytes"), "{output}");
+    assert!(
+        output.contains("42 chunks received, 10000001 bytes"),
+        "{output}"
+    );
 }
 
 #[test]
 fn scenario_fileio2_runs_to_its_end() {
     let output = run_scenario("fileio2");
-    assert!(output.contains("41 chunks received, 10000001 bytes"), "{output}");
+    assert!(
+        output.contains("41 chunks received, 10000001 bytes"),
+        "{output}"
+    );
 }
 
 #[test]
 fn scenario_fileio3_runs_to_its_end() {
     let output = run_scenario("fileio3");
-    assert!(output.contains("41 chunks received, 10000001 bytes"), "{output}");
+    assert!(
+        output.contains("41 chunks received, 10000001 bytes"),
+        "{output}"
+    );
 }
 
 // ---- Figures (run by hand) -------------------------------------------------
@@ -479,7 +496,10 @@ fn throughput_on_a_1_gib_file() {
     println!("| copy of 1 GiB | MB/s | of the raw TCP copy |");
     println!("|---|---:|---:|");
     println!("| `cat testdata > /dev/null` | {:.0} | — |", mb_per_s(cat));
-    println!("| raw TCP copy on loopback | {:.0} | 100 % |", mb_per_s(raw));
+    println!(
+        "| raw TCP copy on loopback | {:.0} | 100 % |",
+        mb_per_s(raw)
+    );
     for program in ["fileio1", "fileio2", "fileio3"] {
         let mut runs = Vec::new();
         for run in 0..RUNS {

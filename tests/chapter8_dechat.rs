@@ -42,7 +42,8 @@ fn say_until_heard(net: &mut Network, nodes: &[Pid], from: usize, text: &str, ho
     let line = format!("{}: {text}", NAMES[from]);
     let deadline = Instant::now() + secs(20);
     loop {
-        net.host(from).write_stdin(nodes[from], &format!("{text}\n"));
+        net.host(from)
+            .write_stdin(nodes[from], &format!("{text}\n"));
         let retry_at = Instant::now() + ms(300);
         while Instant::now() < retry_at {
             if hosts.iter().all(|&h| heard(net, nodes, h, &line)) {
@@ -73,14 +74,21 @@ fn every_line_typed_on_one_node_appears_on_every_node() {
     // including two lines typed in one go.
     for from in 0..3 {
         let name = NAMES[from];
-        net.host(from)
-            .write_stdin(nodes[from], &format!("first from {name}\nsecond from {name}\n"));
+        net.host(from).write_stdin(
+            nodes[from],
+            &format!("first from {name}\nsecond from {name}\n"),
+        );
         for text in ["first", "second"] {
-            until_heard(&mut net, &nodes, &[0, 1, 2], &format!("{name}: {text} from {name}"));
+            until_heard(
+                &mut net,
+                &nodes,
+                &[0, 1, 2],
+                &format!("{name}: {text} from {name}"),
+            );
         }
     }
-    for host in 0..3 {
-        let lines = net.host(host).lines(nodes[host]);
+    for (host, node) in nodes.iter().enumerate() {
+        let lines = net.host(host).lines(*node);
         for name in NAMES {
             let first = format!("{name}: first from {name}");
             let second = format!("{name}: second from {name}");
@@ -101,7 +109,10 @@ fn every_line_typed_on_one_node_appears_on_every_node() {
     );
     for (host, node) in nodes.iter().enumerate() {
         let output = net.host(host).output(*node);
-        assert!(!output.contains('\x1b') && !output.contains('\r'), "{output:?}");
+        assert!(
+            !output.contains('\x1b') && !output.contains('\r'),
+            "{output:?}"
+        );
         net.host(host).close_stdin(*node);
         assert_eq!(net.host(host).wait_exit(*node, secs(10)), 0, "end of input");
     }
@@ -116,9 +127,9 @@ fn a_node_that_dies_and_comes_back_is_heard_again_without_restarting_the_others(
     // The others reconnect on their own: cid's lines reach them, theirs reach cid.
     say_until_heard(&mut net, &nodes, 2, "cid is back", &[0, 1, 2]);
     say_until_heard(&mut net, &nodes, 1, "welcome back", &[0, 2]);
-    for host in 0..2 {
-        net.host(host).assert_running(nodes[host]);
-        let output = net.host(host).output(nodes[host]);
+    for (host, node) in nodes.iter().enumerate().take(2) {
+        net.host(host).assert_running(*node);
+        let output = net.host(host).output(*node);
         assert!(!output.contains("restarted"), "host {host} restarted");
     }
     for (host, node) in nodes.into_iter().enumerate() {
@@ -165,8 +176,14 @@ fn a_hostile_node_cannot_drive_the_terminal_or_flood_a_line() {
     assert!(eve.join().expect("eve") >= 3);
     for (host, node) in nodes.iter().enumerate() {
         let output = net.host(host).output(*node);
-        assert!(!output.contains('\x1b') && !output.contains('\u{9b}'), "{output:?}");
-        assert!(!output.contains("AAAAAAAA"), "host {host} printed the big frame");
+        assert!(
+            !output.contains('\x1b') && !output.contains('\u{9b}'),
+            "{output:?}"
+        );
+        assert!(
+            !output.contains("AAAAAAAA"),
+            "host {host} printed the big frame"
+        );
         net.host(host).stop_cleanly(*node, secs(10));
     }
 }
@@ -227,5 +244,8 @@ fn scenario_udpping_runs_to_its_end() {
 #[test]
 fn scenario_eagain_runs_to_its_end() {
     let output = run_scenario("eagain");
-    assert!(output.contains("Resource temporarily unavailable"), "{output}");
+    assert!(
+        output.contains("Resource temporarily unavailable"),
+        "{output}"
+    );
 }
