@@ -18,7 +18,9 @@
 //!   1 GiB leaked per transfer);
 //! * [`Request`] and [`serve_requests`]: the model 2/3 server loop, reading
 //!   `[fetch][offset][size]` requests with checked numbers;
-//! * [`send_chunk`]: a reply that is never lost silently (see below);
+//! * [`send_chunk`]: a reply that is never lost silently (see below); a
+//!   reply to a peer that has gone is dropped quietly, one whose queue is
+//!   full with a warning;
 //! * [`Tally`]: the client's count, and optionally a copy of what it
 //!   received in the file named by `$ZGUIDE_FILEIO_COPY` ([`COPY_ENV`]), so a
 //!   test can compare it with the original byte for byte.
@@ -127,35 +129,46 @@ fn io_error(e: std::io::Error) -> Error {
     Error::Protocol(format!("{TESTDATA}: {e}"))
 }
 
+/// What became of a reply: see [`send_chunk`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued for the peer.
+    Queued,
+    /// Dropped: the peer's queue is really full (it asked beyond its credit
+    /// or stopped reading).
+    Full,
+    /// Dropped: the peer has gone (fileio3's client leaves up to nine
+    /// requests for chunks past the end unanswered when it is done).
+    Gone,
+}
+
 /// Sends `[identity][chunk]` from a `ROUTER_MANDATORY` socket without
-/// blocking: `Ok(true)` if queued, `Ok(false)` if the peer is gone or its
-/// queue is really full (see the module docs for why we look twice).
+/// blocking, and says whether it was queued (see the module docs for why a
+/// full queue is looked at twice).
 pub fn send_chunk(
     router: &zmq::Socket,
     identity: &[u8],
     chunk: zmq::Message,
-) -> Result<bool, Error> {
+) -> Result<Sent, Error> {
     let flags = zmq::SNDMORE | zmq::DONTWAIT;
-    match interrupt::retry_eintr(|| router.send(identity, flags)) {
+    let mut result = interrupt::retry_eintr(|| router.send(identity, flags));
+    if let Err(Error::Zmq(zmq::Error::EAGAIN)) = result {
+        // Fix for the book's lost chunks: the "full" verdict may be stale.
+        // ZMQ_EVENTS processes libzmq's pending commands, which include
+        // the I/O thread's "I have read N messages", then we retry once.
+        router.get_events()?;
+        result = interrupt::retry_eintr(|| router.send(identity, flags));
+    }
+    match result {
         Ok(()) => {}
-        Err(Error::Zmq(zmq::Error::EAGAIN)) => {
-            // Fix for the book's lost chunks: the "full" verdict may be stale.
-            // ZMQ_EVENTS processes libzmq's pending commands, which include
-            // the I/O thread's "I have read N messages", then we retry once.
-            router.get_events()?;
-            match interrupt::retry_eintr(|| router.send(identity, flags)) {
-                Ok(()) => {}
-                Err(Error::Zmq(zmq::Error::EAGAIN | zmq::Error::EHOSTUNREACH)) => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => return Ok(false),
+        Err(Error::Zmq(zmq::Error::EAGAIN)) => return Ok(Sent::Full),
+        Err(Error::Zmq(zmq::Error::EHOSTUNREACH)) => return Ok(Sent::Gone),
         Err(e) => return Err(e),
     }
     // The identity frame went in, so the chunk goes in too: sent as the
     // message it was read into, no copy.
     router.send(chunk, 0)?;
-    Ok(true)
+    Ok(Sent::Queued)
 }
 
 /// A chunk request `[fetch][offset][size]` as models 2 and 3 send it.
@@ -197,14 +210,18 @@ pub struct Drops {
 }
 
 impl Drops {
-    /// A reply that could not be queued for `identity`.
+    /// A reply that could not be queued for `identity`, its queue full.
     pub fn reply(&mut self, identity: &[u8]) {
         self.replies += 1;
         if self.replies <= LOGGED_DROPS {
             log::warn!(
-                "reply to {} dropped: peer gone, or its queue is full (more requests than its credit?){}",
+                "reply to {} dropped: its queue is full (more requests than its credit?){}",
                 show(identity),
-                if self.replies == LOGGED_DROPS { "; further drops are not logged" } else { "" }
+                if self.replies == LOGGED_DROPS {
+                    "; further drops are not logged"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -242,8 +259,10 @@ pub fn serve_requests(pipe: &Pipe, router: &zmq::Socket, file: &File) -> Result<
         };
         let (offset, size) = request.bounded();
         let chunk = read_chunk(file, offset, size)?;
-        if !send_chunk(router, &identity, chunk)? {
-            drops.reply(&identity);
+        match send_chunk(router, &identity, chunk)? {
+            Sent::Queued => {}
+            Sent::Full => drops.reply(&identity),
+            Sent::Gone => log::debug!("reply to {} dropped: peer gone", show(&identity)),
         }
     }
     Ok(())
