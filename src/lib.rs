@@ -24,6 +24,7 @@
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
+//! | [`fileio`] | file transfer in chunks: credit, reads at an offset, replies never lost silently | §47, `fileio1`–`fileio3` |
 //! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
 //! | [`log_limit`] | log lines about peers, limited in number (a window per period, or powers of two) | — |
@@ -39,6 +40,7 @@
 pub mod actor;
 pub mod bstar;
 pub mod envelope;
+pub mod fileio;
 pub mod flcliapi;
 pub mod heartbeat;
 pub mod helpers;
