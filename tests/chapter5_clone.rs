@@ -1,0 +1,289 @@
+//! Chapter 5, the Clone pattern (§39–§46): `clonesrv1`–`clonesrv6` and
+//! `clonecli1`–`clonecli6` as real processes, plus raw probes that speak the
+//! kvsimple/kvmsg frames.
+//!
+//! How a test sees a program's map: with `ZGUIDE_CLONE_DUMP` set, every
+//! Clone program prints its map when stopped with Ctrl-C, ending with
+//! `map: N entries, sequence S, digest D` (see `zguide::clone`); two maps
+//! are equal when their digests are. Writers are stopped with
+//! `ZGUIDE_UPDATES=N` (a client sends N updates, then only listens), and
+//! `ZGUIDE_CLONE_TTL` fixes the `ttl` of models 5–6 (the C's is random).
+
+mod common;
+use common::attack::{random_messages, rss_kib, send_all};
+use common::wire::{frames, probe, recv, send, Frames};
+use common::{ms, secs, Pid, Scenario, Spec};
+
+use std::time::Instant;
+
+// ------------------------------------------------------------------ helpers
+
+/// A program with the map dump on exit turned on.
+fn dumping(program: &str) -> Spec {
+    Spec::new(program, &[]).env("ZGUIDE_CLONE_DUMP", 1)
+}
+
+/// The `map: N entries, sequence S, digest D` line a program printed on
+/// exit, as (N, S, D).
+fn dump_summary(sc: &Scenario, pid: Pid) -> (usize, i64, String) {
+    let line = sc
+        .lines(pid)
+        .into_iter()
+        .rev()
+        .find(|l| l.starts_with("map: ") && l.contains(" entries, sequence "))
+        .unwrap_or_else(|| sc.fail("no map dump"));
+    let words: Vec<&str> = line.split(' ').collect();
+    // map: N entries, sequence S, digest D
+    let entries = words[1].parse().unwrap_or_else(|_| sc.fail(&line));
+    let sequence = words[4]
+        .trim_end_matches(',')
+        .parse()
+        .unwrap_or_else(|_| sc.fail(&line));
+    (entries, sequence, words[6].to_string())
+}
+
+/// The numbers that follow `prefix` at the end of the program's lines, in
+/// order (`I: received update=` → 1, 2, 3 …).
+fn numbers_after(sc: &Scenario, pid: Pid, prefix: &str) -> Vec<i64> {
+    sc.lines(pid)
+        .iter()
+        .filter_map(|l| l.split_once(prefix).map(|(_, n)| n.trim()))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+fn assert_strictly_increasing(sc: &Scenario, what: &str, numbers: &[i64]) {
+    if numbers.windows(2).any(|w| w[0] >= w[1]) {
+        sc.fail(&format!("{what} not strictly increasing: {numbers:?}"));
+    }
+}
+
+/// Waits until the process printed a line ending in `needle`.
+fn expect_line_end(sc: &Scenario, pid: Pid, needle: &str, timeout: std::time::Duration) {
+    sc.wait_for(pid, timeout, &format!("a line ending in {needle:?}"), |text| {
+        text.lines().any(|l| l.trim_end().ends_with(needle))
+    });
+}
+
+fn seq(n: i64) -> Vec<u8> {
+    n.to_be_bytes().to_vec()
+}
+
+fn seq_of(frame: &[u8]) -> i64 {
+    i64::from_be_bytes(frame.try_into().expect("an 8-byte sequence"))
+}
+
+// ------------------------------------------------------------ §39 model one
+
+/// clonecli1 started first receives what clonesrv1 publishes; both print
+/// the C's closing lines on Ctrl-C and exit 0.
+#[test]
+fn clone1_client_receives_what_the_server_publishes() {
+    let mut sc = Scenario::new("clone1");
+    let client = sc.start_spec("clonecli1", dumping(bin!("clonecli1")));
+    // A probe subscriber started with the client: the server is publishing
+    // once it has seen 1000 well-formed updates, in order.
+    let watcher = sc.in_namespace_background(|| {
+        let ctx = zmq::Context::new();
+        let sub = probe(&ctx, zmq::SUB).connect("tcp://localhost:5556");
+        sub.set_subscribe(b"").unwrap();
+        let mut last = 0;
+        for _ in 0..1000 {
+            let msg = recv(&sub, "probe subscriber");
+            assert_eq!(msg.len(), 3, "kvsimple is 3 frames");
+            let n = seq_of(&msg[1]);
+            assert!(n > last, "sequence {n} after {last}");
+            last = n;
+        }
+    });
+    let server = sc.start_spec("clonesrv1", dumping(bin!("clonesrv1")));
+    watcher.join().expect("the probe saw 1000 updates");
+    sc.stop_cleanly(server, secs(10));
+    sc.stop_cleanly(client, secs(10));
+    let out: Vec<i64> = sc
+        .lines(server)
+        .iter()
+        .filter_map(|l| l.strip_suffix(" messages out"))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let got: Vec<i64> = sc
+        .lines(client)
+        .iter()
+        .filter_map(|l| l.strip_suffix(" messages in"))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(sc.output(server).contains(" Interrupted\n"));
+    assert!(sc.output(client).contains(" Interrupted\n"));
+    let (out, got) = (out[0], got[0]);
+    assert!(got > 0 && got <= out, "{got} in, {out} out");
+    let (entries, _, _) = dump_summary(&sc, client);
+    let (server_entries, _, _) = dump_summary(&sc, server);
+    assert!(entries > 0 && entries <= server_entries && server_entries <= 10_000);
+}
+
+// ------------------------------------------------------------ §40 model two
+
+/// clonecli2 joins a busy server: it gets a snapshot, then updates; a raw
+/// probe checks the snapshot's frames, and a bad request does not stop the
+/// state manager (the C's does).
+#[test]
+fn clone2_late_client_gets_a_snapshot_then_updates() {
+    let mut sc = Scenario::new("clone2");
+    let server = sc.start("clonesrv2", bin!("clonesrv2"), &[]);
+    let client = sc.start_spec("clonecli2", dumping(bin!("clonecli2")));
+    let line = sc.expect(client, "Received snapshot=", secs(20));
+    let snapshot: i64 = line.rsplit('=').next().unwrap().parse().unwrap();
+    sc.expect(server, &format!("Sending state shapshot={snapshot}"), secs(10));
+    let (bad, entries, end) = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let dealer = probe(&ctx, zmq::DEALER).connect("tcp://localhost:5556");
+        send(&dealer, &[b"GIMME"]);
+        send(&dealer, &[b"ICANHAZ?"]);
+        let mut entries: Vec<Frames> = Vec::new();
+        loop {
+            let msg = recv(&dealer, "probe waiting for the snapshot");
+            assert_eq!(msg.len(), 3, "{msg:?}");
+            if msg[0] == b"KTHXBAI" {
+                return (dealer.recv_multipart(zmq::DONTWAIT).is_ok(), entries, msg);
+            }
+            entries.push(msg);
+        }
+    });
+    assert!(!bad, "a bad request got an answer");
+    assert!(!entries.is_empty());
+    let last = seq_of(&end[1]);
+    assert!(entries.iter().all(|e| seq_of(&e[1]) <= last));
+    assert_eq!(end[2], b"");
+    let mut keys: Vec<&Vec<u8>> = entries.iter().map(|e| &e[0]).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), entries.len(), "one entry per key");
+    sc.expect(server, "bad request, dropped", secs(10));
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(server, secs(10));
+    let (entries, sequence, _) = dump_summary(&sc, client);
+    assert!(entries > 0 && sequence > snapshot, "{entries} entries, {sequence}");
+}
+
+// ------------------------------------------------- convergence, models 3–5
+
+struct Model {
+    name: &'static str,
+    server: &'static str,
+    client: &'static str,
+    /// What the server prints for each update it publishes.
+    publishing: &'static str,
+    /// What the server prints for each snapshot it sends.
+    snapshot_sent: &'static str,
+}
+
+/// Start the server and three clients that send `per_client` updates each;
+/// when every update went round, every client's map equals the server's, the
+/// server used 1, 2, 3 … once each, and a client started late gets the
+/// snapshot and the same map.
+fn converge(model: Model, per_client: usize) {
+    let mut sc = Scenario::new(model.name);
+    let server = sc.start_spec("server", dumping(model.server));
+    let writer = |sc: &mut Scenario, label: &str| {
+        sc.start_spec(
+            label,
+            dumping(model.client)
+                .env("ZGUIDE_UPDATES", per_client)
+                .env("ZGUIDE_CLONE_TTL", 0),
+        )
+    };
+    let clients: Vec<Pid> = ["client1", "client2", "client3"]
+        .into_iter()
+        .map(|label| writer(&mut sc, label))
+        .collect();
+    for &client in &clients {
+        sc.expect(client, "I: received snapshot=0", secs(20));
+    }
+    let total = 3 * per_client;
+    sc.expect_count(server, model.publishing, total, secs(30 + total as u64));
+    let published = numbers_after(&sc, server, model.publishing);
+    let want: Vec<i64> = (1..=total as i64).collect();
+    if published != want {
+        sc.fail(&format!("published {published:?}, not 1..={total}"));
+    }
+    for &client in &clients {
+        expect_line_end(&sc, client, &format!("I: received update={total}"), secs(10));
+        let seen = numbers_after(&sc, client, "I: received update=");
+        assert_strictly_increasing(&sc, "a client's updates", &seen);
+    }
+    let late = sc.start_spec("late", dumping(model.client).env("ZGUIDE_UPDATES", 0));
+    sc.expect(late, &format!("I: received snapshot={total}"), secs(20));
+    sc.expect(server, model.snapshot_sent, secs(10));
+    for client in clients.iter().chain([&late]) {
+        sc.stop_cleanly(*client, secs(10));
+    }
+    sc.stop_cleanly(server, secs(10));
+    let (entries, sequence, digest) = dump_summary(&sc, server);
+    assert_eq!(sequence, total as i64);
+    assert!(entries > 0);
+    for client in clients.iter().chain([&late]) {
+        let theirs = dump_summary(&sc, *client);
+        if theirs != (entries, sequence, digest.clone()) {
+            sc.fail(&format!(
+                "a client's map differs: {theirs:?} vs the server's {:?}",
+                (entries, sequence, &digest)
+            ));
+        }
+    }
+}
+
+#[test]
+fn clone3_clients_converge_on_the_servers_map() {
+    converge(
+        Model {
+            name: "clone3",
+            server: bin!("clonesrv3"),
+            client: bin!("clonecli3"),
+            publishing: "I: publishing update ",
+            snapshot_sent: "I: sending shapshot=",
+        },
+        4,
+    );
+}
+
+#[test]
+fn clone4_clients_converge_on_the_servers_map() {
+    converge(
+        Model {
+            name: "clone4",
+            server: bin!("clonesrv4"),
+            client: bin!("clonecli4"),
+            publishing: "I: publishing update ",
+            snapshot_sent: "I: sending shapshot=",
+        },
+        4,
+    );
+}
+
+/// clonecli4 subscribes to its subtree only (the C also subscribes to "",
+/// so it received everything), and its snapshot holds only the subtree.
+#[test]
+fn clone4_client_sees_only_its_subtree() {
+    let mut sc = Scenario::new("clone4-subtree");
+    let server = sc.start("clonesrv4", bin!("clonesrv4"), &[]);
+    let client = sc.start_spec("clonecli4", dumping(bin!("clonecli4")).env("ZGUIDE_UPDATES", 0));
+    sc.expect(client, "I: received snapshot=0", secs(20));
+    // Two updates pushed by hand: one outside the subtree, one inside.
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let push = probe(&ctx, zmq::PUSH).linger(1000).connect("tcp://localhost:5558");
+        send(&push, &[b"/other/1", &seq(0), b"outside"]);
+        send(&push, &[b"/client/1", &seq(0), b"inside"]);
+    });
+    sc.expect(server, "I: publishing update     2", secs(10));
+    expect_line_end(&sc, client, "I: received update=2", secs(10));
+    let late = sc.start_spec("late", dumping(bin!("clonecli4")).env("ZGUIDE_UPDATES", 0));
+    sc.expect(late, "I: received snapshot=2", secs(20));
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(late, secs(10));
+    assert_eq!(numbers_after(&sc, client, "I: received update="), [2]);
+    for pid in [client, late] {
+        assert_eq!(dump_summary(&sc, pid).0, 1, "{}", sc.report());
+        assert!(sc.output(pid).contains("map: /client/1 = inside"));
+    }
+    sc.stop_cleanly(server, secs(10));
+}
