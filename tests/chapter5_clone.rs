@@ -287,3 +287,65 @@ fn clone4_client_sees_only_its_subtree() {
     }
     sc.stop_cleanly(server, secs(10));
 }
+
+#[test]
+fn clone5_clients_converge_on_the_servers_map() {
+    converge(
+        Model {
+            name: "clone5",
+            server: bin!("clonesrv5"),
+            client: bin!("clonecli5"),
+            publishing: "I: publishing update=",
+            snapshot_sent: "I: sending shapshot=",
+        },
+        4,
+    );
+}
+
+// ------------------------------------------------ §43–§44 ephemeral values
+
+/// Keys sent with `ttl=2` are deleted by the server within ttl + 1 s of
+/// their update and the deletes reach every client; keys sent with `ttl=0`
+/// stay (the C++ port expires them at once), even after a later `ttl=1` key
+/// has come and gone.
+#[test]
+fn clone5_keys_with_a_ttl_disappear_everywhere_and_the_others_stay() {
+    let mut sc = Scenario::new("clone5-ttl");
+    let server = sc.start_spec("clonesrv5", dumping(bin!("clonesrv5")));
+    let client = |sc: &mut Scenario, label: &str, updates: u64, ttl: u64| {
+        sc.start_spec(
+            label,
+            dumping(bin!("clonecli5"))
+                .env("ZGUIDE_UPDATES", updates)
+                .env("ZGUIDE_CLONE_TTL", ttl),
+        )
+    };
+    let listener = client(&mut sc, "listener", 0, 0);
+    sc.expect(listener, "I: received snapshot=0", secs(20));
+    let ephemeral = client(&mut sc, "ttl2", 3, 2);
+    sc.expect_count(server, "I: publishing update=", 3, secs(20));
+    let last_update = Instant::now();
+    sc.expect_count(server, "I: publishing delete=", 3, secs(3) + ms(500));
+    let took = last_update.elapsed();
+    assert!(took >= ms(900), "deleted {took:?} after a 2 s ttl");
+    for pid in [listener, ephemeral] {
+        expect_line_end(&sc, pid, "I: received update=6", secs(2));
+    }
+    let lasting = client(&mut sc, "ttl0", 3, 0);
+    sc.expect_count(server, "I: publishing update=", 6, secs(20));
+    let brief = client(&mut sc, "ttl1", 1, 1);
+    sc.expect_count(server, "I: publishing delete=", 4, secs(20));
+    expect_line_end(&sc, listener, "I: received update=11", secs(5));
+    assert_eq!(sc.count(server, "I: publishing delete="), 4);
+    let pids = [listener, ephemeral, lasting, brief];
+    for pid in pids {
+        sc.stop_cleanly(pid, secs(10));
+    }
+    sc.stop_cleanly(server, secs(10));
+    let (entries, sequence, digest) = dump_summary(&sc, server);
+    assert_eq!(sequence, 11);
+    assert!((1..=3).contains(&entries), "{entries} entries");
+    for pid in pids {
+        assert_eq!(dump_summary(&sc, pid), (entries, sequence, digest.clone()));
+    }
+}
