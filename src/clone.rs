@@ -737,8 +737,15 @@ struct Agent<'p> {
     sequence: i64,
     /// Our updates, to every server's collector.
     publisher: zmq::Socket,
+    /// True once a first snapshot came in.
+    synced: bool,
+    /// Updates set before that, held back (at most [`MAX_HELD`]).
+    held: Vec<KvMsg>,
     warnings: Warnings,
 }
+
+/// The most updates the agent holds back until it is first in sync.
+const MAX_HELD: usize = 1000;
 
 impl<'p> Agent<'p> {
     fn run(pipe: &'p Pipe) -> Result<(), Error> {
@@ -752,6 +759,8 @@ impl<'p> Agent<'p> {
             current: 0,
             sequence: 0,
             publisher,
+            synced: false,
+            held: Vec::new(),
             warnings: Warnings::default(),
         };
         pipe.signal(0)?;
@@ -833,8 +842,18 @@ impl<'p> Agent<'p> {
                     log::warn!("SET {}: bad ttl {}", show(update.key()), show(text(3).as_bytes()));
                     return Ok(());
                 }
-                // PUB never blocks: a server past its HWM misses the update.
-                update.to_message().send_or_drop(&self.publisher)?;
+                // Differs from the C: until a first snapshot came in, our PUB
+                // may not be connected yet and would drop the update (the
+                // slow joiner), so it is held back until then.
+                if self.synced {
+                    // PUB never blocks: a server past its HWM misses the update.
+                    update.to_message().send_or_drop(&self.publisher)?;
+                } else if self.held.len() < MAX_HELD {
+                    self.held.push(update.clone());
+                } else {
+                    log::warn!("clone agent: not in sync yet, update dropped");
+                    return Ok(());
+                }
                 store_or_warn(&mut self.map, update, &mut self.warnings);
             }
             Some(b"GET") => {
@@ -868,10 +887,11 @@ impl<'p> Agent<'p> {
         let context = self.pipe.context();
         let snapshot = crate::socket::new(context, zmq::DEALER)
             .linger(0)
-            .immediate()
+            .max_message_size(MAX_FRAME)
             .connect(&name)?;
         let subscriber = crate::socket::new(context, zmq::SUB)
             .linger(0)
+            .max_message_size(MAX_FRAME)
             .subscribe(self.subtree.as_str())
             .subscribe(HUGZ) // HUGZ reaches us whatever the subtree
             .connect(&format!("{address}:{}", port + 1))?;
@@ -917,6 +937,12 @@ impl<'p> Agent<'p> {
                     "I: received from {name} snapshot={}",
                     self.sequence
                 ));
+                if !self.synced {
+                    self.synced = true;
+                    for update in self.held.drain(..) {
+                        update.to_message().send_or_drop(&self.publisher)?;
+                    }
+                }
             } else {
                 store_or_warn(&mut self.map, update, &mut self.warnings);
             }

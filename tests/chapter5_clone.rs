@@ -14,7 +14,7 @@ use common::attack::{random_messages, rss_kib, send_all};
 use common::wire::{frames, probe, recv, send, Frames};
 use common::{ms, secs, Pid, Scenario, Spec};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------ helpers
 
@@ -327,7 +327,7 @@ fn clone5_keys_with_a_ttl_disappear_everywhere_and_the_others_stay() {
     let last_update = Instant::now();
     sc.expect_count(server, "I: publishing delete=", 3, secs(3) + ms(500));
     let took = last_update.elapsed();
-    assert!(took >= ms(900), "deleted {took:?} after a 2 s ttl");
+    assert!(took >= Duration::from_millis(900), "deleted {took:?} after a 2 s ttl");
     for pid in [listener, ephemeral] {
         expect_line_end(&sc, pid, "I: received update=6", secs(2));
     }
@@ -347,5 +347,110 @@ fn clone5_keys_with_a_ttl_disappear_everywhere_and_the_others_stay() {
     assert!((1..=3).contains(&entries), "{entries} entries");
     for pid in pids {
         assert_eq!(dump_summary(&sc, pid), (entries, sequence, digest.clone()));
+    }
+}
+
+// ------------------------------------------------- §45–§46 Binary Star pair
+
+fn server6(sc: &mut Scenario, label: &str, flag: &str) -> Pid {
+    sc.start_spec(
+        label,
+        Spec::new(bin!("clonesrv6"), &[flag]).env("ZGUIDE_CLONE_DUMP", 1),
+    )
+}
+
+fn client6(sc: &mut Scenario, label: &str, updates: u64, ttl: u64) -> Pid {
+    sc.start_spec(
+        label,
+        dumping(bin!("clonecli6"))
+            .env("ZGUIDE_UPDATES", updates)
+            .env("ZGUIDE_CLONE_TTL", ttl),
+    )
+}
+
+/// Starts the pair and waits until the primary is active and the backup
+/// passive.
+fn start_pair6(sc: &mut Scenario) -> (Pid, Pid) {
+    let primary = server6(sc, "primary", "-p");
+    sc.expect(
+        primary,
+        "I: primary active, waiting for backup (passive)",
+        secs(10),
+    );
+    let backup = server6(sc, "backup", "-b");
+    sc.expect(primary, "I: connected to backup (passive), ready as active", secs(10));
+    sc.expect(backup, "I: connected to primary (active), ready as passive", secs(10));
+    (primary, backup)
+}
+
+/// The highest sequence a server published itself.
+fn published6(sc: &Scenario, server: Pid) -> i64 {
+    ["I: publishing update=", "I: publishing pending=", "I: publishing delete="]
+        .iter()
+        .flat_map(|p| numbers_after(sc, server, p))
+        .max()
+        .unwrap_or(0)
+}
+
+/// SIGKILL the active primary while two clients set keys: both fail over
+/// within the CHP timing, keep receiving and setting, and in the end the
+/// backup's map, the clients' maps and the restarted primary's map are the
+/// same (nothing the primary published, nothing a client set, is lost). The
+/// restarted primary goes passive and takes its snapshot from the backup.
+#[test]
+fn clone6_fails_over_without_losing_updates_and_fails_back_passive() {
+    let mut sc = Scenario::new("clone6-failover");
+    let (primary, backup) = start_pair6(&mut sc);
+    let clients = [client6(&mut sc, "client1", 16, 0), client6(&mut sc, "client2", 16, 0)];
+    for client in clients {
+        sc.expect(client, "I: received from tcp://localhost:5556 snapshot=", secs(20));
+    }
+    sc.expect_count(primary, "I: publishing update=", 4, secs(20));
+    sc.expect(backup, "I: received snapshot=", secs(10));
+    sc.expect(backup, "I: received update=", secs(10));
+
+    sc.kill(primary);
+    let killed = Instant::now();
+    for client in clients {
+        sc.expect(client, "I: server at tcp://localhost:5556 didn't give HUGZ", secs(7));
+    }
+    let detected = killed.elapsed();
+    assert!(detected >= Duration::from_millis(3000), "failed over {detected:?} after the kill");
+    sc.expect(backup, "I: failover successful, ready as active", secs(10));
+    for client in clients {
+        sc.expect(client, "I: received from tcp://localhost:5566 snapshot=", secs(10));
+        sc.expect(client, "I: received from tcp://localhost:5566 update=", secs(10));
+    }
+
+    // Failback: the primary comes back passive and syncs from the backup.
+    sc.restart(primary);
+    sc.expect(primary, "I: connected to backup (active), ready as passive", secs(10));
+    sc.expect(primary, "I: asking for snapshot from: tcp://localhost:5566", secs(10));
+    sc.expect(primary, "I: received snapshot=", secs(10));
+
+    for client in clients {
+        sc.expect(client, "I: no more updates to send, only listening", secs(40));
+    }
+    let last = published6(&sc, backup);
+    for client in clients {
+        expect_line_end(&sc, client, &format!("update={last}"), secs(10));
+    }
+    expect_line_end(&sc, primary, &format!("I: received update={last}"), secs(10));
+    let after_restart = sc.output(primary);
+    let after_restart = after_restart.rsplit("--- restarted ---").next().unwrap_or("");
+    if after_restart.contains("ready as active") || sc.output(backup).contains("fatal") {
+        sc.fail("two actives after the failback");
+    }
+    for pid in clients.into_iter().chain([backup, primary]) {
+        sc.stop_cleanly(pid, secs(10));
+    }
+    let theirs = dump_summary(&sc, backup);
+    assert_eq!(theirs.1, last);
+    assert!(theirs.0 >= 8, "{theirs:?}");
+    for pid in clients.into_iter().chain([primary]) {
+        let mine = dump_summary(&sc, pid);
+        if mine != theirs {
+            sc.fail(&format!("a map differs from the backup's: {mine:?} vs {theirs:?}"));
+        }
     }
 }

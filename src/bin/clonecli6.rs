@@ -13,7 +13,9 @@
 //! (`I: server at <server> didn't give HUGZ`). Runs until Ctrl-C (exit 0).
 //! Run beside it: `clonesrv6 -p` and `clonesrv6 -b`.
 //!
-//! Differs from the C: `ZGUIDE_UPDATES=N` stops setting after N keys,
+//! Differs from the C: `ZGUIDE_UPDATES=N` stops setting after N keys
+//! (a second after the last it logs `I: no more updates to send, only
+//! listening`),
 //! `ZGUIDE_CLONE_TTL=S` sets ttl S instead of a random one (0: never
 //! expires); with `ZGUIDE_CLONE_DUMP` set, prints the agent's map on exit
 //! (see [`zguide::clone`]).
@@ -21,6 +23,7 @@
 use std::process::ExitCode;
 
 use zguide::clone::{self, Client};
+use zguide::mdp::protocol::clock_log;
 use zguide::{helpers, interrupt, program, Error};
 
 const SUBTREE: &str = "/client/";
@@ -39,8 +42,12 @@ fn main() -> ExitCode {
         // Set random tuples into the distributed hash
         let mut updates_left = clone::env_limit("ZGUIDE_UPDATES");
         let fixed_ttl = clone::env_limit("ZGUIDE_CLONE_TTL");
+        let mut announced = false;
         let stopped = loop {
-            if updates_left != Some(0) {
+            if updates_left == Some(0) && !announced {
+                clock_log("I: no more updates to send, only listening");
+                announced = true;
+            } else if updates_left != Some(0) {
                 updates_left = updates_left.map(|n| n - 1);
                 let key = format!("{SUBTREE}{}", helpers::randof(10000));
                 let value = helpers::randof(1_000_000).to_string();
