@@ -454,3 +454,51 @@ fn clone6_fails_over_without_losing_updates_and_fails_back_passive() {
         }
     }
 }
+
+// ---------------------------------------------------------------- scenarios
+
+/// `zguide run <name>` runs the scenario file to its end condition, and the
+/// parts print `lines` (in this order) on the way.
+fn scenario_runs_to_its_end(name: &str, within: u64, lines: &[&str]) {
+    let mut sc = Scenario::new(&format!("scenario-{name}"));
+    let runner = sc.start("zguide", bin!("zguide"), &["run", name]);
+    for line in lines {
+        sc.expect(runner, line, secs(within));
+    }
+    sc.expect(runner, &format!("== {name}: ok after "), secs(within));
+    assert_eq!(sc.wait_exit(runner, secs(20)), 0, "{}", sc.report());
+}
+
+#[test]
+fn scenario_clone1() {
+    scenario_runs_to_its_end("clone1", 30, &[" messages in"]);
+}
+
+#[test]
+fn scenario_clone2() {
+    scenario_runs_to_its_end("clone2", 30, &["[clonecli2] Received snapshot="]);
+}
+
+#[test]
+fn scenario_clone3() {
+    scenario_runs_to_its_end("clone3", 40, &["== started late", "I: received snapshot="]);
+}
+
+#[test]
+fn scenario_clone4() {
+    scenario_runs_to_its_end("clone4", 40, &["== started late", "I: received snapshot="]);
+}
+
+#[test]
+fn scenario_clone5() {
+    scenario_runs_to_its_end("clone5", 40, &["I: publishing delete="]);
+}
+
+#[test]
+fn scenario_clone6() {
+    scenario_runs_to_its_end(
+        "clone6",
+        60,
+        &["I: received from tcp://localhost:5556 update="],
+    );
+}
