@@ -737,8 +737,8 @@ struct Agent<'p> {
     sequence: i64,
     /// Our updates, to every server's collector.
     publisher: zmq::Socket,
-    /// True once a first snapshot came in.
-    synced: bool,
+    /// True once a server's collector subscribed to our publisher.
+    heard: bool,
     /// Updates set before that, held back (at most [`MAX_HELD`]).
     held: Vec<KvMsg>,
     warnings: Warnings,
@@ -749,7 +749,8 @@ const MAX_HELD: usize = 1000;
 
 impl<'p> Agent<'p> {
     fn run(pipe: &'p Pipe) -> Result<(), Error> {
-        let publisher = crate::socket::new(pipe.context(), zmq::PUB).build()?;
+        // An XPUB, so we hear when a server's collector has subscribed.
+        let publisher = crate::socket::new(pipe.context(), zmq::XPUB).build()?;
         let mut agent = Agent {
             pipe,
             map: KvMap::new(),
@@ -759,7 +760,7 @@ impl<'p> Agent<'p> {
             current: 0,
             sequence: 0,
             publisher,
-            synced: false,
+            heard: false,
             held: Vec::new(),
             warnings: Warnings::default(),
         };
@@ -789,8 +790,11 @@ impl<'p> Agent<'p> {
                 timeout = left.as_millis() as i64;
             }
             // Poll without the Ctrl-C wake-up: the agent ends on $TERM only.
-            let (pipe_ready, server_ready) = {
-                let mut items = vec![self.pipe.socket().as_poll_item(zmq::POLLIN)];
+            let (pipe_ready, publisher_ready, server_ready) = {
+                let mut items = vec![
+                    self.pipe.socket().as_poll_item(zmq::POLLIN),
+                    self.publisher.as_poll_item(zmq::POLLIN),
+                ];
                 if let Some(server) = self.servers.get(self.current) {
                     let socket = match self.state {
                         State::Active => &server.subscriber,
@@ -805,9 +809,13 @@ impl<'p> Agent<'p> {
                 }
                 (
                     items[0].is_readable(),
-                    items.get(1).is_some_and(|i| i.is_readable()),
+                    items[1].is_readable(),
+                    items.get(2).is_some_and(|i| i.is_readable()),
                 )
             };
+            if publisher_ready {
+                self.subscriptions()?;
+            }
             if pipe_ready {
                 let command = Message::recv_now(self.pipe.socket())?;
                 if actor::is_term(&command) {
@@ -816,7 +824,11 @@ impl<'p> Agent<'p> {
                 self.control_message(command)?;
             } else if server_ready {
                 self.server_message()?;
-            } else if !self.servers.is_empty() {
+            } else if self
+                .servers
+                .get(self.current)
+                .is_some_and(|server| Instant::now() >= server.expiry)
+            {
                 // The server has died: fail over to the next.
                 clock_log(&format!(
                     "I: server at {} didn't give HUGZ",
@@ -826,6 +838,20 @@ impl<'p> Agent<'p> {
                 self.state = State::Initial;
             }
         }
+    }
+
+    /// Reads what the XPUB tells us: a first subscription (`\x01…`) means
+    /// a server's collector listens, so held updates can go.
+    fn subscriptions(&mut self) -> Result<(), Error> {
+        while let Some(msg) = Message::try_recv(&self.publisher)? {
+            if msg.first().is_some_and(|f| f.first() == Some(&1)) && !self.heard {
+                self.heard = true;
+                for update in self.held.drain(..) {
+                    update.to_message().send_or_drop(&self.publisher)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `SUBTREE`, `CONNECT`, `SET`, `GET`, and our `DUMP`.
@@ -842,10 +868,10 @@ impl<'p> Agent<'p> {
                     log::warn!("SET {}: bad ttl {}", show(update.key()), show(text(3).as_bytes()));
                     return Ok(());
                 }
-                // Differs from the C: until a first snapshot came in, our PUB
-                // may not be connected yet and would drop the update (the
-                // slow joiner), so it is held back until then.
-                if self.synced {
+                // Differs from the C: until a server's collector has
+                // subscribed, our PUB would drop the update (the slow
+                // joiner), so it is held back until then.
+                if self.heard {
                     // PUB never blocks: a server past its HWM misses the update.
                     update.to_message().send_or_drop(&self.publisher)?;
                 } else if self.held.len() < MAX_HELD {
@@ -937,12 +963,7 @@ impl<'p> Agent<'p> {
                     "I: received from {name} snapshot={}",
                     self.sequence
                 ));
-                if !self.synced {
-                    self.synced = true;
-                    for update in self.held.drain(..) {
-                        update.to_message().send_or_drop(&self.publisher)?;
-                    }
-                }
+
             } else {
                 store_or_warn(&mut self.map, update, &mut self.warnings);
             }

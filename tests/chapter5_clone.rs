@@ -502,3 +502,153 @@ fn scenario_clone6() {
         &["I: received from tcp://localhost:5556 update="],
     );
 }
+
+// ------------------------------------------------------------ hostile peers
+
+/// How many malformed messages each of a server's sockets gets.
+const FUZZ_MESSAGES: usize = 10_000;
+
+/// Sends [`FUZZ_MESSAGES`] seeded random messages (1–6 frames of up to
+/// `max_frame` bytes) to each endpoint: `(kind, endpoint, bind, max_frame)`. DEALER and PUSH wait
+/// for room (a server that stops reading fails the test by timeout); a PUB
+/// is paced, since it drops what it cannot queue. Returns what was sent.
+fn fuzz(sc: &Scenario, targets: Vec<(zmq::SocketType, &'static str, bool, usize)>) -> usize {
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let mut sent = 0;
+        for (n, (kind, endpoint, bind, max_frame)) in targets.into_iter().enumerate() {
+            let socket = if bind {
+                probe(&ctx, kind).bind(endpoint)
+            } else {
+                probe(&ctx, kind).connect(endpoint)
+            };
+            if kind == zmq::PUB {
+                // Let the subscription arrive before the noise starts.
+                std::thread::sleep(ms(300));
+            }
+            for (i, msg) in random_messages(0xC10E + n as u64, FUZZ_MESSAGES, 6, max_frame)
+                .into_iter()
+                .enumerate()
+            {
+                socket
+                    .send_multipart(msg, 0)
+                    .unwrap_or_else(|e| panic!("{endpoint} stopped taking messages: {e}"));
+                if kind == zmq::PUB && i % 50 == 49 {
+                    std::thread::sleep(ms(2));
+                }
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
+
+/// Complaints the server logged about peers (each at most one line).
+fn complaints(sc: &Scenario, pid: Pid) -> usize {
+    sc.lines(pid)
+        .iter()
+        .filter(|l| l.starts_with("W: ") && !l.contains("bad state message"))
+        .count()
+}
+
+/// Fuzzes a model 2–5 server's snapshot socket (and collector, for 3–5),
+/// then checks it is alive and serving, its log bounded, and its memory
+/// growth bounded: the noise is about 70 MB; a server that kept any of it
+/// would grow by tens of MB.
+fn survives_fuzz(name: &str, server: &str, client: &str, collector: bool) {
+    let mut sc = Scenario::new(name);
+    let server = sc.start("server", server, &[]);
+    let warmup = sc.start_spec("warmup", dumping(client).env("ZGUIDE_UPDATES", 1));
+    sc.expect(warmup, "eceived snapshot=", secs(20));
+    let pid = sc.os_pid(server);
+    let before = rss_kib(pid);
+    let mut targets = vec![(zmq::DEALER, "tcp://localhost:5556", false, 2048)];
+    if collector {
+        targets.push((zmq::PUSH, "tcp://localhost:5558", false, 2048));
+    }
+    let started = Instant::now();
+    let sent = fuzz(&sc, targets);
+    let took = started.elapsed().as_secs() + 1;
+    sc.assert_running(server);
+    let after_fuzz = sc.start_spec("after", dumping(client).env("ZGUIDE_UPDATES", 1));
+    sc.expect(after_fuzz, "eceived snapshot=", secs(20));
+    if collector {
+        sc.expect(after_fuzz, "I: received update=", secs(20));
+    }
+    let after = rss_kib(pid);
+    let logged = complaints(&sc, server);
+    eprintln!("{name}: RSS {before} KiB before, {after} KiB after {sent} messages; {logged} complaints");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    // At most 10 a second plus a summary line a second.
+    assert!(logged > 0 && logged <= 11 * took as usize + 11, "{logged} complaints in {took} s");
+    sc.stop_cleanly(server, secs(10));
+}
+
+#[test]
+fn clonesrv2_survives_10000_random_snapshot_requests() {
+    survives_fuzz("clone2-fuzz", bin!("clonesrv2"), bin!("clonecli2"), false);
+}
+
+#[test]
+fn clonesrv3_survives_10000_random_messages_per_socket() {
+    survives_fuzz("clone3-fuzz", bin!("clonesrv3"), bin!("clonecli3"), true);
+}
+
+#[test]
+fn clonesrv4_survives_10000_random_messages_per_socket() {
+    survives_fuzz("clone4-fuzz", bin!("clonesrv4"), bin!("clonecli4"), true);
+}
+
+#[test]
+fn clonesrv5_survives_10000_random_messages_per_socket() {
+    survives_fuzz("clone5-fuzz", bin!("clonesrv5"), bin!("clonecli5"), true);
+}
+
+/// The active clonesrv6 gets noise on its snapshot (voter), collector and
+/// Binary Star state sockets, and a KVSET without a UUID (which crashes the
+/// C): it logs and drops them, stays active, and keeps serving.
+#[test]
+fn clonesrv6_survives_10000_random_messages_per_socket() {
+    let mut sc = Scenario::new("clone6-fuzz");
+    let primary = server6(&mut sc, "primary", "-p");
+    let warmup = client6(&mut sc, "warmup", 1, 0);
+    sc.expect(primary, "I: request from client, ready as active", secs(20));
+    // Its update reached the primary before it was active (pending) or after.
+    sc.expect(warmup, "I: received from tcp://localhost:5556 snapshot=", secs(20));
+    let pid = sc.os_pid(primary);
+    let before = rss_kib(pid);
+    // A client update without a UUID: logged and dropped, no crash.
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let publisher = probe(&ctx, zmq::PUB).connect("tcp://localhost:5558");
+        for _ in 0..20 {
+            send(&publisher, &[b"/client/x", &seq(0), b"", b"", b"no uuid"]);
+            std::thread::sleep(ms(50));
+        }
+    });
+    sc.expect(primary, "without a 16-byte UUID dropped", secs(10));
+    let sent = fuzz(
+        &sc,
+        vec![
+            (zmq::DEALER, "tcp://localhost:5556", false, 2048),
+            (zmq::PUB, "tcp://localhost:5558", false, 2048),
+            // As the backup's state publisher; frames over Binary Star's
+            // 256-byte limit would only drop the connection.
+            (zmq::PUB, "tcp://*:5004", true, 64),
+        ],
+    );
+    sc.assert_running(primary);
+    let after_fuzz = client6(&mut sc, "after", 1, 0);
+    sc.expect(after_fuzz, "I: received from tcp://localhost:5556 snapshot=", secs(20));
+    sc.expect(after_fuzz, "I: received from tcp://localhost:5556 update=", secs(20));
+    let after = rss_kib(pid);
+    eprintln!("clonesrv6: RSS {before} KiB before, {after} KiB after {sent} messages");
+    assert!(after < before + 16 * 1024, "RSS grew from {before} KiB to {after} KiB");
+    assert!(sc.output(primary).contains("ignored a bad state message"));
+    assert!(!sc.output(primary).contains("fatal"));
+    assert!(complaints(&sc, primary) < 200, "{}", complaints(&sc, primary));
+    sc.stop_cleanly(primary, secs(10));
+}
