@@ -708,6 +708,11 @@ struct Server {
     name: String,
     snapshot: zmq::Socket,
     subscriber: zmq::Socket,
+    /// Our updates to its collector: an XPUB, so we hear its subscription.
+    publisher: zmq::Socket,
+    /// True once its collector has subscribed (before that, our updates
+    /// would be dropped: the slow joiner).
+    listening: bool,
     /// When the server counts as dead unless it speaks.
     expiry: Instant,
     /// Snapshot requests sent since it last spoke (at most 2).
@@ -735,22 +740,17 @@ struct Agent<'p> {
     current: usize,
     /// The last update applied.
     sequence: i64,
-    /// Our updates, to every server's collector.
-    publisher: zmq::Socket,
-    /// True once a server's collector subscribed to our publisher.
-    heard: bool,
-    /// Updates set before that, held back (at most [`MAX_HELD`]).
+    /// Updates set while the current server's collector was not listening
+    /// yet, held back (at most [`MAX_HELD`]).
     held: Vec<KvMsg>,
     warnings: Warnings,
 }
 
-/// The most updates the agent holds back until it is first in sync.
+/// The most updates the agent holds back for a server not yet listening.
 const MAX_HELD: usize = 1000;
 
 impl<'p> Agent<'p> {
     fn run(pipe: &'p Pipe) -> Result<(), Error> {
-        // An XPUB, so we hear when a server's collector has subscribed.
-        let publisher = crate::socket::new(pipe.context(), zmq::XPUB).build()?;
         let mut agent = Agent {
             pipe,
             map: KvMap::new(),
@@ -759,8 +759,6 @@ impl<'p> Agent<'p> {
             state: State::Initial,
             current: 0,
             sequence: 0,
-            publisher,
-            heard: false,
             held: Vec::new(),
             warnings: Warnings::default(),
         };
@@ -790,11 +788,8 @@ impl<'p> Agent<'p> {
                 timeout = left.as_millis() as i64;
             }
             // Poll without the Ctrl-C wake-up: the agent ends on $TERM only.
-            let (pipe_ready, publisher_ready, server_ready) = {
-                let mut items = vec![
-                    self.pipe.socket().as_poll_item(zmq::POLLIN),
-                    self.publisher.as_poll_item(zmq::POLLIN),
-                ];
+            let (pipe_ready, server_ready, publishers_ready) = {
+                let mut items = vec![self.pipe.socket().as_poll_item(zmq::POLLIN)];
                 if let Some(server) = self.servers.get(self.current) {
                     let socket = match self.state {
                         State::Active => &server.subscriber,
@@ -802,6 +797,8 @@ impl<'p> Agent<'p> {
                     };
                     items.push(socket.as_poll_item(zmq::POLLIN));
                 }
+                let first_publisher = items.len();
+                items.extend(self.servers.iter().map(|s| s.publisher.as_poll_item(zmq::POLLIN)));
                 match zmq::poll(&mut items, timeout) {
                     Ok(_) => {}
                     Err(zmq::Error::EINTR) => continue,
@@ -809,11 +806,11 @@ impl<'p> Agent<'p> {
                 }
                 (
                     items[0].is_readable(),
-                    items[1].is_readable(),
-                    items.get(2).is_some_and(|i| i.is_readable()),
+                    first_publisher == 2 && items[1].is_readable(),
+                    items[first_publisher..].iter().any(|i| i.is_readable()),
                 )
             };
-            if publisher_ready {
+            if publishers_ready {
                 self.subscriptions()?;
             }
             if pipe_ready {
@@ -836,20 +833,40 @@ impl<'p> Agent<'p> {
                 ));
                 self.current = (self.current + 1) % self.servers.len();
                 self.state = State::Initial;
+                self.release_held()?;
             }
         }
     }
 
-    /// Reads what the XPUB tells us: a first subscription (`\x01…`) means
-    /// a server's collector listens, so held updates can go.
+    /// Reads what the XPUBs tell us: a subscription (`\x01…`) means that
+    /// server's collector listens. Once the current server's does, held
+    /// updates go out.
     fn subscriptions(&mut self) -> Result<(), Error> {
-        while let Some(msg) = Message::try_recv(&self.publisher)? {
-            if msg.first().is_some_and(|f| f.first() == Some(&1)) && !self.heard {
-                self.heard = true;
-                for update in self.held.drain(..) {
-                    update.to_message().send_or_drop(&self.publisher)?;
+        for server in &mut self.servers {
+            while let Some(msg) = Message::try_recv(&server.publisher)? {
+                if msg.first().is_some_and(|f| f.first() == Some(&1)) {
+                    server.listening = true;
                 }
             }
+        }
+        self.release_held()
+    }
+
+    /// Sends the held updates if the current server's collector listens.
+    fn release_held(&mut self) -> Result<(), Error> {
+        if self.servers.get(self.current).is_some_and(|s| s.listening) {
+            for update in std::mem::take(&mut self.held) {
+                self.publish(&update)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an update to every server whose collector listens (`PUB`
+    /// semantics: never blocks; a server past its HWM misses it).
+    fn publish(&self, update: &KvMsg) -> Result<(), Error> {
+        for server in self.servers.iter().filter(|s| s.listening) {
+            update.to_message().send_or_drop(&server.publisher)?;
         }
         Ok(())
     }
@@ -868,12 +885,11 @@ impl<'p> Agent<'p> {
                     log::warn!("SET {}: bad ttl {}", show(update.key()), show(text(3).as_bytes()));
                     return Ok(());
                 }
-                // Differs from the C: until a server's collector has
-                // subscribed, our PUB would drop the update (the slow
+                // Differs from the C: until the current server's collector
+                // has subscribed, a PUB would drop the update (the slow
                 // joiner), so it is held back until then.
-                if self.heard {
-                    // PUB never blocks: a server past its HWM misses the update.
-                    update.to_message().send_or_drop(&self.publisher)?;
+                if self.servers.get(self.current).is_some_and(|s| s.listening) {
+                    self.publish(&update)?;
                 } else if self.held.len() < MAX_HELD {
                     self.held.push(update.clone());
                 } else {
@@ -921,19 +937,17 @@ impl<'p> Agent<'p> {
             .subscribe(self.subtree.as_str())
             .subscribe(HUGZ) // HUGZ reaches us whatever the subtree
             .connect(&format!("{address}:{}", port + 1))?;
-        // We broadcast updates to all known servers.
-        let collector = format!("{address}:{}", port + 2);
-        self.publisher
-            .connect(&collector)
-            .map_err(|source| Error::Endpoint {
-                action: "connect to",
-                endpoint: collector,
-                source,
-            })?;
+        // We broadcast updates to all known servers (one XPUB each, where
+        // the C has one PUB connected to all, so we know who listens).
+        let publisher = crate::socket::new(context, zmq::XPUB)
+            .linger(0)
+            .connect(&format!("{address}:{}", port + 2))?;
         self.servers.push(Server {
             name,
             snapshot,
             subscriber,
+            publisher,
+            listening: false,
             expiry: Instant::now() + Duration::from_millis(SERVER_TTL_MS),
             requests: 0,
         });
