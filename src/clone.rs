@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use crate::actor::{self, Actor, Pipe};
 use crate::kvmsg::KvMsg;
 use crate::kvsimple::{KvSimple, Malformed, MAX_KEY_BYTES};
-use crate::message::show;
 use crate::mdp::protocol::clock_log;
+use crate::message::show;
 use crate::{helpers, Error, Message};
 
 /// The snapshot request command (CHP `ICANHAZ`).
@@ -798,7 +798,11 @@ impl<'p> Agent<'p> {
                     items.push(socket.as_poll_item(zmq::POLLIN));
                 }
                 let first_publisher = items.len();
-                items.extend(self.servers.iter().map(|s| s.publisher.as_poll_item(zmq::POLLIN)));
+                items.extend(
+                    self.servers
+                        .iter()
+                        .map(|s| s.publisher.as_poll_item(zmq::POLLIN)),
+                );
                 match zmq::poll(&mut items, timeout) {
                     Ok(_) => {}
                     Err(zmq::Error::EINTR) => continue,
@@ -874,7 +878,8 @@ impl<'p> Agent<'p> {
     /// `SUBTREE`, `CONNECT`, `SET`, `GET`, and our `DUMP`.
     fn control_message(&mut self, command: Message) -> Result<(), Error> {
         let frames = command.into_frames();
-        let text = |n: usize| String::from_utf8_lossy(frames.get(n).map_or(&[][..], |f| f)).into_owned();
+        let text =
+            |n: usize| String::from_utf8_lossy(frames.get(n).map_or(&[][..], |f| f)).into_owned();
         match frames.first().map(Vec::as_slice) {
             Some(b"SUBTREE") => self.subtree = text(1),
             Some(b"CONNECT") => self.connect(&text(1), &text(2))?,
@@ -882,7 +887,11 @@ impl<'p> Agent<'p> {
                 let mut update = KvMsg::with(text(1), 0, text(2));
                 update.set_uuid();
                 if update.set_prop("ttl", &text(3)).is_err() {
-                    log::warn!("SET {}: bad ttl {}", show(update.key()), show(text(3).as_bytes()));
+                    log::warn!(
+                        "SET {}: bad ttl {}",
+                        show(update.key()),
+                        show(text(3).as_bytes())
+                    );
                     return Ok(());
                 }
                 // Differs from the C: until the current server's collector
@@ -977,11 +986,15 @@ impl<'p> Agent<'p> {
                     "I: received from {name} snapshot={}",
                     self.sequence
                 ));
-
             } else {
                 store_or_warn(&mut self.map, update, &mut self.warnings);
             }
-        } else if apply_update(&mut self.map, &mut self.sequence, update, &mut self.warnings) {
+        } else if apply_update(
+            &mut self.map,
+            &mut self.sequence,
+            update,
+            &mut self.warnings,
+        ) {
             clock_log(&format!("I: received from {name} update={}", self.sequence));
         }
         Ok(())
@@ -1047,7 +1060,11 @@ mod tests {
         for key in ["/other/1", "/client/2", "/", "/clientele", "/client/1"] {
             other.store(kv(key, 9, "v"));
         }
-        assert_eq!(map.digest(), other.digest(), "order and sequence do not count");
+        assert_eq!(
+            map.digest(),
+            other.digest(),
+            "order and sequence do not count"
+        );
         other.store(kv("/", 10, "w"));
         assert_ne!(map.digest(), other.digest());
         let dump = map.dump(7);
@@ -1077,7 +1094,9 @@ mod tests {
 
     #[test]
     fn icanhaz_requests_parse_with_or_without_subtree() {
-        let parse = |parts: &[&[u8]]| Icanhaz::parse(Message::from_frames(parts.iter().map(|p| p.to_vec())));
+        let parse = |parts: &[&[u8]]| {
+            Icanhaz::parse(Message::from_frames(parts.iter().map(|p| p.to_vec())))
+        };
         assert_eq!(
             parse(&[b"id", b"ICANHAZ?", b"/client/"]),
             Ok(Icanhaz {
@@ -1101,9 +1120,24 @@ mod tests {
         let mut map = KvMap::new();
         let mut last = 5;
         let mut warnings = Warnings::default();
-        assert!(!apply_update(&mut map, &mut last, kv("a", 5, "old"), &mut warnings));
-        assert!(apply_update(&mut map, &mut last, kv("a", 6, "new"), &mut warnings));
-        assert!(!apply_update(&mut map, &mut last, kv(HUGZ, 9, ""), &mut warnings));
+        assert!(!apply_update(
+            &mut map,
+            &mut last,
+            kv("a", 5, "old"),
+            &mut warnings
+        ));
+        assert!(apply_update(
+            &mut map,
+            &mut last,
+            kv("a", 6, "new"),
+            &mut warnings
+        ));
+        assert!(!apply_update(
+            &mut map,
+            &mut last,
+            kv(HUGZ, 9, ""),
+            &mut warnings
+        ));
         assert_eq!((last, map.len()), (6, 1));
     }
 
@@ -1163,10 +1197,16 @@ mod tests {
             assert!(Instant::now() < deadline, "no SET reached the collector");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert_eq!((set.key(), set.body(), set.prop("ttl")), (&b"/t/c"[..], &b"C"[..], "7"));
+        assert_eq!(
+            (set.key(), set.body(), set.prop("ttl")),
+            (&b"/t/c"[..], &b"C"[..], "7")
+        );
         assert!(set.uuid().is_some());
         assert_eq!(clone.get("/t/c").unwrap(), b"C");
         let dump = clone.dump().unwrap();
-        assert!(dump.contains("map: 3 entries, sequence 4, digest"), "{dump}");
+        assert!(
+            dump.contains("map: 3 entries, sequence 4, digest"),
+            "{dump}"
+        );
     }
 }

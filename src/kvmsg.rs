@@ -124,7 +124,9 @@ impl KvMsg {
     /// encoded: that is an error, where the C asserts.
     pub fn set_prop(&mut self, name: &str, value: &str) -> Result<(), Malformed> {
         if name.is_empty() || name.contains(['=', '\n']) {
-            return Err(Malformed::Properties("a name must be non-empty, without '=' or LF"));
+            return Err(Malformed::Properties(
+                "a name must be non-empty, without '=' or LF",
+            ));
         }
         if value.contains('\n') {
             return Err(Malformed::Properties("a value must not hold LF"));
@@ -187,7 +189,9 @@ impl KvMsg {
             return if frame.is_empty() {
                 Ok(Vec::new())
             } else {
-                Err(Malformed::Properties("the last property does not end in LF"))
+                Err(Malformed::Properties(
+                    "the last property does not end in LF",
+                ))
             };
         };
         let text = std::str::from_utf8(body).map_err(|_| Malformed::Properties("not UTF-8"))?;
@@ -214,7 +218,8 @@ impl KvMsg {
     /// Decodes five frames; see the module docs for what is rejected.
     pub fn from_message(msg: Message) -> Result<KvMsg, Malformed> {
         let got = msg.len();
-        let Ok([key, sequence, uuid, props, body]) = <[Vec<u8>; FRAMES]>::try_from(msg.into_frames())
+        let Ok([key, sequence, uuid, props, body]) =
+            <[Vec<u8>; FRAMES]>::try_from(msg.into_frames())
         else {
             return Err(Malformed::FrameCount {
                 expected: FRAMES,

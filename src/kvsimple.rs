@@ -187,7 +187,11 @@ mod tests {
         let kv = KvSimple::with("/client/42", 0x0102_0304_0506_0708, vec![0u8, 255, 10]);
         let msg = kv.to_message();
         assert_eq!(msg.len(), 3);
-        assert_eq!(msg.get(1), Some(&[1u8, 2, 3, 4, 5, 6, 7, 8][..]), "big-endian");
+        assert_eq!(
+            msg.get(1),
+            Some(&[1u8, 2, 3, 4, 5, 6, 7, 8][..]),
+            "big-endian"
+        );
         assert_eq!(KvSimple::from_message(msg), Ok(kv));
         let negative = KvSimple::with("k", -2, "");
         assert_eq!(KvSimple::from_message(negative.to_message()), Ok(negative));
@@ -249,6 +253,9 @@ mod tests {
         frames(&[b"a", b"b", b"c", b"d", b"e"]).send(&tx).unwrap();
         KvSimple::with("key", 7, "body").send(&tx).unwrap();
         assert!(matches!(KvSimple::recv(&rx), Err(Error::Protocol(_))));
-        assert_eq!(KvSimple::recv(&rx).unwrap(), KvSimple::with("key", 7, "body"));
+        assert_eq!(
+            KvSimple::recv(&rx).unwrap(),
+            KvSimple::with("key", 7, "body")
+        );
     }
 }

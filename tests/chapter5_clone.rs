@@ -10,8 +10,8 @@
 //! `ZGUIDE_CLONE_TTL` fixes the `ttl` of models 5–6 (the C's is random).
 
 mod common;
-use common::attack::{random_messages, rss_kib, send_all};
-use common::wire::{frames, probe, recv, send, Frames};
+use common::attack::{random_messages, rss_kib};
+use common::wire::{probe, recv, send, Frames};
 use common::{ms, secs, Pid, Scenario, Spec};
 
 use std::time::{Duration, Instant};
@@ -60,9 +60,12 @@ fn assert_strictly_increasing(sc: &Scenario, what: &str, numbers: &[i64]) {
 
 /// Waits until the process printed a line ending in `needle`.
 fn expect_line_end(sc: &Scenario, pid: Pid, needle: &str, timeout: std::time::Duration) {
-    sc.wait_for(pid, timeout, &format!("a line ending in {needle:?}"), |text| {
-        text.lines().any(|l| l.trim_end().ends_with(needle))
-    });
+    sc.wait_for(
+        pid,
+        timeout,
+        &format!("a line ending in {needle:?}"),
+        |text| text.lines().any(|l| l.trim_end().ends_with(needle)),
+    );
 }
 
 fn seq(n: i64) -> Vec<u8> {
@@ -133,7 +136,11 @@ fn clone2_late_client_gets_a_snapshot_then_updates() {
     let client = sc.start_spec("clonecli2", dumping(bin!("clonecli2")));
     let line = sc.expect(client, "Received snapshot=", secs(20));
     let snapshot: i64 = line.rsplit('=').next().unwrap().parse().unwrap();
-    sc.expect(server, &format!("Sending state shapshot={snapshot}"), secs(10));
+    sc.expect(
+        server,
+        &format!("Sending state shapshot={snapshot}"),
+        secs(10),
+    );
     let (bad, entries, end) = sc.in_namespace(|| {
         let ctx = zmq::Context::new();
         let dealer = probe(&ctx, zmq::DEALER).connect("tcp://localhost:5556");
@@ -161,7 +168,10 @@ fn clone2_late_client_gets_a_snapshot_then_updates() {
     sc.stop_cleanly(client, secs(10));
     sc.stop_cleanly(server, secs(10));
     let (entries, sequence, _) = dump_summary(&sc, client);
-    assert!(entries > 0 && sequence > snapshot, "{entries} entries, {sequence}");
+    assert!(
+        entries > 0 && sequence > snapshot,
+        "{entries} entries, {sequence}"
+    );
 }
 
 // ------------------------------------------------- convergence, models 3–5
@@ -206,7 +216,12 @@ fn converge(model: Model, per_client: usize) {
         sc.fail(&format!("published {published:?}, not 1..={total}"));
     }
     for &client in &clients {
-        expect_line_end(&sc, client, &format!("I: received update={total}"), secs(10));
+        expect_line_end(
+            &sc,
+            client,
+            &format!("I: received update={total}"),
+            secs(10),
+        );
         let seen = numbers_after(&sc, client, "I: received update=");
         assert_strictly_increasing(&sc, "a client's updates", &seen);
     }
@@ -265,12 +280,17 @@ fn clone4_clients_converge_on_the_servers_map() {
 fn clone4_client_sees_only_its_subtree() {
     let mut sc = Scenario::new("clone4-subtree");
     let server = sc.start("clonesrv4", bin!("clonesrv4"), &[]);
-    let client = sc.start_spec("clonecli4", dumping(bin!("clonecli4")).env("ZGUIDE_UPDATES", 0));
+    let client = sc.start_spec(
+        "clonecli4",
+        dumping(bin!("clonecli4")).env("ZGUIDE_UPDATES", 0),
+    );
     sc.expect(client, "I: received snapshot=0", secs(20));
     // Two updates pushed by hand: one outside the subtree, one inside.
     sc.in_namespace(|| {
         let ctx = zmq::Context::new();
-        let push = probe(&ctx, zmq::PUSH).linger(1000).connect("tcp://localhost:5558");
+        let push = probe(&ctx, zmq::PUSH)
+            .linger(1000)
+            .connect("tcp://localhost:5558");
         send(&push, &[b"/other/1", &seq(0), b"outside"]);
         send(&push, &[b"/client/1", &seq(0), b"inside"]);
     });
@@ -327,7 +347,10 @@ fn clone5_keys_with_a_ttl_disappear_everywhere_and_the_others_stay() {
     let last_update = Instant::now();
     sc.expect_count(server, "I: publishing delete=", 3, secs(3) + ms(500));
     let took = last_update.elapsed();
-    assert!(took >= Duration::from_millis(900), "deleted {took:?} after a 2 s ttl");
+    assert!(
+        took >= Duration::from_millis(900),
+        "deleted {took:?} after a 2 s ttl"
+    );
     for pid in [listener, ephemeral] {
         expect_line_end(&sc, pid, "I: received update=6", secs(2));
     }
@@ -378,18 +401,30 @@ fn start_pair6(sc: &mut Scenario) -> (Pid, Pid) {
         secs(10),
     );
     let backup = server6(sc, "backup", "-b");
-    sc.expect(primary, "I: connected to backup (passive), ready as active", secs(10));
-    sc.expect(backup, "I: connected to primary (active), ready as passive", secs(10));
+    sc.expect(
+        primary,
+        "I: connected to backup (passive), ready as active",
+        secs(10),
+    );
+    sc.expect(
+        backup,
+        "I: connected to primary (active), ready as passive",
+        secs(10),
+    );
     (primary, backup)
 }
 
 /// The highest sequence a server published itself.
 fn published6(sc: &Scenario, server: Pid) -> i64 {
-    ["I: publishing update=", "I: publishing pending=", "I: publishing delete="]
-        .iter()
-        .flat_map(|p| numbers_after(sc, server, p))
-        .max()
-        .unwrap_or(0)
+    [
+        "I: publishing update=",
+        "I: publishing pending=",
+        "I: publishing delete=",
+    ]
+    .iter()
+    .flat_map(|p| numbers_after(sc, server, p))
+    .max()
+    .unwrap_or(0)
 }
 
 /// SIGKILL the active primary while two clients set keys: both fail over
@@ -401,9 +436,16 @@ fn published6(sc: &Scenario, server: Pid) -> i64 {
 fn clone6_fails_over_without_losing_updates_and_fails_back_passive() {
     let mut sc = Scenario::new("clone6-failover");
     let (primary, backup) = start_pair6(&mut sc);
-    let clients = [client6(&mut sc, "client1", 16, 0), client6(&mut sc, "client2", 16, 0)];
+    let clients = [
+        client6(&mut sc, "client1", 16, 0),
+        client6(&mut sc, "client2", 16, 0),
+    ];
     for client in clients {
-        sc.expect(client, "I: received from tcp://localhost:5556 snapshot=", secs(20));
+        sc.expect(
+            client,
+            "I: received from tcp://localhost:5556 snapshot=",
+            secs(20),
+        );
     }
     sc.expect_count(primary, "I: publishing update=", 4, secs(20));
     sc.expect(backup, "I: received snapshot=", secs(10));
@@ -412,32 +454,67 @@ fn clone6_fails_over_without_losing_updates_and_fails_back_passive() {
     sc.kill(primary);
     let killed = Instant::now();
     for client in clients {
-        sc.expect(client, "I: server at tcp://localhost:5556 didn't give HUGZ", secs(7));
+        sc.expect(
+            client,
+            "I: server at tcp://localhost:5556 didn't give HUGZ",
+            secs(7),
+        );
     }
     let detected = killed.elapsed();
-    assert!(detected >= Duration::from_millis(3000), "failed over {detected:?} after the kill");
+    assert!(
+        detected >= Duration::from_millis(3000),
+        "failed over {detected:?} after the kill"
+    );
     sc.expect(backup, "I: failover successful, ready as active", secs(10));
     for client in clients {
-        sc.expect(client, "I: received from tcp://localhost:5566 snapshot=", secs(10));
-        sc.expect(client, "I: received from tcp://localhost:5566 update=", secs(10));
+        sc.expect(
+            client,
+            "I: received from tcp://localhost:5566 snapshot=",
+            secs(10),
+        );
+        sc.expect(
+            client,
+            "I: received from tcp://localhost:5566 update=",
+            secs(10),
+        );
     }
 
     // Failback: the primary comes back passive and syncs from the backup.
     sc.restart(primary);
-    sc.expect(primary, "I: connected to backup (active), ready as passive", secs(10));
-    sc.expect(primary, "I: asking for snapshot from: tcp://localhost:5566", secs(10));
+    sc.expect(
+        primary,
+        "I: connected to backup (active), ready as passive",
+        secs(10),
+    );
+    sc.expect(
+        primary,
+        "I: asking for snapshot from: tcp://localhost:5566",
+        secs(10),
+    );
     sc.expect(primary, "I: received snapshot=", secs(10));
 
     for client in clients {
-        sc.expect(client, "I: no more updates to send, only listening", secs(40));
+        sc.expect(
+            client,
+            "I: no more updates to send, only listening",
+            secs(40),
+        );
     }
     let last = published6(&sc, backup);
     for client in clients {
         expect_line_end(&sc, client, &format!("update={last}"), secs(10));
     }
-    expect_line_end(&sc, primary, &format!("I: received update={last}"), secs(10));
+    expect_line_end(
+        &sc,
+        primary,
+        &format!("I: received update={last}"),
+        secs(10),
+    );
     let after_restart = sc.output(primary);
-    let after_restart = after_restart.rsplit("--- restarted ---").next().unwrap_or("");
+    let after_restart = after_restart
+        .rsplit("--- restarted ---")
+        .next()
+        .unwrap_or("");
     if after_restart.contains("ready as active") || sc.output(backup).contains("fatal") {
         sc.fail("two actives after the failback");
     }
@@ -450,7 +527,9 @@ fn clone6_fails_over_without_losing_updates_and_fails_back_passive() {
     for pid in clients.into_iter().chain([primary]) {
         let mine = dump_summary(&sc, pid);
         if mine != theirs {
-            sc.fail(&format!("a map differs from the backup's: {mine:?} vs {theirs:?}"));
+            sc.fail(&format!(
+                "a map differs from the backup's: {mine:?} vs {theirs:?}"
+            ));
         }
     }
 }
@@ -577,13 +656,18 @@ fn survives_fuzz(name: &str, server: &str, client: &str, collector: bool) {
     }
     let after = rss_kib(pid);
     let logged = complaints(&sc, server);
-    eprintln!("{name}: RSS {before} KiB before, {after} KiB after {sent} messages; {logged} complaints");
+    eprintln!(
+        "{name}: RSS {before} KiB before, {after} KiB after {sent} messages; {logged} complaints"
+    );
     assert!(
         after < before + 16 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
     // At most 10 a second plus a summary line a second.
-    assert!(logged > 0 && logged <= 11 * took as usize + 11, "{logged} complaints in {took} s");
+    assert!(
+        logged > 0 && logged <= 11 * took as usize + 11,
+        "{logged} complaints in {took} s"
+    );
     sc.stop_cleanly(server, secs(10));
 }
 
@@ -617,7 +701,11 @@ fn clonesrv6_survives_10000_random_messages_per_socket() {
     let warmup = client6(&mut sc, "warmup", 1, 0);
     sc.expect(primary, "I: request from client, ready as active", secs(20));
     // Its update reached the primary before it was active (pending) or after.
-    sc.expect(warmup, "I: received from tcp://localhost:5556 snapshot=", secs(20));
+    sc.expect(
+        warmup,
+        "I: received from tcp://localhost:5556 snapshot=",
+        secs(20),
+    );
     let pid = sc.os_pid(primary);
     let before = rss_kib(pid);
     // A client update without a UUID: logged and dropped, no crash.
@@ -642,14 +730,29 @@ fn clonesrv6_survives_10000_random_messages_per_socket() {
     );
     sc.assert_running(primary);
     let after_fuzz = client6(&mut sc, "after", 1, 0);
-    sc.expect(after_fuzz, "I: received from tcp://localhost:5556 snapshot=", secs(20));
-    sc.expect(after_fuzz, "I: received from tcp://localhost:5556 update=", secs(20));
+    sc.expect(
+        after_fuzz,
+        "I: received from tcp://localhost:5556 snapshot=",
+        secs(20),
+    );
+    sc.expect(
+        after_fuzz,
+        "I: received from tcp://localhost:5556 update=",
+        secs(20),
+    );
     let after = rss_kib(pid);
     eprintln!("clonesrv6: RSS {before} KiB before, {after} KiB after {sent} messages");
-    assert!(after < before + 16 * 1024, "RSS grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
     assert!(sc.output(primary).contains("ignored a bad state message"));
     assert!(!sc.output(primary).contains("fatal"));
-    assert!(complaints(&sc, primary) < 200, "{}", complaints(&sc, primary));
+    assert!(
+        complaints(&sc, primary) < 200,
+        "{}",
+        complaints(&sc, primary)
+    );
     sc.stop_cleanly(primary, secs(10));
 }
 
@@ -698,4 +801,51 @@ fn clone6_pending_updates_keep_their_ttl_across_a_failover() {
     for pid in [early, late] {
         assert_eq!(dump_summary(&sc, pid), (0, last, digest.clone()));
     }
+}
+
+/// A peer that sends 3,000 well-formed updates of 60 KiB under new keys
+/// (about 180 MB) fills clonesrv5's map to its 32 MiB bound and no further:
+/// the rest are refused (logged, not published), and the server still
+/// serves a client whose snapshot then holds the map.
+#[test]
+fn clonesrv5_map_stays_within_its_bound() {
+    let mut sc = Scenario::new("clone5-map-bound");
+    let server = sc.start("clonesrv5", bin!("clonesrv5"), &[]);
+    let warmup = sc.start_spec(
+        "warmup",
+        dumping(bin!("clonecli5")).env("ZGUIDE_UPDATES", 0),
+    );
+    sc.expect(warmup, "I: received snapshot=0", secs(20));
+    sc.stop_cleanly(warmup, secs(10));
+    let pid = sc.os_pid(server);
+    let before = rss_kib(pid);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let push = probe(&ctx, zmq::PUSH).connect("tcp://localhost:5558");
+        let value = vec![b'v'; 60 << 10];
+        for n in 0..3000 {
+            let key = format!("/client/big-{n}");
+            send(&push, &[key.as_bytes(), &seq(0), b"", b"", &value]);
+        }
+    });
+    sc.expect(server, "map full", secs(30));
+    let client = sc.start_spec(
+        "client",
+        dumping(bin!("clonecli5")).env("ZGUIDE_UPDATES", 0),
+    );
+    let line = sc.expect(client, "I: received snapshot=", secs(30));
+    let published: i64 = line.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(
+        (400..=600).contains(&published),
+        "{published} updates of 60 KiB in a 32 MiB map"
+    );
+    let after = rss_kib(pid);
+    eprintln!("clonesrv5: RSS {before} KiB before, {after} KiB after 180 MB of updates");
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    sc.stop_cleanly(client, secs(10));
+    assert_eq!(dump_summary(&sc, client).0 as i64, published);
+    sc.stop_cleanly(server, secs(10));
 }

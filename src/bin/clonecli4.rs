@@ -47,7 +47,12 @@ fn main() -> ExitCode {
         // We first request a state snapshot:
         let mut sequence = 0;
         let result: Result<(), Error> = (|| {
-            sequence = clone::get_snapshot::<KvSimple>(&snapshot, Some(SUBTREE), &mut kvmap, &mut warnings)?;
+            sequence = clone::get_snapshot::<KvSimple>(
+                &snapshot,
+                Some(SUBTREE),
+                &mut kvmap,
+                &mut warnings,
+            )?;
             println!("I: received snapshot={sequence}");
 
             // Now we wait for updates from the server and every so often, we

@@ -104,7 +104,9 @@ fn state_manager(pipe: &Pipe, snapshot: zmq::Socket) -> Result<(), Error> {
             }
         }
         // Execute state snapshot request
-        if ready[1] && clone::serve_snapshot(&snapshot, &kvmap, sequence, false, &mut warnings)?.is_some() {
+        if ready[1]
+            && clone::serve_snapshot(&snapshot, &kvmap, sequence, false, &mut warnings)?.is_some()
+        {
             println!("Sending state shapshot={sequence}");
         }
     };

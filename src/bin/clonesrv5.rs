@@ -32,12 +32,12 @@ use zguide::{program, Error};
 
 // Our server is defined by these properties
 struct CloneServer {
-    kvmap: KvMap<KvMsg>,     // Key-value store
-    sequence: i64,           // How many updates we're at
-    snapshot: zmq::Socket,   // Handle snapshot requests
-    publisher: zmq::Socket,  // Publish updates to clients
-    collector: zmq::Socket,  // Collect updates from clients
-    warnings: Warnings,      // Complaints about peers, rate-limited
+    kvmap: KvMap<KvMsg>,    // Key-value store
+    sequence: i64,          // How many updates we're at
+    snapshot: zmq::Socket,  // Handle snapshot requests
+    publisher: zmq::Socket, // Publish updates to clients
+    collector: zmq::Socket, // Collect updates from clients
+    warnings: Warnings,     // Complaints about peers, rate-limited
 }
 
 fn main() -> ExitCode {
@@ -109,7 +109,9 @@ fn collector(_: &mut Reactor<CloneServer>, server: &mut CloneServer) -> Result<(
 // At regular intervals, we flush ephemeral values that have expired: each
 // one is deleted and the fact published to listening clients.
 fn flush_ttl(_: &mut Reactor<CloneServer>, server: &mut CloneServer) -> Result<(), Error> {
-    for sequence in clone::flush_expired(&mut server.kvmap, &mut server.sequence, &server.publisher)? {
+    for sequence in
+        clone::flush_expired(&mut server.kvmap, &mut server.sequence, &server.publisher)?
+    {
         clock_log(&format!("I: publishing delete={sequence}"));
     }
     Ok(())

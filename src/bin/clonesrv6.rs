@@ -143,7 +143,10 @@ fn main() -> ExitCode {
         // Start the bstar reactor
         let result = bstar.start(&mut reactor);
         let server = &bstar.app;
-        clone::dump_on_exit(server.kvmap.as_ref().unwrap_or(&KvMap::new()), server.sequence);
+        clone::dump_on_exit(
+            server.kvmap.as_ref().unwrap_or(&KvMap::new()),
+            server.sequence,
+        );
         result
     })
 }
@@ -214,7 +217,11 @@ impl CloneServer {
         let Some(uuid) = kvmsg.uuid() else {
             return false;
         };
-        match self.pending.iter().position(|held| held.uuid() == Some(uuid)) {
+        match self
+            .pending
+            .iter()
+            .position(|held| held.uuid() == Some(uuid))
+        {
             Some(index) => {
                 if let Some(held) = self.pending.remove(index) {
                     self.pending_bytes -= held.cost();
@@ -342,8 +349,9 @@ impl CloneServer {
             self.sequence = kvmsg.sequence();
             kvmsg.stamp_expiry(zguide::helpers::clock_ms());
             if !kvmap.store(kvmsg) {
-                self.warnings
-                    .warn(format_args!("map full: an update of the active server not stored"));
+                self.warnings.warn(format_args!(
+                    "map full: an update of the active server not stored"
+                ));
             }
             clock_log(&format!("I: received update={}", self.sequence));
         }
@@ -369,8 +377,9 @@ impl CloneServer {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(msg) = Message::recv_timeout(&snapshot, left.as_millis() as i64)? else {
-                self.warnings
-                    .warn(format_args!("no snapshot from {endpoint} in time; will ask again"));
+                self.warnings.warn(format_args!(
+                    "no snapshot from {endpoint} in time; will ask again"
+                ));
                 return Ok(None);
             };
             let Some(kvmsg) = clone::decode::<KvMsg>(msg, &mut self.warnings)? else {
