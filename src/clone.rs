@@ -630,6 +630,14 @@ pub fn env_limit(name: &str) -> Option<u64> {
 ///
 /// The agent runs until the `Client` is dropped (`$TERM`), not until
 /// Ctrl-C, so an application can still ask it for its map on the way out.
+///
+/// Differs from the C agent: it talks to each server's collector through an
+/// XPUB of its own (the C has one PUB connected to all), so it hears when
+/// the collector has subscribed; updates set before the current server's
+/// collector listens are held back (at most 1000) instead of vanishing into
+/// a PUB that is not connected yet. Snapshot leftovers are dropped before a
+/// new request, `HUGZ` never counts as an update, and inbound frames are
+/// limited to 64 KiB.
 pub struct Client {
     actor: Actor,
 }

@@ -849,3 +849,64 @@ fn clonesrv5_map_stays_within_its_bound() {
     assert_eq!(dump_summary(&sc, client).0 as i64, published);
     sc.stop_cleanly(server, secs(10));
 }
+
+/// A snapshot of 10,000 keys (ten times libzmq's default send HWM) reaches
+/// a late client whole: the snapshot socket's HWM holds a whole snapshot.
+#[test]
+fn clone3_late_client_gets_a_10000_key_snapshot() {
+    let mut sc = Scenario::new("clone3-big-snapshot");
+    let server = sc.start_spec("clonesrv3", dumping(bin!("clonesrv3")));
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // LINGER: the last updates must leave before the probe closes.
+        let push = probe(&ctx, zmq::PUSH)
+            .linger(10_000)
+            .connect("tcp://localhost:5558");
+        for n in 0..10_000 {
+            let key = format!("key-{n:05}");
+            send(&push, &[key.as_bytes(), &seq(0), b"value"]);
+        }
+    });
+    sc.expect(server, "I: publishing update 10000", secs(60));
+    let started = Instant::now();
+    let client = sc.start_spec("late", dumping(bin!("clonecli3")).env("ZGUIDE_UPDATES", 0));
+    sc.expect(client, "I: received snapshot=10000", secs(30));
+    eprintln!(
+        "snapshot of 10,000 keys in {:?} (process start included)",
+        started.elapsed()
+    );
+    sc.stop_cleanly(client, secs(10));
+    sc.stop_cleanly(server, secs(10));
+    assert_eq!(dump_summary(&sc, client), dump_summary(&sc, server));
+    assert_eq!(dump_summary(&sc, client).0, 10_000);
+}
+
+/// HUGZ reach a client that subscribes to its subtree only: an idle
+/// clonecli6 stays with its server through seven heartbeats (more than the
+/// 5 s SERVER_TTL) without declaring it dead.
+#[test]
+fn clone6_hugz_keep_an_idle_subtree_client_with_its_server() {
+    let mut sc = Scenario::new("clone6-hugz");
+    let (_primary, _backup) = start_pair6(&mut sc);
+    let idle = client6(&mut sc, "idle", 1, 0);
+    sc.expect(
+        idle,
+        "I: received from tcp://localhost:5556 snapshot=",
+        secs(20),
+    );
+    sc.expect(idle, "I: no more updates to send, only listening", secs(20));
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let sub = probe(&ctx, zmq::SUB).connect("tcp://localhost:5557");
+        sub.set_subscribe(b"HUGZ").unwrap();
+        for _ in 0..7 {
+            let hugz = recv(&sub, "a HUGZ listener");
+            assert_eq!(hugz.len(), 5);
+            assert_eq!(hugz[0], b"HUGZ");
+        }
+    });
+    if sc.output(idle).contains("didn't give HUGZ") {
+        sc.fail("an idle client lost its server: no HUGZ reached it");
+    }
+    sc.stop_cleanly(idle, secs(10));
+}

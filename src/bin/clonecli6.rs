@@ -13,9 +13,12 @@
 //! (`I: server at <server> didn't give HUGZ`). Runs until Ctrl-C (exit 0).
 //! Run beside it: `clonesrv6 -p` and `clonesrv6 -b`.
 //!
-//! Differs from the C: `ZGUIDE_UPDATES=N` stops setting after N keys
-//! (a second after the last it logs `I: no more updates to send, only
-//! listening`),
+//! Differs from the C (the agent's differences are in [`zguide::clone`]:
+//! an update set before the current server's collector listens is held
+//! back instead of vanishing into an unconnected PUB, the agent ends on
+//! `$TERM` rather than on Ctrl-C, frames are limited to 64 KiB):
+//! `ZGUIDE_UPDATES=N` stops setting after N keys (a second after the last
+//! it logs `I: no more updates to send, only listening`);
 //! `ZGUIDE_CLONE_TTL=S` sets ttl S instead of a random one (0: never
 //! expires); with `ZGUIDE_CLONE_DUMP` set, prints the agent's map on exit
 //! (see [`zguide::clone`]).
