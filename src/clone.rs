@@ -17,7 +17,8 @@
 //!   server's. Updates to existing keys and deletes are always accepted if
 //!   they fit.
 //! * Frames: servers make their sockets with [`MAX_FRAME`] as `MAXMSGSIZE`;
-//!   a larger frame makes libzmq drop that peer's connection.
+//!   a larger frame makes libzmq drop that peer's connection. Collectors
+//!   queue at most [`COLLECTOR_HWM`] updates per client.
 //! * Logs: every complaint about a peer goes through [`Warnings`] (at most
 //!   [`WARNINGS_PER_SECOND`] lines a second, then one line with the number
 //!   suppressed) and prints peer bytes through [`show`](crate::message::show).
@@ -69,6 +70,10 @@ pub const MAX_KEYS: usize = 100_000;
 pub const MAX_MAP_BYTES: usize = 32 << 20;
 /// The largest inbound frame a Clone server accepts (`MAXMSGSIZE`): 64 KiB.
 pub const MAX_FRAME: i64 = 64 << 10;
+/// The collector's receive HWM: updates queued per client before libzmq
+/// stops reading from it (PUSH clients wait, PUB clients drop), so a client
+/// that floods can park at most 100 updates (6.4 MiB of values) in the server.
+pub const COLLECTOR_HWM: i32 = 100;
 /// The snapshot socket's send HWM: one full snapshot and its `KTHXBAI`.
 pub const SNAPSHOT_HWM: i32 = MAX_KEYS as i32 + 1;
 /// How many complaints about peers [`Warnings`] logs per second.

@@ -126,11 +126,11 @@ fn clone1_client_receives_what_the_server_publishes() {
 
 // ------------------------------------------------------------ §40 model two
 
-/// clonecli2 joins a busy server: it gets a snapshot, then updates; a raw
+/// clonecli2 joins a busy server and gets a snapshot; a raw
 /// probe checks the snapshot's frames, and a bad request does not stop the
 /// state manager (the C's does).
 #[test]
-fn clone2_late_client_gets_a_snapshot_then_updates() {
+fn clone2_late_client_gets_a_snapshot() {
     let mut sc = Scenario::new("clone2");
     let server = sc.start("clonesrv2", bin!("clonesrv2"), &[]);
     let client = sc.start_spec("clonecli2", dumping(bin!("clonecli2")));
@@ -167,9 +167,11 @@ fn clone2_late_client_gets_a_snapshot_then_updates() {
     sc.expect(server, "bad request, dropped", secs(10));
     sc.stop_cleanly(client, secs(10));
     sc.stop_cleanly(server, secs(10));
+    // (Whether updates newer than the snapshot came before the Ctrl-C
+    // depends on load: the client prints nothing per update, as in C.)
     let (entries, sequence, _) = dump_summary(&sc, client);
     assert!(
-        entries > 0 && sequence > snapshot,
+        entries > 0 && sequence >= snapshot,
         "{entries} entries, {sequence}"
     );
 }
@@ -760,7 +762,7 @@ fn clonesrv6_survives_10000_random_messages_per_socket() {
 /// keys itself (in C it deletes them with sequence numbers of its own), and
 /// updates it held pending keep their ttl when it publishes them on
 /// failover (in C their seconds are read as epoch ms, so they go at once).
-/// Keys are random among 10,000: two of the six `ttl10` keys collide once
+/// Keys are random among 10,000: two of the six `ttl12` keys collide once
 /// in about 700 runs, and then this test waits in vain for a sixth delete.
 #[test]
 fn clone6_pending_updates_keep_their_ttl_across_a_failover() {
@@ -771,7 +773,7 @@ fn clone6_pending_updates_keep_their_ttl_across_a_failover() {
     sc.expect_count(backup, "I: received update=", 6, secs(10));
     // Two updates published by the primary, the rest (sent while the
     // primary is dead) held pending by the backup.
-    let late = client6(&mut sc, "ttl10", 6, 10);
+    let late = client6(&mut sc, "ttl12", 6, 12);
     sc.expect_count(primary, "I: publishing update=", 5, secs(20));
     sc.kill(primary);
     sc.expect(backup, "I: failover successful, ready as active", secs(20));
@@ -780,7 +782,7 @@ fn clone6_pending_updates_keep_their_ttl_across_a_failover() {
         sc.fail("the passive backup expired keys itself");
     }
     sc.expect_count(backup, "I: publishing pending=", 2, secs(5));
-    // The earliest key of ttl10 was set ~2 s before the kill, the failover
+    // The earliest key of ttl12 was set ~2 s before the kill, the failover
     // came ~5 s after it: nothing may expire in the first 1.5 s.
     sc.expect_count(backup, "I: publishing delete=", 1, secs(15));
     let first = failover.elapsed();
@@ -803,8 +805,8 @@ fn clone6_pending_updates_keep_their_ttl_across_a_failover() {
     }
 }
 
-/// A peer that sends 3,000 well-formed updates of 60 KiB under new keys
-/// (about 180 MB) fills clonesrv5's map to its 32 MiB bound and no further:
+/// A peer that sends 6,000 well-formed updates of 60 KiB under new keys
+/// (about 360 MB) fills clonesrv5's map to its 32 MiB bound and no further:
 /// the rest are refused (logged, not published), and the server still
 /// serves a client whose snapshot then holds the map.
 #[test]
@@ -823,7 +825,7 @@ fn clonesrv5_map_stays_within_its_bound() {
         let ctx = zmq::Context::new();
         let push = probe(&ctx, zmq::PUSH).connect("tcp://localhost:5558");
         let value = vec![b'v'; 60 << 10];
-        for n in 0..3000 {
+        for n in 0..6000 {
             let key = format!("/client/big-{n}");
             send(&push, &[key.as_bytes(), &seq(0), b"", b"", &value]);
         }
@@ -840,9 +842,12 @@ fn clonesrv5_map_stays_within_its_bound() {
         "{published} updates of 60 KiB in a 32 MiB map"
     );
     let after = rss_kib(pid);
-    eprintln!("clonesrv5: RSS {before} KiB before, {after} KiB after 180 MB of updates");
+    eprintln!("clonesrv5: RSS {before} KiB before, {after} KiB after 360 MB of updates");
+    // The map (32 MiB), one snapshot of it in flight to the client, the
+    // collector's queue: under 96 MiB, where a map without its bound would
+    // hold all 360 MB.
     assert!(
-        after < before + 64 * 1024,
+        after < before + 96 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
     sc.stop_cleanly(client, secs(10));

@@ -10,7 +10,8 @@
 //! columns). On Ctrl-C: ` Interrupted`, `N messages handled`, exit 0. Run
 //! beside it: `clonecli3`, as many as you like.
 //!
-//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB; the map
+//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB, at most 100
+//! updates queued per client; the map
 //! ≤ 100,000 keys and 32 MiB (an update past that is refused: not
 //! published, no sequence number); a snapshot a client does not read is cut;
 //! complaints are rate-limited. Differs from the C: malformed updates and
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         let publisher = zguide::socket::new(&context, zmq::PUB).bind("tcp://*:5557")?;
         let collector = zguide::socket::new(&context, zmq::PULL)
             .max_message_size(clone::MAX_FRAME)
+            .receive_hwm(clone::COLLECTOR_HWM)
             .bind("tcp://*:5558")?;
 
         // The body of the main task collects updates from clients and

@@ -10,8 +10,8 @@
 //! (prints `I: publishing update     N`). On Ctrl-C: ` Interrupted`,
 //! `N messages handled`, exit 0. Run beside it: `clonecli4`.
 //!
-//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB, subtrees
-//! ≤ 255 bytes; the map ≤ 100,000 keys and 32 MiB (an update past that is
+//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB, at most 100
+//! updates queued per client, subtrees ≤ 255 bytes; the map ≤ 100,000 keys and 32 MiB (an update past that is
 //! refused: not published, no sequence number); a snapshot a client does
 //! not read is cut; complaints are rate-limited. Differs from the C:
 //! malformed updates and bad requests are logged and dropped (the C stops on
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         let publisher = zguide::socket::new(&context, zmq::PUB).bind("tcp://*:5557")?;
         let collector = zguide::socket::new(&context, zmq::PULL)
             .max_message_size(clone::MAX_FRAME)
+            .receive_hwm(clone::COLLECTOR_HWM)
             .bind("tcp://*:5558")?;
 
         // The body of the main task collects updates from clients and

@@ -13,7 +13,8 @@
 //! `I: publishing delete=N`. Log lines carry the `zclock_log` timestamp.
 //! Runs until Ctrl-C (exit 0). Run beside it: `clonecli5`.
 //!
-//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB; the map
+//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB, at most 100
+//! updates queued per client; the map
 //! ≤ 100,000 keys and 32 MiB (an update past that is refused: not
 //! published, no sequence number); a snapshot a client does not read is cut;
 //! complaints are rate-limited. Differs from the C: a `ttl` that is absent,
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
                 .bind(&format!("tcp://*:{}", port + 1))?,
             collector: zguide::socket::new(&context, zmq::PULL)
                 .max_message_size(clone::MAX_FRAME)
+                .receive_hwm(clone::COLLECTOR_HWM)
                 .bind(&format!("tcp://*:{}", port + 2))?,
             warnings: Warnings::default(),
         };

@@ -25,7 +25,8 @@
 //! the `zclock_log` timestamp. Runs until Ctrl-C (exit 0). Run beside it: the
 //! other server and `clonecli6`.
 //!
-//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB; the map
+//! Bounds (see [`zguide::clone`]): inbound frames ≤ 64 KiB, at most 100
+//! updates queued per client; the map
 //! ≤ 100,000 keys and 32 MiB; the pending list ≤ 10,000 updates and 32 MiB
 //! (past that the oldest is dropped, logged); a snapshot a client does not
 //! read is cut; a snapshot from the peer must arrive within 1.5 s, else it is
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
                 .bind(&format!("tcp://*:{}", port + 1))?,
             collector: zguide::socket::new(&context, zmq::SUB)
                 .max_message_size(clone::MAX_FRAME)
+                .receive_hwm(clone::COLLECTOR_HWM)
                 .subscribe("")
                 .bind(&format!("tcp://*:{}", port + 2))?,
             // Set up our own clone client interface to peer
