@@ -21,6 +21,9 @@
 //! | [`reactor`] | readers and timers in one poll loop | `zloop` |
 //! | [`actor`] | a thread with a pipe, ready/`$TERM` handshake | `zactor` |
 //! | [`bstar`] | Binary Star: the primary/backup FSM (pure, clock injected) and its reactor glue | `bstar`, §31–§32 |
+//! | [`kvsimple`] | the three-frame key-value message of Clone models 1–4 | `kvsimple`, §39–§42 |
+//! | [`kvmsg`] | the five-frame key-value message (UUID, properties, delete) of Clone models 5–6 | `kvmsg`, §43 |
+//! | [`clone`] | the Clone map with bounds, snapshots, server update rules, and the multithreaded client API | `clone`, §39–§46, CHP |
 //! | [`ppp`] | Paranoid Pirate protocol constants and checks; the Pirates' simulated failures | §23–§25, PPP |
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
@@ -39,6 +42,7 @@
 
 pub mod actor;
 pub mod bstar;
+pub mod clone;
 pub mod envelope;
 pub mod fileio;
 pub mod flcliapi;
@@ -46,6 +50,8 @@ pub mod heartbeat;
 pub mod helpers;
 pub mod interface;
 pub mod interrupt;
+pub mod kvmsg;
+pub mod kvsimple;
 pub mod log_limit;
 pub mod mdp;
 pub mod message;
