@@ -388,7 +388,10 @@ impl<T: 'static> BinaryStar<T> {
         let peer = match (msg.len(), msg.first().and_then(State::parse)) {
             (1, Some(peer)) => peer,
             _ => {
-                log::warn!("ignored a bad state message: {}", msg.summary());
+                crate::log_limit::complain(format_args!(
+                    "ignored a bad state message: {}",
+                    msg.summary()
+                ));
                 return Ok(());
             }
         };

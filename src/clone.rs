@@ -342,13 +342,9 @@ pub fn dump_on_exit<T: Entry>(map: &KvMap<T>, sequence: i64) {
 }
 
 /// Rate-limited warnings about what peers send: at most `per_second` lines
-/// a second; the rest are counted and reported in one line later.
-pub struct Warnings {
-    per_second: u32,
-    window: Instant,
-    logged: u32,
-    suppressed: u64,
-}
+/// a second (a [`log_limit::Window`](crate::log_limit::Window)); the rest are
+/// counted and reported with the next line that gets through.
+pub struct Warnings(crate::log_limit::Window);
 
 impl Default for Warnings {
     fn default() -> Self {
@@ -358,30 +354,15 @@ impl Default for Warnings {
 
 impl Warnings {
     pub fn new(per_second: u32) -> Warnings {
-        Warnings {
+        Warnings(crate::log_limit::Window::new(
             per_second,
-            window: Instant::now(),
-            logged: 0,
-            suppressed: 0,
-        }
+            Duration::from_secs(1),
+        ))
     }
 
     /// Logs `what` as a warning unless this second's quota is spent.
     pub fn warn(&mut self, what: fmt::Arguments) {
-        if self.window.elapsed() >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                log::warn!("… {} more like these suppressed", self.suppressed);
-            }
-            self.window = Instant::now();
-            self.logged = 0;
-            self.suppressed = 0;
-        }
-        if self.logged < self.per_second {
-            self.logged += 1;
-            log::warn!("{what}");
-        } else {
-            self.suppressed += 1;
-        }
+        self.0.warn(what);
     }
 }
 
@@ -1160,7 +1141,7 @@ mod tests {
         for n in 0..100 {
             warnings.warn(format_args!("{n}"));
         }
-        assert_eq!((warnings.logged, warnings.suppressed), (3, 97));
+        assert_eq!(warnings.0.take_held_back(), 97);
     }
 
     /// The agent over inproc: a fake server answers the snapshot, publishes

@@ -210,16 +210,10 @@ fn wrong_arguments_print_the_usage_and_exit_0() {
 
 // ---- The scenario files ----------------------------------------------------
 
-/// Runs `zguide run <name>` on this crate's scenario files in a namespace of
-/// its own; the run must reach its end condition (exit 0).
+/// Runs `zguide run <name>` to its end condition (exit 0) in a namespace of
+/// its own and returns the runner's output.
 fn run_scenario(name: &str) -> String {
-    let mut sc = Scenario::new(&format!("run-{name}"));
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/zguide/scenarios");
-    let runner = sc.start("zguide", bin!("zguide"), &["run", name, "--scenarios", dir]);
-    let code = sc.wait_exit(runner, secs(60));
-    if code != 0 {
-        sc.fail(&format!("zguide run {name} exited {code}"));
-    }
+    let (sc, runner) = common::runs::run_to_the_end(name, &[], 60);
     sc.output(runner)
 }
 

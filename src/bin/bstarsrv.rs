@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use zguide::bstar::{Event, Fsm, Role, State, HEARTBEAT};
+use zguide::log_limit::complain;
 use zguide::{interrupt, program, socket, Error, Message};
 
 fn main() -> ExitCode {
@@ -97,7 +98,10 @@ fn main() -> ExitCode {
                             (1, Some(peer)) => {
                                 run_fsm(&mut fsm, Event::Peer(peer))?;
                             }
-                            _ => log::warn!("ignored a bad state message: {}", msg.summary()),
+                            _ => complain(format_args!(
+                                "ignored a bad state message: {}",
+                                msg.summary()
+                            )),
                         }
                     }
                 }
