@@ -257,9 +257,13 @@ fn paranoid_pirate_queue_purges_a_killed_idle_worker_and_never_uses_it_again() {
     sc.expect(queue, &format!("worker {dead} expired, purged"), secs(30));
     let purge_after = killed_at.elapsed();
     eprintln!("ppqueue purged the killed worker after {purge_after:?}");
-    // Its last heartbeat was at most ~1 s before the kill, the expiry is 3 s.
+    // Its last heartbeat was at most ~1 s before the kill, the expiry is 3 s:
+    // about 2-3 s. We see the heartbeat line late on a loaded machine, so the
+    // lower bound only rules out purging at once (the exact expiry is the
+    // ReadyList unit tests' job, on a fake clock); the upper one rules out
+    // never purging.
     assert!(
-        purge_after >= Duration::from_millis(1500) && purge_after <= secs(10),
+        purge_after >= Duration::from_millis(300) && purge_after <= secs(10),
         "purged after {purge_after:?}, expected about 2-3 s"
     );
 
