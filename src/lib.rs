@@ -26,6 +26,10 @@
 //! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
 //! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
+//! | [`pubsub_stats`] | study §1: timestamped pub-sub, latency percentiles, sequence gaps, abort threshold | `suisnail`, §14, §30 |
+//! | [`hwm_study`] | study §1: what the high-water mark does to a slow subscriber (table and SVG) | §30 |
+//! | [`survey`] | study §2: "who offers service S?" by one UDP broadcast, answers by unicast | — |
+//! | [`beacon`] | study §3: a beacon actor (publish, subscribe, silence) and JOINED/LEFT presence | `zbeacon`, §50 |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //! | [`runner`] | the side-by-side scenario runner behind `zguide run` | — |
 //!
@@ -41,6 +45,7 @@ pub mod envelope;
 pub mod flcliapi;
 pub mod heartbeat;
 pub mod helpers;
+pub mod hwm_study;
 pub mod interface;
 pub mod interrupt;
 pub mod mdp;
@@ -48,9 +53,11 @@ pub mod message;
 pub mod perf;
 pub mod ppp;
 pub mod program;
+pub mod pubsub_stats;
 pub mod reactor;
 pub mod runner;
 pub mod socket;
+pub mod survey;
 pub mod udp;
 
 pub use message::Message;
