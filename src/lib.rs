@@ -40,6 +40,7 @@
 //! close its sockets and exit cleanly, like the guide's `s_interrupted` checks.
 
 pub mod actor;
+pub mod beacon;
 pub mod bstar;
 pub mod envelope;
 pub mod flcliapi;

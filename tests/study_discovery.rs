@@ -215,3 +215,158 @@ fn the_survey_scenario_runs_to_its_end() {
         "{output}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Beacons
+
+/// The services a presence reported after `event` ("JOINED" or "LEFT").
+fn reported(sc: &Scenario, pid: common::Pid, event: &str) -> Vec<String> {
+    let prefix = format!("{event} ");
+    sc.lines(pid)
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn three_hosts_see_each_other_join_never_themselves_and_a_killed_one_leaves_within_the_expiry() {
+    let mut net = Network::new("presence-lan", 3);
+    let services: Vec<String> = (0..3)
+        .map(|h| format!("{}:{}", Network::address_of(h), 5670 + h))
+        .collect();
+    let presences: Vec<_> = (0..3)
+        .map(|h| {
+            let port = (5670 + h).to_string();
+            net.host(h).start(
+                "presence",
+                bin!("presence"),
+                &[
+                    "--announce",
+                    &port,
+                    "--broadcast",
+                    BROADCAST,
+                    "--interval-ms",
+                    "200",
+                ],
+            )
+        })
+        .collect();
+    for (host, pid) in presences.iter().enumerate() {
+        for (other, service) in services.iter().enumerate() {
+            if other != host {
+                net.host(host)
+                    .expect_count(*pid, &format!("JOINED {service}"), 1, secs(10));
+            }
+        }
+    }
+    // A few more intervals: still nobody reports itself.
+    std::thread::sleep(ms(1000));
+    for (host, pid) in presences.iter().enumerate() {
+        let joined = reported(net.host(host), *pid, "JOINED");
+        assert!(
+            !joined.contains(&services[host]),
+            "host {host} saw itself: {joined:?}"
+        );
+        assert_eq!(joined.len(), 2, "host {host}: {joined:?}");
+    }
+    net.host(2).kill(presences[2]);
+    let killed = Instant::now();
+    for host in 0..2 {
+        net.host(host)
+            .expect(presences[host], &format!("LEFT {}", services[2]), secs(10));
+        let after = killed.elapsed();
+        // Expiry 5 × 200 ms = 1 s; reported within the expiry + 1 s.
+        assert!(
+            after <= ms(2000),
+            "host {host} saw LEFT {after:?} after the kill"
+        );
+        assert_eq!(reported(net.host(host), presences[host], "LEFT").len(), 1);
+    }
+    for host in 0..2 {
+        net.host(host).stop_cleanly(presences[host], secs(10));
+    }
+}
+
+#[test]
+fn presence_reports_beacons_on_loopback_ignores_wrong_headers_and_itself_unless_asked() {
+    let mut sc = Scenario::new("presence-local");
+    let presence = sc.start(
+        "presence",
+        bin!("presence"),
+        &["--announce", "6000", "--interval-ms", "100", "-v"],
+    );
+    let echo = sc.start(
+        "presence-echo",
+        bin!("presence"),
+        &["--announce", "6001", "--interval-ms", "100", "--echo"],
+    );
+    sc.expect(presence, "listening for FOO1 beacons", secs(10));
+    let beacon = sc.start("beacon", bin!("beacon"), &["5555", "--interval-ms", "100"]);
+    let other = sc.start(
+        "beacon-bar",
+        bin!("beacon"),
+        &["5556", "--interval-ms", "100", "--header", "BAR1"],
+    );
+    sc.expect(
+        beacon,
+        "beacon: announcing tcp port 5555 as FOO1 every 100 ms",
+        secs(10),
+    );
+    sc.expect(other, "as BAR1", secs(10));
+    sc.expect_count(presence, "JOINED 127.0.0.1:5555", 1, secs(10));
+    sc.expect_count(echo, "JOINED 127.0.0.1:6001", 1, secs(10)); // itself, asked with --echo
+    sc.expect_count(echo, "JOINED 127.0.0.1:6000", 1, secs(10));
+    // Bad bodies with the right header: ignored and counted. Broadcast,
+    // as a unicast reaches only one of the programs sharing the port.
+    sc.in_namespace(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_broadcast(true).unwrap();
+        for datagram in [&b"FOO1"[..], b"FOO1\x17", b"FOO1\x17\x70\x00"] {
+            socket.send_to(datagram, "127.255.255.255:5681").unwrap();
+        }
+    });
+    sc.expect(presence, "(3 so far)", secs(10));
+    sc.expect_count(presence, "JOINED 127.0.0.1:6001", 1, secs(10));
+    std::thread::sleep(ms(500)); // five more intervals
+    let mut joined = reported(&sc, presence, "JOINED");
+    joined.sort();
+    assert_eq!(
+        joined,
+        ["127.0.0.1:5555", "127.0.0.1:6001"],
+        "not BAR1's 5556, not its own 6000: {}",
+        sc.report()
+    );
+    for pid in [beacon, other, presence, echo] {
+        sc.stop_cleanly(pid, secs(10));
+    }
+}
+
+#[test]
+fn presence_survives_ten_thousand_random_datagrams_and_still_sees_beacons() {
+    let mut sc = Scenario::new("presence-junk");
+    let presence = sc.start("presence", bin!("presence"), &["--interval-ms", "100"]);
+    sc.expect(presence, "listening for FOO1 beacons", secs(10));
+    let sent = sc.in_namespace(|| spray_random_datagrams("127.0.0.1:5681", 10_000, 11));
+    assert_eq!(sent, 10_000);
+    let beacon = sc.start("beacon", bin!("beacon"), &["5555", "--interval-ms", "100"]);
+    sc.expect(presence, "JOINED 127.0.0.1:5555", secs(10));
+    sc.assert_running(presence);
+    sc.stop_cleanly(beacon, secs(10));
+    sc.expect(presence, "LEFT 127.0.0.1:5555", secs(10));
+    sc.stop_cleanly(presence, secs(10));
+}
+
+#[test]
+fn the_beacon_scenario_runs_to_its_end() {
+    let mut sc = Scenario::new("runner-beacon");
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
+    let runner = sc.start(
+        "zguide",
+        bin!("zguide"),
+        &["run", "beacon", "--scenarios", scenarios.to_str().unwrap()],
+    );
+    assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
+    let output = sc.output(runner);
+    assert!(output.contains("JOINED 127.0.0.1:5670"), "{output}");
+    assert!(output.contains("JOINED 127.0.0.1:5671"), "{output}");
+}
