@@ -271,19 +271,19 @@ fn three_hosts_see_each_other_join_never_themselves_and_a_killed_one_leaves_with
     }
     net.host(2).kill(presences[2]);
     let killed = Instant::now();
-    for host in 0..2 {
+    for (host, &pid) in presences.iter().enumerate().take(2) {
         net.host(host)
-            .expect(presences[host], &format!("LEFT {}", services[2]), secs(10));
+            .expect(pid, &format!("LEFT {}", services[2]), secs(10));
         let after = killed.elapsed();
         // Expiry 5 × 200 ms = 1 s; reported within the expiry + 1 s.
         assert!(
             after <= ms(2000),
             "host {host} saw LEFT {after:?} after the kill"
         );
-        assert_eq!(reported(net.host(host), presences[host], "LEFT").len(), 1);
+        assert_eq!(reported(net.host(host), pid, "LEFT").len(), 1);
     }
-    for host in 0..2 {
-        net.host(host).stop_cleanly(presences[host], secs(10));
+    for (host, &pid) in presences.iter().enumerate().take(2) {
+        net.host(host).stop_cleanly(pid, secs(10));
     }
 }
 
