@@ -91,8 +91,9 @@ struct Args {
     /// Study: microseconds the subscriber spends on each message.
     #[arg(long, default_value_t = 200)]
     study_slow_us: u64,
-    /// Study: ZMQ_SNDBUF/ZMQ_RCVBUF on both ends, bytes (0: OS default).
-    #[arg(long, default_value_t = 0)]
+    /// Study: ZMQ_SNDBUF/ZMQ_RCVBUF on both ends, bytes (0: OS default;
+    /// small buffers leave the HWM queues as the main store).
+    #[arg(long, default_value_t = 16384)]
     study_tcp_buffer: i32,
     /// Study: where hwm-study.md and hwm-study.svg go.
     #[arg(long, default_value = "target/study")]
