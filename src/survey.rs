@@ -601,6 +601,41 @@ mod tests {
     }
 
     #[test]
+    fn a_spawned_responder_answers_beside_a_server_until_dropped() {
+        // An unusual port, loopback broadcast only.
+        let port = 39_997;
+        let context = zmq::Context::new();
+        let socket = bind_udp(port).unwrap();
+        let actor = Responder::new(socket, vec![Service::parse("echo:5555").unwrap()], 100)
+            .unwrap()
+            .spawn(&context)
+            .unwrap();
+        let target = SocketAddrV4::new(crate::udp::DEFAULT_BROADCAST, port);
+        let found = survey(
+            &bind_udp(0).unwrap(),
+            target,
+            "echo",
+            Duration::from_secs(2),
+            |_| {},
+        )
+        .unwrap()
+        .found;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].address.port(), 5555);
+        drop(actor);
+        let found = survey(
+            &bind_udp(0).unwrap(),
+            target,
+            "echo",
+            Duration::from_millis(300),
+            |_| {},
+        )
+        .unwrap()
+        .found;
+        assert!(found.is_empty(), "the responder stopped with its actor");
+    }
+
+    #[test]
     fn service_specs_parse_name_and_port() {
         assert_eq!(
             Service::parse("a:b:80"),
