@@ -376,5 +376,11 @@ fn the_tspub_scenario_runs_to_its_end() {
     );
     assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
     let output = sc.output(runner);
-    assert!(output.contains("lost 0 sent 5000 (ended)"), "{output}");
+    assert_eq!(
+        output
+            .matches("received 5000 lost 0 sent 5000 (ended)")
+            .count(),
+        2,
+        "{output}"
+    );
 }
