@@ -14,15 +14,18 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
-/// Sends `count` datagrams of random bytes and random sizes (0 to 65,507,
-/// the largest UDP payload) to `target` from inside the caller's namespace.
+/// Sends `count` datagrams of random bytes and sizes (0 to 65,507, the
+/// largest UDP payload, the edge sizes first) to `target` from inside the caller's namespace.
 fn spray_random_datagrams(target: &str, count: usize, seed: u64) -> usize {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut buffer = vec![0u8; 65_507];
     let mut sent = 0;
-    for _ in 0..count {
-        let size = rng.gen_range(0..=65_507);
+    // The edges first (empty, around the headers and the name limit, the
+    // largest), then random sizes.
+    let edges = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255, 256, 264, 265, 266, 65_507];
+    for n in 0..count {
+        let size = edges.get(n).copied().unwrap_or_else(|| rng.gen_range(0..=65_507));
         rng.fill(&mut buffer[..size]);
         if socket.send_to(&buffer[..size], target).is_ok() {
             sent += 1;
