@@ -23,9 +23,14 @@ fn spray_random_datagrams(target: &str, count: usize, seed: u64) -> usize {
     let mut sent = 0;
     // The edges first (empty, around the headers and the name limit, the
     // largest), then random sizes.
-    let edges = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255, 256, 264, 265, 266, 65_507];
+    let edges = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255, 256, 264, 265, 266, 65_507,
+    ];
     for n in 0..count {
-        let size = edges.get(n).copied().unwrap_or_else(|| rng.gen_range(0..=65_507));
+        let size = edges
+            .get(n)
+            .copied()
+            .unwrap_or_else(|| rng.gen_range(0..=65_507));
         rng.fill(&mut buffer[..size]);
         if socket.send_to(&buffer[..size], target).is_ok() {
             sent += 1;
