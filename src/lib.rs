@@ -32,6 +32,10 @@
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
 //! | [`log_limit`] | log lines about peers, limited in number (a window per period, or powers of two) | — |
 //! | [`routing`] | free-worker queue (each worker once, only after its message is checked), dispatch that skips gone workers, sends that never block, rate-limited warnings | the brokers' worker lists, §18–§22 |
+//! | [`pubsub_stats`] | study §1: timestamped pub-sub, latency percentiles, sequence gaps, abort threshold | `suisnail`, §14, §30 |
+//! | [`hwm_study`] | study §1: what the high-water mark does to a slow subscriber (table and SVG) | §30 |
+//! | [`survey`] | study §2: "who offers service S?" by one UDP broadcast, answers by unicast | — |
+//! | [`beacon`] | study §3: a beacon actor (publish, subscribe, silence) and JOINED/LEFT presence | `zbeacon`, §50 |
 //! | [`perf`] | shared pieces of libzmq's perf tools | `perf/` |
 //!
 //! ## Errors
@@ -41,6 +45,7 @@
 //! close its sockets and exit cleanly, like the guide's `s_interrupted` checks.
 
 pub mod actor;
+pub mod beacon;
 pub mod bstar;
 pub mod clone;
 pub mod envelope;
@@ -48,6 +53,7 @@ pub mod fileio;
 pub mod flcliapi;
 pub mod heartbeat;
 pub mod helpers;
+pub mod hwm_study;
 pub mod interface;
 pub mod interrupt;
 pub mod kvmsg;
@@ -58,9 +64,11 @@ pub mod message;
 pub mod perf;
 pub mod ppp;
 pub mod program;
+pub mod pubsub_stats;
 pub mod reactor;
 pub mod routing;
 pub mod socket;
+pub mod survey;
 pub mod udp;
 
 pub use message::Message;
