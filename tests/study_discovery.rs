@@ -8,7 +8,6 @@ use common::network::{Network, BROADCAST};
 use common::{ms, secs, Scenario};
 
 use std::net::UdpSocket;
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -208,14 +207,7 @@ fn a_responder_counts_bad_datagrams_and_survives_ten_thousand_random_ones() {
 
 #[test]
 fn the_survey_scenario_runs_to_its_end() {
-    let mut sc = Scenario::new("runner-survey");
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
-    let runner = sc.start(
-        "zguide",
-        bin!("zguide"),
-        &["run", "survey", "--scenarios", scenarios.to_str().unwrap()],
-    );
-    assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
+    let (sc, runner) = common::runs::run_to_the_end("survey", &[], 60);
     let output = sc.output(runner);
     assert!(output.contains("echo at tcp://127.0.0.1:5555"), "{output}");
     assert!(
@@ -366,14 +358,7 @@ fn presence_survives_ten_thousand_random_datagrams_and_still_sees_beacons() {
 
 #[test]
 fn the_beacon_scenario_runs_to_its_end() {
-    let mut sc = Scenario::new("runner-beacon");
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
-    let runner = sc.start(
-        "zguide",
-        bin!("zguide"),
-        &["run", "beacon", "--scenarios", scenarios.to_str().unwrap()],
-    );
-    assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
+    let (sc, runner) = common::runs::run_to_the_end("beacon", &[], 60);
     let output = sc.output(runner);
     assert!(output.contains("JOINED 127.0.0.1:5670"), "{output}");
     assert!(output.contains("JOINED 127.0.0.1:5671"), "{output}");

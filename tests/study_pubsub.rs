@@ -4,8 +4,6 @@
 mod common;
 use common::{ms, secs, Pid, Scenario};
 
-use std::path::Path;
-
 /// The figures of the last JSON report of `kind` ("total" or "interval")
 /// that `tssub --json` printed.
 fn report(sc: &Scenario, sub: Pid, kind: &str) -> serde_json::Value {
@@ -367,14 +365,7 @@ fn the_hwm_study_writes_a_table_and_an_svg() {
 
 #[test]
 fn the_tspub_scenario_runs_to_its_end() {
-    let mut sc = Scenario::new("runner-tspub");
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("zguide/scenarios");
-    let runner = sc.start(
-        "zguide",
-        bin!("zguide"),
-        &["run", "tspub", "--scenarios", scenarios.to_str().unwrap()],
-    );
-    assert_eq!(sc.wait_exit(runner, secs(60)), 0, "{}", sc.report());
+    let (sc, runner) = common::runs::run_to_the_end("tspub", &[], 60);
     let output = sc.output(runner);
     assert_eq!(
         output
