@@ -163,9 +163,26 @@ impl Actor {
         &self.pipe
     }
 
-    /// Sends a message (a command) to the actor.
+    /// Sends a message (a command) to the actor. Waits while the pipe is
+    /// full, but not for ever: once the task has ended (its end of the pipe
+    /// is closed, and a PAIR with no peer would block for good) this returns
+    /// [`Error::ActorEnded`].
     pub fn send(&self, msg: Message) -> Result<(), Error> {
-        msg.send(&self.pipe)
+        loop {
+            match msg.clone().send_flags(&self.pipe, zmq::DONTWAIT) {
+                Err(Error::Zmq(zmq::Error::EAGAIN)) => {}
+                other => return other,
+            }
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err(Error::ActorEnded);
+            }
+            // Full, or the task is on its way out: look again shortly.
+            let mut items = [self.pipe.as_poll_item(zmq::POLLOUT)];
+            match zmq::poll(&mut items, 10) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Receives a message from the actor, waiting as long as it takes
@@ -174,9 +191,10 @@ impl Actor {
         Message::recv(&self.pipe)
     }
 
-    /// Sends a signal to the actor (`zsock_signal` on a `zactor`).
+    /// Sends a signal to the actor (`zsock_signal` on a `zactor`); like
+    /// [`send`](Actor::send), [`Error::ActorEnded`] once the task has ended.
     pub fn signal(&self, status: u8) -> Result<(), Error> {
-        send_signal(&self.pipe, status)
+        self.send(signal_message(status))
     }
 
     /// Waits for a signal from the actor (`zsock_wait`); other messages are dropped.
@@ -199,9 +217,12 @@ impl Drop for Actor {
     }
 }
 
+fn signal_message(status: u8) -> Message {
+    Message::from_frames([(SIGNAL_MARKER | u64::from(status)).to_be_bytes()])
+}
+
 fn send_signal(socket: &zmq::Socket, status: u8) -> Result<(), Error> {
-    let frame = (SIGNAL_MARKER | u64::from(status)).to_be_bytes();
-    interrupt::retry_eintr(|| socket.send(&frame[..], 0))
+    signal_message(status).send(socket)
 }
 
 fn wait_signal(socket: &zmq::Socket) -> Result<u8, Error> {
@@ -233,6 +254,38 @@ mod tests {
             }
             pipe.send(msg).unwrap();
         }
+    }
+
+    /// A PAIR whose peer has closed blocks a sender for ever; the owner of
+    /// an actor whose task ended must get an error instead (asyncsrv's main
+    /// used to hang when Ctrl-C ended its server before main told it to).
+    #[test]
+    fn commands_for_an_ended_task_are_refused_not_blocked() {
+        let context = zmq::Context::new();
+        let actor = Actor::new(&context, |pipe| pipe.signal(0).unwrap()).unwrap();
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Until the task's end of the pipe is closed, commands still
+            // queue; after that, every one is refused.
+            let mut sent = 0;
+            let result = loop {
+                match actor.signal(7) {
+                    Ok(()) if sent < 5_000 => sent += 1,
+                    other => break other,
+                }
+            };
+            let again = actor.send(Message::from_frames(["hello"]));
+            drop(actor);
+            let _ = done.send((result, again, sent));
+        });
+        let (result, again, sent) = outcome
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a command for an ended actor blocked");
+        assert!(
+            matches!(result, Err(Error::ActorEnded)),
+            "{result:?} after {sent}"
+        );
+        assert!(matches!(again, Err(Error::ActorEnded)), "{again:?}");
     }
 
     #[test]

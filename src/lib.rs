@@ -86,6 +86,9 @@ pub enum Error {
     Protocol(String),
     /// A peer did not answer in time.
     Timeout,
+    /// A command or signal for an [`Actor`](actor::Actor) whose task has
+    /// already ended (a send on its pipe would wait for ever).
+    ActorEnded,
     /// A bind or connect failed; says which endpoint.
     Endpoint {
         /// `"bind"` or `"connect to"`.
@@ -102,6 +105,7 @@ impl fmt::Display for Error {
             Error::Zmq(e) => write!(f, "zmq: {e}"),
             Error::Protocol(what) => write!(f, "protocol error: {what}"),
             Error::Timeout => f.write_str("timed out"),
+            Error::ActorEnded => f.write_str("the actor's task has ended"),
             Error::Endpoint {
                 action,
                 endpoint,

@@ -24,6 +24,7 @@ mod containment;
 mod output;
 mod scenario;
 mod supervisor;
+mod tcp_diag;
 
 use std::collections::HashMap;
 use std::io::Write;

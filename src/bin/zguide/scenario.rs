@@ -62,12 +62,18 @@ pub struct Part {
 }
 
 /// `stdin_when_connected = { port = 5557, peers = 3 }`: the state a part's
-/// peers are in once they are ready, as the kernel sees it.
+/// peers are in once they are ready, as the kernel sees it. A peer counts
+/// once its connection to the local `port` is established and has brought
+/// the ZeroMQ greeting and READY command (at least 91 bytes), all read by the
+/// program; with `subscribed = true`, a SUB's subscription as well (at
+/// least 94 bytes: a PUB drops what it sends before that).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connected {
     pub port: u16,
     pub peers: u32,
+    #[serde(default)]
+    pub subscribed: bool,
 }
 
 impl Part {
@@ -582,7 +588,8 @@ cwd_temp = false
             sub.stdin_when_connected,
             Some(Connected {
                 port: 5557,
-                peers: 2
+                peers: 2,
+                subscribed: false
             })
         );
         assert!(sub

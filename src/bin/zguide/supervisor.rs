@@ -31,6 +31,7 @@ use zguide::interrupt;
 use crate::containment;
 use crate::output::{Printer, Stream};
 use crate::scenario::{secs_text, Connected, Scenario};
+use crate::tcp_diag;
 
 /// How long the parts get to exit after SIGINT before they are killed.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -544,13 +545,43 @@ fn die_with_runner(command: &mut Command) {
     }
 }
 
-/// True once at least `wanted.peers` TCP connections to local port
-/// `wanted.port` are established, in the network namespace the runner and its
-/// parts share (`/proc/net/tcp` and `tcp6`). This is how "press Enter once
-/// the workers are connected" is told apart from "press Enter after a while":
-/// the peers' connections are the readiness a ventilator waits for. (The
-/// ZeroMQ handshake on such a connection follows within a millisecond.)
+/// The bytes a ZeroMQ peer has sent once its greeting (64 bytes) and READY
+/// command (at least 27: `Socket-Type` of a three-letter type) are through.
+const HANDSHAKE_BYTES: u64 = 64 + 27;
+/// … and, from a SUB, a subscription (at least 3 bytes).
+const SUBSCRIBED_BYTES: u64 = HANDSHAKE_BYTES + 3;
+
+/// True once at least `wanted.peers` peers are ready on local port
+/// `wanted.port`, in the network namespace the runner and its parts share:
+/// each one's TCP connection established and its ZeroMQ handshake (with
+/// `subscribed`, its subscription too) received and read by the program, as
+/// the kernel's `sock_diag` reports it. This is how "press Enter once the
+/// workers are connected" is told apart from "press Enter after a while":
+/// the peers' connections are the readiness a ventilator waits for. Where
+/// `sock_diag` is missing, established connections in `/proc/net/tcp` are
+/// counted instead (the handshake then follows within a millisecond on an
+/// idle machine, later on a busy one).
 fn peers_connected(wanted: Connected) -> bool {
+    let enough = if wanted.subscribed {
+        SUBSCRIBED_BYTES
+    } else {
+        HANDSHAKE_BYTES
+    };
+    match tcp_diag::established_on(wanted.port) {
+        Ok(connections) => {
+            let ready = connections
+                .iter()
+                .filter(|c| c.bytes_received >= enough && c.unread == 0)
+                .count();
+            ready >= wanted.peers as usize
+        }
+        Err(_) => established_in_proc(wanted.port) >= wanted.peers as usize,
+    }
+}
+
+/// Established TCP connections to local `port` in `/proc/net/tcp` and
+/// `tcp6`.
+fn established_in_proc(port: u16) -> usize {
     let mut count = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -564,12 +595,12 @@ fn peers_connected(wanted: Connected) -> bool {
                 .get(1)
                 .and_then(|a| a.rsplit_once(':'))
                 .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
-            if local_port == Some(wanted.port) && fields.get(3) == Some(&"01") {
+            if local_port == Some(port) && fields.get(3) == Some(&"01") {
                 count += 1;
             }
         }
     }
-    count >= wanted.peers
+    count
 }
 
 /// Writes the part's `stdin` text once, then closes its stdin.
@@ -743,16 +774,51 @@ mod tests {
     }
 
     #[test]
-    fn connected_peers_are_counted_on_the_listening_port() {
+    fn peers_count_once_their_handshake_and_subscription_are_read() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let wanted = |peers| Connected { port, peers };
-        assert!(!peers_connected(wanted(1)));
-        let _one = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        assert!(peers_connected(wanted(1)));
-        assert!(!peers_connected(wanted(2)));
-        let _two = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        assert!(peers_connected(wanted(2)));
+        let handshaken = |peers| Connected {
+            port,
+            peers,
+            subscribed: false,
+        };
+        let subscribed = |peers| Connected {
+            port,
+            peers,
+            subscribed: true,
+        };
+        let wait_for = |wanted: Connected| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !peers_connected(wanted) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peers_connected(wanted)
+        };
+        assert!(!peers_connected(handshaken(1)));
+        let mut one = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut one_here, _) = listener.accept().unwrap();
+        assert_eq!(established_in_proc(port), 1);
+        // Connected, but no handshake yet.
+        assert!(!peers_connected(handshaken(1)));
+        let mut buffer = [0u8; 200];
+        one.write_all(&[0u8; HANDSHAKE_BYTES as usize]).unwrap();
+        // Arrived but unread: the program has not seen it.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!peers_connected(handshaken(1)));
+        one_here
+            .read_exact(&mut buffer[..HANDSHAKE_BYTES as usize])
+            .unwrap();
+        assert!(wait_for(handshaken(1)));
+        assert!(!peers_connected(subscribed(1)));
+        one.write_all(&[1, 0, 1]).unwrap();
+        one_here.read_exact(&mut buffer[..3]).unwrap();
+        assert!(wait_for(subscribed(1)));
+        assert!(!peers_connected(handshaken(2)));
+        let mut two = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut two_here, _) = listener.accept().unwrap();
+        two.write_all(&[0u8; 100]).unwrap();
+        two_here.read_exact(&mut buffer[..100]).unwrap();
+        assert!(wait_for(subscribed(2)));
     }
 
     #[test]
