@@ -684,17 +684,28 @@ stdin_when_connected = { port = 5599, peers = 1 }
     // Prompted, but nobody is connected to port 5599: no Enter yet.
     std::thread::sleep(ms(500));
     assert_eq!(sc.count(runner, "<- stdin"), 0, "{}", sc.report());
-    // A listener on 5599 and one connection to it, inside the namespace.
+    // A listener on 5599 and one connection to it, inside the namespace:
+    // first connected only, then with a ZeroMQ-sized handshake (a 64-byte
+    // greeting and a 27-byte READY) sent and read.
     let (ready_in, ready) = std::sync::mpsc::channel();
+    let (handshake_in, handshake) = std::sync::mpsc::channel::<()>();
     let (done_in, done) = std::sync::mpsc::channel::<()>();
     let peer = sc.in_namespace_background(move || {
+        use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:5599").unwrap();
-        let _client = std::net::TcpStream::connect("127.0.0.1:5599").unwrap();
-        let _server = listener.accept().unwrap();
+        let mut client = std::net::TcpStream::connect("127.0.0.1:5599").unwrap();
+        let (mut server, _) = listener.accept().unwrap();
         ready_in.send(()).unwrap();
+        let _ = handshake.recv_timeout(secs(60));
+        client.write_all(&[0u8; 64 + 27]).unwrap();
+        server.read_exact(&mut [0u8; 64 + 27]).unwrap();
         let _ = done.recv_timeout(secs(60));
     });
     ready.recv_timeout(secs(30)).expect("the peer connected");
+    // Connected, but no handshake: still no Enter.
+    std::thread::sleep(ms(500));
+    assert_eq!(sc.count(runner, "<- stdin"), 0, "{}", sc.report());
+    handshake_in.send(()).unwrap();
     sc.expect(runner, "== asker <- stdin \"go\\n\"", secs(30));
     sc.expect(runner, "[asker] got [go]", secs(30));
     assert_eq!(sc.wait_exit(runner, secs(30)), 0, "{}", sc.report());
