@@ -511,8 +511,10 @@ fn task_sink_times_the_batch_from_its_start_message() {
         .and_then(|t| t.strip_suffix(" msec"))
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("{line:?}"));
+    // At least half the work pause: the "0" itself may arrive late on a busy
+    // machine, which shortens what the sink measures (296 ms seen for 300).
     assert!(
-        (work.as_millis()..before_start.as_millis()).contains(&msec),
+        (work.as_millis() / 2..before_start.as_millis()).contains(&msec),
         "the batch took {msec} msec from its start message: {line}"
     );
     assert_eq!(sc.wait_exit(sink, secs(10)), 0);
