@@ -87,7 +87,23 @@ pub fn timeout_ms(n: u64) -> i32 {
 /// the same way as root. As root this does nothing. If the kernel forbids
 /// unprivileged user namespaces nothing changes, and `Scenario::new` reports
 /// the problem.
+///
+/// It also raises the open-file limit to the hard limit: attack tests open
+/// hundreds of probe sockets, and when the tests share one process (`cargo
+/// test`) an ordinary user's usual soft limit of 1024 runs out.
 extern "C" fn become_root_in_own_user_namespace() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
     // SAFETY: plain syscalls on our own process, before any other thread exists.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == 0 || unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
