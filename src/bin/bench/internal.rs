@@ -332,7 +332,7 @@ fn raw_copy(path: &str) -> Result<String, String> {
             total += n as u64;
         }
     });
-    let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut stream = accept_within(&listener, Duration::from_secs(30))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
@@ -357,4 +357,33 @@ fn raw_copy(path: &str) -> Result<String, String> {
         "raw-copy: bytes {received} seconds {:.6}",
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// `accept` that gives up after `limit` (the sending thread may have failed
+/// before it connected).
+fn accept_within(
+    listener: &std::net::TcpListener,
+    limit: Duration,
+) -> Result<std::net::TcpStream, String> {
+    let deadline = Instant::now() + limit;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("accept: {e}"))?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| format!("accept: {e}"))?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(format!("no connection within {limit:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    }
 }
