@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::jobs::Sample;
+use crate::jobs::{expect_success, Sample};
 use crate::procs::{last_lines, Namespace, Proc};
 
 /// The freelance servers' ports (the guide's).
@@ -25,16 +25,6 @@ const CLONE_SNAPSHOT_PORT: u16 = 5556;
 const CLONE_COLLECTOR_PORT: u16 = 5558;
 /// tspub's default endpoint is tcp://127.0.0.1:5600.
 const TSPUB_PORT: u16 = 5600;
-
-fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
-    match proc.wait(timeout)? {
-        0 => Ok(()),
-        code => Err(format!(
-            "exit code {code}: {}",
-            last_lines(proc.output(), 3)
-        )),
-    }
-}
 
 fn bench_exe() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("cannot find the bench itself: {e}"))

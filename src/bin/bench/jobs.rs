@@ -284,7 +284,9 @@ fn perf_args(port: u16, size: usize, count: u64) -> (Vec<String>, Vec<String>) {
     (args(&endpoint), args(&endpoint))
 }
 
-fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
+/// Waits for `proc` to exit 0; any other ending is an error with its last
+/// lines.
+pub fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
     match proc.wait(timeout)? {
         0 => Ok(()),
         code => Err(format!(
