@@ -203,6 +203,8 @@ fn bench_explains_its_flags() {
     let help = sc.start("bench", bin!("bench"), &["--help"]);
     sc.expect(help, "USAGE: bench [OPTIONS]", secs(30));
     sc.expect(help, "--full", secs(10));
+    sc.expect(help, "binarystar", secs(10));
+    sc.expect(help, "--fileio-mib", secs(10));
     sc.expect(help, "ZGUIDE_REFERENCE_BIN", secs(10));
     assert_eq!(sc.wait_exit(help, secs(30)), 0);
     let bad = sc.start("bench-bad", bin!("bench"), &["--sizes", "0"]);
@@ -319,5 +321,100 @@ fn both_throughput_tools_stop_on_ctrl_c_while_messages_flow() {
         !sc.output(local).contains("mean throughput"),
         "stopped before the end: {}",
         sc.report()
+    );
+}
+
+/// Runs `bench --quick --only <group>` and checks that the group's `rows`
+/// rows all have a figure in `results.json` that is positive and finite
+/// (never an exact value: the figures depend on the machine).
+fn quick_group_has_plausible_figures(group: &str, rows: usize) -> serde_json::Value {
+    let mut sc = Scenario::new(&format!("bench-quick-{group}"));
+    let out = sc.dir().join("figures");
+    let out_arg = out.display().to_string();
+    let bench = sc.start(
+        "bench",
+        bin!("bench"),
+        &["--quick", "--only", group, "--out", &out_arg],
+    );
+    sc.expect(bench, "results.json", secs(120));
+    assert_eq!(sc.wait_exit(bench, secs(60)), 0, "{}", sc.report());
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("results.json is JSON");
+    let found: Vec<&serde_json::Value> = json["rows"]
+        .as_array()
+        .expect("a list of rows")
+        .iter()
+        .filter(|row| row["group"] == group)
+        .collect();
+    assert_eq!(found.len(), rows, "{text}");
+    for row in &found {
+        let figure = row["ours"].as_f64();
+        assert!(
+            figure.is_some_and(|f| f.is_finite() && f > 0.0),
+            "row without a plausible figure: {row}\n{}",
+            sc.report()
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    assert_eq!(
+        csv.lines().count(),
+        rows + 1,
+        "a header and the rows: {csv}"
+    );
+    assert!(
+        !out.join("fileio-data").exists(),
+        "the fileio test file is removed"
+    );
+    serde_json::Value::Array(found.into_iter().cloned().collect())
+}
+
+#[test]
+fn a_quick_freelance_run_measures_round_trips() {
+    let rows = quick_group_has_plausible_figures("freelance", 4);
+    assert_eq!(rows[0]["test"], "flclient2, 1 server");
+    assert_eq!(rows[3]["test"], "flclient3, 3 servers");
+    assert_eq!(rows[0]["unit"], "us");
+}
+
+#[test]
+fn a_quick_binarystar_run_measures_the_failover() {
+    let rows = quick_group_has_plausible_figures("binarystar", 1);
+    // The client waits 1 s for a reply and 2 s before it fails over.
+    let ms = rows[0]["ours"].as_f64().unwrap_or(0.0);
+    assert!(ms > 1000.0 && ms < 60_000.0, "{rows}");
+}
+
+#[test]
+fn a_quick_clone_run_measures_updates_and_a_snapshot() {
+    let rows = quick_group_has_plausible_figures("clone", 3);
+    for row in rows.as_array().into_iter().flatten().take(2) {
+        let delivered = row["ours_secondary"].as_f64().unwrap_or(0.0);
+        assert!(delivered > 0.0 && delivered <= 100.0, "{row}");
+    }
+    assert_eq!(rows[2]["unit"], "ms");
+}
+
+#[test]
+fn a_quick_fileio_run_compares_with_a_raw_copy() {
+    let rows = quick_group_has_plausible_figures("fileio", 5);
+    assert_eq!(rows[3]["test"], "raw TCP copy");
+    assert_eq!(rows[4]["unit"], "%");
+}
+
+#[test]
+fn a_quick_pubsub_run_measures_latency_and_the_lossless_rate() {
+    let rows = quick_group_has_plausible_figures("pubsub", 7);
+    let rows = rows.as_array().expect("rows");
+    // Percentiles never decrease: p50 <= p99 <= p99.9 at each rate.
+    for at in [0, 3] {
+        let p: Vec<f64> = (at..at + 3)
+            .map(|n| rows[n]["ours"].as_f64().unwrap_or(0.0))
+            .collect();
+        assert!(p[0] <= p[1] && p[1] <= p[2], "{p:?}");
+    }
+    assert!(
+        rows[6]["ours"].as_f64().unwrap_or(0.0) >= 1000.0,
+        "{:?}",
+        rows[6]
     );
 }

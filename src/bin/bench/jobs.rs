@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use zguide::perf::Report;
 
+use crate::guide_jobs;
 use crate::procs::{find_program, last_lines, Namespace, Proc};
 
 /// The TCP port the perf pairs use inside their private namespace.
@@ -38,6 +39,34 @@ pub enum Job {
         /// Take the broker from this side but the client and workers from
         /// the reference, so only the broker differs between the columns.
         broker_only: bool,
+    },
+    /// `client` (`flclient2`/`flclient3`) against `servers` × `flserver2`
+    /// resp. `flserver3`: the average round trip in µs.
+    Freelance {
+        client: &'static str,
+        servers: usize,
+        requests: u64,
+    },
+    /// `bstarsrv -p`, `bstarsrv -b`, `bstarcli`: failover time in ms.
+    BinaryStar,
+    /// `clonesrv5` with the bench's kvmsg clients: updates/s.
+    CloneUpdates {
+        publishers: usize,
+        subscribers: usize,
+        updates: u64,
+    },
+    /// `clonesrv5` holding `keys` keys: ms for a new client's snapshot.
+    CloneSnapshot { keys: usize },
+    /// `fileio1`…`fileio3` and a raw TCP copy of `dir/testdata`: MB/s, and
+    /// fileio3 ÷ raw in %.
+    FileIo { bytes: u64, dir: PathBuf },
+    /// `tspub` → `tssub` at `rate`: latency p50, p99, p99.9 in µs.
+    PubsubLatency { rate: u64, seconds: f64 },
+    /// `tspub` → `tssub`: the highest lossless rate found.
+    PubsubMaxRate {
+        start: u64,
+        bisections: u32,
+        seconds: f64,
     },
 }
 
@@ -74,6 +103,38 @@ impl Job {
             Job::Majordomo {
                 broker_only: true, ..
             } => vec!["mdbroker"],
+            Job::Freelance { client, .. } => {
+                vec![
+                    client,
+                    if *client == "flclient2" {
+                        "flserver2"
+                    } else {
+                        "flserver3"
+                    },
+                ]
+            }
+            Job::BinaryStar => vec!["bstarsrv", "bstarcli"],
+            Job::CloneUpdates { .. } | Job::CloneSnapshot { .. } => vec!["clonesrv5"],
+            Job::FileIo { .. } => crate::guide_jobs::FILEIO_PROGRAMS.to_vec(),
+            Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => vec!["tspub", "tssub"],
+        }
+    }
+
+    /// Why the reference side cannot run this job the same way, if so: the
+    /// row then has no reference column, and says why.
+    pub fn no_reference(&self) -> Option<&'static str> {
+        match self {
+            Job::Freelance {
+                client: "flclient3",
+                ..
+            } => Some(
+                "no reference: the C flclient3 connects to three fixed endpoints and the C \
+                 flserver3 binds one fixed port, so they cannot be run the same way",
+            ),
+            Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => {
+                Some("no reference: tspub/tssub are zguide-rs's own study tools")
+            }
+            _ => None,
         }
     }
 
@@ -84,6 +145,27 @@ impl Job {
                 .ok_or_else(|| format!("no {name} in {}", side.dir.display()))
         };
         match *self {
+            Job::Freelance {
+                client,
+                servers,
+                requests,
+            } => guide_jobs::freelance(&program, client, servers, requests, timeout),
+            Job::BinaryStar => guide_jobs::binarystar(&program, timeout),
+            Job::CloneUpdates {
+                publishers,
+                subscribers,
+                updates,
+            } => guide_jobs::clone_updates(&program, publishers, subscribers, updates, timeout),
+            Job::CloneSnapshot { keys } => guide_jobs::clone_snapshot(&program, keys, timeout),
+            Job::FileIo { bytes, ref dir } => guide_jobs::fileio(&program, dir, bytes, timeout),
+            Job::PubsubLatency { rate, seconds } => {
+                guide_jobs::pubsub_latency(&program, rate, seconds, timeout)
+            }
+            Job::PubsubMaxRate {
+                start,
+                bisections,
+                seconds,
+            } => guide_jobs::pubsub_max_rate(&program, start, bisections, seconds, timeout),
             Job::TcpThr { size, count } => {
                 let ns = Namespace::new()?;
                 let args = perf_args(PERF_PORT, size, count);
@@ -202,7 +284,9 @@ fn perf_args(port: u16, size: usize, count: u64) -> (Vec<String>, Vec<String>) {
     (args(&endpoint), args(&endpoint))
 }
 
-fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
+/// Waits for `proc` to exit 0; any other ending is an error with its last
+/// lines.
+pub fn expect_success(proc: &mut Proc, timeout: Duration) -> Result<(), String> {
     match proc.wait(timeout)? {
         0 => Ok(()),
         code => Err(format!(

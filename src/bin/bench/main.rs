@@ -8,7 +8,19 @@
 //!   power of two with `--full`);
 //! * the guide's `tripping` (§28): synchronous and asynchronous calls/s;
 //! * Majordomo (§27–§28): `mdclient` and `mdclient2` through `mdbroker` with
-//!   1 and with 10 `mdworker`s: requests/s and wall time.
+//!   1 and with 10 `mdworker`s: requests/s and wall time;
+//! * Freelance (§34–§35): `flclient2` and `flclient3` against 1 and 3
+//!   servers: the average round trip in µs;
+//! * Binary Star (§31): ms from SIGKILL of the active `bstarsrv` to
+//!   `bstarcli`'s first reply from the backup;
+//! * Clone (§44): updates/s through `clonesrv5` from 1 and from 10
+//!   publishing clients to 10 subscribers, and the time for a new client to
+//!   get a snapshot of 100,000 keys (the clients are the bench's own, speaking
+//!   kvmsg: `clonecli5` sends one update a second);
+//! * file transfer (§47): `fileio1`…`fileio3` in MB/s on a `mktestdata`
+//!   file (1 GiB, `--fileio-mib`), beside a raw TCP copy of the same file;
+//! * the study's pub-sub (`tspub`/`tssub`): latency p50/p99/p99.9 at 10k and
+//!   100k msg/s, and the highest lossless rate.
 //!
 //! It prints a table and writes the same figures to `results.json` and
 //! `results.csv`, with a plot of the size sweep in `sweep.svg`, in
@@ -19,6 +31,8 @@
 //! and reports medians and the ratio. A program missing from either side
 //! skips its row with a note. See `zguide/benchmarks.md`.
 
+mod guide_jobs;
+mod internal;
 mod jobs;
 mod procs;
 mod report;
@@ -31,7 +45,8 @@ use report::{Better, Row};
 use zguide::interrupt;
 
 const HELP: &str = "\
-bench: zguide-rs benchmark suite (libzmq perf tools, tripping, Majordomo)
+bench: zguide-rs benchmark suite (libzmq perf tools, tripping, Majordomo, Freelance,
+Binary Star, Clone, file transfer, pub-sub)
 
 USAGE: bench [OPTIONS]
 
@@ -43,9 +58,19 @@ OPTIONS:
   --roundtrips N      round trips per latency run (default: 10000, 2000 above 16 KiB)
   --repeat N          runs per row, medians reported (default 3; with a reference the
                       runs alternate ours, reference, ours, reference ...)
-  --only LIST         groups to run, comma-separated: tcp, inproc, tripping, majordomo
-                      (default: all)
+  --only LIST         groups to run, comma-separated (default: all):
+                        tcp, inproc    libzmq's perf tools over a size sweep
+                        tripping       sync and async calls/s (tripping)
+                        majordomo      mdclient/mdclient2 via mdbroker, 1 and 10 workers
+                        freelance      flclient2/flclient3 round trip, 1 and 3 servers
+                        binarystar     failover ms after SIGKILL of the primary bstarsrv
+                        clone          clonesrv5 updates/s (1 and 10 clients) and the
+                                       time of a 100,000-key snapshot
+                        fileio         fileio1..3 MB/s beside a raw TCP copy
+                        pubsub         tspub/tssub latency at 10k and 100k msg/s and
+                                       the highest lossless rate
   --requests N        Majordomo requests per client run (default 100000)
+  --fileio-mib N      size of the fileio test file in MiB (default 1024; --quick: 16)
   --timeout SECS      limit for one program run (default 120)
   --out DIR           where results.json, results.csv and sweep.svg go
                       (default: target/bench next to the build)
@@ -55,11 +80,30 @@ ENVIRONMENT:
   ZGUIDE_REFERENCE_BIN=DIR   a folder of your own C/C++ builds of the same programs
                              (local_thr, remote_thr, local_lat, remote_lat, inproc_thr,
                              inproc_lat, tripping, mdbroker, mdworker, mdclient,
-                             mdclient2); each row then also runs them and prints the ratio.
+                             mdclient2, flclient2, flserver2, bstarsrv, bstarcli,
+                             clonesrv5, fileio1, fileio2, fileio3); each row then also
+                             runs them and prints the ratio (flclient3/flserver3 and
+                             tspub/tssub rows have no reference column).
                              Nothing of the reference is built or shipped by zguide-rs.
 ";
 
 const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
+
+/// Every group `--only` knows, in table order.
+const GROUPS: [&str; 9] = [
+    "tcp",
+    "inproc",
+    "tripping",
+    "majordomo",
+    "freelance",
+    "binarystar",
+    "clone",
+    "fileio",
+    "pubsub",
+];
+
+/// The fileio test file's name (the guide's programs read `./testdata`).
+pub const FILEIO_NAME: &str = "testdata";
 
 /// What the command line asked for.
 struct Options {
@@ -72,10 +116,14 @@ struct Options {
     timeout: Duration,
     out: PathBuf,
     quick: bool,
+    fileio_mib: u64,
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = internal::dispatch(&args) {
+        std::process::exit(code);
+    }
     if args.first().map(String::as_str) == Some("--internal-wait-port") {
         let code = procs::probe_port(
             args.get(1).map_or("", String::as_str),
@@ -110,15 +158,15 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         count: None,
         roundtrips: None,
         repeat: 3,
-        groups: ["tcp", "inproc", "tripping", "majordomo"]
-            .map(String::from)
-            .to_vec(),
+        groups: GROUPS.map(String::from).to_vec(),
         requests: 100_000,
         timeout: Duration::from_secs(120),
         out: default_out(),
         quick: false,
+        fileio_mib: 1024,
     };
     let mut explicit_sizes = false;
+    let mut explicit_fileio = false;
     let mut explicit_repeat = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -151,11 +199,15 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 options.timeout = Duration::from_secs(number(&value("--timeout")?, "--timeout")?)
             }
             "--out" => options.out = PathBuf::from(value("--out")?),
+            "--fileio-mib" => {
+                options.fileio_mib = number(&value("--fileio-mib")?, "--fileio-mib")?;
+                explicit_fileio = true;
+            }
             "--only" => {
                 let list = value("--only")?;
                 options.groups = list.split(',').map(|g| g.trim().to_string()).collect();
                 for group in &options.groups {
-                    if !["tcp", "inproc", "tripping", "majordomo"].contains(&group.as_str()) {
+                    if !GROUPS.contains(&group.as_str()) {
                         return Err(format!("unknown group {group:?} in --only"));
                     }
                 }
@@ -173,6 +225,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             options.repeat = 1;
         }
         options.requests = options.requests.min(1_000);
+        if !explicit_fileio {
+            options.fileio_mib = 16;
+        }
     }
     Ok(Some(options))
 }
@@ -289,6 +344,113 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
         };
         plan.push((row, job, 0));
     }
+    if wants("freelance") {
+        let requests = if options.quick { 1_000 } else { 10_000 };
+        for client in ["flclient2", "flclient3"] {
+            for servers in [1, 3] {
+                let test = format!(
+                    "{client}, {servers} server{}",
+                    if servers > 1 { "s" } else { "" }
+                );
+                let mut row = Row::new("freelance", &test, "us", Better::Lower, Some(1.05));
+                row.detail = format!("{requests} requests, average round trip");
+                let job = Job::Freelance {
+                    client,
+                    servers,
+                    requests,
+                };
+                plan.push((row, job, 0));
+            }
+        }
+    }
+    if wants("binarystar") {
+        let mut row = Row::new("binarystar", "failover", "ms", Better::Lower, Some(1.05));
+        row.detail = format!(
+            "SIGKILL of the primary {} ms after a reply -> first reply from the backup; goal <= 3500 ms",
+            guide_jobs::BSTAR_KILL_AFTER_REPLY.as_millis()
+        );
+        plan.push((row, Job::BinaryStar, 0));
+    }
+    if wants("clone") {
+        let updates = if options.quick { 10_000 } else { 100_000 };
+        for publishers in [1, 10] {
+            let test = format!(
+                "updates, {publishers} client{} -> 10 subscribers",
+                if publishers > 1 { "s" } else { "" }
+            );
+            let mut row = Row::new("clone", &test, "updates/s", Better::Higher, Some(1.0));
+            row.secondary_unit = Some("% delivered");
+            row.detail = format!(
+                "{updates} updates sent through clonesrv5; figure = updates received by all \
+                 10 subscribers together / wall time from the first send to the last receipt; \
+                 the clients are the bench's own (kvmsg), only clonesrv5 is the side's"
+            );
+            let job = Job::CloneUpdates {
+                publishers,
+                subscribers: 10,
+                updates,
+            };
+            plan.push((row, job, 0));
+        }
+        let keys = if options.quick { 10_000 } else { 100_000 };
+        let test = format!("snapshot, {keys} keys");
+        let mut row = Row::new("clone", &test, "ms", Better::Lower, Some(1.05));
+        row.detail = "a new client (the bench's, kvmsg) from connect to KTHXBAI".to_string();
+        plan.push((row, Job::CloneSnapshot { keys }, 0));
+    }
+    if wants("fileio") {
+        let bytes = options.fileio_mib << 20;
+        let job = Job::FileIo {
+            bytes,
+            dir: options.out.join("fileio-data"),
+        };
+        let rows = [
+            ("fileio1", "MB/s", Some(1.0)),
+            ("fileio2", "MB/s", Some(1.0)),
+            ("fileio3", "MB/s", Some(1.0)),
+            ("raw TCP copy", "MB/s", None),
+            ("fileio3 / raw", "%", None),
+        ];
+        for (n, (test, unit, goal)) in rows.into_iter().enumerate() {
+            let mut row = Row::new("fileio", test, unit, Better::Higher, goal);
+            row.detail = format!(
+                "{} MiB file; MB = 10^6 bytes over the process's wall time",
+                options.fileio_mib
+            );
+            if n == 4 {
+                row.detail.push_str("; goal: fileio3 >= 80 % of raw");
+            }
+            plan.push((row, job.clone(), n));
+        }
+    }
+    if wants("pubsub") {
+        let seconds = if options.quick { 1.0 } else { 5.0 };
+        for rate in [10_000u64, 100_000] {
+            let job = Job::PubsubLatency { rate, seconds };
+            for (n, p) in ["p50", "p99", "p99.9"].into_iter().enumerate() {
+                let test = format!("{}k msg/s latency {p}", rate / 1000);
+                let mut row = Row::new("pubsub", &test, "us", Better::Lower, None);
+                row.detail = format!("64 B messages for {seconds} s, tspub -> tssub");
+                if n == 0 {
+                    row.secondary_unit = Some("lost");
+                }
+                plan.push((row, job.clone(), n));
+            }
+        }
+        let (step, bisections) = if options.quick { (0.5, 1) } else { (2.0, 3) };
+        let mut row = Row::new("pubsub", "max lossless rate", "msg/s", Better::Higher, None);
+        row.secondary_unit = Some("msg/s sent");
+        row.detail = format!(
+            "64 B; doubling from 50k msg/s, then {bisections} bisection(s), {step} s a step; \
+             lossless = tssub received all tspub sent, no gaps, tspub at >= 95 % of the rate"
+        );
+        let job = Job::PubsubMaxRate {
+            start: 50_000,
+            bisections,
+            seconds: step,
+        };
+        plan.push((row, job, 0));
+    }
     plan
 }
 
@@ -326,6 +488,31 @@ fn run(options: &Options) -> Result<(), String> {
         libzmq_linkage()
     );
 
+    // The fileio rows share one test file, made once and removed at the end.
+    let fileio_dir = plan.iter().find_map(|(_, job, _)| match job {
+        Job::FileIo { bytes, dir } => Some((*bytes, dir.clone())),
+        _ => None,
+    });
+    let _fileio_data = fileio_dir
+        .as_ref()
+        .map(|(_, dir)| RemoveOnDrop(dir.clone()));
+    let fileio_problem = match &fileio_dir {
+        Some((bytes, dir)) => {
+            print!(
+                "  making a {} MiB fileio test file in {} ... ",
+                bytes >> 20,
+                dir.display()
+            );
+            zguide::helpers::flush_stdout();
+            let made = procs::find_program(&ours, "mktestdata")
+                .ok_or_else(|| "skipped: no mktestdata built yet".to_string())
+                .and_then(|mk| guide_jobs::make_testdata(&mk, dir, *bytes));
+            println!("{}", if made.is_ok() { "done" } else { "failed" });
+            made.err()
+        }
+        None => None,
+    };
+
     // Rows that share a job (tripping's sync and async) run it once.
     let mut index = 0;
     while index < plan.len() {
@@ -335,6 +522,13 @@ fn run(options: &Options) -> Result<(), String> {
             .last()
             .map_or(index + 1, |i| i + 1);
         let label = plan[index].0.label();
+        if let (Job::FileIo { .. }, Some(problem)) = (&job, &fileio_problem) {
+            for (row, _, _) in &mut plan[index..group_end] {
+                row.add_note(problem);
+            }
+            index = group_end;
+            continue;
+        }
         let sides = sides_for(&job, &plan[index].0, &ours, reference.as_deref());
         for (slot, side) in sides.iter().enumerate() {
             if let Err(note) = side {
@@ -411,8 +605,22 @@ fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// A folder removed with everything in it when this goes out of scope
+/// (the fileio test file, also when the run fails).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn same_job(a: &Job, b: &Job) -> bool {
-    matches!((a, b), (Job::Tripping, Job::Tripping))
+    match (a, b) {
+        (Job::Tripping, Job::Tripping) | (Job::FileIo { .. }, Job::FileIo { .. }) => true,
+        (Job::PubsubLatency { rate: x, .. }, Job::PubsubLatency { rate: y, .. }) => x == y,
+        _ => false,
+    }
 }
 
 /// Our folder and the reference folder for this job, or why a side is out.
@@ -437,6 +645,9 @@ fn sides_for<'a>(
     };
     let reference_side = match reference {
         None => Err(String::new()),
+        Some(_) if job.no_reference().is_some() => {
+            Err(job.no_reference().unwrap_or_default().to_string())
+        }
         Some(dir) => match missing(dir) {
             Some(name) => Err(format!("no reference {name}")),
             None => Ok(dir),
@@ -469,4 +680,39 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(String::from))
         .unwrap_or_else(|| "?".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn the_new_groups_and_the_fileio_size_are_flags() {
+        let Ok(Some(options)) = parse(&args(&["--only", "freelance,pubsub"])) else {
+            panic!("--only freelance,pubsub is refused");
+        };
+        assert_eq!(options.groups, ["freelance", "pubsub"]);
+        assert_eq!(options.fileio_mib, 1024);
+        let Ok(Some(quick)) = parse(&args(&["--quick", "--only", "fileio"])) else {
+            panic!("--quick is refused");
+        };
+        assert_eq!(quick.fileio_mib, 16);
+        let Ok(Some(sized)) = parse(&args(&["--quick", "--fileio-mib", "64"])) else {
+            panic!("--fileio-mib is refused");
+        };
+        assert_eq!(sized.fileio_mib, 64);
+        assert!(parse(&args(&["--only", "clone,nope"])).is_err());
+        assert!(parse(&args(&["--fileio-mib", "0"])).is_err());
+        let Ok(Some(all)) = parse(&[]) else {
+            panic!("no arguments are refused");
+        };
+        let rows = plan(&all);
+        for group in ["freelance", "binarystar", "clone", "fileio", "pubsub"] {
+            assert!(rows.iter().any(|(row, _, _)| row.group == group), "{group}");
+        }
+    }
 }

@@ -144,7 +144,7 @@ pub struct Proc {
     label: String,
     child: Child,
     started: Instant,
-    output: mpsc::Receiver<String>,
+    output: mpsc::Receiver<(String, Instant)>,
     text: String,
     exited: Option<(i32, Instant)>,
 }
@@ -168,7 +168,8 @@ impl Proc {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
+                    // Stamped as it is read, for timings taken from output.
+                    if tx.send((line, Instant::now())).is_err() {
                         break;
                     }
                 }
@@ -186,11 +187,67 @@ impl Proc {
 
     /// Everything printed so far (stdout and stderr lines).
     pub fn output(&mut self) -> &str {
-        while let Ok(line) = self.output.try_recv() {
+        while let Ok((line, _)) = self.output.try_recv() {
             self.text.push_str(&line);
             self.text.push('\n');
         }
         &self.text
+    }
+
+    /// The next line printed (stdout or stderr) with the moment it was read,
+    /// waiting until `deadline`; `None` when the deadline passed first or
+    /// the program closed its output. Lines already taken by
+    /// [`Proc::output`] are not seen again.
+    pub fn next_line(&mut self, deadline: Instant) -> Result<Option<(String, Instant)>, String> {
+        loop {
+            if interrupt::interrupted() {
+                return Err("interrupted".to_string());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(50)))
+            {
+                Ok((line, at)) => {
+                    self.text.push_str(&line);
+                    self.text.push('\n');
+                    return Ok(Some((line, at)));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+            }
+        }
+    }
+
+    /// Waits until `deadline` for a line containing `needle`; returns it and
+    /// when it was read, or an error naming what was awaited.
+    pub fn wait_for_line(
+        &mut self,
+        needle: &str,
+        deadline: Instant,
+    ) -> Result<(String, Instant), String> {
+        while let Some((line, at)) = self.next_line(deadline)? {
+            if line.contains(needle) {
+                return Ok((line, at));
+            }
+        }
+        Err(format!(
+            "{} never printed {needle:?}; it printed: {}",
+            self.label,
+            last_lines(&self.text, 3)
+        ))
+    }
+
+    /// SIGKILL now; returns the moment the signal was sent.
+    pub fn kill(&mut self) -> Instant {
+        let at = Instant::now();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.exited = Some((-1, Instant::now()));
+        at
     }
 
     /// Waits for the exit and returns the exit code (-1 if a signal ended it).
