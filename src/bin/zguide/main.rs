@@ -21,6 +21,7 @@
 //! in `zguide/README.md`.
 
 mod containment;
+mod normalise;
 mod output;
 mod scenario;
 mod supervisor;
