@@ -401,6 +401,12 @@ fn judge(p: &Prepared, ran: &[Ran]) -> ScenarioReport {
     }
 }
 
+/// A progress line on stderr (stdout is the report), written whole.
+fn progress(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("== {text}\n").as_bytes());
+}
+
 /// Runs the comparison; returns the exit code (0 all same, 1 not, 2 bad
 /// usage, 130 interrupted).
 pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, String> {
@@ -419,8 +425,8 @@ pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, Stri
                 return Ok(130);
             }
             let theirs = theirs_names(p, &pairing);
-            eprint!(
-                "== {}: {} run{} … ",
+            let run = format!(
+                "{}: {} run{}",
                 p.scenario.name,
                 pairing.kind,
                 if pairing.kind == "mixed" {
@@ -429,16 +435,17 @@ pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, Stri
                     String::new()
                 }
             );
+            progress(&format!("{run} …"));
             let r = run_one(p, &pairing, request.envs)?;
-            eprintln!(
-                "{} after {:.1} s",
+            progress(&format!(
+                "{run} {} after {:.1} s",
                 match &r.outcome {
                     Outcome::Success => "ok".to_string(),
                     Outcome::Failed(why) | Outcome::Broken(why) => format!("FAILED ({why})"),
                     Outcome::Interrupted => "interrupted".into(),
                 },
                 r.seconds
-            );
+            ));
             if r.outcome == Outcome::Interrupted {
                 return Ok(130);
             }
@@ -459,7 +466,7 @@ pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, Stri
     if let Some(path) = &request.html {
         std::fs::write(path, crate::report::html(&report))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("== wrote {}", path.display());
+        progress(&format!("wrote {}", path.display()));
     }
     Ok(report.exit_code())
 }
