@@ -435,3 +435,57 @@ fn bad_usage_exits_2() {
     let text = sc.output(run);
     assert!(text.contains("options of `zguide compare`"), "{text}");
 }
+
+#[test]
+fn reference_programs_are_line_buffered_unless_no_stdbuf() {
+    let mut sc = Scenario::new("compare-stdbuf");
+    // `stdbuf -oL` tells a C program's stdio (through `_STDBUF_O`, read by
+    // the library it preloads) to flush each line; a C example stopped by
+    // SIGINT otherwise loses everything it printed to the pipe.
+    let ours = program_dir(
+        &sc,
+        "ours",
+        &[("buffered", Program::Script("echo stdout L"))],
+    );
+    let reference = program_dir(
+        &sc,
+        "ref",
+        &[(
+            "buffered",
+            Program::Script("echo \"stdout ${_STDBUF_O:-as the program sets it}\""),
+        )],
+    );
+    let scenarios = scenario_files(
+        &sc,
+        &[(
+            "buffering",
+            &format!(
+                "title = \"Buffering\"\nsection = \"§0 Tests\"\nuntil_exit = [\"buffered\"]\n\n\
+                 [[part]]\nname = \"buffered\"\nprogram = \"{}/buffered\"\n",
+                path(&ours)
+            ),
+        )],
+    );
+    let args = [
+        "buffering",
+        "--scenarios",
+        path(&scenarios),
+        "--reference",
+        path(&reference),
+    ];
+    let line_buffered = compare(&mut sc, &args, 0);
+    assert_eq!(
+        summary_row(&sc, line_buffered, "buffering"),
+        "buffering same"
+    );
+    assert_eq!(sc.count(line_buffered, "line-buffered by stdbuf -oL"), 1);
+    let mut as_is_args = args.to_vec();
+    as_is_args.push("--no-stdbuf");
+    let as_is = compare(&mut sc, &as_is_args, 1);
+    assert_eq!(
+        summary_row(&sc, as_is, "buffering"),
+        "buffering differs buffered line 1: ours \"stdout L\", reference \"stdout as the program sets it\"",
+        "{}",
+        sc.report()
+    );
+}

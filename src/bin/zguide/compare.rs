@@ -48,6 +48,8 @@ pub struct Request<'a> {
     pub json: bool,
     pub html: Option<PathBuf>,
     pub envs: &'a [(String, String)],
+    /// Run the reference's programs under `stdbuf -oL` (when it is there).
+    pub stdbuf: bool,
 }
 
 /// The verdict on one scenario.
@@ -79,6 +81,10 @@ impl Verdict {
 pub struct Report {
     /// The reference directory.
     pub reference: String,
+    /// The reference's programs ran under `stdbuf -oL`: C stdio line-buffers
+    /// their stdout, as on a terminal, instead of filling a buffer that a
+    /// program stopped by SIGINT never writes.
+    pub line_buffered: bool,
     pub scenarios: Vec<ScenarioReport>,
 }
 
@@ -261,21 +267,33 @@ struct Ran {
 }
 
 /// Runs one pairing of a scenario, capturing each part's lines.
-fn run_one(p: &Prepared, pairing: &Pairing, envs: &[(String, String)]) -> Result<Ran, String> {
-    let programs = p
-        .ours
-        .iter()
-        .zip(&p.theirs)
-        .zip(&pairing.theirs)
-        .map(|((ours, theirs), &use_theirs)| match theirs {
-            Some(theirs) if use_theirs => theirs.clone(),
-            _ => ours.clone(),
-        })
-        .collect();
+fn run_one(
+    p: &Prepared,
+    pairing: &Pairing,
+    envs: &[(String, String)],
+    stdbuf: Option<&Path>,
+) -> Result<Ran, String> {
+    let mut scenario = p.scenario.clone();
+    let mut programs = Vec::new();
+    for (index, part) in scenario.parts.iter_mut().enumerate() {
+        match (&p.theirs[index], pairing.theirs[index], stdbuf) {
+            (Some(theirs), true, Some(stdbuf)) => {
+                // C stdio fully buffers stdout on a pipe, and a C example
+                // stopped by SIGINT dies with its buffer unwritten (hwserver
+                // "printed" nothing): line-buffer it, as on a terminal.
+                let mut args = vec!["-oL".to_string(), theirs.to_string_lossy().into_owned()];
+                args.append(&mut part.args);
+                part.args = args;
+                programs.push(stdbuf.to_path_buf());
+            }
+            (Some(theirs), true, None) => programs.push(theirs.clone()),
+            _ => programs.push(p.ours[index].clone()),
+        }
+    }
     let temp = TempDir::new(&p.scenario.name)
         .map_err(|e| format!("cannot create a working directory: {e}"))?;
     let plan = Plan {
-        scenario: &p.scenario,
+        scenario: &scenario,
         programs,
         swapped: pairing.theirs.clone(),
         extra_env: envs,
@@ -413,9 +431,14 @@ pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, Stri
     request.reference =
         std::path::absolute(&request.reference).map_err(|e| format!("--reference: {e}"))?;
     let prepared = prepare(&request, exe_dir)?;
+    let stdbuf = request
+        .stdbuf
+        .then(|| resolve_program("stdbuf", None).ok())
+        .flatten();
     interrupt::catch_signals();
     let mut report = Report {
         reference: request.reference.display().to_string(),
+        line_buffered: stdbuf.is_some(),
         scenarios: Vec::new(),
     };
     for p in &prepared {
@@ -436,7 +459,7 @@ pub fn compare(mut request: Request, exe_dir: Option<&Path>) -> Result<i32, Stri
                 }
             );
             progress(&format!("{run} …"));
-            let r = run_one(p, &pairing, request.envs)?;
+            let r = run_one(p, &pairing, request.envs, stdbuf.as_deref())?;
             progress(&format!(
                 "{run} {} after {:.1} s",
                 match &r.outcome {

@@ -143,6 +143,10 @@ Options:
   --all             every scenario with at least one of DIR's programs
   --json            print the report as JSON instead of text
   --html FILE       also write the report as one self-contained HTML page
+  --no-stdbuf       run DIR's programs as they are; by default they run under
+                    `stdbuf -oL` (when on PATH), so that a C program's stdout
+                    is line-buffered as on a terminal: on a pipe C stdio holds
+                    it in a buffer that a program stopped by Ctrl-C never writes
   --env KEY=VALUE   set an environment variable for every part (repeatable)
   --scenarios DIR   read scenarios from DIR
   -h, --help        show this help
@@ -186,6 +190,7 @@ struct Cli {
     all: bool,
     json: bool,
     html: Option<PathBuf>,
+    no_stdbuf: bool,
     help: bool,
     version: bool,
 }
@@ -223,6 +228,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "--mix" => cli.mix = true,
             "--all" => cli.all = true,
             "--json" => cli.json = true,
+            "--no-stdbuf" => cli.no_stdbuf = true,
             "--env" => {
                 let setting = value("--env")?;
                 match setting.split_once('=') {
@@ -250,7 +256,12 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
 impl Cli {
     /// The options only `compare` takes.
     fn has_compare_options(&self) -> bool {
-        self.reference.is_some() || self.mix || self.all || self.json || self.html.is_some()
+        self.reference.is_some()
+            || self.mix
+            || self.all
+            || self.json
+            || self.html.is_some()
+            || self.no_stdbuf
     }
 }
 
@@ -487,6 +498,7 @@ fn compare(cli: Cli) -> i32 {
         json: cli.json,
         html: cli.html.clone(),
         envs: &cli.envs,
+        stdbuf: !cli.no_stdbuf,
     };
     match compare::compare(request, exe_dir().as_deref()) {
         Ok(code) => code,

@@ -129,8 +129,13 @@ pub fn text(report: &Report, colour: bool) -> String {
             v.text().to_string()
         }
     };
+    let buffering = if report.line_buffered {
+        " (its programs' stdout line-buffered by stdbuf -oL)"
+    } else {
+        ""
+    };
     out.push_str(&bold(&format!(
-        "== zguide compare: ours against {}\n",
+        "== zguide compare: ours against {}{buffering}\n",
         report.reference
     )));
     for s in &report.scenarios {
@@ -309,6 +314,7 @@ mod tests {
     fn report() -> Report {
         Report {
             reference: "/ref".into(),
+            line_buffered: true,
             scenarios: vec![ScenarioReport {
                 name: "hello".into(),
                 title: "Hello <World>".into(),
