@@ -489,3 +489,138 @@ fn reference_programs_are_line_buffered_unless_no_stdbuf() {
         sc.report()
     );
 }
+
+#[test]
+fn all_runs_every_scenario_the_reference_covers_and_ours_failing_is_said() {
+    let mut sc = Scenario::new("compare-all");
+    let ours = program_dir(
+        &sc,
+        "ours",
+        &[
+            ("alpha", Program::Script("echo alpha")),
+            ("beta", Program::Script("echo beta")),
+            ("gamma", Program::Script("echo gamma")),
+            ("broken", Program::Script("echo broken\nexit 4")),
+        ],
+    );
+    let reference = program_dir(
+        &sc,
+        "ref",
+        &[
+            ("alpha", Program::Script("echo alpha")),
+            ("broken", Program::Script("echo broken")),
+        ],
+    );
+    let scenario = |parts: &[&str]| {
+        let mut text = format!(
+            "title = \"t\"\nsection = \"§0 Tests\"\nuntil_exit = [\"{}\"]\n",
+            parts.join("\", \"")
+        );
+        for part in parts {
+            text.push_str(&format!(
+                "\n[[part]]\nname = \"{part}\"\nprogram = \"{}/{part}\"\n",
+                path(&ours)
+            ));
+        }
+        text
+    };
+    let scenarios = scenario_files(
+        &sc,
+        &[
+            ("one-covered", &scenario(&["alpha", "beta"])),
+            ("none-covered", &scenario(&["gamma"])),
+            ("ours-broken", &scenario(&["broken"])),
+        ],
+    );
+    let runner = compare(
+        &mut sc,
+        &[
+            "--all",
+            "--scenarios",
+            path(&scenarios),
+            "--reference",
+            path(&reference),
+        ],
+        1,
+    );
+    // beta is ours in every run, and the report says so.
+    assert_eq!(summary_row(&sc, runner, "one-covered"), "one-covered same");
+    assert_eq!(
+        sc.count(
+            runner,
+            "ours in every run (the reference has no such program): beta"
+        ),
+        1,
+        "{}",
+        sc.report()
+    );
+    assert_eq!(
+        summary_row(&sc, runner, "ours-broken"),
+        "ours-broken failed ours: broken exited 4"
+    );
+    assert_eq!(sc.count(runner, "none-covered"), 0, "{}", sc.report());
+    assert_eq!(sc.count(runner, "== 1 of 2 scenarios the same"), 1);
+}
+
+#[test]
+fn ctrl_c_stops_a_comparison_with_130() {
+    let mut sc = Scenario::new("compare-interrupt");
+    let ours = program_dir(
+        &sc,
+        "ours",
+        &[("waiter", Program::Script("echo waiting\nexec sleep 300"))],
+    );
+    let scenarios = scenario_files(
+        &sc,
+        &[(
+            "waits",
+            &format!(
+                "title = \"t\"\nsection = \"§0 Tests\"\ntimeout = 600\nuntil_exit = [\"waiter\"]\n\n\
+                 [[part]]\nname = \"waiter\"\nprogram = \"{}/waiter\"\n",
+                path(&ours)
+            ),
+        )],
+    );
+    let args = [
+        "compare",
+        "waits",
+        "--scenarios",
+        path(&scenarios),
+        "--reference",
+        path(&ours),
+    ];
+    let runner = sc.start("zguide", bin!("zguide"), &args);
+    sc.expect(runner, "== waits: ours run …", secs(30));
+    sc.interrupt(runner);
+    assert_eq!(sc.wait_exit(runner, secs(30)), 130, "{}", sc.report());
+    assert_eq!(sc.count(runner, "reference run"), 0, "{}", sc.report());
+}
+
+#[test]
+fn help_describes_compare() {
+    let mut sc = Scenario::new("compare-help");
+    let help = sc.start("help", bin!("zguide"), &["help", "compare"]);
+    assert_eq!(sc.wait_exit(help, secs(30)), 0);
+    for option in [
+        "--reference DIR",
+        "--mix",
+        "--all",
+        "--json",
+        "--html FILE",
+        "--no-stdbuf",
+    ] {
+        assert!(
+            sc.output(help).contains(option),
+            "{option}: {}",
+            sc.report()
+        );
+    }
+    let flag = sc.start("flag", bin!("zguide"), &["compare", "--help"]);
+    assert_eq!(sc.wait_exit(flag, secs(30)), 0);
+    assert_eq!(sc.output(flag), sc.output(help));
+    let top = sc.start("top", bin!("zguide"), &["--help"]);
+    assert_eq!(sc.wait_exit(top, secs(30)), 0);
+    assert!(sc
+        .output(top)
+        .contains("zguide compare [OPTIONS] SCENARIO... --reference DIR"));
+}
