@@ -9,7 +9,7 @@ CARGO ?= cargo
 # run well above one per core. Override with `make test TEST_THREADS=2`.
 TEST_THREADS ?= 6
 
-.PHONY: all deps build run test lint fmt bench clean mutants
+.PHONY: all deps build run test lint fmt bench clean mutants compare-html-check
 
 all: build
 
@@ -50,6 +50,24 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+# Renders a `zguide compare` HTML report (ours against links to our own binaries) in headless Chromium, when
+# /usr/bin/chromium exists (Debian: `apt-get install chromium`), and checks the summary table is in the DOM.
+# The report is self-contained (inline CSS, no assets), so nothing is fetched.
+compare-html-check: build
+	@if [ ! -x /usr/bin/chromium ]; then echo "compare-html-check: no /usr/bin/chromium, skipped"; exit 0; fi; \
+	tmp=$$(mktemp -d); profile=$$(mktemp -d); \
+	trap 'rm -rf "$$tmp" "$$profile"' EXIT; \
+	mkdir "$$tmp/ref" && ln -s "$(CURDIR)/target/release/identity" "$$tmp/ref/identity"; \
+	target/release/zguide compare identity --reference "$$tmp/ref" --html "$$tmp/report.html" >/dev/null || exit 1; \
+	/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+	  --disable-component-update --disable-sync --no-first-run --user-data-dir="$$profile" \
+	  --dump-dom "file://$$tmp/report.html" >"$$tmp/dom.html" 2>"$$tmp/chromium.log"; \
+	if grep -q '<table id="summary">' "$$tmp/dom.html" && grep -q '<td class="same">same</td>' "$$tmp/dom.html"; then \
+	  echo "compare-html-check: the report renders, with its summary table"; \
+	else \
+	  echo "compare-html-check: no summary table in the rendered report"; cat "$$tmp/chromium.log"; exit 1; \
+	fi
 
 # Mutation testing with cargo-mutants (`cargo install cargo-mutants`): every
 # mutant of the library modules must be caught by the unit tests, and every

@@ -13,15 +13,20 @@
 //! * [`supervisor`]: starting, feeding, watching and stopping the processes,
 //!   in a private working directory;
 //! * [`containment`]: making sure nothing a part started outlives the run;
-//! * [`output`]: the labelled, optionally coloured output.
+//! * [`output`]: the labelled, optionally coloured output;
+//! * [`compare`]: `zguide compare`, ours against a reference build, with
+//!   [`normalise`] (what is compared) and [`report`] (text, JSON, HTML).
 //!
-//! This file is the command line: `list`, `check`, `run`, `help`. Exit codes:
+//! This file is the command line: `list`, `check`, `run`, `compare`, `help`. Exit codes:
 //! 0 success, 1 the end condition did not hold, 2 bad usage or scenario, 130
 //! interrupted. The file format and the commands are described for learners
 //! in `zguide/README.md`.
 
+mod compare;
 mod containment;
+mod normalise;
 mod output;
+mod report;
 mod scenario;
 mod supervisor;
 mod tcp_diag;
@@ -58,6 +63,10 @@ Usage:
                                        that each part's program is there
   zguide run [OPTIONS] [SCENARIO]...   run scenarios one after another;
                                        without a SCENARIO, run the short tour
+  zguide compare [OPTIONS] SCENARIO... --reference DIR
+                                       run scenarios with our programs and with
+                                       DIR's (e.g. your C build), compare what
+                                       each part prints
   zguide help [COMMAND]                show this text, or a command's
 
 Options:
@@ -69,6 +78,7 @@ Options:
 Examples:
   zguide run hello
   zguide run hello --use hwserver=./my-c-build/hwserver
+  zguide compare hello identity --reference ./my-c-build --mix
 
 Exit codes: 0 success, 1 a scenario's end condition did not hold (timeout, a
 part failed), 2 bad usage or scenario file, 130 interrupted (Ctrl-C).
@@ -106,6 +116,46 @@ Exit codes: 0 success, 1 an end condition did not hold (timeout, a part
 exited with an error), 2 bad usage, scenario or missing program, 130 Ctrl-C.
 ";
 
+const COMPARE_USAGE: &str = "\
+zguide compare: our programs against a reference build of the same examples
+
+Usage:
+  zguide compare [OPTIONS] SCENARIO... --reference DIR
+  zguide compare [OPTIONS] --all --reference DIR
+
+Runs each scenario with our programs, then with every part's program replaced
+by DIR's program of the same file name (parts whose program DIR lacks stay
+ours; the report says so), and compares what each part printed on stdout,
+line by line in order, after normalising clocks, dates, ids, UUIDs, pids and
+timings (a scenario's [compare] table adds `ignore` and `replace` rules).
+How the parts' lines interleave is not compared, nor stderr. The runs are
+otherwise those of `zguide run`, one after another, output captured.
+
+Verdicts: same; differs (the part and its first differing line); failed (our
+run or the reference run did not reach its end condition: which side, why);
+interop failed (a run mixing both builds did not: which parts were theirs).
+
+Options:
+  --reference DIR   the reference programs, e.g. the C examples you built
+                    (required)
+  --mix             also run each of DIR's programs alone among ours (one run
+                    per program), to see that the two builds talk
+  --all             every scenario with at least one of DIR's programs
+  --json            print the report as JSON instead of text
+  --html FILE       also write the report as one self-contained HTML page
+  --no-stdbuf       run DIR's programs as they are; by default they run under
+                    `stdbuf -oL` (when on PATH), so that a C program's stdout
+                    is line-buffered as on a terminal: on a pipe C stdio holds
+                    it in a buffer that a program stopped by Ctrl-C never writes
+  --env KEY=VALUE   set an environment variable for every part (repeatable)
+  --scenarios DIR   read scenarios from DIR
+  -h, --help        show this help
+
+Progress (one line per run) goes to stderr. Exit codes: 0 every scenario the
+same, 1 something differed or failed, 2 bad usage, scenario or missing
+program, 130 Ctrl-C.
+";
+
 const CHECK_USAGE: &str = "\
 zguide check: check every scenario file and the tour
 
@@ -135,6 +185,12 @@ struct Cli {
     swaps: Vec<(String, String)>,
     envs: Vec<(String, String)>,
     dir: Option<PathBuf>,
+    reference: Option<PathBuf>,
+    mix: bool,
+    all: bool,
+    json: bool,
+    html: Option<PathBuf>,
+    no_stdbuf: bool,
     help: bool,
     version: bool,
 }
@@ -167,6 +223,12 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "-V" | "--version" => cli.version = true,
             "--scenarios" => cli.scenarios = Some(value("--scenarios")?.into()),
             "--dir" => cli.dir = Some(value("--dir")?.into()),
+            "--reference" => cli.reference = Some(value("--reference")?.into()),
+            "--html" => cli.html = Some(value("--html")?.into()),
+            "--mix" => cli.mix = true,
+            "--all" => cli.all = true,
+            "--json" => cli.json = true,
+            "--no-stdbuf" => cli.no_stdbuf = true,
             "--env" => {
                 let setting = value("--env")?;
                 match setting.split_once('=') {
@@ -189,6 +251,18 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         }
     }
     Ok(cli)
+}
+
+impl Cli {
+    /// The options only `compare` takes.
+    fn has_compare_options(&self) -> bool {
+        self.reference.is_some()
+            || self.mix
+            || self.all
+            || self.json
+            || self.html.is_some()
+            || self.no_stdbuf
+    }
 }
 
 fn main() -> ExitCode {
@@ -222,16 +296,19 @@ fn command_line(args: &[String], inner: bool) -> i32 {
             Some("run") => print_help(RUN_USAGE),
             Some("list") => print_help(LIST_USAGE),
             Some("check") => print_help(CHECK_USAGE),
+            Some("compare") => print_help(COMPARE_USAGE),
             Some(other) => usage_error(&format!("no command {other:?}")),
         },
         Some("list") if cli.help => print_help(LIST_USAGE),
         Some("check") if cli.help => print_help(CHECK_USAGE),
         Some("run") if cli.help => print_help(RUN_USAGE),
+        Some("compare") if cli.help => print_help(COMPARE_USAGE),
         Some(command @ ("list" | "check")) => {
             if !cli.names.is_empty()
                 || !cli.swaps.is_empty()
                 || !cli.envs.is_empty()
                 || cli.dir.is_some()
+                || cli.has_compare_options()
             {
                 return usage_error(&format!("`zguide {command}` takes only --scenarios"));
             }
@@ -244,6 +321,14 @@ fn command_line(args: &[String], inner: bool) -> i32 {
         }
         // The work is done by a second copy of zguide, so that a SIGKILLed
         // runner still stops everything: see `containment`.
+        Some("run") if cli.has_compare_options() => usage_error(
+            "--reference, --mix, --all, --json and --html are options of `zguide compare`",
+        ),
+        Some("compare") => match compare_usage(&cli) {
+            Err(e) => usage_error(&e),
+            Ok(()) if !inner => containment::run_outer(),
+            Ok(()) => compare(cli),
+        },
         Some("run") if !inner => containment::run_outer(),
         Some("run") => run(&cli),
         Some(other) => usage_error(&format!("no command {other:?}")),
@@ -385,6 +470,39 @@ fn check(dir: &Path) -> i32 {
     } else {
         eprintln!("zguide: {} problems", problems.len());
         EXIT_USAGE
+    }
+}
+
+/// What `zguide compare` needs and refuses, checked before anything starts.
+fn compare_usage(cli: &Cli) -> Result<(), String> {
+    if cli.reference.is_none() {
+        return Err("`zguide compare` needs --reference DIR".into());
+    }
+    if !cli.swaps.is_empty() || cli.dir.is_some() {
+        return Err("`zguide compare` takes no --use or --dir".into());
+    }
+    match (cli.all, cli.names.is_empty()) {
+        (true, false) => Err("give scenarios or --all, not both".into()),
+        (false, true) => Err("`zguide compare` needs a SCENARIO or --all".into()),
+        _ => Ok(()),
+    }
+}
+
+fn compare(cli: Cli) -> i32 {
+    let request = compare::Request {
+        scenario_dir: scenario_dir(cli.scenarios.clone()),
+        names: &cli.names,
+        all: cli.all,
+        reference: cli.reference.clone().unwrap_or_default(),
+        mix: cli.mix,
+        json: cli.json,
+        html: cli.html.clone(),
+        envs: &cli.envs,
+        stdbuf: !cli.no_stdbuf,
+    };
+    match compare::compare(request, exe_dir().as_deref()) {
+        Ok(code) => code,
+        Err(e) => error(&e),
     }
 }
 

@@ -10,6 +10,11 @@
 //! Colour (a colour per label, stderr text dimmed) is used only when stdout is
 //! a terminal and `NO_COLOR` is unset (<https://no-color.org>). Without colour,
 //! stderr lines are labelled `[label:err]`.
+//!
+//! For `zguide compare`, a printer can also *capture*: it keeps each label's
+//! complete stdout lines, to be taken after the run with
+//! [`Printer::take_captured`]. What it prints is unchanged (`compare` gives
+//! it a sink).
 
 use std::io::{IsTerminal, Write};
 
@@ -35,7 +40,16 @@ pub struct Printer {
     width: usize,
     /// The label index and stream of a line printed without its newline yet.
     open: Option<(usize, Stream)>,
+    /// When capturing: per label, its complete stdout lines and the line
+    /// still open.
+    captured: Option<Vec<(Vec<String>, Vec<u8>)>>,
 }
+
+/// Most bytes of one captured line; the rest is cut (a program printing
+/// without newlines must not grow the runner without bound).
+const CAPTURED_LINE_MAX: usize = 64 * 1024;
+/// Most lines captured per label; later ones are dropped.
+const CAPTURED_LINES_MAX: usize = 100_000;
 
 /// True when colour should be used on the runner's stdout.
 pub fn colour_wanted() -> bool {
@@ -56,6 +70,51 @@ impl Printer {
             colours: Vec::new(),
             width: 0,
             open: None,
+            captured: None,
+        }
+    }
+
+    /// A printer that writes to `out` and also captures each label's stdout
+    /// lines (see [`Printer::take_captured`]).
+    pub fn capturing(out: Box<dyn Write + Send>) -> Printer {
+        let mut printer = Printer::new(out, false);
+        printer.captured = Some(Vec::new());
+        printer
+    }
+
+    /// The stdout lines captured since the labels were last set, as
+    /// `(label, lines)`; a last line without a newline counts as a line.
+    pub fn take_captured(&mut self) -> Vec<(String, Vec<String>)> {
+        let Some(captured) = self.captured.as_mut() else {
+            return Vec::new();
+        };
+        let taken = std::mem::take(captured);
+        *captured = vec![(Vec::new(), Vec::new()); self.labels.len()];
+        self.labels
+            .iter()
+            .cloned()
+            .zip(taken)
+            .map(|(label, (mut lines, open))| {
+                if !open.is_empty() {
+                    lines.push(String::from_utf8_lossy(&open).into_owned());
+                }
+                (label, lines)
+            })
+            .collect()
+    }
+
+    fn capture(&mut self, index: usize, text: &[u8], newline: bool) {
+        let Some((lines, open)) = self.captured.as_mut().and_then(|c| c.get_mut(index)) else {
+            return;
+        };
+        if open.len() < CAPTURED_LINE_MAX {
+            open.extend_from_slice(text);
+        }
+        if newline {
+            let line = std::mem::take(open);
+            if lines.len() < CAPTURED_LINES_MAX {
+                lines.push(String::from_utf8_lossy(&line).into_owned());
+            }
         }
     }
 
@@ -68,6 +127,9 @@ impl Printer {
             .max()
             .unwrap_or(0);
         self.colours = labels.iter().map(|(_, c)| *c).collect();
+        if let Some(captured) = self.captured.as_mut() {
+            *captured = vec![(Vec::new(), Vec::new()); labels.len()];
+        }
         self.labels = labels.into_iter().map(|(l, _)| l).collect();
     }
 
@@ -78,6 +140,9 @@ impl Printer {
                 Some(text) => (text, true),
                 None => (segment, false),
             };
+            if stream == Stream::Stdout {
+                self.capture(index, text, newline);
+            }
             if self.open != Some((index, stream)) {
                 self.close_open_line();
                 self.write_label(index, stream);
@@ -212,6 +277,36 @@ mod tests {
             text(&buffer),
             "[tasksink] :....\n[w-1]      12.\n[tasksink] .Total elapsed time: 5 msec\n[w-1]      7.\n"
         );
+    }
+
+    #[test]
+    fn a_capturing_printer_keeps_each_labels_stdout_lines() {
+        let buffer = Shared::default();
+        let mut p = Printer::capturing(Box::new(buffer.clone()));
+        p.set_labels(vec![("a".into(), 0), ("b".into(), 1)]);
+        p.part(0, Stream::Stdout, b"one\ntw");
+        p.part(1, Stream::Stdout, b"other\n");
+        p.part(1, Stream::Stderr, b"W: not captured\n");
+        p.part(0, Stream::Stdout, b"o\nthree");
+        let captured = p.take_captured();
+        assert_eq!(
+            captured,
+            [
+                (
+                    "a".to_string(),
+                    vec!["one".to_string(), "two".into(), "three".into()]
+                ),
+                ("b".to_string(), vec!["other".to_string()]),
+            ]
+        );
+        assert!(text(&buffer).contains("[b:err] W: not captured"));
+        // The next run starts empty.
+        p.set_labels(vec![("c".into(), 0)]);
+        assert_eq!(p.take_captured(), [("c".to_string(), vec![])]);
+        // A plain printer captures nothing.
+        let (mut plain, _) = printer(false);
+        plain.part(0, Stream::Stdout, b"x\n");
+        assert!(plain.take_captured().is_empty());
     }
 
     #[test]

@@ -34,6 +34,29 @@ pub struct Scenario {
     /// Or: the run succeeds after this long (programs that run forever).
     pub duration: Option<Duration>,
     pub parts: Vec<Part>,
+    /// Extra normalisation rules for `zguide compare` (the `[compare]` table).
+    pub compare: CompareRules,
+}
+
+/// A scenario's `[compare]` table: rules `zguide compare` applies to every
+/// line before the default ones (see [`crate::normalise`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareRules {
+    /// Lines matching one of these regexes are left out of the comparison.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Each `pattern` (a regex) is replaced by `with` (`$1` for a group).
+    #[serde(default)]
+    pub replace: Vec<Replace>,
+}
+
+/// One `replace` rule of a `[compare]` table.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    pub pattern: String,
+    pub with: String,
 }
 
 /// One program of a scenario, started `instances` times.
@@ -173,6 +196,8 @@ struct ScenarioFile {
     duration: f64,
     #[serde(rename = "part", default)]
     parts: Vec<PartFile>,
+    #[serde(default)]
+    compare: CompareRules,
 }
 
 #[derive(Deserialize)]
@@ -385,7 +410,11 @@ pub fn parse_scenario(name: &str, path: &Path, text: &str) -> Result<Scenario, F
         _ => {}
     }
 
+    crate::normalise::Normaliser::new(&file.compare)
+        .map_err(|e| error(format!("[compare]: {e}")))?;
+
     Ok(Scenario {
+        compare: file.compare,
         name: name.to_string(),
         title: file.title,
         section: file.section,
@@ -565,6 +594,10 @@ stdin_when = "Press Enter"
 stdin_when_connected = { port = 5557, peers = 2 }
 env = { ZGUIDE_REQUESTS = 1000, NAME = "x" }
 cwd_temp = false
+
+[compare]
+ignore = ["^D: "]
+replace = [{ pattern = "worker \\d+", with = "worker N" }]
 "#;
 
     #[test]
@@ -592,6 +625,8 @@ cwd_temp = false
                 subscribed: false
             })
         );
+        assert_eq!(s.compare.ignore, ["^D: "]);
+        assert_eq!(s.compare.replace[0].pattern, "worker \\d+");
         assert!(sub
             .env
             .contains(&("ZGUIDE_REQUESTS".to_string(), "1000".to_string())));
@@ -629,6 +664,8 @@ cwd_temp = false
                 "removed",
             ),
             (HELLO.replace("peers = 2", "peers = 0"), "at least one peer"),
+            (HELLO.replace("\"^D: \"", "\"(\""), "bad regex"),
+            (HELLO.replace("ignore =", "ignroe ="), "unknown field"),
         ];
         for (text, expected) in cases {
             let err = parse(&text).expect_err(expected).to_string();
