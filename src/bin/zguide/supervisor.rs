@@ -797,7 +797,7 @@ mod tests {
         assert!(!peers_connected(handshaken(1)));
         let mut one = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (mut one_here, _) = listener.accept().unwrap();
-        assert_eq!(established_in_proc(port), 1);
+        assert!(established_in_proc(port) >= 1);
         // Connected, but no handshake yet.
         assert!(!peers_connected(handshaken(1)));
         let mut buffer = [0u8; 200];
