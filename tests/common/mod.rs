@@ -526,15 +526,16 @@ impl Scenario {
         let deadline = Instant::now() + timeout;
         loop {
             let proc = &mut self.procs[pid.0];
-            if let Some(status) = proc.exit {
-                return code_of(status);
+            if proc.exit.is_none() {
+                let child = proc.child.as_mut().expect("process was started");
+                proc.exit = child.try_wait().expect("try_wait");
             }
-            let child = proc.child.as_mut().expect("process was started");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                proc.exit = Some(status);
-                // Let the readers drain what is left in the pipes.
+            if let Some(status) = proc.exit {
+                // Let the readers drain what is left in the pipes, also when
+                // `is_running` saw the exit first: the last lines may still
+                // be on their way.
                 let output = proc.output.clone();
-                let drain_deadline = Instant::now() + secs(2);
+                let drain_deadline = Instant::now() + secs(5);
                 let mut state = output.state.lock().unwrap_or_else(|e| e.into_inner());
                 while state.open_streams > 0 && Instant::now() < drain_deadline {
                     state = output
