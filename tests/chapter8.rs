@@ -127,8 +127,12 @@ fn udpping3_reports_joined_peers_and_a_killed_one_leaves_within_five_to_seven_se
         let after = killed.elapsed();
         let left = uuids_after(&net.host(host).output(*ping), "[004] LEFT");
         assert_eq!(left, std::slice::from_ref(&host2), "host {host}");
+        // The peer expires 5 s after its last beacon, which is up to one
+        // interval old at the kill, more when a busy machine delayed it (3.0 s
+        // after the kill was seen in CI): above 2.5 s still tells the 5 s
+        // expiry from one of a beacon interval or two.
         assert!(
-            after >= ms(3500) && after <= ms(7000),
+            after >= ms(2500) && after <= ms(7000),
             "host {host} saw LEFT {after:?} after the kill"
         );
     }
