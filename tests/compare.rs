@@ -6,21 +6,12 @@
 //! (`cargo test --bin zguide`).
 
 mod common;
+use common::runs::scenario_files;
 use common::{secs, Pid, Scenario};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Writes `(name, toml)` scenario files into a fresh directory of `sc`.
-fn scenario_files(sc: &Scenario, files: &[(&str, &str)]) -> PathBuf {
-    let dir = sc.dir().join("scenarios");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-    }
-    dir
-}
 
 /// What a reference directory holds under a program's name.
 enum Program<'a> {

@@ -5,20 +5,11 @@
 //! internals have unit tests in the binary (`cargo test --bin zguide`).
 
 mod common;
+use common::runs::scenario_files;
 use common::{ms, secs, Pid, Scenario, Spec};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Writes `(name, toml)` scenario files into a fresh directory of `sc`.
-fn scenario_files(sc: &Scenario, files: &[(&str, &str)]) -> PathBuf {
-    let dir = sc.dir().join("scenarios");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-    }
-    dir
-}
 
 /// The OS pid in a runner line `== started <label> (pid N): …`.
 fn started_pid(sc: &mut Scenario, runner: Pid, label: &str) -> i32 {

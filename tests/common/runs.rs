@@ -5,6 +5,8 @@
 //! same helper, and `every_scenario_file_has_a_test_here` looks for a
 //! `run_to_the_end("<name>"` call somewhere in `tests/`.
 
+use std::path::PathBuf;
+
 use super::{secs, Pid, Scenario};
 
 /// Runs `zguide run <name> <extra>…` until the runner's verdict, which must
@@ -67,4 +69,16 @@ pub fn summary(sc: &Scenario, runner: Pid, name: &str) -> String {
         .into_iter()
         .find(|l| l.starts_with(&prefix))
         .unwrap_or_else(|| sc.fail("no summary line"))
+}
+
+/// Writes scenario files (`name`, TOML text) into a `scenarios/` folder of
+/// the test scenario's directory and returns that folder, for
+/// `zguide … --scenarios <dir>`.
+pub fn scenario_files(sc: &Scenario, files: &[(&str, &str)]) -> PathBuf {
+    let dir = sc.dir().join("scenarios");
+    std::fs::create_dir_all(&dir).expect("create the scenarios folder");
+    for (name, text) in files {
+        std::fs::write(dir.join(format!("{name}.toml")), text).expect("write a scenario file");
+    }
+    dir
 }
