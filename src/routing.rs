@@ -175,11 +175,13 @@ mod tests {
     #[test]
     fn a_worker_is_free_once_and_served_in_lru_order() {
         let mut workers = WorkerQueue::new();
+        assert!(workers.is_empty() && !workers.contains(b"W1"));
         assert!(workers.ready(b"W1".to_vec()));
+        assert!(!workers.is_empty());
         assert!(workers.ready(b"W2".to_vec()));
         assert!(!workers.ready(b"W1".to_vec()), "duplicate");
         assert_eq!(workers.len(), 2);
-        assert!(workers.contains(b"W2"));
+        assert!(workers.contains(b"W2") && !workers.contains(b"W3"));
         assert_eq!(workers.take_next(), Some(b"W1".to_vec()));
         assert!(workers.ready(b"W1".to_vec()));
         assert_eq!(workers.take_next(), Some(b"W2".to_vec()));
