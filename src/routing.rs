@@ -228,4 +228,57 @@ mod tests {
         assert_eq!(dispatch(&backend, &mut workers, &request).unwrap(), None);
         assert!(!send_or_log(request, &backend, "backend").unwrap());
     }
+
+    /// A ROUTER_MANDATORY socket with one known peer `name`, and that peer.
+    fn router_and_peer(
+        context: &zmq::Context,
+        endpoint: &str,
+        name: &str,
+    ) -> (zmq::Socket, zmq::Socket) {
+        let router = crate::socket::new(context, zmq::ROUTER)
+            .router_mandatory()
+            .bind(endpoint)
+            .unwrap();
+        let peer = crate::socket::new(context, zmq::DEALER)
+            .identity(name)
+            .connect(endpoint)
+            .unwrap();
+        peer.send("HELLO", 0).unwrap();
+        router.recv_multipart(0).unwrap();
+        (router, peer)
+    }
+
+    #[test]
+    fn send_or_log_says_whether_the_peer_got_it() {
+        let context = zmq::Context::new();
+        let (router, peer) = router_and_peer(&context, "inproc://routing-send-or-log", "P");
+        assert!(send_or_log(Message::from_frames(["P", "hi"]), &router, "frontend").unwrap());
+        assert_eq!(peer.recv_multipart(0).unwrap(), [b"hi".to_vec()]);
+        assert!(!send_or_log(Message::from_frames(["NOBODY", "hi"]), &router, "frontend").unwrap());
+    }
+
+    #[test]
+    fn route_reply_sends_to_the_peer_broker_or_to_the_local_client() {
+        let context = zmq::Context::new();
+        let (cloudfe, broker) = router_and_peer(&context, "inproc://routing-cloud", "DC2");
+        let (localfe, client) = router_and_peer(&context, "inproc://routing-local", "CLIENT");
+        let peers = vec!["DC2".to_string(), "DC3".to_string()];
+        let to_broker = Message::from_frames(["DC2", "", "OK"]);
+        assert!(route_reply(to_broker, &peers, &cloudfe, &localfe).unwrap());
+        assert_eq!(
+            broker.recv_multipart(0).unwrap(),
+            [b"".to_vec(), b"OK".to_vec()]
+        );
+        let to_client = Message::from_frames(["CLIENT", "", "OK"]);
+        assert!(route_reply(to_client, &peers, &cloudfe, &localfe).unwrap());
+        assert_eq!(
+            client.recv_multipart(0).unwrap(),
+            [b"".to_vec(), b"OK".to_vec()]
+        );
+        // A peer broker that is not connected: not delivered, and said so.
+        let to_gone = Message::from_frames(["DC3", "", "OK"]);
+        assert!(!route_reply(to_gone, &peers, &cloudfe, &localfe).unwrap());
+        assert!(broker.poll(zmq::POLLIN, 0).unwrap() == 0);
+        assert!(client.poll(zmq::POLLIN, 0).unwrap() == 0);
+    }
 }
