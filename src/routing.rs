@@ -243,6 +243,10 @@ mod tests {
             .identity(name)
             .connect(endpoint)
             .unwrap();
+        // Every wait in these tests is bounded: a reply that never comes
+        // fails the test in 2 s instead of hanging it.
+        peer.set_rcvtimeo(2000).unwrap();
+        router.set_rcvtimeo(2000).unwrap();
         peer.send("HELLO", 0).unwrap();
         router.recv_multipart(0).unwrap();
         (router, peer)
