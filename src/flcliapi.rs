@@ -40,10 +40,11 @@
 //!   [`RETRY_INTERVAL`], it is sent again to the *next* live server in turn
 //!   (requests in FLP are idempotent), at most
 //!   `GLOBAL_TIMEOUT / RETRY_INTERVAL` times;
-//! * the ROUTER has `ROUTER_MANDATORY` and `IMMEDIATE`: a server that is down
-//!   (killed, not started yet) has no connection, so a send to it fails at
-//!   once and the request goes to the next live server instead of waiting in
-//!   a queue for a peer that is gone;
+//! * nothing is sent to a server without a live connection (the ROUTER has
+//!   `ROUTER_MANDATORY`, and its monitor, [`socket::Connections`], says
+//!   which connections are up): a server that is down (killed, not started
+//!   yet) is skipped at once and the request goes to the next live server
+//!   instead of waiting in a queue for a peer that is gone;
 //! * a server is listed once (the C may add it to its `actives` list twice);
 //!   a message from an unknown identity, a bad endpoint or an unknown command
 //!   is logged (bounded) and dropped, where the C asserts.
@@ -65,6 +66,9 @@ pub const SERVER_TTL: u64 = 6000;
 pub const RETRY_INTERVAL: u64 = 1000;
 /// How long `connect` waits for the connection to come up (ms), as the C.
 pub const CONNECT_DELAY: u64 = 100;
+/// Messages queued for one server before sends to it fail (EAGAIN): one
+/// request and some PINGs, never minutes of PINGs for a server that is down.
+const SERVER_QUEUE: i32 = 10;
 
 /// The most server identities the agent warns about ("unknown server"); more
 /// are dropped silently, so a hostile peer cannot flood the log.
@@ -367,22 +371,33 @@ fn agent_task(pipe: &Pipe) {
 }
 
 fn agent_loop(pipe: &Pipe) -> Result<(), Error> {
-    // ROUTER_MANDATORY + IMMEDIATE: a send to a server without a live
-    // connection fails at once (EHOSTUNREACH) instead of queueing for a
-    // server that may never come back; LINGER 0: at exit, unsent requests
+    // Nothing is sent to a server without a live connection, so requests
+    // go straight to the next live server instead of queueing for a dead
+    // one until its TTL runs out: ROUTER_MANDATORY refuses a server never
+    // reached (EHOSTUNREACH), the socket's monitor tells of one that went
+    // (not IMMEDIATE: libzmq 4.3 can abort the reader, see
+    // `socket::Connections`). A small send HWM bounds what waits for a server
+    // that died in the last milliseconds. LINGER 0: at exit, unsent requests
     // and pings are worthless.
     let router = socket::new(pipe.context(), zmq::ROUTER)
         .router_mandatory()
-        .immediate()
+        .send_hwm(SERVER_QUEUE)
         .linger(0)
         .build()?;
+    let connections = socket::Connections::watch(pipe.context(), &router)?;
     pipe.signal(0)?;
     let mut agent = Agent::new();
-    let mut send = |msg: Message| match msg.send_or_drop(&router) {
-        Ok(queued) => queued,
-        Err(e) => {
-            log::warn!("flcliapi: send failed: {e}");
-            false
+    let mut send = |msg: Message| {
+        let server = String::from_utf8_lossy(msg.first().unwrap_or_default());
+        if !connections.is_live(&server) {
+            return false;
+        }
+        match msg.send_or_drop(&router) {
+            Ok(queued) => queued,
+            Err(e) => {
+                log::warn!("flcliapi: send failed: {e}");
+                false
+            }
         }
     };
     loop {

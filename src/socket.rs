@@ -14,8 +14,9 @@
 //!   larger frame makes libzmq drop that peer's connection before allocating
 //!   it. Every message in the guide is far smaller; a program that needs more
 //!   says so with [`Builder::max_message_size`];
-//! * optional high-water marks, identity, `ROUTER_MANDATORY`, `IMMEDIATE`,
-//!   subscriptions.
+//! * optional high-water marks, identity, `ROUTER_MANDATORY`, subscriptions.
+//!
+//! No `IMMEDIATE`: see [`Connections`] for why, and what to use instead.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), zguide::Error> {
@@ -47,7 +48,6 @@ pub struct Builder<'a> {
     receive_hwm: Option<i32>,
     identity: Option<Vec<u8>>,
     router_mandatory: bool,
-    immediate: bool,
     subscriptions: Vec<Vec<u8>>,
 }
 
@@ -62,7 +62,6 @@ pub fn new(context: &zmq::Context, kind: zmq::SocketType) -> Builder<'_> {
         receive_hwm: None,
         identity: None,
         router_mandatory: false,
-        immediate: false,
         subscriptions: Vec::new(),
     }
 }
@@ -106,12 +105,6 @@ impl Builder<'_> {
         self
     }
 
-    /// `ZMQ_IMMEDIATE`: queue messages only to completed connections.
-    pub fn immediate(mut self) -> Self {
-        self.immediate = true;
-        self
-    }
-
     /// `ZMQ_SUBSCRIBE` (SUB sockets); may be given several times.
     pub fn subscribe(mut self, prefix: impl Into<Vec<u8>>) -> Self {
         self.subscriptions.push(prefix.into());
@@ -134,9 +127,6 @@ impl Builder<'_> {
         }
         if self.router_mandatory {
             socket.set_router_mandatory(true)?;
-        }
-        if self.immediate {
-            socket.set_immediate(true)?;
         }
         for prefix in &self.subscriptions {
             socket.set_subscribe(prefix)?;
@@ -167,6 +157,102 @@ impl Builder<'_> {
     }
 }
 
+/// Which endpoints a connecting socket has a live connection to, learnt
+/// from the socket's monitor events (handshake done, disconnected).
+///
+/// Why not `ZMQ_IMMEDIATE`, whose job this looks like: in libzmq 4.3 a socket
+/// with IMMEDIATE set drops every message a peer sent but the program has
+/// not read yet as soon as that peer disconnects (a broker loses the replies
+/// a dying peer had already delivered), and when the news arrives while the
+/// program is half-way through reading one of those messages the whole
+/// process aborts (`Assertion failed: !_more (src/fq.cpp:112)`, seen when a
+/// `peering2` broker outlived its peer). Without IMMEDIATE a connecting
+/// socket keeps a dead peer's route and queues for it, so a program that
+/// must not hand work to a dead peer asks [`Connections::is_live`] first.
+/// The window left is the few milliseconds between a peer's death and the
+/// event: a message sent then waits in the queue for the peer's return.
+pub struct Connections {
+    monitor: zmq::Socket,
+    /// Address, as libzmq reports it → connections with a completed handshake.
+    live: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+    /// Endpoint asked about → the addresses libzmq may report for it.
+    aliases: std::cell::RefCell<std::collections::HashMap<String, Vec<String>>>,
+}
+
+impl Connections {
+    /// Starts watching `socket`; call it before the socket connects.
+    pub fn watch(context: &zmq::Context, socket: &zmq::Socket) -> Result<Self, Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let endpoint = format!(
+            "inproc://zguide-connections-{}-{number}",
+            std::process::id()
+        );
+        let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+            | zmq::SocketEvent::DISCONNECTED.to_raw();
+        socket.monitor(&endpoint, i32::from(events))?;
+        let monitor = context.socket(zmq::PAIR)?;
+        monitor.set_linger(0)?;
+        monitor.connect(&endpoint)?;
+        Ok(Connections {
+            monitor,
+            live: Default::default(),
+            aliases: Default::default(),
+        })
+    }
+
+    /// Whether `endpoint` (as given to `connect`) has a live connection now.
+    /// libzmq names a TCP connection by its address (`tcp://127.0.0.1:5555`
+    /// for `tcp://localhost:5555`), so a host name is resolved, once.
+    pub fn is_live(&self, endpoint: &str) -> bool {
+        self.update();
+        let live = self.live.borrow();
+        let mut aliases = self.aliases.borrow_mut();
+        let names = aliases
+            .entry(endpoint.to_string())
+            .or_insert_with(|| addresses_of(endpoint));
+        names.iter().any(|name| live.contains_key(name))
+    }
+
+    /// Applies the monitor events that arrived since the last question.
+    fn update(&self) {
+        let mut live = self.live.borrow_mut();
+        // Each event is two frames: 2 bytes of event id and 4 of value, then
+        // the endpoint. libzmq's monitor queue is bounded (it drops events
+        // past its HWM), and this drains it on every question.
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let (Some(head), Some(address)) = (frames.first(), frames.get(1)) else {
+                continue;
+            };
+            let Some(id) = head.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) else {
+                continue;
+            };
+            let address = String::from_utf8_lossy(address).into_owned();
+            if id == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
+                *live.entry(address).or_default() += 1;
+            } else if let Some(count) = live.get_mut(&address) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    live.remove(&address);
+                }
+            }
+        }
+    }
+}
+
+/// `endpoint` itself and, for `tcp://host:port`, each address the host
+/// resolves to.
+fn addresses_of(endpoint: &str) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let mut names = vec![endpoint.to_string()];
+    if let Some(host_port) = endpoint.strip_prefix("tcp://") {
+        if let Ok(addresses) = host_port.to_socket_addrs() {
+            names.extend(addresses.map(|address| format!("tcp://{address}")));
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +270,6 @@ mod tests {
             .send_hwm(7)
             .receive_hwm(9)
             .identity("A")
-            .immediate()
             .build()
             .unwrap();
         assert_eq!(socket.get_linger().unwrap(), 0, "never infinite");
@@ -192,7 +277,6 @@ mod tests {
         assert_eq!(socket.get_sndhwm().unwrap(), 7);
         assert_eq!(socket.get_rcvhwm().unwrap(), 9);
         assert_eq!(socket.get_identity().unwrap(), b"A");
-        assert!(socket.is_immediate().unwrap());
     }
 
     #[test]
@@ -219,5 +303,61 @@ mod tests {
         push2.send("small", 0).unwrap();
         pull.set_rcvtimeo(10_000).unwrap();
         assert_eq!(pull.recv_bytes(0).unwrap(), b"small");
+    }
+
+    /// What `Connections` replaces IMMEDIATE for: a dead peer is seen as
+    /// gone, a live one (first, and again after it comes back) as live, and
+    /// nothing it sent before it went is lost. (With IMMEDIATE, libzmq 4.3
+    /// threw away all but the first 20 of them, and can abort the reader.)
+    #[test]
+    fn connections_follow_a_peer_that_comes_and_goes_and_nothing_it_sent_is_lost() {
+        // Both rounds' messages stay under the reader's receive HWM of 1000
+        // (libzmq counts what was read in steps of 500), so the peer's
+        // whole backlog waits in the reader when the peer goes.
+        const MESSAGES: usize = 400;
+        let path =
+            std::env::temp_dir().join(format!("zguide-connections-{}.ipc", std::process::id()));
+        let endpoint = &format!("ipc://{}", path.display());
+        let context = zmq::Context::new();
+        let reader = new(&context, zmq::ROUTER).linger(0).build().unwrap();
+        let connections = Connections::watch(&context, &reader).unwrap();
+        reader.connect(endpoint).unwrap();
+        let wait_until = |live: bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while connections.is_live(endpoint) != live {
+                assert!(std::time::Instant::now() < deadline, "never live == {live}");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        assert!(!connections.is_live(endpoint), "nothing listens yet");
+        for round in 0..2 {
+            let sender_context = zmq::Context::new();
+            let sender = new(&sender_context, zmq::DEALER).bind(endpoint).unwrap();
+            wait_until(true);
+            for n in 0..MESSAGES {
+                let body = n.to_string();
+                let frames: [&[u8]; 4] = [b"a", b"b", b"c", body.as_bytes()];
+                sender.send_multipart(frames, 0).unwrap();
+            }
+            reader.set_rcvtimeo(10_000).unwrap();
+            let first = reader.recv_multipart(0).unwrap();
+            assert_eq!(first.len(), 5, "identity and four frames");
+            // The peer goes: its context flushes what it sent, then closes.
+            drop(sender);
+            drop(sender_context);
+            wait_until(false);
+            let mut received = 1;
+            reader.set_rcvtimeo(100).unwrap();
+            while let Ok(frames) = reader.recv_multipart(0) {
+                assert_eq!(
+                    frames.len(),
+                    5,
+                    "round {round}: message {received} came apart"
+                );
+                assert_eq!(frames[4], received.to_string().as_bytes());
+                received += 1;
+            }
+            assert_eq!(received, MESSAGES, "round {round}");
+        }
     }
 }

@@ -279,7 +279,7 @@ fn flclient3_survives_a_server_killed_mid_run() {
     // At most the request in flight at the kill waited for a retry (none if
     // the kill fell between a reply and the next request); the next ones
     // went straight to a live server, because the dead one had no
-    // connection (IMMEDIATE), not after its 6 s TTL ran out.
+    // connection (its monitor said so), not after its 6 s TTL ran out.
     let retries = sc.count(c, "unanswered, sent again to");
     if retries > 2 {
         sc.fail(&format!("{retries} requests had to be sent again"));

@@ -489,7 +489,7 @@ fn lazy_pirate_client_reads_whole_replies_and_shows_bad_ones_briefly() {
 }
 
 /// Sends frames far too big to log in full to a queue's worker side: a
-/// one-frame message of 900 kB, one of 50 frames of 64 kB, and a 16 MiB frame
+/// one-frame message of 900 kB, one of 50 frames of 64 kB, and a 64 MiB frame
 /// (past `ZMQ_MAXMSGSIZE`). Then a real client must still be served, the
 /// queue's log must have grown by a few lines only, and its peak memory
 /// must not have grown by the frames' size.
@@ -504,7 +504,7 @@ fn big_frames_cost_a_short_line(sc: &mut Scenario, queue: common::Pid, delimiter
                 .linger(timeout_ms(10_000))
                 .connect("tcp://localhost:5556")
         };
-        attack::oversized_frame(&probe(), head, 16 << 20);
+        attack::oversized_frame(&probe(), head, 64 << 20);
         attack::oversized_frame(&probe(), head, 900_000);
         let many = vec![0xABu8; 64_000];
         let mut parts: Vec<&[u8]> = head.to_vec();
@@ -520,15 +520,17 @@ fn big_frames_cost_a_short_line(sc: &mut Scenario, queue: common::Pid, delimiter
     let log_growth = sc.output(queue).len() - log_before;
     let peak_growth = attack::peak_rss_kib(os_pid) - peak_before;
     eprintln!("queue log grew by {log_growth} bytes, peak RSS by {peak_growth} KiB");
-    // 16 MiB of hex alone would be 32 MiB of log; the lines are < 1 KiB each.
+    // 64 MiB of hex alone would be 128 MiB of log; the lines are < 1 KiB each.
     assert!(
         log_growth < 8 * 1024,
         "log grew by {log_growth} bytes\n{}",
         sc.report()
     );
-    // The 16 MiB frame must never be allocated (nor 32 MiB of its hex).
+    // The 64 MiB frame must never be allocated (nor 128 MiB of its hex). The
+    // frames it does take (0.9 MB, then 50 × 64 kB) cost 6 to 7 MiB on a
+    // quiet machine and up to 12 MiB when all three arrive at once under load.
     assert!(
-        peak_growth < 12 * 1024,
+        peak_growth < 24 * 1024,
         "peak RSS grew by {peak_growth} KiB"
     );
     sc.assert_running(queue);

@@ -22,11 +22,12 @@
 //! Ctrl-C.
 //!
 //! Differs from the C:
-//! * if the chosen peer cannot take a request (cloudbe is ROUTER_MANDATORY
-//!   and IMMEDIATE, so a send to a dead peer fails instead of queueing for
-//!   it) the request is served locally instead of being lost, so killing one
-//!   broker no longer makes the others' clients block one by one (except for
-//!   requests the dead broker already held);
+//! * if the chosen peer cannot take a request (its connection is down, as
+//!   cloudbe's monitor tells [`socket::Connections`], or its queue is full:
+//!   cloudbe is ROUTER_MANDATORY) the request is served locally instead of
+//!   being lost, so killing one broker no longer makes the others' clients
+//!   block one by one (except for requests the dead broker already held, or
+//!   sent in the milliseconds before its death was seen);
 //! * a worker goes on the free list only after its message proved well
 //!   formed, and never twice; malformed messages are logged and dropped;
 //! * no send blocks (policy): a reply whose client or peer is gone or not
@@ -103,6 +104,11 @@ fn worker_task(pipe: &Pipe, me: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where broker `name` takes requests from its peers.
+fn cloud_endpoint(name: &str) -> String {
+    format!("ipc://{name}-cloud.ipc")
+}
+
 /// Starts an actor running `task` with our broker name, logging its errors.
 fn start(
     context: &zmq::Context,
@@ -142,18 +148,17 @@ fn main_task() -> Result<(), Error> {
     };
 
     // Bind cloud frontend to endpoint.
-    let cloudfe = router()
-        .identity(me.as_str())
-        .bind(&format!("ipc://{me}-cloud.ipc"))?;
+    let cloudfe = router().identity(me.as_str()).bind(&cloud_endpoint(&me))?;
 
     // Connect cloud backend to all peers.
-    // Only routes to live connections: without IMMEDIATE a connecting socket
-    // keeps the route of a dead peer and queues our requests for it, so
-    // ROUTER_MANDATORY could never tell us the peer is gone.
-    let cloudbe = router().identity(me.as_str()).immediate().build()?;
+    // A connecting socket keeps the route of a dead peer and queues our
+    // requests for it, so ROUTER_MANDATORY alone cannot tell us the peer is
+    // gone: its monitor can (`socket::Connections` says why not IMMEDIATE).
+    let cloudbe = router().identity(me.as_str()).build()?;
+    let connections = socket::Connections::watch(&context, &cloudbe)?;
     for peer in peers {
         println!("I: connecting to cloud frontend at '{peer}'");
-        cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
+        cloudbe.connect(&cloud_endpoint(peer))?;
     }
     // Prepare local frontend and backend.
     let localfe = router().bind(&format!("ipc://{me}-localfe.ipc"))?;
@@ -178,6 +183,7 @@ fn main_task() -> Result<(), Error> {
         shape: PeerShape::from_env(),
         cloudfe,
         cloudbe,
+        connections,
         localfe,
         localbe,
     };
@@ -192,6 +198,8 @@ struct Broker<'a> {
     shape: PeerShape,
     cloudfe: zmq::Socket,
     cloudbe: zmq::Socket,
+    /// Which peers' cloud frontends cloudbe is connected to now.
+    connections: socket::Connections,
     localfe: zmq::Socket,
     localbe: zmq::Socket,
 }
@@ -250,10 +258,12 @@ impl Broker<'_> {
                 if reroutable && !self.peers.is_empty() && helpers::randof(5) == 0 {
                     // Route to random broker peer.
                     let peer = &self.peers[helpers::randof(self.peers.len() as u32) as usize];
-                    if self
-                        .shape
-                        .address(peer, msg.clone())
-                        .send_or_drop(&self.cloudbe)?
+                    let live = self.connections.is_live(&cloud_endpoint(peer));
+                    if live
+                        && self
+                            .shape
+                            .address(peer, msg.clone())
+                            .send_or_drop(&self.cloudbe)?
                     {
                         continue;
                     }

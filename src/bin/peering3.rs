@@ -29,9 +29,10 @@
 //!   can wait until its client gives up and reports a lost task);
 //! * a request goes to a random peer *that has capacity*, whose known capacity
 //!   then drops by one until its next report (the C can pick a peer with none);
-//! * if that peer is gone (cloudbe is ROUTER_MANDATORY and IMMEDIATE, so the
-//!   send fails rather than queueing for a dead peer) it is forgotten and the
-//!   request waits for the next free worker or peer instead of being lost;
+//! * if that peer is gone (its connection is down, as cloudbe's monitor tells
+//!   [`socket::Connections`], or its queue is full: cloudbe is
+//!   ROUTER_MANDATORY) it is forgotten and the request waits for the next
+//!   free worker or peer instead of being lost;
 //! * a worker goes on the free list only after its message proved well
 //!   formed, and never twice (the C lists whoever sent anything, so a peer
 //!   that sends garbage is handed requests nobody answers); malformed
@@ -154,6 +155,11 @@ struct Peer {
 // publishes regular state messages, and the state frontend subscribes to all
 // state backends to collect these messages. Finally, we use a PULL monitor
 // socket to collect printable messages from tasks.
+/// Where broker `name` takes requests from its peers.
+fn cloud_endpoint(name: &str) -> String {
+    format!("ipc://{name}-cloud.ipc")
+}
+
 fn main() -> ExitCode {
     program::run(main_task)
 }
@@ -180,18 +186,17 @@ fn main_task() -> Result<(), Error> {
     let localbe = router().bind(&format!("ipc://{me}-localbe.ipc"))?;
 
     // Bind cloud frontend to endpoint.
-    let cloudfe = router()
-        .identity(me.as_str())
-        .bind(&format!("ipc://{me}-cloud.ipc"))?;
+    let cloudfe = router().identity(me.as_str()).bind(&cloud_endpoint(&me))?;
 
     // Connect cloud backend to all peers.
-    // Only routes to live connections: without IMMEDIATE a connecting socket
-    // keeps the route of a dead peer and queues our requests for it, so
-    // ROUTER_MANDATORY could never tell us the peer is gone.
-    let cloudbe = router().identity(me.as_str()).immediate().build()?;
+    // A connecting socket keeps the route of a dead peer and queues our
+    // requests for it, so ROUTER_MANDATORY alone cannot tell us the peer is
+    // gone: its monitor can (`socket::Connections` says why not IMMEDIATE).
+    let cloudbe = router().identity(me.as_str()).build()?;
+    let connections = socket::Connections::watch(&context, &cloudbe)?;
     for peer in &args[2..] {
         println!("I: connecting to cloud frontend at '{peer}'");
-        cloudbe.connect(&format!("ipc://{peer}-cloud.ipc"))?;
+        cloudbe.connect(&cloud_endpoint(peer))?;
     }
     // Bind state backend to endpoint (a PUB never blocks: it drops what a
     // slow subscriber cannot take).
@@ -231,6 +236,7 @@ fn main_task() -> Result<(), Error> {
         localbe,
         cloudfe,
         cloudbe,
+        connections,
         statebe,
         statefe,
         monitor,
@@ -250,6 +256,8 @@ struct Broker {
     localbe: zmq::Socket,
     cloudfe: zmq::Socket,
     cloudbe: zmq::Socket,
+    /// Which peers' cloud frontends cloudbe is connected to now.
+    connections: socket::Connections,
     statebe: zmq::Socket,
     statefe: zmq::Socket,
     monitor: zmq::Socket,
@@ -372,10 +380,12 @@ impl Broker {
             return Ok(());
         };
         let name = name.clone();
-        if self
-            .shape
-            .address(&name, msg.clone())
-            .send_or_drop(&self.cloudbe)?
+        let live = self.connections.is_live(&cloud_endpoint(&name));
+        if live
+            && self
+                .shape
+                .address(&name, msg.clone())
+                .send_or_drop(&self.cloudbe)?
         {
             if let Some(peer) = self.peers.get_mut(&name) {
                 peer.capacity -= 1;
