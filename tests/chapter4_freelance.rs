@@ -372,12 +372,20 @@ fn flserver1_shrugs_off_garbage_oversized_frames_and_clients_that_never_read() {
         // some with one, and a PING nobody expects.
         attack::send_all(&dealers, attack::random_messages(33, 500, 5, 64));
         // The echoes of random messages that had an empty frame come back
-        // too; the PING's echo is among them.
-        wire::send(&dealers[0], &[b"", b"PING"]);
-        wire::recv_until(&dealers[0], "PING probe", common::secs(10), |m| {
-            *m == frames(&[b"", b"PING"])
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        // too; the PING's echo is among them. The server drops a reply it
+        // cannot queue at once (its policy), so under a loaded machine one
+        // PING may go unanswered: up to three, each waited for 5 s.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            wire::send(&dealers[0], &[b"", b"PING"]);
+            match wire::recv_until(&dealers[0], "PING probe", common::secs(5), |m| {
+                *m == frames(&[b"", b"PING"])
+            }) {
+                Ok(_) => break,
+                Err(e) => failures.push(e),
+            }
+        }
+        assert!(failures.len() < 3, "no PING echoed: {failures:?}");
         let big = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
         attack::oversized_frame(&big, &[b""], 100 << 10);
     });
