@@ -116,6 +116,44 @@ impl Sparse {
     }
 }
 
+/// For unit tests that check what a function logs: a logger that keeps
+/// every line in memory (each test runs in its own process under nextest).
+#[cfg(test)]
+pub(crate) mod captured {
+    use std::sync::{Mutex, Once};
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static INSTALL: Once = Once::new();
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+            lines.push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    /// Starts capturing (once per process).
+    pub fn install() {
+        INSTALL.call_once(|| {
+            if log::set_logger(&Capture).is_ok() {
+                log::set_max_level(log::LevelFilter::Trace);
+            }
+        });
+    }
+
+    /// The captured lines that contain `text`.
+    pub fn lines_with(text: &str) -> Vec<String> {
+        let lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
