@@ -257,15 +257,27 @@ mod tests {
         use crate::log_limit::captured;
         captured::install();
         let context = zmq::Context::new();
-        let (router, peer) = router_and_peer(&context, "inproc://routing-send-or-log", "P");
-        assert!(send_or_log(Message::from_frames(["P", "hi"]), &router, "frontend").unwrap());
+        let (router, peer) = router_and_peer(&context, "inproc://routing-send-or-log", "LISTENER");
+        assert!(send_or_log(
+            Message::from_frames(["LISTENER", "hi"]),
+            &router,
+            "frontend"
+        )
+        .unwrap());
         assert_eq!(peer.recv_multipart(0).unwrap(), [b"hi".to_vec()]);
-        assert!(!send_or_log(Message::from_frames(["NOBODY", "hi"]), &router, "frontend").unwrap());
+        assert!(!send_or_log(
+            Message::from_frames(["NOBODY-HERE", "hi"]),
+            &router,
+            "frontend"
+        )
+        .unwrap());
         // Only the message that was dropped is logged, naming its peer.
-        assert_eq!(captured::lines_with("peer P ").len(), 0);
+        assert_eq!(captured::lines_with("peer LISTENER ").len(), 0);
         assert_eq!(
-            captured::lines_with("frontend: peer NOBODY is gone or not reading; message dropped")
-                .len(),
+            captured::lines_with(
+                "frontend: peer NOBODY-HERE is gone or not reading; message dropped"
+            )
+            .len(),
             1
         );
     }
