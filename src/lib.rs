@@ -48,6 +48,7 @@ pub mod actor;
 pub mod beacon;
 pub mod bstar;
 pub mod clone;
+pub mod curve;
 pub mod envelope;
 pub mod fileio;
 pub mod flcliapi;
