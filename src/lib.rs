@@ -46,6 +46,7 @@
 
 pub mod actor;
 pub mod beacon;
+pub mod broker_core;
 pub mod broker_protocol;
 pub mod bstar;
 pub mod clone;
