@@ -262,10 +262,18 @@ impl BrokerCore {
         actions
     }
 
-    /// Any sign of life from a worker (HEARTBEAT or other traffic).
-    pub fn worker_alive(&mut self, worker: &[u8], now: Instant) {
-        if let Some(record) = self.workers.get_mut(worker) {
-            record.expires = now + self.config.worker_expiry;
+    /// A worker's HEARTBEAT: it lives 7.5 s more. One from a worker that
+    /// never said READY (or was forgotten) is told to go (DISCONNECT), so it
+    /// reconnects and says READY again.
+    pub fn worker_alive(&mut self, worker: &[u8], now: Instant) -> Vec<Action> {
+        match self.workers.get_mut(worker) {
+            Some(record) => {
+                record.expires = now + self.config.worker_expiry;
+                Vec::new()
+            }
+            None => vec![Action::Disconnect {
+                worker: worker.to_vec(),
+            }],
         }
     }
 
@@ -645,7 +653,15 @@ mod tests {
         let expiry = Config::default().worker_expiry;
         let mut broker = BrokerCore::new(Config::default());
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
-        broker.worker_alive(b"W", now + expiry / 2);
+        assert!(broker.worker_alive(b"W", now + expiry / 2).is_empty());
+        // A heartbeat from a worker the broker does not know sends it away.
+        let stranger = broker.worker_alive(b"STRANGER", now);
+        assert_eq!(
+            stranger,
+            [Action::Disconnect {
+                worker: b"STRANGER".to_vec()
+            }]
+        );
         broker.tick(NOW_MS, now + expiry);
         let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS, now + expiry);
         assert_eq!(handed(&actions), [pair("W", "1")]);
