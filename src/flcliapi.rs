@@ -41,7 +41,7 @@
 //!   (requests in FLP are idempotent), at most
 //!   `GLOBAL_TIMEOUT / RETRY_INTERVAL` times;
 //! * nothing is sent to a server without a live connection (the ROUTER has
-//!   `ROUTER_MANDATORY`, and its monitor, [`socket::Connections`], says
+//!   `ROUTER_MANDATORY`, and its monitor, [`socket::Watched`], says
 //!   which connections are up): a server that is down (killed, not started
 //!   yet) is skipped at once and the request goes to the next live server
 //!   instead of waiting in a queue for a peer that is gone;
@@ -376,7 +376,7 @@ fn agent_loop(pipe: &Pipe) -> Result<(), Error> {
     // one until its TTL runs out: ROUTER_MANDATORY refuses a server never
     // reached (EHOSTUNREACH), the socket's monitor tells of one that went
     // (not IMMEDIATE: libzmq 4.3 can abort the reader, see
-    // `socket::Connections`). A small send HWM bounds what waits for a server
+    // `socket::Watched`). A small send HWM bounds what waits for a server
     // that died in the last milliseconds. LINGER 0: at exit, unsent requests
     // and pings are worthless.
     let router = socket::new(pipe.context(), zmq::ROUTER)
@@ -384,12 +384,12 @@ fn agent_loop(pipe: &Pipe) -> Result<(), Error> {
         .send_hwm(SERVER_QUEUE)
         .linger(0)
         .build()?;
-    let connections = socket::Connections::watch(pipe.context(), &router)?;
+    let router = socket::Watched::new(pipe.context(), router)?;
     pipe.signal(0)?;
     let mut agent = Agent::new();
     let mut send = |msg: Message| {
         let server = String::from_utf8_lossy(msg.first().unwrap_or_default());
-        if !connections.is_live(&server) {
+        if !router.is_live(&server) {
             return false;
         }
         match msg.send_or_drop(&router) {

@@ -16,7 +16,7 @@
 //!   says so with [`Builder::max_message_size`];
 //! * optional high-water marks, identity, `ROUTER_MANDATORY`, subscriptions.
 //!
-//! No `IMMEDIATE`: see [`Connections`] for why, and what to use instead.
+//! No `IMMEDIATE`: see [`Watched`] for why, and what to use instead.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), zguide::Error> {
@@ -157,8 +157,8 @@ impl Builder<'_> {
     }
 }
 
-/// Which endpoints a connecting socket has a live connection to, learnt
-/// from the socket's monitor events (handshake done, disconnected).
+/// A socket, and which endpoints it has a live connection to, learnt from
+/// its monitor events (handshake done, disconnected).
 ///
 /// Why not `ZMQ_IMMEDIATE`, whose job this looks like: in libzmq 4.3 a socket
 /// with IMMEDIATE set drops every message a peer sent but the program has
@@ -168,36 +168,52 @@ impl Builder<'_> {
 /// process aborts (`Assertion failed: !_more (src/fq.cpp:112)`, seen when a
 /// `peering2` broker outlived its peer). Without IMMEDIATE a connecting
 /// socket keeps a dead peer's route and queues for it, so a program that
-/// must not hand work to a dead peer asks [`Connections::is_live`] first.
-/// The window left is the few milliseconds between a peer's death and the
-/// event: a message sent then waits in the queue for the peer's return.
-pub struct Connections {
-    monitor: zmq::Socket,
+/// must not hand work to a dead peer asks [`Watched::is_live`] first. The
+/// window left is the few milliseconds between a peer's death and the event:
+/// a message sent then waits in the queue for the peer's return.
+///
+/// libzmq sends monitor events with a *blocking* send from its I/O thread, so
+/// a monitor nobody reads would, after 1,000 events (a peer that connects and
+/// drops in a loop), freeze every connection of the context. A small thread
+/// (an [`Actor`](crate::actor::Actor)) therefore reads the events as they
+/// come, and the socket and its monitor end together: `Watched` owns the
+/// socket (it dereferences to it), and on drop stops the monitor before the
+/// reader goes.
+pub struct Watched {
+    socket: zmq::Socket,
     /// Address, as libzmq reports it → connections with a completed handshake.
-    live: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+    live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
     /// Endpoint asked about → the addresses libzmq may report for it.
     aliases: std::cell::RefCell<std::collections::HashMap<String, Vec<String>>>,
+    /// Reads the monitor; ended on drop, after the monitor is stopped.
+    reader: Option<crate::actor::Actor>,
+    /// Where the monitor is moved on drop (with no events: nothing is sent).
+    retired: String,
 }
 
-impl Connections {
-    /// Starts watching `socket`; call it before the socket connects.
-    pub fn watch(context: &zmq::Context, socket: &zmq::Socket) -> Result<Self, Error> {
+impl Watched {
+    /// Watches `socket`; call it before the socket connects.
+    pub fn new(context: &zmq::Context, socket: zmq::Socket) -> Result<Watched, Error> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let endpoint = format!(
-            "inproc://zguide-connections-{}-{number}",
-            std::process::id()
-        );
+        let endpoint = format!("inproc://zguide-watched-{}-{number}", std::process::id());
         let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
             | zmq::SocketEvent::DISCONNECTED.to_raw();
         socket.monitor(&endpoint, i32::from(events))?;
-        let monitor = context.socket(zmq::PAIR)?;
-        monitor.set_linger(0)?;
-        monitor.connect(&endpoint)?;
-        Ok(Connections {
-            monitor,
-            live: Default::default(),
+        let live: std::sync::Arc<std::sync::Mutex<_>> = Default::default();
+        let table = live.clone();
+        let monitor_endpoint = endpoint.clone();
+        let reader = crate::actor::Actor::new(context, move |pipe| {
+            if let Err(e) = read_events(pipe, &monitor_endpoint, &table) {
+                log::error!("socket monitor: {e}");
+            }
+        })?;
+        Ok(Watched {
+            socket,
+            live,
             aliases: Default::default(),
+            reader: Some(reader),
+            retired: format!("{endpoint}-retired"),
         })
     }
 
@@ -205,22 +221,66 @@ impl Connections {
     /// libzmq names a TCP connection by its address (`tcp://127.0.0.1:5555`
     /// for `tcp://localhost:5555`), so a host name is resolved, once.
     pub fn is_live(&self, endpoint: &str) -> bool {
-        self.update();
-        let live = self.live.borrow();
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let mut aliases = self.aliases.borrow_mut();
         let names = aliases
             .entry(endpoint.to_string())
             .or_insert_with(|| addresses_of(endpoint));
         names.iter().any(|name| live.contains_key(name))
     }
+}
 
-    /// Applies the monitor events that arrived since the last question.
-    fn update(&self) {
-        let mut live = self.live.borrow_mut();
-        // Each event is two frames: 2 bytes of event id and 4 of value, then
-        // the endpoint. libzmq's monitor queue is bounded (it drops events
-        // past its HWM), and this drains it on every question.
-        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+impl std::ops::Deref for Watched {
+    type Target = zmq::Socket;
+    fn deref(&self) -> &zmq::Socket {
+        &self.socket
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // A new monitor with no events replaces the old one (libzmq stops the
+        // old one first, its last event read by our reader): from here on
+        // nothing is sent, so the reader may end.
+        if let Err(e) = self.socket.monitor(&self.retired, 0) {
+            log::debug!("socket monitor: cannot stop: {e}");
+        }
+        self.reader.take();
+    }
+}
+
+/// The reader's loop: applies each event to the table until `$TERM`.
+fn read_events(
+    pipe: &crate::actor::Pipe,
+    endpoint: &str,
+    live: &std::sync::Mutex<std::collections::HashMap<String, u32>>,
+) -> Result<(), Error> {
+    let monitor = pipe.context().socket(zmq::PAIR);
+    let monitor = monitor.and_then(|m| {
+        m.set_linger(0)?;
+        m.connect(endpoint)?;
+        Ok(m)
+    });
+    // Signal even on failure, so `Watched::new` returns; then report.
+    pipe.signal(u8::from(monitor.is_err()))?;
+    let monitor = monitor?;
+    loop {
+        // Not `Pipe::poll`: this reader must outlive Ctrl-C, or libzmq's I/O
+        // thread could block on an unread event while the program shuts down.
+        let mut items = [
+            pipe.socket().as_poll_item(zmq::POLLIN),
+            monitor.as_poll_item(zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, -1) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if items[0].is_readable() && crate::actor::is_term(&pipe.recv()?) {
+            return Ok(());
+        }
+        while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
+            // Each event is two frames: 2 bytes of event id and 4 of value,
+            // then the address.
             let (Some(head), Some(address)) = (frames.first(), frames.get(1)) else {
                 continue;
             };
@@ -228,6 +288,7 @@ impl Connections {
                 continue;
             };
             let address = String::from_utf8_lossy(address).into_owned();
+            let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
             if id == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
                 *live.entry(address).or_default() += 1;
             } else if let Some(count) = live.get_mut(&address) {
@@ -305,7 +366,7 @@ mod tests {
         assert_eq!(pull.recv_bytes(0).unwrap(), b"small");
     }
 
-    /// What `Connections` replaces IMMEDIATE for: a dead peer is seen as
+    /// What `Watched` replaces IMMEDIATE for: a dead peer is seen as
     /// gone, a live one (first, and again after it comes back) as live, and
     /// nothing it sent before it went is lost. (With IMMEDIATE, libzmq 4.3
     /// threw away all but the first 20 of them, and can abort the reader.)
@@ -320,16 +381,16 @@ mod tests {
         let endpoint = &format!("ipc://{}", path.display());
         let context = zmq::Context::new();
         let reader = new(&context, zmq::ROUTER).linger(0).build().unwrap();
-        let connections = Connections::watch(&context, &reader).unwrap();
+        let reader = Watched::new(&context, reader).unwrap();
         reader.connect(endpoint).unwrap();
         let wait_until = |live: bool| {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while connections.is_live(endpoint) != live {
+            while reader.is_live(endpoint) != live {
                 assert!(std::time::Instant::now() < deadline, "never live == {live}");
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         };
-        assert!(!connections.is_live(endpoint), "nothing listens yet");
+        assert!(!reader.is_live(endpoint), "nothing listens yet");
         for round in 0..2 {
             let sender_context = zmq::Context::new();
             let sender = new(&sender_context, zmq::DEALER).bind(endpoint).unwrap();
@@ -359,5 +420,39 @@ mod tests {
             }
             assert_eq!(received, MESSAGES, "round {round}");
         }
+    }
+
+    /// libzmq's I/O thread blocks on a monitor event nobody reads (after
+    /// about 2,000 of them). 1,500 peers that each connect, say one thing
+    /// and go make 3,000 events while the program never asks `is_live`:
+    /// every one of their messages must still arrive.
+    #[test]
+    fn a_flood_of_connections_never_freezes_the_socket() {
+        const PEERS: usize = 1500;
+        let context = zmq::Context::new();
+        let path = std::env::temp_dir().join(format!("zguide-flood-{}.ipc", std::process::id()));
+        let endpoint = format!("ipc://{}", path.display());
+        let server = new(&context, zmq::ROUTER)
+            .linger(0)
+            .bind(&endpoint)
+            .unwrap();
+        let server = Watched::new(&context, server).unwrap();
+        server.set_rcvtimeo(10_000).unwrap();
+        let peers = zmq::Context::new();
+        let mut received = 0;
+        for n in 0..PEERS {
+            let peer = new(&peers, zmq::DEALER)
+                .linger(1000)
+                .connect(&endpoint)
+                .unwrap();
+            peer.send(n.to_string().as_bytes(), 0).unwrap();
+            // One message read per peer, so the peers' sends never wait on us.
+            match server.recv_multipart(0) {
+                Ok(frames) => assert_eq!(frames[1], n.to_string().as_bytes()),
+                Err(e) => panic!("after {received} peers, no message in 10 s: {e}"),
+            }
+            received += 1;
+        }
+        assert_eq!(received, PEERS);
     }
 }

@@ -23,7 +23,7 @@
 //!
 //! Differs from the C:
 //! * if the chosen peer cannot take a request (its connection is down, as
-//!   cloudbe's monitor tells [`socket::Connections`], or its queue is full:
+//!   cloudbe's monitor tells [`socket::Watched`], or its queue is full:
 //!   cloudbe is ROUTER_MANDATORY) the request is served locally instead of
 //!   being lost, so killing one broker no longer makes the others' clients
 //!   block one by one (except for requests the dead broker already held, or
@@ -153,9 +153,8 @@ fn main_task() -> Result<(), Error> {
     // Connect cloud backend to all peers.
     // A connecting socket keeps the route of a dead peer and queues our
     // requests for it, so ROUTER_MANDATORY alone cannot tell us the peer is
-    // gone: its monitor can (`socket::Connections` says why not IMMEDIATE).
-    let cloudbe = router().identity(me.as_str()).build()?;
-    let connections = socket::Connections::watch(&context, &cloudbe)?;
+    // gone: its monitor can (`socket::Watched` says why not IMMEDIATE).
+    let cloudbe = socket::Watched::new(&context, router().identity(me.as_str()).build()?)?;
     for peer in peers {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&cloud_endpoint(peer))?;
@@ -183,7 +182,6 @@ fn main_task() -> Result<(), Error> {
         shape: PeerShape::from_env(),
         cloudfe,
         cloudbe,
-        connections,
         localfe,
         localbe,
     };
@@ -197,9 +195,8 @@ struct Broker<'a> {
     /// How our requests to peers are framed (C, or C++ with a delimiter).
     shape: PeerShape,
     cloudfe: zmq::Socket,
-    cloudbe: zmq::Socket,
-    /// Which peers' cloud frontends cloudbe is connected to now.
-    connections: socket::Connections,
+    /// Knows which peers' cloud frontends it is connected to now.
+    cloudbe: socket::Watched,
     localfe: zmq::Socket,
     localbe: zmq::Socket,
 }
@@ -258,7 +255,7 @@ impl Broker<'_> {
                 if reroutable && !self.peers.is_empty() && helpers::randof(5) == 0 {
                     // Route to random broker peer.
                     let peer = &self.peers[helpers::randof(self.peers.len() as u32) as usize];
-                    let live = self.connections.is_live(&cloud_endpoint(peer));
+                    let live = self.cloudbe.is_live(&cloud_endpoint(peer));
                     if live
                         && self
                             .shape

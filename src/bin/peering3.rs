@@ -30,7 +30,7 @@
 //! * a request goes to a random peer *that has capacity*, whose known capacity
 //!   then drops by one until its next report (the C can pick a peer with none);
 //! * if that peer is gone (its connection is down, as cloudbe's monitor tells
-//!   [`socket::Connections`], or its queue is full: cloudbe is
+//!   ([`socket::Watched`]), or its queue is full: cloudbe is
 //!   ROUTER_MANDATORY) it is forgotten and the request waits for the next
 //!   free worker or peer instead of being lost;
 //! * a worker goes on the free list only after its message proved well
@@ -191,9 +191,8 @@ fn main_task() -> Result<(), Error> {
     // Connect cloud backend to all peers.
     // A connecting socket keeps the route of a dead peer and queues our
     // requests for it, so ROUTER_MANDATORY alone cannot tell us the peer is
-    // gone: its monitor can (`socket::Connections` says why not IMMEDIATE).
-    let cloudbe = router().identity(me.as_str()).build()?;
-    let connections = socket::Connections::watch(&context, &cloudbe)?;
+    // gone: its monitor can (`socket::Watched` says why not IMMEDIATE).
+    let cloudbe = socket::Watched::new(&context, router().identity(me.as_str()).build()?)?;
     for peer in &args[2..] {
         println!("I: connecting to cloud frontend at '{peer}'");
         cloudbe.connect(&cloud_endpoint(peer))?;
@@ -236,7 +235,6 @@ fn main_task() -> Result<(), Error> {
         localbe,
         cloudfe,
         cloudbe,
-        connections,
         statebe,
         statefe,
         monitor,
@@ -255,9 +253,8 @@ struct Broker {
     localfe: zmq::Socket,
     localbe: zmq::Socket,
     cloudfe: zmq::Socket,
-    cloudbe: zmq::Socket,
-    /// Which peers' cloud frontends cloudbe is connected to now.
-    connections: socket::Connections,
+    /// Knows which peers' cloud frontends it is connected to now.
+    cloudbe: socket::Watched,
     statebe: zmq::Socket,
     statefe: zmq::Socket,
     monitor: zmq::Socket,
@@ -380,7 +377,7 @@ impl Broker {
             return Ok(());
         };
         let name = name.clone();
-        let live = self.connections.is_live(&cloud_endpoint(&name));
+        let live = self.cloudbe.is_live(&cloud_endpoint(&name));
         if live
             && self
                 .shape
