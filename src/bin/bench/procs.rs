@@ -185,6 +185,24 @@ impl Proc {
         })
     }
 
+    /// Takes every line until the program's output closes (both readers at
+    /// end of file), waiting at most `limit`: once a program has exited, its
+    /// last lines may still be on their way through the reader threads (a
+    /// fixed 5 ms nap lost the clone load's only line on a loaded machine).
+    fn drain_output(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok((line, _)) => {
+                    self.text.push_str(&line);
+                    self.text.push('\n');
+                }
+                Err(_) => return, // closed, or the limit passed
+            }
+        }
+    }
+
     /// Everything printed so far (stdout and stderr lines).
     pub fn output(&mut self) -> &str {
         while let Ok((line, _)) = self.output.try_recv() {
@@ -261,9 +279,7 @@ impl Proc {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     self.exited = Some((status.code().unwrap_or(-1), Instant::now()));
-                    // Let the readers catch up with the last lines.
-                    std::thread::sleep(Duration::from_millis(5));
-                    self.output();
+                    self.drain_output(Duration::from_secs(5));
                     continue;
                 }
                 Ok(None) => {}
