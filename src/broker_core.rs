@@ -137,13 +137,7 @@ impl BrokerCore {
 
     /// A client's request. `now_ms` is the wall clock in ms since the Unix
     /// epoch (deadlines are wall-clock times).
-    pub fn request(
-        &mut self,
-        client: &[u8],
-        request: Request,
-        now_ms: u64,
-        now: Instant,
-    ) -> Vec<Action> {
+    pub fn request(&mut self, client: &[u8], request: Request, now_ms: u64) -> Vec<Action> {
         let answer = |status, reason: &str| {
             vec![Action::ToClient {
                 client: client.to_vec(),
@@ -182,7 +176,7 @@ impl BrokerCore {
                 request,
             },
         );
-        self.dispatch(&key, now)
+        self.dispatch(&key)
     }
 
     /// A worker's READY for `service` (environment from its properties).
@@ -218,7 +212,7 @@ impl BrokerCore {
         let service = self.services.entry(key.clone()).or_default();
         service.workers += 1;
         service.idle.push_back(worker.to_vec());
-        self.dispatch(&key, now)
+        self.dispatch(&key)
     }
 
     /// A worker's REPLY: goes to the client it names if the worker was
@@ -258,7 +252,7 @@ impl BrokerCore {
         if let Some(service) = self.services.get_mut(&key) {
             service.idle.push_back(worker.to_vec());
         }
-        actions.extend(self.dispatch(&key, now));
+        actions.extend(self.dispatch(&key));
         actions
     }
 
@@ -278,11 +272,11 @@ impl BrokerCore {
     }
 
     /// A worker's DISCONNECT.
-    pub fn worker_gone(&mut self, worker: &[u8], now: Instant) -> Vec<Action> {
+    pub fn worker_gone(&mut self, worker: &[u8]) -> Vec<Action> {
         let key = self.workers.get(worker).map(|w| w.service.clone());
         let mut actions = self.forget_worker(worker);
         if let Some(key) = key {
-            actions.extend(self.dispatch(&key, now));
+            actions.extend(self.dispatch(&key));
         }
         actions
     }
@@ -323,7 +317,7 @@ impl BrokerCore {
         }
         let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
         for key in keys {
-            actions.extend(self.dispatch(&key, now));
+            actions.extend(self.dispatch(&key));
         }
         actions
     }
@@ -363,7 +357,7 @@ impl BrokerCore {
     }
 
     /// Gives queued requests of `key` to its idle workers, LRU first.
-    fn dispatch(&mut self, key: &ServiceKey, now: Instant) -> Vec<Action> {
+    fn dispatch(&mut self, key: &ServiceKey) -> Vec<Action> {
         let mut actions = Vec::new();
         let Some(service) = self.services.get_mut(key) else {
             return actions;
@@ -381,7 +375,6 @@ impl BrokerCore {
                 service.queue.insert((priority, arrival), pending);
                 continue;
             };
-            record.expires = record.expires.max(now);
             actions.push(Action::ToWorker {
                 worker: worker.clone(),
                 client: pending.client.clone(),
@@ -476,11 +469,11 @@ mod tests {
         assert!(broker
             .worker_ready(b"W2", b"echo".to_vec(), &defaults, now)
             .is_empty());
-        let first = broker.request(b"C1", request("echo", "1", 0, None), NOW_MS, now);
+        let first = broker.request(b"C1", request("echo", "1", 0, None), NOW_MS);
         assert_eq!(handed(&first), [pair("W1", "1")]);
-        let second = broker.request(b"C2", request("echo", "2", 0, None), NOW_MS, now);
+        let second = broker.request(b"C2", request("echo", "2", 0, None), NOW_MS);
         assert_eq!(handed(&second), [pair("W2", "2")]);
-        let third = broker.request(b"C1", request("echo", "3", 0, None), NOW_MS, now);
+        let third = broker.request(b"C1", request("echo", "3", 0, None), NOW_MS);
         assert!(handed(&third).is_empty(), "both busy: queued");
         // W2 answers first, so it gets the queued request; the reply goes to C2.
         let actions = broker.worker_reply(b"W2", b"C2", ok("2"), now);
@@ -494,7 +487,7 @@ mod tests {
             "the reply names its service"
         );
         // Now W1 is least recently used.
-        let actions = broker.request(b"C3", request("echo", "4", 0, None), NOW_MS, now);
+        let actions = broker.request(b"C3", request("echo", "4", 0, None), NOW_MS);
         assert_eq!(handed(&actions), [pair("W1", "4")]);
     }
 
@@ -514,12 +507,7 @@ mod tests {
         let now = Instant::now();
         let mut broker = BrokerCore::new(Config::default());
         for (correlation, priority) in [("low", -5), ("a", 0), ("high", 9), ("b", 0)] {
-            broker.request(
-                b"C",
-                request("svc", correlation, priority, None),
-                NOW_MS,
-                now,
-            );
+            broker.request(b"C", request("svc", correlation, priority, None), NOW_MS);
         }
         assert_eq!(broker.queued("default", b"svc"), 4);
         let mut order = Vec::new();
@@ -536,30 +524,19 @@ mod tests {
     fn deadlines_are_answered_504_on_arrival_and_while_queued() {
         let now = Instant::now();
         let mut broker = BrokerCore::new(Config::default());
-        let late = broker.request(
-            b"C",
-            request("svc", "late", 0, Some(NOW_MS - 1)),
-            NOW_MS,
-            now,
-        );
+        let late = broker.request(b"C", request("svc", "late", 0, Some(NOW_MS - 1)), NOW_MS);
         assert_eq!(answered(&late), [("C".into(), "late".into(), 504)]);
         // At its deadline a request is already late.
-        let due = broker.request(b"C", request("svc", "due", 0, Some(NOW_MS)), NOW_MS, now);
+        let due = broker.request(b"C", request("svc", "due", 0, Some(NOW_MS)), NOW_MS);
         assert_eq!(answered(&due), [("C".into(), "due".into(), 504)]);
         assert!(broker
-            .request(
-                b"C",
-                request("svc", "soon", 0, Some(NOW_MS + 100)),
-                NOW_MS,
-                now
-            )
+            .request(b"C", request("svc", "soon", 0, Some(NOW_MS + 100)), NOW_MS)
             .is_empty());
         assert!(broker
             .request(
                 b"C",
                 request("svc", "later", 0, Some(NOW_MS + 10_000)),
-                NOW_MS,
-                now
+                NOW_MS
             )
             .is_empty());
         assert!(answered(&broker.tick(NOW_MS + 99, now)).is_empty());
@@ -570,7 +547,6 @@ mod tests {
 
     #[test]
     fn each_service_queue_is_bounded() {
-        let now = Instant::now();
         let config = Config {
             max_queue: 3,
             ..Config::default()
@@ -578,10 +554,10 @@ mod tests {
         let mut broker = BrokerCore::new(config);
         for n in 0..3 {
             assert!(broker
-                .request(b"C", request("svc", &n.to_string(), 0, None), NOW_MS, now)
+                .request(b"C", request("svc", &n.to_string(), 0, None), NOW_MS)
                 .is_empty());
         }
-        let refused = broker.request(b"C", request("svc", "4", 0, None), NOW_MS, now);
+        let refused = broker.request(b"C", request("svc", "4", 0, None), NOW_MS);
         assert_eq!(answered(&refused), [("C".into(), "4".into(), 503)]);
         assert_eq!(broker.queued("default", b"svc"), 3);
     }
@@ -592,15 +568,15 @@ mod tests {
         let mut config = Config::default();
         config.policies.insert(b"svc".to_vec(), Policy::Notify);
         let mut broker = BrokerCore::new(config);
-        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS, now);
+        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
         assert_eq!(answered(&actions), [("C".into(), "1".into(), 404)]);
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
-        broker.worker_gone(b"W", now);
-        let actions = broker.request(b"C", request("svc", "2", 0, None), NOW_MS, now);
+        broker.worker_gone(b"W");
+        let actions = broker.request(b"C", request("svc", "2", 0, None), NOW_MS);
         assert_eq!(answered(&actions), [("C".into(), "2".into(), 503)]);
         // Another service keeps the default policy (ignore): queued.
         assert!(broker
-            .request(b"C", request("other", "3", 0, None), NOW_MS, now)
+            .request(b"C", request("other", "3", 0, None), NOW_MS)
             .is_empty());
         assert_eq!(broker.queued("default", b"other"), 1);
     }
@@ -612,10 +588,10 @@ mod tests {
         let prod = Properties::build(None, 0, Some("prod"), false, None);
         broker.worker_ready(b"WP", b"echo".to_vec(), &prod, now);
         let test = request_in("echo", "t", 0, None, Some("test"), false);
-        assert!(handed(&broker.request(b"C", test, NOW_MS, now)).is_empty());
+        assert!(handed(&broker.request(b"C", test, NOW_MS)).is_empty());
         assert_eq!(broker.queued("test", b"echo"), 1);
         let prod_request = request_in("echo", "p", 0, None, Some("prod"), false);
-        let actions = broker.request(b"C", prod_request, NOW_MS, now);
+        let actions = broker.request(b"C", prod_request, NOW_MS);
         assert_eq!(handed(&actions), [pair("WP", "p")]);
     }
 
@@ -625,7 +601,7 @@ mod tests {
         let expiry = Config::default().worker_expiry;
         let mut broker = BrokerCore::new(Config::default());
         broker.worker_ready(b"W1", b"svc".to_vec(), &Properties::default(), now);
-        broker.request(b"C", request("svc", "plain", 0, None), NOW_MS, now);
+        broker.request(b"C", request("svc", "plain", 0, None), NOW_MS);
         // Silent until just before its expiry: still alive.
         assert!(broker
             .tick(NOW_MS, now + expiry - Duration::from_millis(1))
@@ -637,10 +613,10 @@ mod tests {
         broker.worker_ready(b"W2", b"svc".to_vec(), &Properties::default(), later);
         let retry = request_in("svc", "again", 0, None, None, true);
         assert_eq!(
-            handed(&broker.request(b"C", retry, NOW_MS, later)),
+            handed(&broker.request(b"C", retry, NOW_MS)),
             [pair("W2", "again")]
         );
-        let actions = broker.worker_gone(b"W2", later);
+        let actions = broker.worker_gone(b"W2");
         assert!(answered(&actions).is_empty(), "idempotent: queued again");
         assert_eq!(broker.queued("default", b"svc"), 1);
         let actions = broker.worker_ready(b"W3", b"svc".to_vec(), &Properties::default(), later);
@@ -663,7 +639,7 @@ mod tests {
             }]
         );
         broker.tick(NOW_MS, now + expiry);
-        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS, now + expiry);
+        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
         assert_eq!(handed(&actions), [pair("W", "1")]);
     }
 
@@ -692,7 +668,7 @@ mod tests {
         // A reply for another client than the one served: refused, and the
         // real client is told its worker failed.
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
-        broker.request(b"C", request("svc", "1", 0, None), NOW_MS, now);
+        broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
         let actions = broker.worker_reply(b"W", b"OTHER", ok("1"), now);
         assert_eq!(answered(&actions), [("C".into(), "1".into(), 500)]);
         assert!(actions.contains(&Action::Disconnect {
@@ -705,11 +681,10 @@ mod tests {
         let now = Instant::now();
         let mut broker = BrokerCore::new(Config::default());
         for n in 0..MAX_SERVICES {
-            let actions =
-                broker.request(b"C", request(&format!("s{n}"), "1", 0, None), NOW_MS, now);
+            let actions = broker.request(b"C", request(&format!("s{n}"), "1", 0, None), NOW_MS);
             assert!(actions.is_empty(), "service {n} refused");
         }
-        let refused = broker.request(b"C", request("one-too-many", "1", 0, None), NOW_MS, now);
+        let refused = broker.request(b"C", request("one-too-many", "1", 0, None), NOW_MS);
         assert_eq!(answered(&refused), [("C".into(), "1".into(), 503)]);
         // Workers for existing services, up to the bound; the next is sent away.
         for n in 0..MAX_WORKERS {
