@@ -259,12 +259,19 @@ fn relay(target: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
             std::thread::spawn(move || {
                 let mut buffer = [0u8; 4096];
                 while let Ok(n) = from.read(&mut buffer) {
-                    if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                    if n == 0 {
                         break;
                     }
-                    let mut seen = record.lock().unwrap_or_else(|e| e.into_inner());
-                    if seen.len() < 1 << 20 {
-                        seen.extend_from_slice(&buffer[..n]);
+                    // Recorded before it is passed on, so whatever the other
+                    // side has received is already in the record.
+                    {
+                        let mut seen = record.lock().unwrap_or_else(|e| e.into_inner());
+                        if seen.len() < 1 << 20 {
+                            seen.extend_from_slice(&buffer[..n]);
+                        }
+                    }
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
                     }
                 }
                 let _ = to.shutdown(std::net::Shutdown::Both);
