@@ -473,8 +473,8 @@ mod tests {
 
     #[test]
     fn the_actor_publishes_hides_its_own_beacons_unless_echo_and_falls_silent() {
-        // An unusual port, loopback broadcast only.
-        let port = 39_998;
+        // A port nobody else uses, loopback broadcast only.
+        let port = udp::free_port();
         let context = zmq::Context::new();
         let speaker = Beacon::new(&context, port, udp::DEFAULT_BROADCAST).unwrap();
         let listener = Beacon::new(&context, port, udp::DEFAULT_BROADCAST).unwrap();

@@ -602,8 +602,8 @@ mod tests {
 
     #[test]
     fn a_spawned_responder_answers_beside_a_server_until_dropped() {
-        // An unusual port, loopback broadcast only.
-        let port = 39_997;
+        // A port nobody else uses, loopback broadcast only.
+        let port = crate::udp::free_port();
         let context = zmq::Context::new();
         let socket = bind_udp(port).unwrap();
         let actor = Responder::new(socket, vec![Service::parse("echo:5555").unwrap()], 100)

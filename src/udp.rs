@@ -170,6 +170,16 @@ pub fn broadcast_of(text: &str) -> Result<Ipv4Addr, String> {
         })
 }
 
+/// A UDP port nobody on this machine uses at the moment, for unit tests
+/// that must broadcast on loopback outside a namespace: a fixed port would
+/// be shared with any other run on the machine (SO_REUSEADDR lets it bind
+/// too, and then it answers our surveys).
+#[cfg(test)]
+pub(crate) fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a free UDP port");
+    socket.local_addr().expect("its address").port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,8 +197,8 @@ mod tests {
 
     #[test]
     fn reuse_address_lets_two_listeners_share_a_port_and_both_hear_a_beacon() {
-        // An unusual port, loopback broadcast only.
-        let port = 39_999;
+        // A port nobody else uses, loopback broadcast only.
+        let port = free_port();
         let first = Udp::new(port, DEFAULT_BROADCAST).unwrap();
         let second = Udp::new(port, DEFAULT_BROADCAST).unwrap();
         assert!(
