@@ -46,8 +46,7 @@
 
 pub mod actor;
 pub mod beacon;
-pub mod broker_core;
-pub mod broker_protocol;
+pub mod broker;
 pub mod bstar;
 pub mod clone;
 pub mod curve;

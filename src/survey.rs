@@ -446,8 +446,20 @@ impl Responder {
         answers
     }
 
+    /// Replaces the services answered for (a broker's change as workers
+    /// come and go); at most [`MAX_SERVICES`] are kept.
+    pub fn set_services(&mut self, mut services: Vec<Service>) {
+        services.truncate(MAX_SERVICES);
+        self.services = services;
+    }
+
+    /// The UDP socket, to poll it beside other sockets.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// Reads and answers what is waiting ([`READ_BATCH`] at most).
-    fn serve_batch(&mut self) {
+    pub fn serve_batch(&mut self) {
         let mut buffer = [0u8; BUFFER + 1];
         for _ in 0..READ_BATCH {
             let (datagram, from) = match try_recv(&self.socket, &mut buffer) {

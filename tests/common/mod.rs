@@ -32,6 +32,7 @@
 pub mod attack;
 pub mod mdp;
 pub mod network;
+pub mod relay;
 pub mod runs;
 pub mod wire;
 

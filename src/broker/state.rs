@@ -12,10 +12,10 @@
 //! DISCONNECT).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::broker_protocol::{Properties, Reply, Request, Status};
+use crate::broker::protocol::{Properties, Reply, Request, Status};
 
 /// The most services (environment and name) the broker keeps.
 pub const MAX_SERVICES: usize = 10_000;
@@ -40,17 +40,28 @@ pub struct Config {
     pub default_policy: Policy,
     /// Per service name (any environment).
     pub policies: HashMap<Vec<u8>, Policy>,
-    /// A worker silent this long is dead (3 heartbeats of 2.5 s).
+    /// An idle worker silent this long is dead (3 heartbeats of 2.5 s).
     pub worker_expiry: Duration,
+    /// A busy worker silent this long is dead. Longer than `worker_expiry`:
+    /// the guide's `mdwrkapi` sends no heartbeat while it works.
+    pub busy_expiry: Duration,
+    /// Bytes of queued requests per service (bodies and properties); past it
+    /// a request is answered 503.
+    pub max_queue_bytes: usize,
+    /// Bytes of queued requests in all services; past it, 503.
+    pub max_total_bytes: usize,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            max_queue: 1000,
+            max_queue: 100_000,
             default_policy: Policy::Ignore,
             policies: HashMap::new(),
             worker_expiry: Duration::from_millis(7500),
+            busy_expiry: Duration::from_secs(60),
+            max_queue_bytes: 64 << 20,
+            max_total_bytes: 256 << 20,
         }
     }
 }
@@ -86,27 +97,64 @@ struct Pending {
 struct Service {
     /// Ordered by priority (highest first), then arrival.
     queue: BTreeMap<(Reverse<i8>, u64), Pending>,
+    /// Bytes of the requests in `queue` (see [`cost`]).
+    queued_bytes: usize,
     /// Idle workers, least recently used first.
     idle: VecDeque<Vec<u8>>,
     /// Workers registered for this service, idle or busy.
     workers: usize,
+    /// Requests taken, and replies given, since the broker started.
+    requests: u64,
+    replies: u64,
+    /// Replies by status class: 2xx, 4xx, 5xx.
+    failures: u64,
+    /// Requests per second over the last rate period, and where it started.
+    rate: f64,
+    rate_mark: (u64, Option<Instant>),
+}
+
+/// What one request occupies in a queue: its frames and a fixed overhead.
+fn cost(pending: &Pending) -> usize {
+    let request = &pending.request;
+    let frames: usize = request.body.iter().map(|f| f.len() + 64).sum();
+    frames + request.properties.raw.len() + request.correlation.len() + pending.client.len() + 256
+}
+
+/// One service as management reports it (`mmi.services`, metrics).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ServiceReport {
+    pub environment: String,
+    pub service: String,
+    pub workers: usize,
+    pub idle: usize,
+    pub queued: usize,
+    pub queued_bytes: usize,
+    pub requests: u64,
+    pub replies: u64,
+    pub failures: u64,
+    /// Requests per second, measured over the last few seconds.
+    pub rate: f64,
 }
 
 #[derive(Debug)]
 struct Worker {
     service: ServiceKey,
-    expires: Instant,
+    last_seen: Instant,
     /// The request it is serving, with its queue position (for a retry).
     busy: Option<(u64, Pending)>,
 }
 
 /// The state of one broker; see the module docs.
 #[derive(Debug, Default)]
-pub struct BrokerCore {
+pub struct BrokerState {
     config: Config,
     services: HashMap<ServiceKey, Service>,
     workers: HashMap<Vec<u8>, Worker>,
     arrivals: u64,
+    /// (client, correlation) of every request queued or with a worker: a
+    /// client that retries one of these is not served twice.
+    in_flight: HashSet<(Vec<u8>, Vec<u8>)>,
+    total_bytes: usize,
 }
 
 fn reply(request: &Request, status: Status, reason: &str) -> Reply {
@@ -119,11 +167,11 @@ fn reply(request: &Request, status: Status, reason: &str) -> Reply {
     }
 }
 
-impl BrokerCore {
-    pub fn new(config: Config) -> BrokerCore {
-        BrokerCore {
+impl BrokerState {
+    pub fn new(config: Config) -> BrokerState {
+        BrokerState {
             config,
-            ..BrokerCore::default()
+            ..BrokerState::default()
         }
     }
 
@@ -136,8 +184,18 @@ impl BrokerCore {
     }
 
     /// A client's request. `now_ms` is the wall clock in ms since the Unix
-    /// epoch (deadlines are wall-clock times).
+    /// epoch (deadlines are wall-clock times). A request whose (client,
+    /// correlation) is already queued or with a worker is a retry: it is
+    /// dropped, the first one's reply will answer it.
     pub fn request(&mut self, client: &[u8], request: Request, now_ms: u64) -> Vec<Action> {
+        let flight = (client.to_vec(), request.correlation.clone());
+        if self.in_flight.contains(&flight) {
+            return Vec::new();
+        }
+        let key = ServiceKey {
+            environment: request.properties.environment.clone(),
+            name: request.service.clone(),
+        };
         let answer = |status, reason: &str| {
             vec![Action::ToClient {
                 client: client.to_vec(),
@@ -147,10 +205,6 @@ impl BrokerCore {
         if request.properties.deadline.is_some_and(|d| d <= now_ms) {
             return answer(Status::DEADLINE_PASSED, "deadline passed");
         }
-        let key = ServiceKey {
-            environment: request.properties.environment.clone(),
-            name: request.service.clone(),
-        };
         let known = self.services.get(&key);
         let workers = known.map_or(0, |s| s.workers);
         if workers == 0 && self.policy(&key.name) == Policy::Notify {
@@ -162,24 +216,33 @@ impl BrokerCore {
         if known.is_none() && self.services.len() >= MAX_SERVICES {
             return answer(Status::NO_WORKERS, "too many services");
         }
-        let max_queue = self.config.max_queue;
+        let pending = Pending {
+            client: client.to_vec(),
+            request,
+        };
+        let size = cost(&pending);
+        let (max_queue, max_bytes) = (self.config.max_queue, self.config.max_queue_bytes);
+        let total_full = self.total_bytes + size > self.config.max_total_bytes;
         let service = self.services.entry(key.clone()).or_default();
-        if service.queue.len() >= max_queue {
-            return answer(Status::NO_WORKERS, "queue full");
+        if service.queue.len() >= max_queue || service.queued_bytes + size > max_bytes || total_full
+        {
+            return vec![Action::ToClient {
+                client: pending.client,
+                reply: reply(&pending.request, Status::NO_WORKERS, "queue full"),
+            }];
         }
+        service.requests += 1;
+        service.queued_bytes += size;
+        self.total_bytes += size;
         self.arrivals += 1;
-        let position = (Reverse(request.properties.priority), self.arrivals);
-        service.queue.insert(
-            position,
-            Pending {
-                client: client.to_vec(),
-                request,
-            },
-        );
+        let position = (Reverse(pending.request.properties.priority), self.arrivals);
+        service.queue.insert(position, pending);
+        self.in_flight.insert(flight);
         self.dispatch(&key)
     }
 
-    /// A worker's READY for `service` (environment from its properties).
+    /// A worker's READY for `service` in the environment of `properties`.
+    /// A second READY, or one past a bound, is answered DISCONNECT.
     pub fn worker_ready(
         &mut self,
         worker: &[u8],
@@ -194,7 +257,6 @@ impl BrokerCore {
         let over = self.workers.len() >= MAX_WORKERS
             || (!self.services.contains_key(&key) && self.services.len() >= MAX_SERVICES);
         if self.workers.contains_key(worker) || over {
-            // A second READY breaks the protocol; so does one past a bound.
             let mut actions = self.forget_worker(worker);
             actions.push(Action::Disconnect {
                 worker: worker.to_vec(),
@@ -205,7 +267,7 @@ impl BrokerCore {
             worker.to_vec(),
             Worker {
                 service: key.clone(),
-                expires: now + self.config.worker_expiry,
+                last_seen: now,
                 busy: None,
             },
         );
@@ -215,8 +277,14 @@ impl BrokerCore {
         self.dispatch(&key)
     }
 
-    /// A worker's REPLY: goes to the client it names if the worker was
-    /// serving that client's request (anything else is a protocol error).
+    /// What a busy worker is serving: the client's token and the request.
+    pub fn serving(&self, worker: &[u8]) -> Option<(&[u8], &Request)> {
+        let (_, pending) = self.workers.get(worker)?.busy.as_ref()?;
+        Some((&pending.client, &pending.request))
+    }
+
+    /// A worker's reply to the request it holds. A reply for anything else
+    /// is a protocol error: DISCONNECT.
     pub fn worker_reply(
         &mut self,
         worker: &[u8],
@@ -224,9 +292,8 @@ impl BrokerCore {
         mut answer: Reply,
         now: Instant,
     ) -> Vec<Action> {
-        let serving = self.workers.get(worker).and_then(|w| w.busy.as_ref());
-        let matches = serving.is_some_and(|(_, p)| {
-            p.client == client && p.request.correlation == answer.correlation
+        let matches = self.serving(worker).is_some_and(|(token, request)| {
+            token == client && request.correlation == answer.correlation
         });
         if !matches {
             log::warn!("broker: a reply its worker was not asked for; worker disconnected");
@@ -239,30 +306,35 @@ impl BrokerCore {
         let Some(record) = self.workers.get_mut(worker) else {
             return Vec::new();
         };
-        record.expires = now + self.config.worker_expiry;
+        record.last_seen = now;
         let key = record.service.clone();
         let Some((_, pending)) = record.busy.take() else {
             return Vec::new();
         };
         answer.service = pending.request.service.clone();
+        self.in_flight
+            .remove(&(pending.client.clone(), pending.request.correlation.clone()));
+        if let Some(service) = self.services.get_mut(&key) {
+            service.replies += 1;
+            if answer.status.0 >= 400 {
+                service.failures += 1;
+            }
+            service.idle.push_back(worker.to_vec());
+        }
         let mut actions = vec![Action::ToClient {
             client: pending.client,
             reply: answer,
         }];
-        if let Some(service) = self.services.get_mut(&key) {
-            service.idle.push_back(worker.to_vec());
-        }
         actions.extend(self.dispatch(&key));
         actions
     }
 
-    /// A worker's HEARTBEAT: it lives 7.5 s more. One from a worker that
-    /// never said READY (or was forgotten) is told to go (DISCONNECT), so it
-    /// reconnects and says READY again.
+    /// Any valid message from a worker (a HEARTBEAT, say): it is alive. An
+    /// unknown worker is told DISCONNECT.
     pub fn worker_alive(&mut self, worker: &[u8], now: Instant) -> Vec<Action> {
         match self.workers.get_mut(worker) {
             Some(record) => {
-                record.expires = now + self.config.worker_expiry;
+                record.last_seen = now;
                 Vec::new()
             }
             None => vec![Action::Disconnect {
@@ -271,7 +343,12 @@ impl BrokerCore {
         }
     }
 
-    /// A worker's DISCONNECT.
+    /// Is this worker registered?
+    pub fn is_worker(&self, worker: &[u8]) -> bool {
+        self.workers.contains_key(worker)
+    }
+
+    /// A worker said DISCONNECT, or its connection is gone.
     pub fn worker_gone(&mut self, worker: &[u8]) -> Vec<Action> {
         let key = self.workers.get(worker).map(|w| w.service.clone());
         let mut actions = self.forget_worker(worker);
@@ -281,15 +358,23 @@ impl BrokerCore {
         actions
     }
 
-    /// The periodic work: requests past their deadline are answered 504,
-    /// silent workers are forgotten (their request answered 500, or queued
-    /// again if idempotent).
+    /// Time passes: silent workers are forgotten (idle ones after
+    /// `worker_expiry`, busy ones after `busy_expiry`), stale requests are
+    /// answered 504, rates are measured, and queued work is dispatched.
     pub fn tick(&mut self, now_ms: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let (idle_expiry, busy_expiry) = (self.config.worker_expiry, self.config.busy_expiry);
         let dead: Vec<Vec<u8>> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.expires <= now)
+            .filter(|(_, w)| {
+                let expiry = if w.busy.is_some() {
+                    busy_expiry
+                } else {
+                    idle_expiry
+                };
+                w.last_seen + expiry <= now
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for worker in dead {
@@ -308,11 +393,26 @@ impl BrokerCore {
                 .collect();
             for position in stale {
                 if let Some(pending) = service.queue.remove(&position) {
+                    let size = cost(&pending);
+                    service.queued_bytes = service.queued_bytes.saturating_sub(size);
+                    self.total_bytes = self.total_bytes.saturating_sub(size);
+                    self.in_flight
+                        .remove(&(pending.client.clone(), pending.request.correlation.clone()));
+                    service.failures += 1;
                     actions.push(Action::ToClient {
                         reply: reply(&pending.request, Status::DEADLINE_PASSED, "deadline passed"),
                         client: pending.client,
                     });
                 }
+            }
+            match service.rate_mark {
+                (count, Some(since)) if now.duration_since(since) >= RATE_PERIOD => {
+                    let seconds = now.duration_since(since).as_secs_f64();
+                    service.rate = (service.requests - count) as f64 / seconds;
+                    service.rate_mark = (service.requests, Some(now));
+                }
+                (_, None) => service.rate_mark = (service.requests, Some(now)),
+                _ => {}
             }
         }
         let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
@@ -322,13 +422,44 @@ impl BrokerCore {
         actions
     }
 
-    /// How many requests wait for `service` in `environment`.
+    /// Requests queued for a service (not counting those with a worker).
     pub fn queued(&self, environment: &str, service: &[u8]) -> usize {
         let key = ServiceKey {
             environment: environment.to_string(),
             name: service.to_vec(),
         };
         self.services.get(&key).map_or(0, |s| s.queue.len())
+    }
+
+    /// Workers registered for a service, idle or busy (`mmi.service`).
+    pub fn workers_of(&self, environment: &str, service: &[u8]) -> usize {
+        let key = ServiceKey {
+            environment: environment.to_string(),
+            name: service.to_vec(),
+        };
+        self.services.get(&key).map_or(0, |s| s.workers)
+    }
+
+    /// Every service, ordered by environment then name.
+    pub fn report(&self) -> Vec<ServiceReport> {
+        let mut reports: Vec<ServiceReport> = self
+            .services
+            .iter()
+            .map(|(key, service)| ServiceReport {
+                environment: key.environment.clone(),
+                service: String::from_utf8_lossy(&key.name).into_owned(),
+                workers: service.workers,
+                idle: service.idle.len(),
+                queued: service.queue.len(),
+                queued_bytes: service.queued_bytes,
+                requests: service.requests,
+                replies: service.replies,
+                failures: service.failures,
+                rate: service.rate,
+            })
+            .collect();
+        reports.sort_by(|a, b| (&a.environment, &a.service).cmp(&(&b.environment, &b.service)));
+        reports
     }
 
     /// Removes a worker; its request in progress is answered 500, or queued
@@ -338,6 +469,7 @@ impl BrokerCore {
             return Vec::new();
         };
         let Some(service) = self.services.get_mut(&record.service) else {
+            log::error!("broker: a worker's service is missing; worker dropped");
             return Vec::new();
         };
         service.workers = service.workers.saturating_sub(1);
@@ -345,13 +477,22 @@ impl BrokerCore {
         match record.busy {
             Some((arrival, pending)) if pending.request.properties.idempotent => {
                 let position = (Reverse(pending.request.properties.priority), arrival);
+                let size = cost(&pending);
+                service.queued_bytes += size;
+                self.total_bytes += size;
                 service.queue.insert(position, pending);
                 Vec::new()
             }
-            Some((_, pending)) => vec![Action::ToClient {
-                reply: reply(&pending.request, Status::WORKER_FAILED, "worker failed"),
-                client: pending.client,
-            }],
+            Some((_, pending)) => {
+                service.replies += 1;
+                service.failures += 1;
+                self.in_flight
+                    .remove(&(pending.client.clone(), pending.request.correlation.clone()));
+                vec![Action::ToClient {
+                    reply: reply(&pending.request, Status::WORKER_FAILED, "worker failed"),
+                    client: pending.client,
+                }]
+            }
             None => Vec::new(),
         }
     }
@@ -366,15 +507,18 @@ impl BrokerCore {
             let Some(worker) = service.idle.pop_front() else {
                 break;
             };
-            let Some(((priority, arrival), pending)) = service.queue.pop_first() else {
-                break;
-            };
             let Some(record) = self.workers.get_mut(&worker) else {
                 // An idle entry for a forgotten worker: an invariant broke.
                 log::error!("broker: idle list named an unknown worker; entry dropped");
-                service.queue.insert((priority, arrival), pending);
                 continue;
             };
+            let Some(((_, arrival), pending)) = service.queue.pop_first() else {
+                service.idle.push_front(worker);
+                break;
+            };
+            let size = cost(&pending);
+            service.queued_bytes = service.queued_bytes.saturating_sub(size);
+            self.total_bytes = self.total_bytes.saturating_sub(size);
             actions.push(Action::ToWorker {
                 worker: worker.clone(),
                 client: pending.client.clone(),
@@ -385,6 +529,9 @@ impl BrokerCore {
         actions
     }
 }
+
+/// How often a service's request rate is measured.
+const RATE_PERIOD: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -461,7 +608,7 @@ mod tests {
     #[test]
     fn requests_go_to_the_least_recently_used_worker_and_replies_to_their_client() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         let defaults = Properties::default();
         assert!(broker
             .worker_ready(b"W1", b"echo".to_vec(), &defaults, now)
@@ -505,7 +652,7 @@ mod tests {
     #[test]
     fn the_queue_is_served_by_priority_then_arrival() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         for (correlation, priority) in [("low", -5), ("a", 0), ("high", 9), ("b", 0)] {
             broker.request(b"C", request("svc", correlation, priority, None), NOW_MS);
         }
@@ -523,7 +670,7 @@ mod tests {
     #[test]
     fn deadlines_are_answered_504_on_arrival_and_while_queued() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         let late = broker.request(b"C", request("svc", "late", 0, Some(NOW_MS - 1)), NOW_MS);
         assert_eq!(answered(&late), [("C".into(), "late".into(), 504)]);
         // At its deadline a request is already late.
@@ -551,7 +698,7 @@ mod tests {
             max_queue: 3,
             ..Config::default()
         };
-        let mut broker = BrokerCore::new(config);
+        let mut broker = BrokerState::new(config);
         for n in 0..3 {
             assert!(broker
                 .request(b"C", request("svc", &n.to_string(), 0, None), NOW_MS)
@@ -567,7 +714,7 @@ mod tests {
         let now = Instant::now();
         let mut config = Config::default();
         config.policies.insert(b"svc".to_vec(), Policy::Notify);
-        let mut broker = BrokerCore::new(config);
+        let mut broker = BrokerState::new(config);
         let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
         assert_eq!(answered(&actions), [("C".into(), "1".into(), 404)]);
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
@@ -584,7 +731,7 @@ mod tests {
     #[test]
     fn environments_do_not_cross() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         let prod = Properties::build(None, 0, Some("prod"), false, None);
         broker.worker_ready(b"WP", b"echo".to_vec(), &prod, now);
         let test = request_in("echo", "t", 0, None, Some("test"), false);
@@ -598,8 +745,9 @@ mod tests {
     #[test]
     fn a_dead_worker_costs_its_client_a_500_or_a_retry_if_idempotent() {
         let now = Instant::now();
-        let expiry = Config::default().worker_expiry;
-        let mut broker = BrokerCore::new(Config::default());
+        // The worker is busy, so the busy expiry applies.
+        let expiry = Config::default().busy_expiry;
+        let mut broker = BrokerState::new(Config::default());
         broker.worker_ready(b"W1", b"svc".to_vec(), &Properties::default(), now);
         broker.request(b"C", request("svc", "plain", 0, None), NOW_MS);
         // Silent until just before its expiry: still alive.
@@ -627,7 +775,7 @@ mod tests {
     fn heartbeats_keep_a_worker_alive() {
         let now = Instant::now();
         let expiry = Config::default().worker_expiry;
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
         assert!(broker.worker_alive(b"W", now + expiry / 2).is_empty());
         // A heartbeat from a worker the broker does not know sends it away.
@@ -646,7 +794,7 @@ mod tests {
     #[test]
     fn protocol_errors_disconnect_the_worker() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
         // A reply nobody asked for.
         let actions = broker.worker_reply(b"W", b"C", ok("1"), now);
@@ -679,13 +827,18 @@ mod tests {
     #[test]
     fn services_and_workers_are_bounded() {
         let now = Instant::now();
-        let mut broker = BrokerCore::new(Config::default());
+        let mut broker = BrokerState::new(Config::default());
         for n in 0..MAX_SERVICES {
-            let actions = broker.request(b"C", request(&format!("s{n}"), "1", 0, None), NOW_MS);
+            let correlation = n.to_string();
+            let actions = broker.request(
+                b"C",
+                request(&format!("s{n}"), &correlation, 0, None),
+                NOW_MS,
+            );
             assert!(actions.is_empty(), "service {n} refused");
         }
-        let refused = broker.request(b"C", request("one-too-many", "1", 0, None), NOW_MS);
-        assert_eq!(answered(&refused), [("C".into(), "1".into(), 503)]);
+        let refused = broker.request(b"C", request("one-too-many", "x", 0, None), NOW_MS);
+        assert_eq!(answered(&refused), [("C".into(), "x".into(), 503)]);
         // Workers for existing services, up to the bound; the next is sent away.
         for n in 0..MAX_WORKERS {
             let worker = format!("W{n}").into_bytes();
@@ -699,5 +852,120 @@ mod tests {
                 worker: b"extra".to_vec()
             }]
         );
+    }
+
+    #[test]
+    fn a_retry_of_a_request_in_flight_is_not_served_twice() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        // The same correlation again, queued: dropped.
+        assert!(broker
+            .request(b"C", request("svc", "1", 0, None), NOW_MS)
+            .is_empty());
+        assert_eq!(broker.queued("default", b"svc"), 1);
+        // With a worker: still one.
+        let actions = broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
+        assert_eq!(handed(&actions), [pair("W", "1")]);
+        assert!(broker
+            .request(b"C", request("svc", "1", 0, None), NOW_MS)
+            .is_empty());
+        // Another client may use the same correlation id.
+        broker.request(b"D", request("svc", "1", 0, None), NOW_MS);
+        assert_eq!(broker.queued("default", b"svc"), 1);
+        // Once answered, the id may be used again.
+        let actions = broker.worker_reply(b"W", b"C", ok("1"), now);
+        assert_eq!(answered(&actions), [("C".into(), "1".into(), 200)]);
+        assert_eq!(handed(&actions), [pair("W", "1")]);
+        let actions = broker.worker_reply(b"W", b"D", ok("1"), now);
+        assert_eq!(answered(&actions), [("D".into(), "1".into(), 200)]);
+        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        assert_eq!(handed(&actions), [pair("W", "1")]);
+    }
+
+    #[test]
+    fn idle_workers_expire_sooner_than_busy_ones() {
+        let now = Instant::now();
+        let config = Config::default();
+        let (idle_expiry, busy_expiry) = (config.worker_expiry, config.busy_expiry);
+        assert!(busy_expiry > idle_expiry * 2);
+        let mut broker = BrokerState::new(config);
+        broker.worker_ready(b"IDLE", b"a".to_vec(), &Properties::default(), now);
+        broker.worker_ready(b"BUSY", b"b".to_vec(), &Properties::default(), now);
+        broker.request(b"C", request("b", "1", 0, None), NOW_MS);
+        broker.tick(NOW_MS, now + idle_expiry - Duration::from_millis(1));
+        assert!(broker.is_worker(b"IDLE"));
+        broker.tick(NOW_MS, now + idle_expiry);
+        assert!(!broker.is_worker(b"IDLE"));
+        assert!(broker.is_worker(b"BUSY"));
+        assert_eq!(broker.workers_of("default", b"a"), 0);
+        // A heartbeat moves the busy worker's expiry on.
+        let later = now + busy_expiry - Duration::from_millis(1);
+        assert!(broker.worker_alive(b"BUSY", later).is_empty());
+        broker.tick(NOW_MS, now + busy_expiry);
+        assert!(broker.is_worker(b"BUSY"));
+        let actions = broker.tick(NOW_MS, later + busy_expiry);
+        assert!(!broker.is_worker(b"BUSY"));
+        assert_eq!(answered(&actions), [("C".into(), "1".into(), 500)]);
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_per_service_and_in_all() {
+        let config = Config {
+            max_queue_bytes: 10_000,
+            // Each request below costs a little over 4,000 bytes.
+            max_total_bytes: 20_000,
+            ..Config::default()
+        };
+        let mut broker = BrokerState::new(config);
+        let big = |service: &str, correlation: &str| {
+            let mut r = request(service, correlation, 0, None);
+            r.body = vec![vec![0u8; 4000]];
+            r
+        };
+        assert!(broker.request(b"C", big("a", "1"), NOW_MS).is_empty());
+        assert!(broker.request(b"C", big("a", "2"), NOW_MS).is_empty());
+        let refused = broker.request(b"C", big("a", "3"), NOW_MS);
+        assert_eq!(answered(&refused), [("C".into(), "3".into(), 503)]);
+        // Another service has room of its own, until the total is reached.
+        assert!(broker.request(b"C", big("b", "4"), NOW_MS).is_empty());
+        assert!(broker.request(b"C", big("b", "5"), NOW_MS).is_empty());
+        let refused = broker.request(b"C", big("c", "6"), NOW_MS);
+        assert_eq!(answered(&refused), [("C".into(), "6".into(), 503)]);
+        // Handing one out frees its bytes.
+        let now = Instant::now();
+        broker.worker_ready(b"W", b"a".to_vec(), &Properties::default(), now);
+        assert!(broker.request(b"C", big("a", "7"), NOW_MS).is_empty());
+        assert_eq!(broker.queued("default", b"a"), 2);
+    }
+
+    #[test]
+    fn the_report_counts_requests_replies_failures_and_rate() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
+        broker.tick(NOW_MS, now);
+        for n in 0..10 {
+            let correlation = n.to_string();
+            broker.request(b"C", request("svc", &correlation, 0, None), NOW_MS);
+            let mut answer = ok(&correlation);
+            if n == 9 {
+                answer.status = Status::WORKER_FAILED;
+            }
+            broker.worker_reply(b"W", b"C", answer, now);
+        }
+        broker.request(b"C", request("svc", "queued", 0, None), NOW_MS);
+        broker.tick(NOW_MS, now + RATE_PERIOD);
+        let report = broker.report();
+        assert_eq!(report.len(), 1);
+        let svc = &report[0];
+        assert_eq!(
+            (svc.environment.as_str(), svc.service.as_str()),
+            ("default", "svc")
+        );
+        assert_eq!((svc.workers, svc.idle, svc.queued), (1, 0, 0));
+        assert_eq!((svc.requests, svc.replies, svc.failures), (11, 10, 1));
+        let expected = 11.0 / RATE_PERIOD.as_secs_f64();
+        assert!((svc.rate - expected).abs() < 1e-9, "rate {}", svc.rate);
     }
 }

@@ -1,0 +1,1042 @@
+//! The SBP/1 client API (study part 2, `../shared/spec/etude.md` §4): a
+//! DEALER socket that sends requests in batches and matches their replies by
+//! correlation id (`zguide/broker-protocol.md` §3).
+//!
+//! * [`Client::send`] queues one REQUEST and returns its correlation id at
+//!   once; the client chooses the ids (a counter, unique per [`Client`], or
+//!   the caller's own in [`RequestOptions::correlation`]).
+//! * [`Client::recv`] waits (bounded) for the next [`Event`]: a reply matched
+//!   to a pending request, or [`Event::GaveUp`] for a request that got no
+//!   reply after [`ClientOptions::retries`] attempts. Meanwhile it resends
+//!   each pending request, with the **same** correlation id, after
+//!   [`ClientOptions::timeout`], the wait doubling per attempt (2.5 s, 5 s,
+//!   10 s by default); PINGs the broker when it sent nothing for 2 s; and
+//!   logs once when the broker has been silent for 6 s (its TTL). It keeps
+//!   retrying then: a DEALER reconnects by itself.
+//! * Replies for correlations not pending (a second answer to a resent
+//!   request, or a stranger's) are dropped and counted
+//!   ([`Client::duplicates`]); malformed messages are dropped, counted
+//!   ([`Client::malformed`]) and logged (bounded, escaped).
+//! * [`Client::request`] is the synchronous convenience: send, then wait for
+//!   that reply or give up.
+//!
+//! Delivery is *at least once*: a resent request may reach a worker twice if
+//! the first copy was only slow. Mark requests the worker may safely repeat
+//! `idempotent`; the correlation id is the same in every copy, so a worker
+//! can also recognise a repeat.
+//!
+//! **Routing id.** The socket's routing id is set explicitly: `C-` and 16
+//! random hex digits, made once per `Client` (or [`ClientOptions::identity`]).
+//! The broker addresses a reply by the routing id the request came from.
+//! libzmq would otherwise let the broker's ROUTER make one up per
+//! connection, so after a broker restart the reconnected client would have a
+//! new one, and the replies to requests the broker kept across the restart
+//! (its store) would go to an id nobody holds. With a fixed id they reach
+//! this client.
+//!
+//! Dropping a client drops what it has not sent yet (LINGER 0): every SBP
+//! request expects a reply, and nobody is left to read it.
+//!
+//! Bounds: at most [`MAX_PENDING`] requests pending (`send` fails past it);
+//! a send waits at most `timeout` for room in the socket's queue (the broker
+//! not reading) and then fails with `Error::Timeout`; every wait ends on
+//! Ctrl-C with `Error::Interrupted`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+use crate::broker::protocol::{
+    self, parse_client, ClientCommand, Frames, Parsed, Properties, Reply, Request,
+};
+use crate::curve::Keys;
+use crate::log_limit::Window;
+use crate::message::show;
+use crate::{interrupt, Error, Message};
+
+/// The most requests a client keeps pending.
+pub const MAX_PENDING: usize = 10_000;
+/// How often an idle client PINGs the broker (spec §3).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// Silence after which the broker is taken as gone (spec §3).
+pub const BROKER_TTL: Duration = Duration::from_secs(6);
+
+/// How a [`Client`] connects and retries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The broker's endpoint.
+    pub endpoint: String,
+    /// The `environment` property of every request (`None`: the broker's
+    /// `default`).
+    pub environment: Option<String>,
+    /// The logical address sent with every request (empty: the broker uses
+    /// the routing id).
+    pub address: Vec<u8>,
+    /// How long to wait for a reply before the first resend; doubles per
+    /// attempt. Also how long a send waits for room in the socket's queue.
+    pub timeout: Duration,
+    /// Attempts in all (the first send included) before giving up; 0 is 1.
+    pub retries: u32,
+    /// CURVE: our keys (with the secret) and the broker's public key.
+    pub curve: Option<(Keys, [u8; 32])>,
+    /// The largest inbound frame, bytes.
+    pub max_message_size: i64,
+    /// The socket's routing id (1-255 bytes, not starting with a zero
+    /// byte); `None`: `C-` and 16 random hex digits.
+    pub identity: Option<Vec<u8>>,
+    /// PING when nothing was sent for this long (spec: 2 s).
+    pub ping_interval: Duration,
+    /// Log the broker as gone after this much silence (spec: 6 s).
+    pub broker_ttl: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            endpoint: crate::broker::DEFAULT_CONNECT.to_string(),
+            environment: None,
+            address: Vec::new(),
+            timeout: Duration::from_millis(2500),
+            retries: 3,
+            curve: None,
+            max_message_size: crate::socket::DEFAULT_MAX_MESSAGE_SIZE,
+            identity: None,
+            ping_interval: PING_INTERVAL,
+            broker_ttl: BROKER_TTL,
+        }
+    }
+}
+
+/// Per-request settings.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// The broker answers 504 instead of delivering after this moment.
+    pub deadline: Option<SystemTime>,
+    /// Higher first within the service's queue.
+    pub priority: i8,
+    /// The broker may give it to another worker if its worker dies.
+    pub idempotent: bool,
+    /// The correlation id (1-64 bytes, not pending); `None`: the client's
+    /// next number.
+    pub correlation: Option<Vec<u8>>,
+}
+
+impl RequestOptions {
+    /// Options whose deadline is `after` from now.
+    pub fn deadline_in(after: Duration) -> RequestOptions {
+        RequestOptions {
+            deadline: Some(SystemTime::now() + after),
+            ..RequestOptions::default()
+        }
+    }
+}
+
+/// What [`Client::recv`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The reply to a pending request (any status).
+    Reply(Reply),
+    /// No reply after every attempt: the request is no longer pending.
+    GaveUp {
+        correlation: Vec<u8>,
+        service: Vec<u8>,
+    },
+}
+
+/// A request waiting for its reply.
+struct Pending {
+    frames: Frames,
+    service: Vec<u8>,
+    /// Sends so far (1 after the first).
+    attempts: u32,
+    /// Which timer entry is current (older ones in the heap are stale).
+    timer: u64,
+}
+
+/// An SBP/1 client. See the module docs.
+pub struct Client {
+    // Kept so the socket's context lives as long as the client.
+    _context: zmq::Context,
+    socket: zmq::Socket,
+    options: ClientOptions,
+    identity: Vec<u8>,
+    next_correlation: u64,
+    pending: HashMap<Vec<u8>, Pending>,
+    /// When each pending request is due for a resend or giving up.
+    timers: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    next_timer: u64,
+    /// Events read by [`Client::request`] for other requests.
+    stash: VecDeque<Event>,
+    duplicates: u64,
+    malformed: u64,
+    resent: u64,
+    last_heard: Instant,
+    last_sent: Instant,
+    broker_gone: bool,
+    complaints: Window,
+}
+
+impl Client {
+    /// A client in a context of its own.
+    pub fn new(options: ClientOptions) -> Result<Client, Error> {
+        Client::with_context(&zmq::Context::new(), options)
+    }
+
+    /// A client whose socket lives in `context` (so it can reach
+    /// `inproc://` endpoints of that context).
+    pub fn with_context(context: &zmq::Context, options: ClientOptions) -> Result<Client, Error> {
+        if let Some(environment) = &options.environment {
+            check_environment(environment)?;
+        }
+        if options.address.len() > protocol::MAX_NAME {
+            return Err(Error::Protocol("an address is at most 255 bytes".into()));
+        }
+        let identity = match &options.identity {
+            Some(identity) => {
+                if identity.is_empty() || identity.len() > 255 || identity[0] == 0 {
+                    return Err(Error::Protocol(
+                        "a routing id is 1-255 bytes and does not start with a zero byte".into(),
+                    ));
+                }
+                identity.clone()
+            }
+            None => random_id("C").into_bytes(),
+        };
+        let socket = dealer(
+            context,
+            &options.endpoint,
+            &identity,
+            options.curve.as_ref(),
+            options.max_message_size,
+        )?;
+        let now = Instant::now();
+        Ok(Client {
+            _context: context.clone(),
+            socket,
+            options,
+            identity,
+            next_correlation: 1,
+            pending: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_timer: 0,
+            stash: VecDeque::new(),
+            duplicates: 0,
+            malformed: 0,
+            resent: 0,
+            last_heard: now,
+            last_sent: now,
+            broker_gone: false,
+            complaints: Window::new(10, Duration::from_secs(10)),
+        })
+    }
+
+    /// The socket's routing id.
+    pub fn identity(&self) -> &[u8] {
+        &self.identity
+    }
+
+    /// Requests sent and not yet answered or given up.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Replies dropped because their correlation was not pending.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Messages from the broker dropped as malformed or unexpected.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Requests sent again after a timeout.
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+
+    /// Sends a REQUEST to `service` without waiting for its reply; returns
+    /// its correlation id. Fails (nothing sent) with `Error::Protocol` for a
+    /// bad service name or correlation, or past [`MAX_PENDING`], and with
+    /// `Error::Timeout` when the socket's queue stays full for `timeout`.
+    pub fn send(
+        &mut self,
+        service: &str,
+        body: Vec<Vec<u8>>,
+        options: &RequestOptions,
+    ) -> Result<Vec<u8>, Error> {
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Error::Protocol(format!(
+                "{MAX_PENDING} requests pending already: read replies first"
+            )));
+        }
+        check_service(service.as_bytes())?;
+        let correlation = match &options.correlation {
+            Some(correlation) => {
+                if correlation.is_empty() || correlation.len() > protocol::MAX_CORRELATION {
+                    return Err(Error::Protocol("a correlation id is 1-64 bytes".into()));
+                }
+                if self.pending.contains_key(correlation) {
+                    return Err(Error::Protocol(format!(
+                        "correlation {} is pending already",
+                        show(correlation)
+                    )));
+                }
+                correlation.clone()
+            }
+            None => loop {
+                let correlation = self.next_correlation.to_string().into_bytes();
+                self.next_correlation += 1;
+                if !self.pending.contains_key(&correlation) {
+                    break correlation;
+                }
+            },
+        };
+        let deadline = options.deadline.map(|deadline| {
+            deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
+        let properties = Properties::build(
+            deadline,
+            options.priority,
+            self.options.environment.as_deref(),
+            options.idempotent,
+            None,
+        );
+        let frames = ClientCommand::Request(Request {
+            service: service.as_bytes().to_vec(),
+            address: self.options.address.clone(),
+            properties,
+            correlation: correlation.clone(),
+            body,
+        })
+        .to_frames(false);
+        if !send_frames(&self.socket, &frames, self.options.timeout)? {
+            return Err(Error::Timeout);
+        }
+        let now = Instant::now();
+        self.last_sent = now;
+        let timer = self.schedule(now + self.options.timeout, &correlation);
+        self.pending.insert(
+            correlation.clone(),
+            Pending {
+                frames,
+                service: service.as_bytes().to_vec(),
+                attempts: 1,
+                timer,
+            },
+        );
+        Ok(correlation)
+    }
+
+    /// Waits at most `timeout` for the next event; `Ok(None)` if none came.
+    /// Resends, gives up, PINGs and watches the broker meanwhile (see the
+    /// module docs). `timeout` zero: only what is due or already arrived.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, Error> {
+        if let Some(event) = self.stash.pop_front() {
+            return Ok(Some(event));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            // What has arrived, a bounded batch at a time so timers still run.
+            for _ in 0..1000 {
+                let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
+                    Ok(frames) => frames,
+                    Err(zmq::Error::EAGAIN) => break,
+                    Err(zmq::Error::EINTR) if interrupt::interrupted() => {
+                        return Err(Error::Interrupted)
+                    }
+                    Err(zmq::Error::EINTR) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(event) = self.take(frames) {
+                    return Ok(Some(event));
+                }
+            }
+            let now = Instant::now();
+            if let Some(event) = self.due(now)? {
+                return Ok(Some(event));
+            }
+            self.keep_alive(now)?;
+            if now >= deadline {
+                return Ok(None);
+            }
+            let mut wake = deadline.min(self.last_sent + self.options.ping_interval);
+            if let Some(Reverse((at, _, _))) = self.timers.peek() {
+                wake = wake.min(*at);
+            }
+            if !self.broker_gone {
+                wake = wake.min(self.last_heard + self.options.broker_ttl);
+            }
+            interrupt::poll(
+                &[&self.socket],
+                ceil_ms(wake.saturating_duration_since(now)),
+            )?;
+        }
+    }
+
+    /// Sends a request and waits for its reply (any status). Gives up with
+    /// `Error::Timeout` after every attempt went unanswered. Events for other
+    /// pending requests that arrive meanwhile are kept for [`Client::recv`].
+    pub fn request(
+        &mut self,
+        service: &str,
+        body: Vec<Vec<u8>>,
+        options: &RequestOptions,
+    ) -> Result<Reply, Error> {
+        let correlation = self.send(service, body, options)?;
+        let mut others = Vec::new();
+        let result = loop {
+            // Bounded: the request is answered or given up after its last
+            // attempt's wait.
+            match self.recv(Duration::from_millis(500)) {
+                Ok(Some(Event::Reply(reply))) if reply.correlation == correlation => {
+                    break Ok(reply)
+                }
+                Ok(Some(Event::GaveUp {
+                    correlation: gone, ..
+                })) if gone == correlation => break Err(Error::Timeout),
+                Ok(Some(other)) => others.push(other),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.stash.extend(others);
+        result
+    }
+
+    fn schedule(&mut self, at: Instant, correlation: &[u8]) -> u64 {
+        let timer = self.next_timer;
+        self.next_timer += 1;
+        self.timers.push(Reverse((at, timer, correlation.to_vec())));
+        timer
+    }
+
+    /// One message from the broker: the event it makes, if any.
+    fn take(&mut self, frames: Frames) -> Option<Event> {
+        self.last_heard = Instant::now();
+        if self.broker_gone {
+            self.broker_gone = false;
+            log::info!("broker at {} answers again", self.options.endpoint);
+        }
+        match parse_client(&frames) {
+            Ok(Parsed {
+                command: ClientCommand::Reply(reply),
+                ..
+            }) => {
+                if self.pending.remove(&reply.correlation).is_some() {
+                    return Some(Event::Reply(reply));
+                }
+                self.duplicates += 1;
+                log::debug!(
+                    "dropped a reply for correlation {} (not pending: a duplicate)",
+                    show(&reply.correlation)
+                );
+            }
+            Ok(Parsed {
+                command: ClientCommand::Pong,
+                ..
+            }) => {}
+            Ok(Parsed { command, .. }) => {
+                self.malformed += 1;
+                let what = match command {
+                    ClientCommand::Request(_) => "REQUEST",
+                    _ => "PING",
+                };
+                self.complaints.warn(format_args!(
+                    "client: unexpected {what} from the broker: dropped"
+                ));
+            }
+            Err(e) => {
+                self.malformed += 1;
+                self.complaints.warn(format_args!(
+                    "client: malformed message from the broker ({}): {}",
+                    e.what,
+                    Message::from_frames(frames).summary()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Resends what is due, or gives up on it.
+    fn due(&mut self, now: Instant) -> Result<Option<Event>, Error> {
+        while let Some(Reverse((at, timer, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let timer = *timer;
+            let Some(Reverse((_, _, correlation))) = self.timers.pop() else {
+                break;
+            };
+            let Some(pending) = self.pending.get_mut(&correlation) else {
+                continue; // answered meanwhile
+            };
+            if pending.timer != timer {
+                continue;
+            }
+            if pending.attempts >= self.options.retries.max(1) {
+                let service = self
+                    .pending
+                    .remove(&correlation)
+                    .map(|p| p.service)
+                    .unwrap_or_default();
+                log::debug!(
+                    "no reply to {} from {} after {} attempt(s): giving up",
+                    show(&correlation),
+                    show(&service),
+                    self.options.retries.max(1)
+                );
+                return Ok(Some(Event::GaveUp {
+                    correlation,
+                    service,
+                }));
+            }
+            // A full queue means the first copy is still waiting in it.
+            if !send_frames(&self.socket, &pending.frames, Duration::ZERO)? {
+                log::debug!("resend of {} dropped: queue full", show(&correlation));
+            }
+            pending.attempts += 1;
+            let wait = self
+                .options
+                .timeout
+                .saturating_mul(1 << (pending.attempts - 1).min(16));
+            log::debug!(
+                "no reply to {}: sent again (attempt {}), next wait {wait:?}",
+                show(&correlation),
+                pending.attempts
+            );
+            self.resent += 1;
+            self.last_sent = now;
+            let timer = self.schedule(now + wait, &correlation);
+            if let Some(pending) = self.pending.get_mut(&correlation) {
+                pending.timer = timer;
+            }
+        }
+        Ok(None)
+    }
+
+    /// PINGs when nothing was sent for a while; notes a silent broker.
+    fn keep_alive(&mut self, now: Instant) -> Result<(), Error> {
+        if now.duration_since(self.last_sent) >= self.options.ping_interval {
+            let ping = ClientCommand::Ping.to_frames(false);
+            // A full queue holds messages enough to keep the broker busy.
+            send_frames(&self.socket, &ping, Duration::ZERO)?;
+            self.last_sent = now;
+        }
+        let silent = now.duration_since(self.last_heard);
+        if !self.broker_gone && silent >= self.options.broker_ttl {
+            self.broker_gone = true;
+            log::warn!(
+                "no word from the broker at {} for {:.1} s: taking it as gone, still retrying",
+                self.options.endpoint,
+                silent.as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Requests still pending die with the client: nothing queued for a
+        // broker that is gone may hold the exit up (LINGER 0).
+        let _ = self.socket.set_linger(0);
+    }
+}
+
+/// A printable random routing id, `<prefix>-` and 16 hex digits.
+pub(crate) fn random_id(prefix: &str) -> String {
+    format!("{prefix}-{:016X}", rand::thread_rng().gen::<u64>())
+}
+
+/// A DEALER socket (LINGER and frame limit from the socket builder) with
+/// `identity`, CURVE if asked, connected to `endpoint`.
+pub(crate) fn dealer(
+    context: &zmq::Context,
+    endpoint: &str,
+    identity: &[u8],
+    curve: Option<&(Keys, [u8; 32])>,
+    max_message_size: i64,
+) -> Result<zmq::Socket, Error> {
+    let socket = crate::socket::new(context, zmq::DEALER)
+        .max_message_size(max_message_size)
+        .identity(identity)
+        .build()?;
+    if let Some((keys, server)) = curve {
+        keys.make_client(&socket, server)?;
+    }
+    socket.connect(endpoint).map_err(|source| Error::Endpoint {
+        action: "connect to",
+        endpoint: endpoint.to_string(),
+        source,
+    })?;
+    Ok(socket)
+}
+
+/// Sends `frames` as one message without blocking for more than `wait` for
+/// room in the queue: `Ok(false)` if there was none (nothing sent).
+/// Interruptible.
+pub(crate) fn send_frames(
+    socket: &zmq::Socket,
+    frames: &[Vec<u8>],
+    wait: Duration,
+) -> Result<bool, Error> {
+    let deadline = Instant::now() + wait;
+    let last = frames.len().saturating_sub(1);
+    for (index, frame) in frames.iter().enumerate() {
+        let more = if index < last { zmq::SNDMORE } else { 0 };
+        loop {
+            match socket.send(frame.as_slice(), zmq::DONTWAIT | more) {
+                Ok(()) => break,
+                // libzmq takes a message whole once its first frame is in, so
+                // only the first can find the queue full.
+                Err(zmq::Error::EAGAIN) if index == 0 => {
+                    if !wait_writable(socket, deadline)? {
+                        return Ok(false);
+                    }
+                }
+                Err(zmq::Error::EAGAIN) => {
+                    wait_writable(socket, Instant::now() + Duration::from_millis(100))?;
+                }
+                Err(zmq::Error::EINTR) if interrupt::interrupted() => {
+                    return Err(Error::Interrupted)
+                }
+                Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Waits until `socket` can take a message (`true`) or `deadline` passes.
+fn wait_writable(socket: &zmq::Socket, deadline: Instant) -> Result<bool, Error> {
+    loop {
+        if interrupt::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let mut items = vec![socket.as_poll_item(zmq::POLLOUT)];
+        if let Some(fd) = interrupt::wake_fd() {
+            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match zmq::poll(&mut items, ceil_ms(left)) {
+            Ok(_) => {
+                if items.get(1).is_some_and(zmq::PollItem::is_readable) {
+                    return Err(Error::Interrupted);
+                }
+                if items[0].is_writable() {
+                    return Ok(true);
+                }
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+            }
+            Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A poll timeout in whole milliseconds, rounded up (so a poll does not wake
+/// just before the moment it waits for and spin).
+pub(crate) fn ceil_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+/// Spec §2: 1-255 printable ASCII bytes.
+pub(crate) fn check_service(service: &[u8]) -> Result<(), Error> {
+    let printable = service.iter().all(|b| (0x21..=0x7e).contains(b));
+    if service.is_empty() || service.len() > protocol::MAX_NAME || !printable {
+        return Err(Error::Protocol(format!(
+            "service {:?}: a service name is 1-255 printable ASCII bytes",
+            show(service)
+        )));
+    }
+    Ok(())
+}
+
+/// Spec §5: 1-64 bytes.
+pub(crate) fn check_environment(environment: &str) -> Result<(), Error> {
+    if environment.is_empty() || environment.len() > protocol::MAX_ENVIRONMENT {
+        return Err(Error::Protocol(format!(
+            "environment {:?}: 1-64 bytes",
+            show(environment.as_bytes())
+        )));
+    }
+    Ok(())
+}
+
+/// CURVE settings from the command line's key files: `keys` is our key pair
+/// (the `_secret` file, or its public file beside it) and `server` the
+/// broker's public key file. Both or neither.
+pub fn load_curve(
+    keys: Option<&Path>,
+    server: Option<&Path>,
+) -> Result<Option<(Keys, [u8; 32])>, Error> {
+    let (keys, server) = match (keys, server) {
+        (None, None) => return Ok(None),
+        (Some(keys), Some(server)) => (keys, server),
+        _ => {
+            return Err(Error::Protocol(
+                "CURVE needs both --curve-keys and --curve-server-key".into(),
+            ))
+        }
+    };
+    let io = |e: std::io::Error| Error::Protocol(format!("CURVE key file: {e}"));
+    let mut ours = Keys::load(keys).map_err(io)?;
+    if ours.secret.is_none() {
+        ours = Keys::load(&crate::curve::secret_path(keys)).map_err(io)?;
+    }
+    let server = Keys::load(server).map_err(io)?;
+    Ok(Some((ours, server.public)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::protocol::Status;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static ENDPOINTS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A scripted broker: a ROUTER bound to a fresh inproc endpoint.
+    fn broker(context: &zmq::Context) -> (zmq::Socket, String) {
+        let endpoint = format!(
+            "inproc://client-test-{}",
+            ENDPOINTS.fetch_add(1, Ordering::SeqCst)
+        );
+        let router = context.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.bind(&endpoint).unwrap();
+        (router, endpoint)
+    }
+
+    fn options(endpoint: &str, timeout_ms: u64, retries: u32) -> ClientOptions {
+        ClientOptions {
+            endpoint: endpoint.to_string(),
+            timeout: Duration::from_millis(timeout_ms),
+            retries,
+            environment: Some("test".into()),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// The next message the broker gets, within 5 s; its arrival time.
+    fn next(router: &zmq::Socket) -> (Vec<Vec<u8>>, Instant) {
+        let mut items = [router.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, 5000).unwrap();
+        assert!(items[0].is_readable(), "the broker got nothing in 5 s");
+        (router.recv_multipart(0).unwrap(), Instant::now())
+    }
+
+    /// Everything the broker got within `ms`.
+    fn all_within(router: &zmq::Socket, ms: i64) -> Vec<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + Duration::from_millis(ms as u64);
+        let mut got = Vec::new();
+        loop {
+            let left = ceil_ms(deadline.saturating_duration_since(Instant::now()));
+            let mut items = [router.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, left).unwrap();
+            if !items[0].is_readable() {
+                return got;
+            }
+            got.push(router.recv_multipart(0).unwrap());
+        }
+    }
+
+    /// The request in a message the broker got: (routing id, request).
+    fn request_in(frames: &[Vec<u8>]) -> (Vec<u8>, Request) {
+        match parse_client(&frames[1..]).unwrap().command {
+            ClientCommand::Request(request) => (frames[0].clone(), request),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn answer(router: &zmq::Socket, client: &[u8], request: &Request, status: Status) {
+        let reply = ClientCommand::Reply(Reply {
+            service: request.service.clone(),
+            correlation: request.correlation.clone(),
+            status,
+            properties: Properties::default(),
+            body: request.body.clone(),
+        });
+        let mut frames = vec![client.to_vec()];
+        frames.extend(reply.to_frames(false));
+        router.send_multipart(frames, 0).unwrap();
+    }
+
+    fn reply_of(event: Option<Event>) -> Reply {
+        match event {
+            Some(Event::Reply(reply)) => reply,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_matched_by_correlation_whatever_the_order_of_replies() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        assert!(client.identity().starts_with(b"C-"));
+        let mut sent = Vec::new();
+        for n in 0..5 {
+            let body = vec![format!("body {n}").into_bytes()];
+            sent.push(
+                client
+                    .send("echo", body, &RequestOptions::default())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(client.pending(), 5);
+        let mut unique = sent.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "correlations are unique: {sent:?}");
+        let requests: Vec<_> = (0..5).map(|_| request_in(&next(&router).0)).collect();
+        for (client_id, request) in &requests {
+            assert_eq!(client_id, client.identity());
+            assert_eq!(request.properties.environment, "test");
+        }
+        for (client_id, request) in requests.iter().rev() {
+            answer(&router, client_id, request, Status::OK);
+        }
+        for n in (0..5).rev() {
+            let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+            assert_eq!(reply.correlation, sent[n]);
+            assert_eq!(reply.body, vec![format!("body {n}").into_bytes()]);
+        }
+        assert_eq!((client.pending(), client.duplicates()), (0, 0));
+    }
+
+    #[test]
+    fn a_duplicate_reply_is_dropped_and_counted() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let correlation = client
+            .send("echo", vec![b"x".to_vec()], &RequestOptions::default())
+            .unwrap();
+        let (id, request) = request_in(&next(&router).0);
+        answer(&router, &id, &request, Status::OK);
+        answer(&router, &id, &request, Status::OK);
+        let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+        assert_eq!(reply.correlation, correlation);
+        assert_eq!(client.recv(Duration::from_millis(200)).unwrap(), None);
+        assert_eq!(client.duplicates(), 1);
+        // A stranger's correlation counts too.
+        let mut stranger = request.clone();
+        stranger.correlation = b"never-sent".to_vec();
+        answer(&router, &id, &stranger, Status::OK);
+        assert_eq!(client.recv(Duration::from_millis(200)).unwrap(), None);
+        assert_eq!(client.duplicates(), 2);
+    }
+
+    #[test]
+    fn an_unanswered_request_is_resent_with_its_correlation_then_given_up() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 100, 3)).unwrap();
+        let started = Instant::now();
+        let correlation = client
+            .send("echo", vec![b"x".to_vec()], &RequestOptions::default())
+            .unwrap();
+        let event = client.recv(Duration::from_secs(5)).unwrap();
+        let waited = started.elapsed();
+        assert_eq!(
+            event,
+            Some(Event::GaveUp {
+                correlation: correlation.clone(),
+                service: b"echo".to_vec()
+            })
+        );
+        // 100 + 200 + 400 ms: the wait doubles per attempt.
+        assert!(
+            waited >= Duration::from_millis(700) && waited < Duration::from_millis(2000),
+            "{waited:?}"
+        );
+        let copies: Vec<_> = all_within(&router, 200)
+            .into_iter()
+            .filter(|f| f.get(2) == Some(&vec![0x01]))
+            .collect();
+        assert_eq!(copies.len(), 3, "3 attempts in all");
+        for copy in &copies {
+            assert_eq!(request_in(copy).1.correlation, correlation);
+        }
+        assert_eq!((client.pending(), client.resent()), (0, 2));
+    }
+
+    #[test]
+    fn resends_come_at_doubling_intervals() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 100, 4)).unwrap();
+        client
+            .send("echo", Vec::new(), &RequestOptions::default())
+            .unwrap();
+        let collector = std::thread::spawn(move || {
+            let mut times = Vec::new();
+            while times.len() < 4 {
+                let (frames, at) = next(&router);
+                if frames.get(2) == Some(&vec![0x01]) {
+                    times.push(at);
+                }
+            }
+            times
+        });
+        let event = client.recv(Duration::from_secs(5)).unwrap();
+        assert!(matches!(event, Some(Event::GaveUp { .. })), "{event:?}");
+        let times = collector.join().unwrap();
+        let gaps: Vec<u128> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
+        // 100, 200, 400 ms, with some slack for a busy machine.
+        assert!(gaps[0] >= 90 && gaps[0] < 190, "{gaps:?}");
+        assert!(gaps[1] >= 190 && gaps[1] < 350, "{gaps:?}");
+        assert!(gaps[2] >= 390 && gaps[2] < 700, "{gaps:?}");
+    }
+
+    #[test]
+    fn a_reply_to_a_resent_request_ends_it_and_the_late_one_is_a_duplicate() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 100, 3)).unwrap();
+        let correlation = client
+            .send("echo", vec![b"x".to_vec()], &RequestOptions::default())
+            .unwrap();
+        let (id, first) = request_in(&next(&router).0);
+        assert_eq!(client.recv(Duration::from_millis(150)).unwrap(), None);
+        let (_, second) = request_in(&next(&router).0);
+        assert_eq!(second.correlation, first.correlation);
+        answer(&router, &id, &first, Status::OK);
+        answer(&router, &id, &second, Status::OK);
+        let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+        assert_eq!(reply.correlation, correlation);
+        assert_eq!(client.recv(Duration::from_millis(100)).unwrap(), None);
+        assert_eq!(client.duplicates(), 1);
+    }
+
+    #[test]
+    fn an_idle_client_pings_and_notes_a_silent_broker() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut opts = options(&endpoint, 5000, 1);
+        opts.ping_interval = Duration::from_millis(100);
+        opts.broker_ttl = Duration::from_millis(300);
+        let mut client = Client::with_context(&context, opts).unwrap();
+        assert_eq!(client.recv(Duration::from_millis(450)).unwrap(), None);
+        let got = all_within(&router, 100);
+        let pings = got
+            .iter()
+            .filter(|f| f[1..] == ClientCommand::Ping.to_frames(false)[..])
+            .count();
+        assert!(pings >= 3 && pings == got.len(), "{got:?}");
+        let gone = crate::log_limit::captured::lines_with("no word from the broker");
+        assert_eq!(gone.len(), 1, "logged once: {gone:?}");
+        // A PONG brings it back.
+        let mut pong = vec![client.identity().to_vec()];
+        pong.extend(ClientCommand::Pong.to_frames(false));
+        router.send_multipart(pong, 0).unwrap();
+        assert_eq!(client.recv(Duration::from_millis(50)).unwrap(), None);
+        assert_eq!(
+            crate::log_limit::captured::lines_with("answers again").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_malformed_reply_is_ignored() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let correlation = client
+            .send("echo", Vec::new(), &RequestOptions::default())
+            .unwrap();
+        let (id, request) = request_in(&next(&router).0);
+        for junk in [
+            vec![b"SBPC01".to_vec(), vec![0x02], b"echo".to_vec()],
+            vec![b"MDPC01".to_vec(), b"echo".to_vec(), b"hi".to_vec()],
+            vec![
+                b"SBPC01".to_vec(),
+                vec![0x02],
+                b"echo".to_vec(),
+                correlation.clone(),
+                b"2x0".to_vec(),
+                vec![0x80],
+            ],
+        ] {
+            let mut frames = vec![id.clone()];
+            frames.extend(junk);
+            router.send_multipart(frames, 0).unwrap();
+        }
+        answer(&router, &id, &request, Status::NO_WORKERS);
+        let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+        assert_eq!(
+            (reply.correlation, reply.status),
+            (correlation, Status::NO_WORKERS)
+        );
+        assert_eq!((client.malformed(), client.duplicates()), (3, 0));
+    }
+
+    #[test]
+    fn request_waits_for_its_own_reply_and_keeps_the_others() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let early = client
+            .send("echo", vec![b"early".to_vec()], &RequestOptions::default())
+            .unwrap();
+        let answerer = std::thread::spawn(move || {
+            let first = request_in(&next(&router).0);
+            let second = request_in(&next(&router).0);
+            answer(&router, &first.0, &first.1, Status::OK);
+            answer(&router, &second.0, &second.1, Status::OK);
+            router
+        });
+        let reply = client
+            .request("echo", vec![b"late".to_vec()], &RequestOptions::default())
+            .unwrap();
+        assert_eq!(reply.body, vec![b"late".to_vec()]);
+        let kept = reply_of(client.recv(Duration::from_secs(1)).unwrap());
+        assert_eq!(kept.correlation, early);
+        drop(answerer.join().unwrap());
+    }
+
+    #[test]
+    fn sends_are_bounded_and_checked() {
+        let context = zmq::Context::new();
+        let (_router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let none = RequestOptions::default();
+        assert!(client.send("bad name", Vec::new(), &none).is_err());
+        assert!(client.send("", Vec::new(), &none).is_err());
+        let mine = RequestOptions {
+            correlation: Some(b"mine".to_vec()),
+            ..RequestOptions::default()
+        };
+        assert_eq!(client.send("echo", Vec::new(), &mine).unwrap(), b"mine");
+        assert!(client.send("echo", Vec::new(), &mine).is_err(), "pending");
+        // No peer reads: the queue fills, then a send fails in bounded time.
+        let (_, lonely) = broker(&context);
+        let mut opts = options(&lonely, 50, 1);
+        opts.endpoint = "tcp://127.0.0.1:9".into(); // nobody listens
+        let mut stuck = Client::with_context(&context, opts).unwrap();
+        let started = Instant::now();
+        let mut result = Ok(Vec::new());
+        for _ in 0..MAX_PENDING {
+            result = stuck.send("echo", Vec::new(), &none);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

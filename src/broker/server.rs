@@ -1,0 +1,1366 @@
+//! The study broker's socket loop: MDP/0.1, MDP/0.2 (RFC 18 and the
+//! majortomo dialect) and SBP/1 on one ROUTER socket, bound to any number of
+//! endpoints (tcp, ipc, inproc: transport bridging).
+//!
+//! The decisions are [`BrokerState`]'s; this module turns what arrives into
+//! calls on it and its [`Action`]s into frames, in the dialect each peer
+//! speaks. Around that it keeps what the state does not: heartbeats to
+//! workers, the `mmi.*` management services, the request store, the name
+//! service, UDP survey answers and the metrics page.
+//!
+//! ## Dialects
+//!
+//! The broker tells protocols apart by the signature frame, after an optional
+//! leading empty frame, and answers each peer in the shape it spoke:
+//!
+//! | signature | peer | shape of the answer |
+//! |---|---|---|
+//! | `MDPC01` | the guide's `mdcliapi`/`mdcliapi2` | `[""]["MDPC01"][service][body…]` |
+//! | `MDPC02`, no empty frame | RFC 18 client | `["MDPC02"][0x02/0x03][service][body…]` |
+//! | `MDPC02` after an empty frame | majortomo client | `[""]["MDPC02"][0x02/0x03][body…]` (no service frame, as majortomo reads it) |
+//! | `SBPC01` | SBP/1 client, with or without the empty frame | SBP/1 REPLY |
+//! | `MDPW01` / `MDPW02` / `SBPW01` | workers | that worker's dialect, with the empty frame if it sent one |
+//!
+//! The broker's token for a client, which workers echo, is one byte naming
+//! the client's dialect followed by its routing id. A request from an MDP
+//! client gets a correlation id from the broker (MDP has none).
+//!
+//! MDP has no status codes. A reply whose status is not 200 (a deadline, a
+//! dead worker, a full queue) is not sent to an MDP client: it times out
+//! and retries, as MDP clients do after any failure. A worker's PARTIAL
+//! replies go straight to an MDP/0.2 client; a client that cannot take more
+//! than one reply (MDP/0.1, SBP/1) gets the partial bodies in front of the
+//! FINAL body, in one reply (at most [`MAX_PARTIAL_BYTES`]; past it the
+//! partials are dropped and the reply says so in its `reason`).
+//!
+//! ## Persistence
+//!
+//! With a store, every SBP/1 request is written to it, in one durable
+//! transaction per batch of messages read, *before* the broker acts on it;
+//! a request is forgotten when its reply is sent. After a crash the broker
+//! reloads what is stored and serves it again: clients retry with the same
+//! correlation id, and a request already stored is not stored twice, so each
+//! is answered once (a reply that was sent just before a crash may be sent
+//! again; the client API drops it by its correlation id). MDP requests are
+//! not stored: MDP clients retry on their own new sockets, whose routing
+//! ids a restarted broker could not reach anyway.
+//!
+//! ## Bounds, and what happens past each
+//!
+//! | what | default | past it |
+//! |---|---|---|
+//! | one frame (`ZMQ_MAXMSGSIZE`) | 4 MiB | libzmq drops the connection |
+//! | messages queued per peer, each way (HWM) | 1,000 | libzmq stops reading from that peer; a reply that cannot be queued is dropped and counted |
+//! | requests per service / bytes per service / bytes in all | 100,000 / 64 MiB / 256 MiB (100,000 `mdclient2` requests, its default, take about 34 MiB) | 503 |
+//! | services, workers | 10,000 each | 503 / DISCONNECT |
+//! | names in the name service | 10,000 | 503 |
+//! | routing id | 254 bytes | message dropped (the client token must fit SBP's 255) |
+//! | partial replies held for one client | 16 MiB | dropped, reason says so |
+//! | log lines about peers | 10 per 2.5 s for each kind of fault, escaped and cut | counted, the count logged |
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::broker::metrics::{self, BrokerFigures, MetricsServer};
+use crate::broker::protocol::{
+    self, ClientCommand, Frames, Properties, Reply, Request, Status, WorkerCommand,
+};
+use crate::broker::state::{Action, BrokerState, Config};
+use crate::broker::store::{self, Store};
+use crate::broker::MAX_NAMES;
+use crate::curve::{Authenticator, Keys};
+use crate::interrupt::{self, Pollable};
+use crate::log_limit::Window;
+use crate::message::show;
+use crate::{survey, Error, Message};
+
+/// Heartbeat interval towards workers (MDP's 2.5 s).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(2500);
+/// How often deadlines and silent workers are checked.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Messages read before the broker acts on them (one store transaction).
+pub const BATCH: usize = 256;
+/// The largest frame accepted (`ZMQ_MAXMSGSIZE`).
+pub const MAX_FRAME: i64 = 4 << 20;
+/// Partial reply bytes held for a client that takes one reply only.
+pub const MAX_PARTIAL_BYTES: usize = 16 << 20;
+/// Messages queued per peer, each way.
+pub const HWM: i32 = 1000;
+/// Log lines per heartbeat interval about one kind of fault.
+pub const FAULT_LINES: u32 = 10;
+
+const MDPC01: &[u8] = b"MDPC01";
+const MDPC02: &[u8] = b"MDPC02";
+const MDPW01: &[u8] = b"MDPW01";
+const MDPW02: &[u8] = b"MDPW02";
+
+/// How a client speaks: the first byte of its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientDialect {
+    Mdp01,
+    Rfc18,
+    Majortomo,
+    Sbp { leading_empty: bool },
+}
+
+impl ClientDialect {
+    fn tag(self) -> u8 {
+        match self {
+            ClientDialect::Mdp01 => b'1',
+            ClientDialect::Rfc18 => b'2',
+            ClientDialect::Majortomo => b'm',
+            ClientDialect::Sbp {
+                leading_empty: false,
+            } => b'S',
+            ClientDialect::Sbp {
+                leading_empty: true,
+            } => b's',
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<ClientDialect> {
+        Some(match tag {
+            b'1' => ClientDialect::Mdp01,
+            b'2' => ClientDialect::Rfc18,
+            b'm' => ClientDialect::Majortomo,
+            b'S' => ClientDialect::Sbp {
+                leading_empty: false,
+            },
+            b's' => ClientDialect::Sbp {
+                leading_empty: true,
+            },
+            _ => return None,
+        })
+    }
+
+    fn streams(self) -> bool {
+        matches!(self, ClientDialect::Rfc18 | ClientDialect::Majortomo)
+    }
+}
+
+/// The broker's token for a client: its dialect, then its routing id.
+fn client_token(dialect: ClientDialect, routing_id: &[u8]) -> Vec<u8> {
+    let mut token = Vec::with_capacity(routing_id.len() + 1);
+    token.push(dialect.tag());
+    token.extend_from_slice(routing_id);
+    token
+}
+
+fn split_token(token: &[u8]) -> Option<(ClientDialect, &[u8])> {
+    let (&tag, routing_id) = token.split_first()?;
+    if routing_id.is_empty() {
+        return None;
+    }
+    Some((ClientDialect::from_tag(tag)?, routing_id))
+}
+
+/// How a worker speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerDialect {
+    Mdp01,
+    Mdp02 { leading_empty: bool },
+    Sbp { leading_empty: bool },
+}
+
+/// The broker's settings; `Options::default()` is `mdbroker`'s.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Endpoints to bind (tcp, ipc, inproc); the first tcp one's port is the
+    /// one survey answers give.
+    pub binds: Vec<String>,
+    pub verbose: bool,
+    pub config: Config,
+    /// The request store's file; `None`: requests live in memory only.
+    pub store: Option<PathBuf>,
+    /// CURVE: the server's keys, and the directory of allowed clients'
+    /// public keys. With keys, plain connections are refused.
+    pub curve: Option<(Keys, PathBuf)>,
+    /// Serve Prometheus metrics over HTTP on this address.
+    pub metrics: Option<String>,
+    /// Answer UDP surveys on this port (`None`: do not).
+    pub survey_port: Option<u16>,
+    pub heartbeat: Duration,
+    pub max_frame: i64,
+    pub hwm: i32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            binds: vec![crate::broker::DEFAULT_BIND.to_string()],
+            verbose: false,
+            config: Config::default(),
+            store: None,
+            curve: None,
+            metrics: None,
+            survey_port: None,
+            heartbeat: HEARTBEAT_INTERVAL,
+            max_frame: MAX_FRAME,
+            hwm: HWM,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One message read, classified, before the broker acts on it.
+enum Inbound {
+    /// A client request; `stored` is filled once it is in the store.
+    Request { token: Vec<u8>, request: Request },
+    /// A request to `mmi.*`.
+    Management { token: Vec<u8>, request: Request },
+    Ping {
+        routing_id: Vec<u8>,
+        leading_empty: bool,
+    },
+    Worker {
+        routing_id: Vec<u8>,
+        dialect: WorkerDialect,
+        command: WorkerInput,
+    },
+    /// Broken: logged, dropped; a 400 answer if one can be given.
+    Malformed { answer: Option<(Vec<u8>, Reply)> },
+}
+
+/// A worker's command, dialect-free.
+enum WorkerInput {
+    Ready {
+        service: Vec<u8>,
+        properties: Properties,
+    },
+    /// MDP/0.2 PARTIAL.
+    Partial {
+        client: Vec<u8>,
+        body: Frames,
+    },
+    /// An MDP reply (0.1 REPLY or 0.2 FINAL): no correlation of its own.
+    Final {
+        client: Vec<u8>,
+        body: Frames,
+    },
+    Reply {
+        client: Vec<u8>,
+        reply: Reply,
+    },
+    Heartbeat,
+    Disconnect,
+    /// A command a worker may not send: DISCONNECT.
+    Invalid(String),
+}
+
+/// The running broker.
+pub struct Broker {
+    socket: zmq::Socket,
+    state: BrokerState,
+    options: Options,
+    workers: HashMap<Vec<u8>, WorkerDialect>,
+    store: Option<Store>,
+    /// (client token, correlation) → store id, for every stored request.
+    stored: HashMap<(Vec<u8>, Vec<u8>), u64>,
+    /// Forgotten store ids, written with the next batch.
+    to_forget: Vec<u64>,
+    names: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Partial bodies held per worker for a client that takes one reply.
+    partials: HashMap<Vec<u8>, (Frames, usize)>,
+    figures: BrokerFigures,
+    started: Instant,
+    next_correlation: u64,
+    heartbeat_at: Instant,
+    /// One log window per place a fault is noticed, so that a flood of one
+    /// kind does not hide the others.
+    faults: HashMap<u32, Window>,
+    survey: Option<survey::Responder>,
+    survey_port: u16,
+    metrics: Option<MetricsServer>,
+    _authenticator: Option<Authenticator>,
+}
+
+impl Broker {
+    /// Binds the socket, opens the store (serving again what it holds),
+    /// and starts the optional parts.
+    pub fn new(context: &zmq::Context, options: Options) -> Result<Broker, Error> {
+        let authenticator = match &options.curve {
+            Some((_, allowed_dir)) => {
+                let allowed = crate::curve::load_public_keys(allowed_dir).map_err(|e| {
+                    Error::Protocol(format!("client keys in {}: {e}", allowed_dir.display()))
+                })?;
+                log::info!("CURVE on, {} client keys allowed", allowed.len());
+                Some(Authenticator::start(context, allowed, options.verbose)?)
+            }
+            None => None,
+        };
+        let socket = crate::socket::new(context, zmq::ROUTER)
+            .max_message_size(options.max_frame)
+            .send_hwm(options.hwm)
+            .receive_hwm(options.hwm)
+            .router_mandatory()
+            .build()?;
+        if let Some((keys, _)) = &options.curve {
+            keys.make_server(&socket)?;
+        }
+        for endpoint in &options.binds {
+            socket.bind(endpoint).map_err(|source| Error::Endpoint {
+                action: "bind",
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            log::info!("broker is active at {endpoint}");
+        }
+        let survey_port = options
+            .binds
+            .iter()
+            .filter(|e| e.starts_with("tcp://"))
+            .find_map(|e| e.rsplit(':').next()?.parse().ok())
+            .unwrap_or(0);
+        let survey = match options.survey_port {
+            Some(port) => {
+                let udp = survey::bind_udp(port)
+                    .map_err(|e| Error::Protocol(format!("survey port {port}: {e}")))?;
+                Some(survey::Responder::new(udp, Vec::new(), 100)?)
+            }
+            None => None,
+        };
+        let metrics = match &options.metrics {
+            Some(address) => {
+                let server = MetricsServer::start(address)?;
+                log::info!("metrics at http://{}/metrics", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
+        let store = match &options.store {
+            Some(path) => Some(Store::open(path)?),
+            None => None,
+        };
+        let mut broker = Broker {
+            socket,
+            state: BrokerState::new(options.config.clone()),
+            workers: HashMap::new(),
+            store,
+            stored: HashMap::new(),
+            to_forget: Vec::new(),
+            names: BTreeMap::new(),
+            partials: HashMap::new(),
+            figures: BrokerFigures::default(),
+            started: Instant::now(),
+            next_correlation: 0,
+            heartbeat_at: Instant::now() + options.heartbeat,
+            faults: HashMap::new(),
+            survey,
+            survey_port,
+            metrics,
+            _authenticator: authenticator,
+            options,
+        };
+        broker.restore()?;
+        Ok(broker)
+    }
+
+    /// Serves again every request the store holds.
+    fn restore(&mut self) -> Result<(), Error> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let records = store.load()?;
+        let count = records.len();
+        let now = now_ms();
+        let mut actions = Vec::new();
+        for record in records {
+            let key = (record.client.clone(), record.request.correlation.clone());
+            if self.stored.contains_key(&key) {
+                self.to_forget.push(record.id);
+                continue;
+            }
+            self.stored.insert(key, record.id);
+            actions.extend(self.state.request(&record.client, record.request, now));
+        }
+        if count > 0 {
+            log::info!("{count} stored requests served again");
+        }
+        self.perform(actions);
+        Ok(())
+    }
+
+    /// Runs until Ctrl-C/SIGTERM (then returns `Ok`).
+    pub fn run(&mut self) -> Result<(), Error> {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_publish = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wait = next_tick
+                .min(self.heartbeat_at)
+                .saturating_duration_since(now);
+            let mut items = vec![Pollable::Socket(&self.socket)];
+            if let Some(responder) = &self.survey {
+                items.push(Pollable::Fd(responder.socket().as_raw_fd()));
+            }
+            let ready = match interrupt::poll_any(&items, wait.as_millis() as i64 + 1) {
+                Ok(ready) => ready,
+                Err(Error::Interrupted) => return self.shutdown(),
+                Err(e) => return Err(e),
+            };
+            if ready[0] {
+                self.read_batch()?;
+            }
+            if ready.get(1).copied().unwrap_or(false) {
+                self.answer_surveys();
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                let actions = self.state.tick(now_ms(), now);
+                self.perform(actions);
+                self.forget_silent_workers();
+                next_tick = now + TICK;
+            }
+            if now >= self.heartbeat_at {
+                self.heartbeat_workers();
+                self.heartbeat_at = now + self.options.heartbeat;
+                let held: u64 = self.faults.values_mut().map(Window::take_held_back).sum();
+                if held > 0 {
+                    log::warn!("broker: {held} more faults not logged");
+                }
+            }
+            if now >= next_publish {
+                self.publish_metrics();
+                next_publish = now + Duration::from_secs(1);
+            }
+            self.flush_store();
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        log::info!("interrupt received, shutting down...");
+        self.flush_store();
+        if let Some(store) = self.store.as_mut() {
+            store.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Reads what is waiting (up to [`BATCH`] messages), stores the new
+    /// requests in one transaction, then acts on each message in order.
+    fn read_batch(&mut self) -> Result<(), Error> {
+        let mut inbound = Vec::new();
+        while inbound.len() < BATCH {
+            let Some(message) = Message::try_recv(&self.socket)? else {
+                break;
+            };
+            if self.options.verbose {
+                log::info!("received message: {}", message.summary());
+            }
+            inbound.push(self.classify(message.into_frames()));
+        }
+        self.store_requests(&mut inbound);
+        for message in inbound {
+            self.handle(message);
+        }
+        Ok(())
+    }
+
+    /// Writes every new SBP/1 request of the batch to the store, in one
+    /// durable transaction. A request past the store's bounds is answered
+    /// 400; if the store fails, the batch's new requests are answered 503
+    /// (and the broker goes on: a full disk must not stop the service).
+    fn store_requests(&mut self, inbound: &mut [Inbound]) {
+        if self.store.is_none() {
+            return;
+        }
+        let mut fresh = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, message) in inbound.iter_mut().enumerate() {
+            let Inbound::Request { token, request } = message else {
+                continue;
+            };
+            if !matches!(split_token(token), Some((ClientDialect::Sbp { .. }, _))) {
+                continue;
+            }
+            if request.body.len() > store::MAX_BODY_FRAMES || token.len() > store::MAX_CLIENT {
+                let answer = refusal(token, request, Status::MALFORMED, "over 1000 body frames");
+                *message = Inbound::Malformed {
+                    answer: Some(answer),
+                };
+                continue;
+            }
+            let key = (token.clone(), request.correlation.clone());
+            if !self.stored.contains_key(&key) && seen.insert(key) {
+                fresh.push(index);
+            }
+        }
+        self.flush_store();
+        if fresh.is_empty() {
+            return;
+        }
+        let batch: Vec<(&[u8], &Request)> = fresh
+            .iter()
+            .filter_map(|&i| match &inbound[i] {
+                Inbound::Request { token, request } => Some((token.as_slice(), request)),
+                _ => None,
+            })
+            .collect();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.accept(&batch) {
+            Ok(ids) => {
+                for (&index, id) in fresh.iter().zip(ids) {
+                    if let Inbound::Request { token, request } = &inbound[index] {
+                        self.stored
+                            .insert((token.clone(), request.correlation.clone()), id);
+                    }
+                }
+            }
+            Err(e) => {
+                self.fault(format_args!(
+                    "broker: the request store failed: {e}; requests answered 503"
+                ));
+                for index in fresh {
+                    if let Inbound::Request { token, request } = &inbound[index] {
+                        let answer = refusal(
+                            token,
+                            request,
+                            Status::NO_WORKERS,
+                            "request store unavailable",
+                        );
+                        inbound[index] = Inbound::Malformed {
+                            answer: Some(answer),
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the forgotten ids (not durably: see [`Store::forget`]).
+    fn flush_store(&mut self) {
+        if self.to_forget.is_empty() {
+            return;
+        }
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.forget(&self.to_forget) {
+                log::error!("broker: the request store cannot forget answered requests: {e}");
+            }
+        }
+        self.to_forget.clear();
+    }
+
+    /// Counts and logs a fault, at most [`FAULT_LINES`] lines per heartbeat
+    /// interval for each place in the code that notices one.
+    #[track_caller]
+    fn fault(&mut self, what: std::fmt::Arguments) {
+        self.figures.malformed += 1;
+        let place = std::panic::Location::caller().line();
+        let period = self.options.heartbeat;
+        self.faults
+            .entry(place)
+            .or_insert_with(|| Window::new(FAULT_LINES, period))
+            .warn(what);
+    }
+
+    /// Reads one message's dialect and command.
+    fn classify(&mut self, mut frames: Frames) -> Inbound {
+        let malformed = Inbound::Malformed { answer: None };
+        if frames.is_empty() {
+            return malformed;
+        }
+        let routing_id = frames.remove(0);
+        if routing_id.is_empty() || routing_id.len() > protocol::MAX_NAME - 1 {
+            self.fault(format_args!(
+                "broker: a routing id of {} bytes; dropped",
+                routing_id.len()
+            ));
+            return malformed;
+        }
+        let leading_empty = frames.first().is_some_and(Vec::is_empty);
+        let signature = frames
+            .get(usize::from(leading_empty))
+            .cloned()
+            .unwrap_or_default();
+        let rest = || frames[usize::from(leading_empty) + 1..].to_vec();
+        match signature.as_slice() {
+            MDPC01 => self.mdp_request(&routing_id, ClientDialect::Mdp01, rest()),
+            MDPC02 => {
+                let mut rest = rest();
+                if rest.first().map(Vec::as_slice) != Some(&[0x01]) {
+                    self.fault(format_args!(
+                        "broker: an MDP/0.2 client command that is not REQUEST, from {}",
+                        show(&routing_id)
+                    ));
+                    return malformed;
+                }
+                rest.remove(0);
+                let dialect = if leading_empty {
+                    ClientDialect::Majortomo
+                } else {
+                    ClientDialect::Rfc18
+                };
+                self.mdp_request(&routing_id, dialect, rest)
+            }
+            protocol::CLIENT => self.sbp_client(routing_id, &frames),
+            MDPW01 | MDPW02 | protocol::WORKER => {
+                let (dialect, command) = match signature.as_slice() {
+                    MDPW01 => (WorkerDialect::Mdp01, mdp_worker(false, rest())),
+                    MDPW02 => (
+                        WorkerDialect::Mdp02 { leading_empty },
+                        mdp_worker(true, rest()),
+                    ),
+                    _ => (WorkerDialect::Sbp { leading_empty }, sbp_worker(&frames)),
+                };
+                Inbound::Worker {
+                    routing_id,
+                    dialect,
+                    command,
+                }
+            }
+            _ => {
+                self.fault(format_args!(
+                    "broker: invalid message from {}: {}",
+                    show(&routing_id),
+                    Message::from_frames(frames.iter().cloned()).summary()
+                ));
+                malformed
+            }
+        }
+    }
+
+    /// An MDP client's `[service][body…]`.
+    fn mdp_request(
+        &mut self,
+        routing_id: &[u8],
+        dialect: ClientDialect,
+        mut rest: Frames,
+    ) -> Inbound {
+        if rest.is_empty() || rest[0].is_empty() || rest[0].len() > protocol::MAX_NAME {
+            self.fault(format_args!(
+                "broker: an MDP request without a service name, from {}",
+                show(routing_id)
+            ));
+            return Inbound::Malformed { answer: None };
+        }
+        let service = rest.remove(0);
+        self.next_correlation += 1;
+        let request = Request {
+            service,
+            address: Vec::new(),
+            properties: Properties::default(),
+            correlation: format!("mdp-{}", self.next_correlation).into_bytes(),
+            body: rest,
+        };
+        let token = client_token(dialect, routing_id);
+        if request.service.starts_with(b"mmi.") {
+            Inbound::Management { token, request }
+        } else {
+            Inbound::Request { token, request }
+        }
+    }
+
+    fn sbp_client(&mut self, routing_id: Vec<u8>, frames: &[Vec<u8>]) -> Inbound {
+        match protocol::parse_client(frames) {
+            Ok(parsed) => {
+                let leading_empty = parsed.leading_empty;
+                let token = client_token(ClientDialect::Sbp { leading_empty }, &routing_id);
+                match parsed.command {
+                    ClientCommand::Request(request) if request.service.starts_with(b"mmi.") => {
+                        Inbound::Management { token, request }
+                    }
+                    ClientCommand::Request(request) => Inbound::Request { token, request },
+                    ClientCommand::Ping => Inbound::Ping {
+                        routing_id,
+                        leading_empty,
+                    },
+                    ClientCommand::Reply(_) | ClientCommand::Pong => {
+                        self.fault(format_args!(
+                            "broker: a client sent a broker's command, from {}",
+                            show(&routing_id)
+                        ));
+                        Inbound::Malformed { answer: None }
+                    }
+                }
+            }
+            Err(malformed) => {
+                self.fault(format_args!(
+                    "broker: malformed SBP client message from {}: {}",
+                    show(&routing_id),
+                    malformed.what
+                ));
+                let leading_empty = frames.first().is_some_and(Vec::is_empty);
+                let answer = malformed.correlation.map(|correlation| {
+                    let service = frames
+                        .get(usize::from(leading_empty) + 2)
+                        .filter(|s| s.len() <= protocol::MAX_NAME)
+                        .cloned()
+                        .unwrap_or_default();
+                    let reason: String = malformed.what.chars().take(200).collect();
+                    (
+                        client_token(ClientDialect::Sbp { leading_empty }, &routing_id),
+                        Reply {
+                            service,
+                            correlation,
+                            status: Status::MALFORMED,
+                            properties: Properties::build(None, 0, None, false, Some(&reason)),
+                            body: Vec::new(),
+                        },
+                    )
+                });
+                Inbound::Malformed { answer }
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Inbound) {
+        match message {
+            Inbound::Request { token, request, .. } => {
+                self.figures.requests += 1;
+                let actions = self.state.request(&token, request, now_ms());
+                self.perform(actions);
+            }
+            Inbound::Management { token, request } => {
+                self.figures.requests += 1;
+                let (status, body) = self.management(&request);
+                let reply = Reply {
+                    service: request.service,
+                    correlation: request.correlation,
+                    status,
+                    properties: Properties::default(),
+                    body,
+                };
+                self.reply_to_client(&token, reply);
+            }
+            Inbound::Ping {
+                routing_id,
+                leading_empty,
+            } => {
+                let mut frames = vec![routing_id];
+                frames.extend(ClientCommand::Pong.to_frames(leading_empty));
+                self.send(&frames);
+            }
+            Inbound::Worker {
+                routing_id,
+                dialect,
+                command,
+            } => self.worker_message(routing_id, dialect, command),
+            Inbound::Malformed { answer } => {
+                if let Some((token, reply)) = answer {
+                    self.reply_to_client(&token, reply);
+                }
+            }
+        }
+    }
+
+    fn worker_message(&mut self, worker: Vec<u8>, dialect: WorkerDialect, command: WorkerInput) {
+        let now = Instant::now();
+        let known_dialect = self.workers.get(&worker).copied();
+        if known_dialect.is_some_and(|d| d != dialect) {
+            self.fault(format_args!(
+                "broker: worker {} changed dialect; disconnected",
+                show(&worker)
+            ));
+            let actions = self.state.worker_gone(&worker);
+            self.perform(actions);
+            self.disconnect(&worker);
+            return;
+        }
+        let actions = match command {
+            WorkerInput::Ready {
+                service,
+                properties,
+            } => {
+                if service.starts_with(b"mmi.") {
+                    self.fault(format_args!(
+                        "broker: worker {} offered a reserved mmi.* service; disconnected",
+                        show(&worker)
+                    ));
+                    self.workers.insert(worker.clone(), dialect);
+                    let mut actions = self.state.worker_gone(&worker);
+                    actions.push(Action::Disconnect { worker });
+                    actions
+                } else {
+                    if self.options.verbose {
+                        log::info!(
+                            "I: registering new worker: {} for {} in {}",
+                            show(&worker),
+                            show(&service),
+                            show(properties.environment.as_bytes())
+                        );
+                    }
+                    self.workers.insert(worker.clone(), dialect);
+                    self.partials.remove(&worker);
+                    self.state.worker_ready(&worker, service, &properties, now)
+                }
+            }
+            WorkerInput::Reply { client, reply } => {
+                self.partials.remove(&worker);
+                self.state.worker_reply(&worker, &client, reply, now)
+            }
+            WorkerInput::Partial { client, body } => self.partial(&worker, client, body, now),
+            WorkerInput::Final { client, body } => {
+                let correlation = self
+                    .state
+                    .serving(&worker)
+                    .filter(|(token, _)| *token == client.as_slice())
+                    .map(|(_, request)| request.correlation.clone());
+                let (held, dropped) = self
+                    .partials
+                    .remove(&worker)
+                    .map_or((Vec::new(), false), |(frames, size)| {
+                        (frames, size == usize::MAX)
+                    });
+                let streams = split_token(&client).is_some_and(|(d, _)| d.streams());
+                let body = if streams { body } else { [held, body].concat() };
+                let reply = Reply {
+                    service: Vec::new(),
+                    correlation: correlation.unwrap_or_default(),
+                    status: Status::OK,
+                    properties: if dropped {
+                        Properties::build(
+                            None,
+                            0,
+                            None,
+                            false,
+                            Some("partial replies dropped: over 16 MiB"),
+                        )
+                    } else {
+                        Properties::default()
+                    },
+                    body,
+                };
+                self.state.worker_reply(&worker, &client, reply, now)
+            }
+            WorkerInput::Heartbeat => self.state.worker_alive(&worker, now),
+            WorkerInput::Disconnect => {
+                self.workers.remove(&worker);
+                self.partials.remove(&worker);
+                self.state.worker_gone(&worker)
+            }
+            WorkerInput::Invalid(what) => {
+                self.fault(format_args!(
+                    "broker: worker {}: {what}; disconnected",
+                    show(&worker)
+                ));
+                self.workers.entry(worker.clone()).or_insert(dialect);
+                let mut actions = self.state.worker_gone(&worker);
+                actions.push(Action::Disconnect { worker });
+                actions
+            }
+        };
+        self.perform(actions);
+    }
+
+    /// An MDP/0.2 PARTIAL: straight to a client that streams, else held.
+    fn partial(
+        &mut self,
+        worker: &[u8],
+        client: Vec<u8>,
+        body: Frames,
+        now: Instant,
+    ) -> Vec<Action> {
+        let serving = self
+            .state
+            .serving(worker)
+            .is_some_and(|(token, _)| token == client.as_slice());
+        if !serving {
+            self.fault(format_args!(
+                "broker: worker {} sent a PARTIAL for nobody it serves; disconnected",
+                show(worker)
+            ));
+            let mut actions = self.state.worker_gone(worker);
+            actions.push(Action::Disconnect {
+                worker: worker.to_vec(),
+            });
+            return actions;
+        }
+        let alive = self.state.worker_alive(worker, now);
+        match split_token(&client) {
+            Some((dialect, routing_id)) if dialect.streams() => {
+                let service = self
+                    .state
+                    .serving(worker)
+                    .map(|(_, request)| request.service.clone())
+                    .unwrap_or_default();
+                let frames = mdp02_client_frames(dialect, routing_id, 0x02, &service, body);
+                self.send(&frames);
+            }
+            _ => {
+                let held = self.partials.entry(worker.to_vec()).or_default();
+                let size: usize = body.iter().map(Vec::len).sum();
+                if held.1 != usize::MAX && held.1 + size <= MAX_PARTIAL_BYTES {
+                    held.1 += size;
+                    held.0.extend(body);
+                } else {
+                    held.0.clear();
+                    held.1 = usize::MAX;
+                }
+            }
+        }
+        alive
+    }
+
+    /// Does what the state decided.
+    fn perform(&mut self, actions: Vec<Action>) {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::ToClient { client, reply } => {
+                    let key = (client.clone(), reply.correlation.clone());
+                    if let Some(id) = self.stored.remove(&key) {
+                        self.to_forget.push(id);
+                    }
+                    self.figures.replies += 1;
+                    self.reply_to_client(&client, reply);
+                }
+                Action::ToWorker {
+                    worker,
+                    client,
+                    request,
+                } => {
+                    if self.options.verbose {
+                        log::info!("sending REQUEST to worker {}", show(&worker));
+                    }
+                    let frames = self.worker_request_frames(&worker, client, request);
+                    if !self.send(&frames) {
+                        // The worker is gone: its request goes back or fails.
+                        self.workers.remove(&worker);
+                        queue.extend(self.state.worker_gone(&worker));
+                    }
+                }
+                Action::Disconnect { worker } => self.disconnect(&worker),
+            }
+        }
+    }
+
+    fn worker_request_frames(&self, worker: &[u8], client: Vec<u8>, request: Request) -> Frames {
+        let dialect = self
+            .workers
+            .get(worker)
+            .copied()
+            .unwrap_or(WorkerDialect::Mdp01);
+        let mut frames = vec![worker.to_vec()];
+        match dialect {
+            WorkerDialect::Mdp01 => {
+                frames.extend([Vec::new(), MDPW01.to_vec(), vec![0x02], client, Vec::new()]);
+                frames.extend(request.body);
+            }
+            WorkerDialect::Mdp02 { leading_empty } => {
+                if leading_empty {
+                    frames.push(Vec::new());
+                }
+                frames.extend([MDPW02.to_vec(), vec![0x02], client, Vec::new()]);
+                frames.extend(request.body);
+            }
+            WorkerDialect::Sbp { leading_empty } => {
+                frames.extend(WorkerCommand::Request { client, request }.to_frames(leading_empty));
+            }
+        }
+        frames
+    }
+
+    /// A reply to a client, in its dialect. MDP clients hear only 200s.
+    fn reply_to_client(&mut self, token: &[u8], reply: Reply) {
+        let Some((dialect, routing_id)) = split_token(token) else {
+            log::error!("broker: a client token without a dialect; reply dropped");
+            return;
+        };
+        let frames = match dialect {
+            ClientDialect::Sbp { leading_empty } => {
+                let mut frames = vec![routing_id.to_vec()];
+                frames.extend(ClientCommand::Reply(reply).to_frames(leading_empty));
+                frames
+            }
+            _ if reply.status != Status::OK && !reply.service.starts_with(b"mmi.") => {
+                log::debug!(
+                    "broker: status {} not sent to MDP client {}",
+                    reply.status.0,
+                    show(routing_id)
+                );
+                return;
+            }
+            ClientDialect::Mdp01 => {
+                let mut frames = vec![
+                    routing_id.to_vec(),
+                    Vec::new(),
+                    MDPC01.to_vec(),
+                    reply.service,
+                ];
+                frames.extend(reply.body);
+                frames
+            }
+            _ => mdp02_client_frames(dialect, routing_id, 0x03, &reply.service, reply.body),
+        };
+        self.send(&frames);
+    }
+
+    fn disconnect(&mut self, worker: &[u8]) {
+        let dialect = self.workers.remove(worker);
+        self.partials.remove(worker);
+        let mut frames = vec![worker.to_vec()];
+        match dialect {
+            Some(WorkerDialect::Mdp01) => frames.extend([Vec::new(), MDPW01.to_vec(), vec![0x05]]),
+            Some(WorkerDialect::Mdp02 { leading_empty }) => {
+                if leading_empty {
+                    frames.push(Vec::new());
+                }
+                frames.extend([MDPW02.to_vec(), vec![0x06]]);
+            }
+            Some(WorkerDialect::Sbp { leading_empty }) => {
+                frames.extend(WorkerCommand::Disconnect.to_frames(leading_empty))
+            }
+            None => frames.extend(WorkerCommand::Disconnect.to_frames(true)),
+        }
+        self.send(&frames);
+    }
+
+    fn heartbeat_workers(&mut self) {
+        let workers: Vec<(Vec<u8>, WorkerDialect)> =
+            self.workers.iter().map(|(w, d)| (w.clone(), *d)).collect();
+        for (worker, dialect) in workers {
+            let mut frames = vec![worker.clone()];
+            match dialect {
+                WorkerDialect::Mdp01 => frames.extend([Vec::new(), MDPW01.to_vec(), vec![0x04]]),
+                WorkerDialect::Mdp02 { leading_empty } => {
+                    if leading_empty {
+                        frames.push(Vec::new());
+                    }
+                    frames.extend([MDPW02.to_vec(), vec![0x05]]);
+                }
+                WorkerDialect::Sbp { leading_empty } => {
+                    frames.extend(WorkerCommand::Heartbeat.to_frames(leading_empty))
+                }
+            }
+            if !self.send(&frames) {
+                self.workers.remove(&worker);
+                let actions = self.state.worker_gone(&worker);
+                self.perform(actions);
+            }
+        }
+    }
+
+    /// Drops the dialect of workers the state forgot (silent ones), telling
+    /// them DISCONNECT in case they are only slow.
+    fn forget_silent_workers(&mut self) {
+        let forgotten: Vec<Vec<u8>> = self
+            .workers
+            .keys()
+            .filter(|w| !self.state.is_worker(w))
+            .cloned()
+            .collect();
+        for worker in forgotten {
+            self.disconnect(&worker);
+        }
+    }
+
+    /// Sends without blocking; `false` if the peer is gone or not reading.
+    fn send(&mut self, frames: &[Vec<u8>]) -> bool {
+        let last = frames.len().saturating_sub(1);
+        for (index, frame) in frames.iter().enumerate() {
+            let more = if index < last { zmq::SNDMORE } else { 0 };
+            if let Err(e) = self.socket.send(frame.as_slice(), more | zmq::DONTWAIT) {
+                // Only the first frame can fail: the rest follow it.
+                self.figures.dropped_sends += 1;
+                if e != zmq::Error::EHOSTUNREACH {
+                    let period = self.options.heartbeat;
+                    let window = self
+                        .faults
+                        .entry(0)
+                        .or_insert_with(|| Window::new(FAULT_LINES, period));
+                    window.warn(format_args!(
+                        "broker: a message to {} dropped: {e}",
+                        show(&frames[0])
+                    ));
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The `mmi.*` services (see the table in the module docs of
+    /// [`crate::broker`]).
+    fn management(&mut self, request: &Request) -> (Status, Frames) {
+        let code = |status: u16| Status(status);
+        let text = |status: u16| format!("{status:03}").into_bytes();
+        let body = &request.body;
+        let printable = |frame: &[u8]| {
+            !frame.is_empty()
+                && frame.len() <= protocol::MAX_NAME
+                && frame.iter().all(|b| (0x21..=0x7e).contains(b))
+        };
+        match request.service.as_slice() {
+            b"mmi.service" => {
+                let Some(name) = body.last() else {
+                    return (code(400), vec![text(400)]);
+                };
+                let workers = self.state.workers_of(&request.properties.environment, name);
+                let status = if workers > 0 { 200 } else { 404 };
+                // RFC 8 as the C does it: the last frame becomes the code.
+                let mut answer = body.clone();
+                if let Some(last) = answer.last_mut() {
+                    *last = text(status);
+                }
+                (code(status), answer)
+            }
+            b"mmi.services" => {
+                self.refresh_figures();
+                let document = serde_json::json!({
+                    "broker": self.figures,
+                    "services": self.state.report(),
+                });
+                (
+                    code(200),
+                    vec![text(200), document.to_string().into_bytes()],
+                )
+            }
+            b"mmi.register" => match body.as_slice() {
+                [name, endpoint] if printable(name) && printable(endpoint) => {
+                    if !self.names.contains_key(name) && self.names.len() >= MAX_NAMES {
+                        return (code(503), vec![text(503)]);
+                    }
+                    self.names.insert(name.clone(), endpoint.clone());
+                    (code(200), vec![text(200)])
+                }
+                _ => (code(400), vec![text(400)]),
+            },
+            b"mmi.lookup" => match body.as_slice() {
+                [name] => match self.names.get(name) {
+                    Some(endpoint) => (code(200), vec![text(200), endpoint.clone()]),
+                    None => (code(404), vec![text(404)]),
+                },
+                _ => (code(400), vec![text(400)]),
+            },
+            b"mmi.unregister" => match body.as_slice() {
+                [name] => match self.names.remove(name) {
+                    Some(_) => (code(200), vec![text(200)]),
+                    None => (code(404), vec![text(404)]),
+                },
+                _ => (code(400), vec![text(400)]),
+            },
+            _ => (code(501), vec![text(501)]),
+        }
+    }
+
+    fn refresh_figures(&mut self) {
+        let report = self.state.report();
+        self.figures.uptime_seconds = self.started.elapsed().as_secs_f64();
+        self.figures.workers = self.workers.len();
+        self.figures.services = report.len();
+        self.figures.stored = self.stored.len();
+    }
+
+    fn publish_metrics(&mut self) {
+        if self.metrics.is_none() {
+            return;
+        }
+        self.refresh_figures();
+        let text = metrics::render(&self.figures, &self.state.report());
+        if let Some(server) = &self.metrics {
+            server.publish(text);
+        }
+    }
+
+    /// Answers UDP surveys for the services that have workers now.
+    fn answer_surveys(&mut self) {
+        let port = self.survey_port;
+        let services: Vec<survey::Service> = self
+            .state
+            .report()
+            .into_iter()
+            .filter(|s| s.workers > 0)
+            .map(|s| survey::Service {
+                name: s.service,
+                port,
+            })
+            .take(survey::MAX_SERVICES)
+            .collect();
+        if let Some(responder) = self.survey.as_mut() {
+            responder.set_services(services);
+            responder.serve_batch();
+        }
+    }
+}
+
+/// A broker's answer to a request it will not serve.
+fn refusal(token: &[u8], request: &Request, status: Status, reason: &str) -> (Vec<u8>, Reply) {
+    let reply = Reply {
+        service: request.service.clone(),
+        correlation: request.correlation.clone(),
+        status,
+        properties: Properties::build(None, 0, None, false, Some(reason)),
+        body: Vec::new(),
+    };
+    (token.to_vec(), reply)
+}
+
+/// An MDP/0.2 reply (`command` 0x02 PARTIAL, 0x03 FINAL) to a client.
+fn mdp02_client_frames(
+    dialect: ClientDialect,
+    routing_id: &[u8],
+    command: u8,
+    service: &[u8],
+    body: Frames,
+) -> Frames {
+    let mut frames = vec![routing_id.to_vec()];
+    if dialect == ClientDialect::Majortomo {
+        // majortomo reads `[""]["MDPC02"][command][body…]`: no service frame.
+        frames.extend([Vec::new(), MDPC02.to_vec(), vec![command]]);
+    } else {
+        frames.extend([MDPC02.to_vec(), vec![command], service.to_vec()]);
+    }
+    frames.extend(body);
+    frames
+}
+
+/// An MDP worker's command: `[command][…]` after the signature.
+fn mdp_worker(version2: bool, mut rest: Frames) -> WorkerInput {
+    if rest.is_empty() || rest[0].len() != 1 {
+        return WorkerInput::Invalid("no one-byte command".into());
+    }
+    let command = rest.remove(0)[0];
+    // `[client][""][body…]`, or None.
+    let addressed = |mut rest: Frames| -> Option<(Vec<u8>, Frames)> {
+        if rest.len() < 2 || rest[0].is_empty() || !rest[1].is_empty() {
+            return None;
+        }
+        let client = rest.remove(0);
+        rest.remove(0);
+        Some((client, rest))
+    };
+    let unaddressed = || WorkerInput::Invalid("a reply without `[client][\"\"]`".into());
+    let ready = |rest: Frames| match rest.as_slice() {
+        [service] if !service.is_empty() && service.len() <= protocol::MAX_NAME => {
+            WorkerInput::Ready {
+                service: service.clone(),
+                properties: Properties::default(),
+            }
+        }
+        _ => WorkerInput::Invalid("READY without one service frame".into()),
+    };
+    match (version2, command) {
+        (_, 0x01) => ready(rest),
+        (false, 0x03) | (true, 0x04) => match addressed(rest) {
+            Some((client, body)) => WorkerInput::Final { client, body },
+            None => unaddressed(),
+        },
+        (true, 0x03) => match addressed(rest) {
+            Some((client, body)) => WorkerInput::Partial { client, body },
+            None => unaddressed(),
+        },
+        (false, 0x04) | (true, 0x05) => WorkerInput::Heartbeat,
+        (false, 0x05) | (true, 0x06) => WorkerInput::Disconnect,
+        (_, other) => WorkerInput::Invalid(format!("command {other:#04x} is not a worker's")),
+    }
+}
+
+fn sbp_worker(frames: &[Vec<u8>]) -> WorkerInput {
+    match protocol::parse_worker(frames) {
+        Ok(parsed) => match parsed.command {
+            WorkerCommand::Ready {
+                service,
+                properties,
+            } => WorkerInput::Ready {
+                service,
+                properties,
+            },
+            WorkerCommand::Reply { client, reply } => WorkerInput::Reply { client, reply },
+            WorkerCommand::Heartbeat => WorkerInput::Heartbeat,
+            WorkerCommand::Disconnect => WorkerInput::Disconnect,
+            WorkerCommand::Request { .. } => {
+                WorkerInput::Invalid("REQUEST is the broker's command".into())
+            }
+        },
+        Err(malformed) => WorkerInput::Invalid(malformed.what),
+    }
+}
+
+/// Runs a broker with `options` until Ctrl-C.
+pub fn run(options: Options) -> Result<(), Error> {
+    let context = zmq::Context::new();
+    let mut broker = Broker::new(&context, options)?;
+    broker.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tokens_carry_the_dialect_and_the_routing_id() {
+        for dialect in [
+            ClientDialect::Mdp01,
+            ClientDialect::Rfc18,
+            ClientDialect::Majortomo,
+            ClientDialect::Sbp {
+                leading_empty: true,
+            },
+            ClientDialect::Sbp {
+                leading_empty: false,
+            },
+        ] {
+            let token = client_token(dialect, b"\x00id");
+            assert_eq!(split_token(&token), Some((dialect, &b"\x00id"[..])));
+        }
+        assert_eq!(split_token(b"x\x00id"), None);
+        assert_eq!(split_token(b"1"), None);
+        assert_eq!(split_token(b""), None);
+    }
+
+    #[test]
+    fn majortomo_replies_have_no_service_frame_and_rfc18_replies_do() {
+        let body = vec![b"hi".to_vec()];
+        let majortomo =
+            mdp02_client_frames(ClientDialect::Majortomo, b"C", 0x03, b"echo", body.clone());
+        assert_eq!(
+            majortomo,
+            [&b"C"[..], b"", b"MDPC02", b"\x03", b"hi"].map(<[u8]>::to_vec)
+        );
+        let rfc18 = mdp02_client_frames(ClientDialect::Rfc18, b"C", 0x02, b"echo", body);
+        assert_eq!(
+            rfc18,
+            [&b"C"[..], b"MDPC02", b"\x02", b"echo", b"hi"].map(<[u8]>::to_vec)
+        );
+    }
+
+    #[test]
+    fn mdp_worker_commands_by_version() {
+        let frames = |parts: &[&[u8]]| parts.iter().map(|p| p.to_vec()).collect::<Frames>();
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x03", b"C", b"", b"x"])),
+            WorkerInput::Final { .. }
+        ));
+        assert!(matches!(
+            mdp_worker(true, frames(&[b"\x03", b"C", b"", b"x"])),
+            WorkerInput::Partial { .. }
+        ));
+        assert!(matches!(
+            mdp_worker(true, frames(&[b"\x04", b"C", b"", b"x"])),
+            WorkerInput::Final { .. }
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x04"])),
+            WorkerInput::Heartbeat
+        ));
+        assert!(matches!(
+            mdp_worker(true, frames(&[b"\x05"])),
+            WorkerInput::Heartbeat
+        ));
+        assert!(matches!(
+            mdp_worker(true, frames(&[b"\x06"])),
+            WorkerInput::Disconnect
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x02", b"C", b""])),
+            WorkerInput::Invalid(_)
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x03", b"C", b"not empty"])),
+            WorkerInput::Invalid(_)
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x01", b"echo", b"extra"])),
+            WorkerInput::Invalid(_)
+        ));
+    }
+}
