@@ -9,7 +9,7 @@ CARGO ?= cargo
 # run well above one per core. Override with `make test TEST_THREADS=2`.
 TEST_THREADS ?= 6
 
-.PHONY: all deps build run test lint fmt bench clean mutants compare-html-check
+.PHONY: all deps build run test lint fmt bench clean mutants compare-html-check majortomo-venv
 
 all: build
 
@@ -31,12 +31,32 @@ run: build
 
 # Unit tests of the library (and of the bench binary), then the integration tests in tests/, which start
 # the real programs (built in the same profile) in private network namespaces.
-test: deps
+test: deps majortomo-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --release --lib --bin bench --bin zguide --test '*' --test-threads $(TEST_THREADS) --no-fail-fast; \
 	else \
 	  $(CARGO) test --release --lib --bin bench --bin zguide --test '*' -- --test-threads $(TEST_THREADS); \
 	fi
+
+# The Python virtual environment of the majortomo interoperability tests (tests/study_broker_majortomo.rs):
+# target/majortomo-venv with the pinned tests/majortomo/requirements.txt. Does nothing when it is already there
+# with the same requirements; installs python3 and python3-venv with apt-get when missing, as `deps` does.
+# Those tests fail without it unless ZGUIDE_SKIP_MAJORTOMO=1.
+MAJORTOMO_VENV = target/majortomo-venv
+majortomo-venv:
+	@if cmp -s tests/majortomo/requirements.txt $(MAJORTOMO_VENV)/requirements.txt && \
+	   $(MAJORTOMO_VENV)/bin/python -c 'import majortomo' 2>/dev/null; then \
+	  echo "majortomo-venv: $(MAJORTOMO_VENV) is up to date"; exit 0; \
+	fi; \
+	rm -rf $(MAJORTOMO_VENV); \
+	if ! python3 -m venv $(MAJORTOMO_VENV) >/dev/null 2>&1; then \
+	  echo "installing: python3 python3-venv"; rm -rf $(MAJORTOMO_VENV); \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv && \
+	  python3 -m venv $(MAJORTOMO_VENV) || exit 1; \
+	fi; \
+	$(MAJORTOMO_VENV)/bin/python -m pip install --disable-pip-version-check -q -r tests/majortomo/requirements.txt && \
+	cp tests/majortomo/requirements.txt $(MAJORTOMO_VENV)/requirements.txt && \
+	echo "majortomo-venv: $(MAJORTOMO_VENV) ready"
 
 lint:
 	$(CARGO) fmt --all -- --check

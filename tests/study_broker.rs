@@ -472,13 +472,13 @@ fn clients_and_workers_of_every_dialect_mix_on_one_broker() {
         );
         // ... to a majortomo-shaped client: leading empty frame, no service.
         let majortomo = wire::probe(&context, zmq::DEALER).connect(BROKER);
-        wire::send(&majortomo, &[b"", b"MDPC02", b"\x01", b"stream", b"q"]);
+        wire::send(&majortomo, &[b"", b"MDPC02", b"\x02", b"stream", b"q"]);
         let request = next_mdp2(&mdp2);
         let client = request[2].clone();
         wire::send(&mdp2, &[b"MDPW02", b"\x04", &client, b"", b"mt"]);
         assert_eq!(
             wire::recv(&majortomo, "majortomo client"),
-            frames(&[b"", b"MDPC02", b"\x03", b"mt"])
+            frames(&[b"", b"MDPC02", b"\x04", b"mt"])
         );
     });
 }
@@ -512,6 +512,15 @@ fn management_services_name_service_and_mmi() {
             ask("mmi.lookup", &["files"]),
             (200, vec!["200".into(), "tcp://10.0.0.7:6000".into()])
         );
+        // Names are scoped by environment too.
+        let in_test = sbp_request(
+            "mmi.lookup",
+            "env",
+            props(0, None, Some("test"), false),
+            &["files"],
+        );
+        send_frames(&client, &in_test.to_frames(false));
+        assert_eq!(sbp_reply(&client).status, Status(404));
         assert_eq!(ask("mmi.register", &["files"]).0, 400);
         assert_eq!(ask("mmi.register", &["bad name", "x"]).0, 400);
         assert_eq!(ask("mmi.unregister", &["files"]).0, 200);
@@ -621,9 +630,10 @@ fn accepted_requests_survive_sigkill_of_the_broker_and_are_answered_once() {
     let broker = start_broker(&mut sc, &["--store", &store_arg]);
     let (stored_tx, stored_rx) = std::sync::mpsc::channel();
     let (restarted_tx, restarted_rx) = std::sync::mpsc::channel::<()>();
-    // The client keeps its socket (and routing id) across the broker's
-    // restart and never sends a request twice: every reply after the
-    // restart comes from the store.
+    // The client never sends a request twice: every reply after the restart
+    // comes from the store. It is away while the restarted broker serves
+    // them (its socket closed), so every reply is kept until it comes back
+    // with the same routing id and says PING.
     let probe = sc.in_namespace_background(move || {
         let context = zmq::Context::new();
         let client = wire::probe(&context, zmq::DEALER)
@@ -639,24 +649,30 @@ fn accepted_requests_survive_sigkill_of_the_broker_and_are_answered_once() {
             send_frames(&client, &request.to_frames(false));
         }
         wait_queued(&client, "jobs", REQUESTS as u64);
+        drop(client);
         stored_tx.send(()).expect("main thread");
         restarted_rx
             .recv_timeout(secs(60))
             .expect("the broker restarted");
         let worker = sbp_worker(&context, "jobs", None);
-        let mut answered = std::collections::HashMap::new();
-        let deadline = Instant::now() + secs(60);
-        while answered.len() < REQUESTS && Instant::now() < deadline {
-            // Serve one, read replies as they come.
+        for _ in 0..REQUESTS {
             let (token, request) = sbp_next_request(&worker);
             sbp_answer(&worker, token, &request, Status::OK, "done");
+        }
+        let client = wire::probe(&context, zmq::DEALER)
+            .identity("persistent-client")
+            .connect(BROKER);
+        send_frames(&client, &ClientCommand::Ping.to_frames(false));
+        let mut answered = std::collections::HashMap::new();
+        for _ in 0..REQUESTS {
             let reply = sbp_reply(&client);
             assert_eq!(reply.status, Status::OK);
             *answered.entry(reply.correlation).or_insert(0) += 1;
         }
         // Nothing more comes: each request was answered once.
         client.set_rcvtimeo(500).expect("rcvtimeo");
-        let extra = client.recv_multipart(0).ok();
+        let pong = ClientCommand::Pong.to_frames(false);
+        let extra = std::iter::from_fn(|| client.recv_multipart(0).ok()).find(|m| *m != pong);
         (answered, extra)
     });
     stored_rx

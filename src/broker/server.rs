@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `MDPC01` | the guide's `mdcliapi`/`mdcliapi2` | `[""]["MDPC01"][service][body…]` |
 //! | `MDPC02`, no empty frame | RFC 18 client | `["MDPC02"][0x02/0x03][service][body…]` |
-//! | `MDPC02` after an empty frame | majortomo client | `[""]["MDPC02"][0x02/0x03][body…]` (no service frame, as majortomo reads it) |
+//! | `MDPC02` after an empty frame | majortomo client | `[""]["MDPC02"][0x03/0x04][body…]` (majortomo numbers client commands as its worker ones: REQUEST 0x02, PARTIAL 0x03, FINAL 0x04; and no service frame) |
 //! | `SBPC01` | SBP/1 client, with or without the empty frame | SBP/1 REPLY |
 //! | `MDPW01` / `MDPW02` / `SBPW01` | workers | that worker's dialect, with the empty frame if it sent one |
 //!
@@ -32,6 +32,13 @@
 //! than one reply (MDP/0.1, SBP/1) gets the partial bodies in front of the
 //! FINAL body, in one reply (at most [`MAX_PARTIAL_BYTES`]; past it the
 //! partials are dropped and the reply says so in its `reason`).
+//!
+//! ## Replies to a client that is away
+//!
+//! A reply to an SBP/1 client whose connection is gone for the moment (it is
+//! reconnecting, or the broker just restarted) is kept, with its request
+//! still in the store, and sent as soon as the client is heard from again:
+//! its PING (the client API pings every 2 s while it waits) or its retry.
 //!
 //! ## Persistence
 //!
@@ -56,6 +63,7 @@
 //! | names in the name service | 10,000 | 503 |
 //! | routing id | 254 bytes | message dropped (the client token must fit SBP's 255) |
 //! | partial replies held for one client | 16 MiB | dropped, reason says so |
+//! | replies kept for an SBP/1 client that is not connected | 10,000 per client, 64 MiB in all, 60 s | dropped (the client retries by correlation id) |
 //! | log lines about peers | 10 per 2.5 s for each kind of fault, escaped and cut | counted, the count logged |
 
 use std::collections::{BTreeMap, HashMap};
@@ -88,6 +96,11 @@ pub const MAX_FRAME: i64 = 4 << 20;
 pub const MAX_PARTIAL_BYTES: usize = 16 << 20;
 /// Messages queued per peer, each way.
 pub const HWM: i32 = 1000;
+/// Replies kept for one unreachable SBP/1 client, and in all (bytes).
+pub const MAX_PARKED_PER_CLIENT: usize = 10_000;
+pub const MAX_PARKED_BYTES: usize = 64 << 20;
+/// How long a reply waits for its client to come back.
+pub const PARKED_EXPIRY: Duration = Duration::from_secs(60);
 /// Log lines per heartbeat interval about one kind of fault.
 pub const FAULT_LINES: u32 = 10;
 
@@ -154,6 +167,24 @@ fn split_token(token: &[u8]) -> Option<(ClientDialect, &[u8])> {
         return None;
     }
     Some((ClientDialect::from_tag(tag)?, routing_id))
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Delivered,
+    /// No peer has that routing id now.
+    Unreachable,
+    /// The peer is there but not reading (its queue is full): dropped.
+    Dropped,
+}
+
+/// A reply waiting for its client to come back.
+struct Parked {
+    frames: Frames,
+    stored: Option<u64>,
+    size: usize,
+    until: Instant,
 }
 
 /// How a worker speaks.
@@ -265,7 +296,11 @@ pub struct Broker {
     stored: HashMap<(Vec<u8>, Vec<u8>), u64>,
     /// Forgotten store ids, written with the next batch.
     to_forget: Vec<u64>,
-    names: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The name service: (environment, name) → endpoint.
+    names: BTreeMap<(String, Vec<u8>), Vec<u8>>,
+    /// Replies kept for SBP/1 clients that are not connected right now.
+    parked: HashMap<Vec<u8>, std::collections::VecDeque<Parked>>,
+    parked_bytes: usize,
     /// Partial bodies held per worker for a client that takes one reply.
     partials: HashMap<Vec<u8>, (Frames, usize)>,
     figures: BrokerFigures,
@@ -347,6 +382,8 @@ impl Broker {
             to_forget: Vec::new(),
             names: BTreeMap::new(),
             partials: HashMap::new(),
+            parked: HashMap::new(),
+            parked_bytes: 0,
             figures: BrokerFigures::default(),
             started: Instant::now(),
             next_correlation: 0,
@@ -416,15 +453,13 @@ impl Broker {
                 let actions = self.state.tick(now_ms(), now);
                 self.perform(actions);
                 self.forget_silent_workers();
+                self.expire_parked(now);
                 next_tick = now + TICK;
             }
             if now >= self.heartbeat_at {
                 self.heartbeat_workers();
                 self.heartbeat_at = now + self.options.heartbeat;
-                let held: u64 = self.faults.values_mut().map(Window::take_held_back).sum();
-                if held > 0 {
-                    log::warn!("broker: {held} more faults not logged");
-                }
+                self.report_held_faults();
             }
             if now >= next_publish {
                 self.publish_metrics();
@@ -434,7 +469,16 @@ impl Broker {
         }
     }
 
+    /// Logs how many faults were counted but not logged.
+    fn report_held_faults(&mut self) {
+        let held: u64 = self.faults.values_mut().map(Window::take_held_back).sum();
+        if held > 0 {
+            log::warn!("broker: {held} more faults not logged");
+        }
+    }
+
     fn shutdown(&mut self) -> Result<(), Error> {
+        self.report_held_faults();
         log::info!("interrupt received, shutting down...");
         self.flush_store();
         if let Some(store) = self.store.as_mut() {
@@ -576,6 +620,9 @@ impl Broker {
             ));
             return malformed;
         }
+        if self.parked.contains_key(&routing_id) {
+            self.unpark(&routing_id);
+        }
         let leading_empty = frames.first().is_some_and(Vec::is_empty);
         let signature = frames
             .get(usize::from(leading_empty))
@@ -586,7 +633,11 @@ impl Broker {
             MDPC01 => self.mdp_request(&routing_id, ClientDialect::Mdp01, rest()),
             MDPC02 => {
                 let mut rest = rest();
-                if rest.first().map(Vec::as_slice) != Some(&[0x01]) {
+                // RFC 18 numbers client commands REQUEST 0x01, PARTIAL 0x02,
+                // FINAL 0x03; majortomo uses its worker table for clients
+                // too: REQUEST 0x02, PARTIAL 0x03, FINAL 0x04.
+                let request = if leading_empty { 0x02 } else { 0x01 };
+                if rest.first().map(Vec::as_slice) != Some(&[request]) {
                     self.fault(format_args!(
                         "broker: an MDP/0.2 client command that is not REQUEST, from {}",
                         show(&routing_id)
@@ -729,7 +780,7 @@ impl Broker {
                     properties: Properties::default(),
                     body,
                 };
-                self.reply_to_client(&token, reply);
+                self.reply_to_client(&token, reply, None);
             }
             Inbound::Ping {
                 routing_id,
@@ -746,7 +797,7 @@ impl Broker {
             } => self.worker_message(routing_id, dialect, command),
             Inbound::Malformed { answer } => {
                 if let Some((token, reply)) = answer {
-                    self.reply_to_client(&token, reply);
+                    self.reply_to_client(&token, reply, None);
                 }
             }
         }
@@ -907,11 +958,9 @@ impl Broker {
             match action {
                 Action::ToClient { client, reply } => {
                     let key = (client.clone(), reply.correlation.clone());
-                    if let Some(id) = self.stored.remove(&key) {
-                        self.to_forget.push(id);
-                    }
+                    let stored = self.stored.remove(&key);
                     self.figures.replies += 1;
-                    self.reply_to_client(&client, reply);
+                    self.reply_to_client(&client, reply, stored);
                 }
                 Action::ToWorker {
                     worker,
@@ -960,7 +1009,11 @@ impl Broker {
     }
 
     /// A reply to a client, in its dialect. MDP clients hear only 200s.
-    fn reply_to_client(&mut self, token: &[u8], reply: Reply) {
+    ///
+    /// `stored` is the request's store id: forgotten once the reply is sent,
+    /// kept while a reply to an unreachable SBP/1 client is parked.
+    fn reply_to_client(&mut self, token: &[u8], reply: Reply, stored: Option<u64>) {
+        self.to_forget.extend(stored);
         let Some((dialect, routing_id)) = split_token(token) else {
             log::error!("broker: a client token without a dialect; reply dropped");
             return;
@@ -969,7 +1022,14 @@ impl Broker {
             ClientDialect::Sbp { leading_empty } => {
                 let mut frames = vec![routing_id.to_vec()];
                 frames.extend(ClientCommand::Reply(reply).to_frames(leading_empty));
-                frames
+                if self.parked.contains_key(routing_id)
+                    || self.send_frames(&frames) == Sent::Unreachable
+                {
+                    // Not now: kept, and the store keeps the request.
+                    self.to_forget.retain(|id| Some(*id) != stored);
+                    self.park(routing_id, frames, stored);
+                }
+                return;
             }
             _ if reply.status != Status::OK && !reply.service.starts_with(b"mmi.") => {
                 log::debug!(
@@ -1055,27 +1115,99 @@ impl Broker {
 
     /// Sends without blocking; `false` if the peer is gone or not reading.
     fn send(&mut self, frames: &[Vec<u8>]) -> bool {
+        self.send_frames(frames) == Sent::Delivered
+    }
+
+    fn send_frames(&mut self, frames: &[Vec<u8>]) -> Sent {
         let last = frames.len().saturating_sub(1);
         for (index, frame) in frames.iter().enumerate() {
             let more = if index < last { zmq::SNDMORE } else { 0 };
             if let Err(e) = self.socket.send(frame.as_slice(), more | zmq::DONTWAIT) {
                 // Only the first frame can fail: the rest follow it.
-                self.figures.dropped_sends += 1;
-                if e != zmq::Error::EHOSTUNREACH {
-                    let period = self.options.heartbeat;
-                    let window = self
-                        .faults
-                        .entry(0)
-                        .or_insert_with(|| Window::new(FAULT_LINES, period));
-                    window.warn(format_args!(
-                        "broker: a message to {} dropped: {e}",
-                        show(&frames[0])
-                    ));
+                if e == zmq::Error::EHOSTUNREACH {
+                    return Sent::Unreachable;
                 }
-                return false;
+                self.figures.dropped_sends += 1;
+                let period = self.options.heartbeat;
+                let window = self
+                    .faults
+                    .entry(0)
+                    .or_insert_with(|| Window::new(FAULT_LINES, period));
+                window.warn(format_args!(
+                    "broker: a message to {} dropped: {e}",
+                    show(&frames[0])
+                ));
+                return Sent::Dropped;
             }
         }
-        true
+        Sent::Delivered
+    }
+
+    /// Keeps a reply for an SBP/1 client that is not connected (a broker
+    /// that just restarted, a client reconnecting), with its store id; it is
+    /// sent when the client is heard from again (its PING, its retry).
+    fn park(&mut self, routing_id: &[u8], frames: Frames, stored: Option<u64>) {
+        let size: usize = frames.iter().map(|f| f.len() + 64).sum();
+        let queue = self.parked.entry(routing_id.to_vec()).or_default();
+        if queue.len() >= MAX_PARKED_PER_CLIENT || self.parked_bytes + size > MAX_PARKED_BYTES {
+            self.figures.dropped_sends += 1;
+            self.fault(format_args!(
+                "broker: no room to keep a reply for {}; dropped (the client will retry)",
+                show(routing_id)
+            ));
+            if let Some(id) = stored {
+                self.to_forget.push(id);
+            }
+            return;
+        }
+        self.parked_bytes += size;
+        queue.push_back(Parked {
+            frames,
+            stored,
+            size,
+            until: Instant::now() + PARKED_EXPIRY,
+        });
+    }
+
+    /// Sends the replies kept for `routing_id`, oldest first.
+    fn unpark(&mut self, routing_id: &[u8]) {
+        let Some(mut queue) = self.parked.remove(routing_id) else {
+            return;
+        };
+        while let Some(parked) = queue.pop_front() {
+            match self.send_frames(&parked.frames) {
+                Sent::Delivered | Sent::Dropped => {
+                    self.parked_bytes = self.parked_bytes.saturating_sub(parked.size);
+                    if let Some(id) = parked.stored {
+                        self.to_forget.push(id);
+                    }
+                }
+                Sent::Unreachable => {
+                    queue.push_front(parked);
+                    self.parked.insert(routing_id.to_vec(), queue);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops kept replies nobody came for in [`PARKED_EXPIRY`].
+    fn expire_parked(&mut self, now: Instant) {
+        let mut forget = Vec::new();
+        let mut freed = 0;
+        self.parked.retain(|_, queue| {
+            queue.retain(|parked| {
+                let keep = parked.until > now;
+                if !keep {
+                    freed += parked.size;
+                    forget.extend(parked.stored);
+                }
+                keep
+            });
+            !queue.is_empty()
+        });
+        self.parked_bytes = self.parked_bytes.saturating_sub(freed);
+        self.to_forget.extend(forget);
     }
 
     /// The `mmi.*` services (see the table in the module docs of
@@ -1084,6 +1216,7 @@ impl Broker {
         let code = |status: u16| Status(status);
         let text = |status: u16| format!("{status:03}").into_bytes();
         let body = &request.body;
+        let environment = &request.properties.environment;
         let printable = |frame: &[u8]| {
             !frame.is_empty()
                 && frame.len() <= protocol::MAX_NAME
@@ -1116,23 +1249,24 @@ impl Broker {
             }
             b"mmi.register" => match body.as_slice() {
                 [name, endpoint] if printable(name) && printable(endpoint) => {
-                    if !self.names.contains_key(name) && self.names.len() >= MAX_NAMES {
+                    let key = (environment.clone(), name.clone());
+                    if !self.names.contains_key(&key) && self.names.len() >= MAX_NAMES {
                         return (code(503), vec![text(503)]);
                     }
-                    self.names.insert(name.clone(), endpoint.clone());
+                    self.names.insert(key, endpoint.clone());
                     (code(200), vec![text(200)])
                 }
                 _ => (code(400), vec![text(400)]),
             },
             b"mmi.lookup" => match body.as_slice() {
-                [name] => match self.names.get(name) {
+                [name] => match self.names.get(&(environment.clone(), name.clone())) {
                     Some(endpoint) => (code(200), vec![text(200), endpoint.clone()]),
                     None => (code(404), vec![text(404)]),
                 },
                 _ => (code(400), vec![text(400)]),
             },
             b"mmi.unregister" => match body.as_slice() {
-                [name] => match self.names.remove(name) {
+                [name] => match self.names.remove(&(environment.clone(), name.clone())) {
                     Some(_) => (code(200), vec![text(200)]),
                     None => (code(404), vec![text(404)]),
                 },
@@ -1204,8 +1338,9 @@ fn mdp02_client_frames(
 ) -> Frames {
     let mut frames = vec![routing_id.to_vec()];
     if dialect == ClientDialect::Majortomo {
-        // majortomo reads `[""]["MDPC02"][command][body…]`: no service frame.
-        frames.extend([Vec::new(), MDPC02.to_vec(), vec![command]]);
+        // majortomo reads `[""]["MDPC02"][command][body…]`: no service
+        // frame, and PARTIAL/FINAL numbered 0x03/0x04 (its worker table).
+        frames.extend([Vec::new(), MDPC02.to_vec(), vec![command + 1]]);
     } else {
         frames.extend([MDPC02.to_vec(), vec![command], service.to_vec()]);
     }
@@ -1314,7 +1449,7 @@ mod tests {
             mdp02_client_frames(ClientDialect::Majortomo, b"C", 0x03, b"echo", body.clone());
         assert_eq!(
             majortomo,
-            [&b"C"[..], b"", b"MDPC02", b"\x03", b"hi"].map(<[u8]>::to_vec)
+            [&b"C"[..], b"", b"MDPC02", b"\x04", b"hi"].map(<[u8]>::to_vec)
         );
         let rfc18 = mdp02_client_frames(ClientDialect::Rfc18, b"C", 0x02, b"echo", body);
         assert_eq!(

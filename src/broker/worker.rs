@@ -527,7 +527,7 @@ mod tests {
                 heartbeats += 1;
             }
         }
-        assert!((3..=6).contains(&heartbeats), "{heartbeats} in 240 ms");
+        assert!((2..=8).contains(&heartbeats), "{heartbeats} in 240 ms");
         assert_eq!(worker.connects(), 1, "never reconnected");
     }
 
@@ -581,7 +581,12 @@ mod tests {
     fn disconnect_from_the_broker_means_a_new_ready_from_a_new_id_after_the_back_off() {
         let context = zmq::Context::new();
         let (router, endpoint) = broker(&context);
-        let worker = Worker::with_context(&context, options(&endpoint)).unwrap();
+        // A long liveness (500 ms), so only DISCONNECT explains a quick READY.
+        let patient = WorkerOptions {
+            liveness: 10,
+            ..options(&endpoint)
+        };
+        let worker = Worker::with_context(&context, patient).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = serve(worker, stop.clone());
         let (first, ready, _) = next_command(&router);
@@ -591,10 +596,10 @@ mod tests {
         let (second, ready, at) = next_command(&router);
         assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
         assert_ne!(second, first, "a new socket, a new routing id");
-        // 100 ms of back-off; not 150 ms of silence and then 100 ms.
+        // 100 ms of back-off; not 500 ms of silence and then 100 ms.
         let gap = at - sent;
         assert!(
-            gap >= Duration::from_millis(90) && gap < Duration::from_millis(220),
+            gap >= Duration::from_millis(90) && gap < Duration::from_millis(450),
             "{gap:?}"
         );
         // It works on the new socket.
@@ -638,7 +643,7 @@ mod tests {
             .collect();
         for (gap, expected) in gaps.iter().zip([250, 350, 550, 550]) {
             assert!(
-                *gap + 30 >= expected && *gap < expected + 150,
+                *gap + 30 >= expected && *gap < expected + 250,
                 "gaps {gaps:?}, expected about 250, 350, 550, 550"
             );
         }
@@ -671,7 +676,8 @@ mod tests {
         let (_, ready, at) = next_command(&router);
         assert!(matches!(ready, WorkerCommand::Ready { .. }));
         let gap = (at - silent_from).as_millis();
-        assert!((230..400).contains(&gap), "150 + 100 ms, got {gap}");
+        // Without the reset: 150 + 400 ms.
+        assert!((230..500).contains(&gap), "150 + 100 ms, got {gap}");
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
     }
