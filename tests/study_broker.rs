@@ -902,3 +902,168 @@ fn ten_thousand_malformed_messages_per_dialect_are_dropped_with_bounded_memory_a
     sc.expect(broker, "more faults not logged", secs(5));
     eprintln!("broker: {lines} log lines; RSS {before} KiB before, peak {after} KiB");
 }
+
+// ------------------------------------------------------------- more of the guide, heartbeats, a stream killed
+
+#[test]
+fn titanic_and_ticlient_work_through_the_broker() {
+    let mut sc = Scenario::new("broker-titanic");
+    let broker = start_broker(&mut sc, &["-v"]);
+    let titanic = sc.start("titanic", bin!("titanic"), &["-v"]);
+    for _ in 0..3 {
+        sc.expect(broker, "registering new worker", secs(30));
+    }
+    sc.start("mdworker", bin!("mdworker"), &[]);
+    let client = sc.start("ticlient", bin!("ticlient"), &[]);
+    sc.expect(client, "Reply: Hello world", secs(60));
+    assert_eq!(sc.wait_exit(client, secs(20)), 0);
+    sc.stop_cleanly(titanic, secs(20));
+}
+
+#[test]
+fn a_silent_worker_is_forgotten_and_told_to_go() {
+    let mut sc = Scenario::new("broker-silent-worker");
+    start_broker(
+        &mut sc,
+        &["--worker-expiry-ms", "600", "--heartbeat-ms", "200"],
+    );
+    sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let client = wire::probe(&context, zmq::DEALER).connect(BROKER);
+        // A worker that registers, then never says anything again.
+        let worker = sbp_worker(&context, "quiet", None);
+        wait_registered(&client, "quiet");
+        let registered = Instant::now();
+        // The broker's heartbeats come, then DISCONNECT once it gives up.
+        let heartbeats = std::cell::Cell::new(0);
+        let disconnect = wire::recv_until(&worker, "silent worker", secs(10), |m| {
+            let heartbeat = matches!(
+                parse_worker(m).map(|p| p.command),
+                Ok(WorkerCommand::Heartbeat)
+            );
+            heartbeats.set(heartbeats.get() + usize::from(heartbeat));
+            !heartbeat
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parse_worker(&disconnect).map(|p| p.command),
+            Ok(WorkerCommand::Disconnect)
+        );
+        let after = registered.elapsed();
+        assert!(
+            after >= ms(500),
+            "forgotten after {after:?}, before its expiry"
+        );
+        assert!(heartbeats.get() >= 1, "no heartbeat before the DISCONNECT");
+        let lookup = sbp_request("mmi.service", "gone", Properties::default(), &["quiet"]);
+        send_frames(&client, &lookup.to_frames(false));
+        assert_eq!(text(&sbp_reply(&client).body), ["404"]);
+    });
+}
+
+#[test]
+fn a_stream_of_a_thousand_requests_survives_sigkill_and_restart_of_the_broker() {
+    let mut sc = Scenario::new("broker-stream-kill");
+    let store = sc.dir().join("requests.redb").display().to_string();
+    let broker = start_broker(&mut sc, &["--store", &store]);
+    let worker = sc.start(
+        "broker-worker",
+        bin!("broker-worker"),
+        &["--verbose", "--delay-ms", "2", "stream"],
+    );
+    sc.expect(worker, "worker ready for stream", secs(30));
+    let client = sc.start(
+        "broker-client",
+        bin!("broker-client"),
+        &[
+            "--async",
+            "--batch",
+            "50",
+            "--requests",
+            "1000",
+            "--timeout-ms",
+            "2000",
+            "--retries",
+            "5",
+            "stream",
+            "job",
+        ],
+    );
+    // Kill the broker in the middle of the stream.
+    sc.wait_for(worker, secs(60), "300 requests served", |out| {
+        out.matches("I: request ").count() >= 300
+    });
+    sc.kill(broker);
+    sc.restart(broker);
+    sc.expect(broker, "broker is active at", secs(30));
+    let summary = sc.expect(client, "sent 1000 replies", secs(120));
+    assert!(
+        summary.contains("replies 1000 ok 1000 failed 0 gave-up 0"),
+        "{summary}\n{}",
+        sc.report()
+    );
+    assert_eq!(sc.wait_exit(client, secs(10)), 0);
+}
+
+#[test]
+fn metrics_and_surveys_show_what_the_broker_serves() {
+    let mut sc = Scenario::new("broker-metrics");
+    start_broker(
+        &mut sc,
+        &["--metrics", "127.0.0.1:9100", "--survey-port", "5680"],
+    );
+    let worker = sc.start("broker-worker", bin!("broker-worker"), &["counted"]);
+    sc.expect(worker, "worker ready for counted", secs(30));
+    let client = sc.start(
+        "broker-client",
+        bin!("broker-client"),
+        &["--requests", "5", "counted", "x"],
+    );
+    assert_eq!(sc.wait_exit(client, secs(30)), 0);
+    let text = sc.in_namespace(|| {
+        use std::io::{Read, Write};
+        // The page is refreshed every second: read until it counts 5.
+        let deadline = Instant::now() + secs(10);
+        loop {
+            let mut stream = std::net::TcpStream::connect("127.0.0.1:9100").expect("metrics");
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+                .expect("request");
+            let mut page = String::new();
+            stream.read_to_string(&mut page).expect("page");
+            let counted = "zguide_broker_service_requests_total{environment=\"default\",service=\"counted\"} 5";
+            if page.contains(counted) || Instant::now() > deadline {
+                break page;
+            }
+            std::thread::sleep(ms(100));
+        }
+    });
+    assert!(text.starts_with("HTTP/1."), "{text}");
+    assert!(
+        text.contains(
+            "zguide_broker_service_workers{environment=\"default\",service=\"counted\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "zguide_broker_service_requests_total{environment=\"default\",service=\"counted\"} 5"
+        ),
+        "{text}"
+    );
+    // A UDP survey finds the service on the broker's TCP port.
+    let survey = sc.start(
+        "survey",
+        bin!("survey"),
+        &["--port", "5680", "--window-ms", "1000", "counted"],
+    );
+    sc.expect(survey, "counted at tcp://", secs(10));
+    assert!(sc.output(survey).contains(":5555"), "{}", sc.output(survey));
+    assert_eq!(sc.wait_exit(survey, secs(10)), 0);
+    let nobody = sc.start(
+        "survey-none",
+        bin!("survey"),
+        &["--port", "5680", "--window-ms", "500", "nothing-here"],
+    );
+    assert_eq!(sc.wait_exit(nobody, secs(10)), 1);
+}
