@@ -1067,3 +1067,13 @@ fn metrics_and_surveys_show_what_the_broker_serves() {
     );
     assert_eq!(sc.wait_exit(nobody, secs(10)), 1);
 }
+
+#[test]
+fn the_broker_scenario_runs_to_its_end() {
+    let (sc, runner) = common::runs::run_to_the_end("broker", &[], 120);
+    let output = sc.output(runner);
+    assert!(
+        output.contains("[broker-client] sent 10000 replies 10000 ok 10000 failed 0 gave-up 0"),
+        "{output}"
+    );
+}

@@ -330,6 +330,12 @@ impl Broker {
             }
             None => None,
         };
+        // The store first: a broker that cannot open it (another broker has
+        // it locked) must not bind and take requests.
+        let store = match &options.store {
+            Some(path) => Some(Store::open(path)?),
+            None => None,
+        };
         let socket = crate::socket::new(context, zmq::ROUTER)
             .max_message_size(options.max_frame)
             .send_hwm(options.hwm)
@@ -367,10 +373,6 @@ impl Broker {
                 log::info!("metrics at http://{}/metrics", server.local_addr());
                 Some(server)
             }
-            None => None,
-        };
-        let store = match &options.store {
-            Some(path) => Some(Store::open(path)?),
             None => None,
         };
         let mut broker = Broker {
@@ -833,7 +835,7 @@ impl Broker {
                 } else {
                     if self.options.verbose {
                         log::info!(
-                            "I: registering new worker: {} for {} in {}",
+                            "registering new worker: {} for {} in {}",
                             show(&worker),
                             show(&service),
                             show(properties.environment.as_bytes())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use zguide::perf::Report;
 
-use crate::guide_jobs;
+use crate::{broker_jobs, guide_jobs};
 use crate::procs::{find_program, last_lines, Namespace, Proc};
 
 /// The TCP port the perf pairs use inside their private namespace.
@@ -68,6 +68,30 @@ pub enum Job {
         bisections: u32,
         seconds: f64,
     },
+    /// `client` (`mdclient` or `mdclient2`) + `workers` × `mdworker`
+    /// through the study's `broker` (our side) or the reference's
+    /// `mdbroker`: requests per second, and the client's wall time. The
+    /// client and workers are ours on both sides, so only the broker differs.
+    BrokerMdp {
+        client: &'static str,
+        workers: usize,
+        requests: u64,
+    },
+    /// `mdclient2` + `workers` × `mdworker` through our `broker`, then
+    /// through our `mdbroker`: req/s of each and broker ÷ mdbroker.
+    BrokerVsMdbroker { workers: usize, requests: u64 },
+    /// The bench's SBP/1 client keeping `window` requests in flight to
+    /// `workers` × `broker-worker` through `broker`, plain, with `--store`,
+    /// with CURVE and with both: req/s of each, and store ÷ plain in %.
+    BrokerSbpAsync {
+        workers: usize,
+        requests: u64,
+        window: usize,
+    },
+    /// The bench's SBP/1 client, one request at a time, to one
+    /// `broker-worker` through `broker`, plain and with `--store`: req/s,
+    /// round trip p50 and p99 in µs of each, and store ÷ plain in %.
+    BrokerSbpSync { requests: u64 },
 }
 
 /// The figures of one run: a value per row of the job, plus a secondary
@@ -84,6 +108,11 @@ pub struct Side<'a> {
     /// The other side's folder, for `broker_only` runs (the clients and
     /// workers always come from the reference there).
     pub reference_dir: Option<&'a Path>,
+    /// Our folder, on both sides: the `broker` group's MDP clients and
+    /// workers always come from it.
+    pub ours_dir: &'a Path,
+    /// Whether this is the reference side.
+    pub is_reference: bool,
 }
 
 impl Job {
@@ -117,6 +146,21 @@ impl Job {
             Job::CloneUpdates { .. } | Job::CloneSnapshot { .. } => vec!["clonesrv5"],
             Job::FileIo { .. } => crate::guide_jobs::FILEIO_PROGRAMS.to_vec(),
             Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => vec!["tspub", "tssub"],
+            Job::BrokerMdp { client, .. } => vec!["broker", "mdworker", client],
+            Job::BrokerVsMdbroker { .. } => vec!["broker", "mdbroker", "mdworker", "mdclient2"],
+            Job::BrokerSbpAsync { .. } | Job::BrokerSbpSync { .. } => {
+                vec!["broker", "broker-worker"]
+            }
+        }
+    }
+
+    /// The programs this job needs from one side's folder: as
+    /// [`Job::programs`], except that the `broker` group's MDP rows take
+    /// only the broker from the reference (its C++ `mdbroker`).
+    pub fn programs_on(&self, reference: bool) -> Vec<&'static str> {
+        match self {
+            Job::BrokerMdp { .. } if reference => vec!["mdbroker"],
+            _ => self.programs(),
         }
     }
 
@@ -133,6 +177,13 @@ impl Job {
             ),
             Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => {
                 Some("no reference: tspub/tssub are zguide-rs's own study tools")
+            }
+            Job::BrokerVsMdbroker { .. } => Some(
+                "no reference: compares two programs of ours (the study's broker, the guide's \
+                 mdbroker)",
+            ),
+            Job::BrokerSbpAsync { .. } | Job::BrokerSbpSync { .. } => {
+                Some("no reference: SBP/1 is the study's own protocol")
             }
             _ => None,
         }
@@ -166,6 +217,56 @@ impl Job {
                 bisections,
                 seconds,
             } => guide_jobs::pubsub_max_rate(&program, start, bisections, seconds, timeout),
+            Job::BrokerMdp {
+                client,
+                workers,
+                requests,
+            } => {
+                // Our broker against the reference's mdbroker; the client
+                // and the workers are ours on both sides.
+                let broker = if side.is_reference {
+                    program("mdbroker")?
+                } else {
+                    program("broker")?
+                };
+                let peer = |name: &str| -> Result<PathBuf, String> {
+                    find_program(side.ours_dir, name)
+                        .ok_or_else(|| format!("no {name} in {}", side.ours_dir.display()))
+                };
+                let (rate, wall) = majordomo(&broker, &peer, client, workers, requests, timeout)?;
+                Ok(Sample {
+                    values: vec![rate],
+                    secondary: Some(wall),
+                })
+            }
+            Job::BrokerVsMdbroker { workers, requests } => {
+                let (ours, _) = majordomo(
+                    &program("broker")?,
+                    &program,
+                    "mdclient2",
+                    workers,
+                    requests,
+                    timeout,
+                )?;
+                let (guide, _) = majordomo(
+                    &program("mdbroker")?,
+                    &program,
+                    "mdclient2",
+                    workers,
+                    requests,
+                    timeout,
+                )?;
+                Ok(Sample {
+                    values: vec![ours, guide, ours / guide],
+                    secondary: None,
+                })
+            }
+            Job::BrokerSbpAsync {
+                workers,
+                requests,
+                window,
+            } => broker_jobs::sbp_async(&program, workers, requests, window, timeout),
+            Job::BrokerSbpSync { requests } => broker_jobs::sbp_sync(&program, requests, timeout),
             Job::TcpThr { size, count } => {
                 let ns = Namespace::new()?;
                 let args = perf_args(PERF_PORT, size, count);
@@ -236,39 +337,62 @@ impl Job {
                     find_program(peers_dir, name)
                         .ok_or_else(|| format!("no {name} in {}", peers_dir.display()))
                 };
-                let ns = Namespace::new()?;
-                let env = [("ZGUIDE_REQUESTS", requests.to_string())];
-                let _broker = ns.start("mdbroker", &program("mdbroker")?, &[], &env)?;
-                ns.wait_for_port(BROKER_PORT, timeout)?;
-                let mut pool = Vec::new();
-                for n in 0..workers {
-                    pool.push(ns.start(&format!("mdworker-{n}"), &peer("mdworker")?, &[], &env)?);
-                }
-                // Workers register with READY right after connecting; give
-                // them a moment so the client does not time the start-up.
-                std::thread::sleep(Duration::from_millis(300 + 20 * workers as u64));
-                let mut client_proc = ns.start(client, &peer(client)?, &[], &env)?;
-                expect_success(&mut client_proc, timeout)?;
-                let wall = client_proc.wall_secs().unwrap_or(f64::NAN);
-                let answered = replies(client_proc.output()).ok_or_else(|| {
-                    format!(
-                        "{client} printed no count: {}",
-                        last_lines(client_proc.output(), 3)
-                    )
-                })?;
-                if answered < requests {
-                    return Err(format!(
-                        "{client} got {answered} of {requests} replies: {}",
-                        last_lines(client_proc.output(), 3)
-                    ));
-                }
+                let (rate, wall) = majordomo(
+                    &program("mdbroker")?,
+                    &peer,
+                    client,
+                    workers,
+                    requests,
+                    timeout,
+                )?;
                 Ok(Sample {
-                    values: vec![answered as f64 / wall],
+                    values: vec![rate],
                     secondary: Some(wall),
                 })
             }
         }
     }
+}
+
+/// `broker` (any MDP/0.1 broker binding tcp 5555) + `workers` × `mdworker`
+/// + `client` (`mdclient` or `mdclient2`, asked for `requests` requests),
+/// the client and workers found by `peer`, in a fresh namespace: (replies
+/// per second of the client's wall time, that wall time in s).
+pub fn majordomo(
+    broker: &Path,
+    peer: &dyn Fn(&str) -> Result<PathBuf, String>,
+    client: &str,
+    workers: usize,
+    requests: u64,
+    timeout: Duration,
+) -> Result<(f64, f64), String> {
+    let ns = Namespace::new()?;
+    let env = [("ZGUIDE_REQUESTS", requests.to_string())];
+    let _broker = ns.start("broker", broker, &[], &env)?;
+    ns.wait_for_port(BROKER_PORT, timeout)?;
+    let mut pool = Vec::new();
+    for n in 0..workers {
+        pool.push(ns.start(&format!("mdworker-{n}"), &peer("mdworker")?, &[], &env)?);
+    }
+    // Workers register with READY right after connecting; give them a
+    // moment so the client does not time the start-up.
+    std::thread::sleep(Duration::from_millis(300 + 20 * workers as u64));
+    let mut client_proc = ns.start(client, &peer(client)?, &[], &env)?;
+    expect_success(&mut client_proc, timeout)?;
+    let wall = client_proc.wall_secs().unwrap_or(f64::NAN);
+    let answered = replies(client_proc.output()).ok_or_else(|| {
+        format!(
+            "{client} printed no count: {}",
+            last_lines(client_proc.output(), 3)
+        )
+    })?;
+    if answered < requests {
+        return Err(format!(
+            "{client} got {answered} of {requests} replies: {}",
+            last_lines(client_proc.output(), 3)
+        ));
+    }
+    Ok((answered as f64 / wall, wall))
 }
 
 fn command(program: &Path, args: &[String]) -> std::process::Command {
