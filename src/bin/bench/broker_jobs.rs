@@ -229,7 +229,11 @@ fn sbp_run(
     for proc in &mut pool {
         proc.wait_for_line("worker ready", deadline)?;
     }
-    let curve = if setup.curve { text(dir.to_path_buf()) } else { "-".to_string() };
+    let curve = if setup.curve {
+        text(dir.to_path_buf())
+    } else {
+        "-".to_string()
+    };
     let args = vec![
         "--internal-broker-load".to_string(),
         requests.to_string(),
@@ -339,9 +343,7 @@ fn load(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "{answered} of {requests} replies within {limit:?}"
-            ));
+            return Err(format!("{answered} of {requests} replies within {limit:?}"));
         }
         match client
             .recv(left.min(Duration::from_secs(1)))

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use zguide::perf::Report;
 
-use crate::{broker_jobs, guide_jobs};
 use crate::procs::{find_program, last_lines, Namespace, Proc};
+use crate::{broker_jobs, guide_jobs};
 
 /// The TCP port the perf pairs use inside their private namespace.
 const PERF_PORT: u16 = 5555;

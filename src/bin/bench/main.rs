@@ -20,7 +20,12 @@
 //! * file transfer (§47): `fileio1`…`fileio3` in MB/s on a `mktestdata`
 //!   file (1 GiB, `--fileio-mib`), beside a raw TCP copy of the same file;
 //! * the study's pub-sub (`tspub`/`tssub`): latency p50/p99/p99.9 at 10k and
-//!   100k msg/s, and the highest lossless rate.
+//!   100k msg/s, and the highest lossless rate;
+//! * the study's `broker`: MDP requests/s (`mdclient2` with 10 workers,
+//!   `mdclient` with 1) against the reference's `mdbroker` and against our
+//!   own, and SBP/1 requests/s with the bench's own client, async (10
+//!   workers) and sync (1 worker, p50/p99 round trip), with persistence
+//!   (`--store`) and CURVE on and off.
 //!
 //! It prints a table and writes the same figures to `results.json` and
 //! `results.csv`, with a plot of the size sweep in `sweep.svg`, in
@@ -31,6 +36,7 @@
 //! and reports medians and the ratio. A program missing from either side
 //! skips its row with a note. See `zguide/benchmarks.md`.
 
+mod broker_jobs;
 mod guide_jobs;
 mod internal;
 mod jobs;
@@ -46,7 +52,7 @@ use zguide::interrupt;
 
 const HELP: &str = "\
 bench: zguide-rs benchmark suite (libzmq perf tools, tripping, Majordomo, Freelance,
-Binary Star, Clone, file transfer, pub-sub)
+Binary Star, Clone, file transfer, pub-sub, the study's broker)
 
 USAGE: bench [OPTIONS]
 
@@ -69,7 +75,12 @@ OPTIONS:
                         fileio         fileio1..3 MB/s beside a raw TCP copy
                         pubsub         tspub/tssub latency at 10k and 100k msg/s and
                                        the highest lossless rate
-  --requests N        Majordomo requests per client run (default 100000)
+                        broker         the study's broker: MDP req/s beside mdbroker
+                                       (mdclient2 + 10 workers, mdclient + 1 worker);
+                                       SBP/1 req/s async (10 workers) and sync (1 worker,
+                                       p50/p99), persistence and CURVE on and off
+  --requests N        Majordomo requests per client run (default 100000; the broker
+                      group's async runs take N, its sync runs N/10; --quick: 2000/500)
   --fileio-mib N      size of the fileio test file in MiB (default 1024; --quick: 16)
   --timeout SECS      limit for one program run (default 120)
   --out DIR           where results.json, results.csv and sweep.svg go
@@ -82,15 +93,17 @@ ENVIRONMENT:
                              inproc_lat, tripping, mdbroker, mdworker, mdclient,
                              mdclient2, flclient2, flserver2, bstarsrv, bstarcli,
                              clonesrv5, fileio1, fileio2, fileio3); each row then also
-                             runs them and prints the ratio (flclient3/flserver3 and
-                             tspub/tssub rows have no reference column).
+                             runs them and prints the ratio (flclient3/flserver3,
+                             tspub/tssub and the broker group's SBP/1 rows have no
+                             reference column; its MDP rows run the reference's
+                             mdbroker with our clients and workers).
                              Nothing of the reference is built or shipped by zguide-rs.
 ";
 
 const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
 
 /// Every group `--only` knows, in table order.
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "tcp",
     "inproc",
     "tripping",
@@ -100,6 +113,7 @@ const GROUPS: [&str; 9] = [
     "clone",
     "fileio",
     "pubsub",
+    "broker",
 ];
 
 /// The fileio test file's name (the guide's programs read `./testdata`).
@@ -122,6 +136,9 @@ struct Options {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(code) = internal::dispatch(&args) {
+        std::process::exit(code);
+    }
+    if let Some(code) = broker_jobs::dispatch(&args) {
         std::process::exit(code);
     }
     if args.first().map(String::as_str) == Some("--internal-wait-port") {
@@ -451,7 +468,117 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
         };
         plan.push((row, job, 0));
     }
+    if wants("broker") {
+        broker_plan(options, &mut plan);
+    }
     plan
+}
+
+/// Requests per run of the `broker` group: (async, sync).
+fn broker_requests(options: &Options) -> (u64, u64) {
+    if options.quick {
+        (2_000, 500)
+    } else {
+        (options.requests, (options.requests / 10).max(1))
+    }
+}
+
+/// Requests the SBP/1 async client keeps in flight.
+const BROKER_WINDOW: usize = 1_000;
+
+/// The `broker` group's rows.
+fn broker_plan(options: &Options, plan: &mut Vec<(Row, Job, usize)>) {
+    let (many, few) = broker_requests(options);
+    let peers = "the client and workers are ours on both sides, so only the broker differs \
+                 (the C++ mdclient2 gets no replies from C++ mdworkers, and the C++ clients \
+                 ignore ZGUIDE_REQUESTS)";
+    for (client, workers, requests, goal) in
+        [("mdclient2", 10, many, 2.0), ("mdclient", 1, few, 1.0)]
+    {
+        let test = format!(
+            "MDP {}, {client}, {workers} worker{}",
+            if workers > 1 { "async" } else { "sync" },
+            if workers > 1 { "s" } else { "" }
+        );
+        let mut row = Row::new("broker", &test, "req/s", Better::Higher, Some(goal));
+        row.secondary_unit = Some("s wall");
+        row.detail = format!(
+            "{requests} requests; ours: the study's broker, reference: the reference's \
+             mdbroker; {peers}"
+        );
+        let job = Job::BrokerMdp {
+            client,
+            workers,
+            requests,
+        };
+        plan.push((row, job, 0));
+    }
+
+    let job = Job::BrokerVsMdbroker {
+        workers: 10,
+        requests: many,
+    };
+    for (n, (test, unit)) in [
+        ("MDP async, 10 workers: broker", "req/s"),
+        ("MDP async, 10 workers: our mdbroker", "req/s"),
+        ("MDP async, 10 workers: broker / our mdbroker", "x"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut row = Row::new("broker", test, unit, Better::Higher, None);
+        row.detail = format!(
+            "mdclient2 ({many} requests) and 10 mdworkers, ours, through our broker and then \
+             our mdbroker; goal: the broker >= 2x the C++ mdbroker"
+        );
+        plan.push((row, job.clone(), n));
+    }
+
+    let job = Job::BrokerSbpAsync {
+        workers: 10,
+        requests: many,
+        window: BROKER_WINDOW,
+    };
+    let async_rows = [
+        ("SBP/1 async, 10 workers", "req/s"),
+        ("SBP/1 async, 10 workers, store", "req/s"),
+        ("SBP/1 async, 10 workers, CURVE", "req/s"),
+        ("SBP/1 async, 10 workers, CURVE + store", "req/s"),
+        ("SBP/1 async: store / plain", "%"),
+        ("SBP/1 async: CURVE + store / CURVE", "%"),
+    ];
+    for (n, (test, unit)) in async_rows.into_iter().enumerate() {
+        let mut row = Row::new("broker", test, unit, Better::Higher, None);
+        row.detail = format!(
+            "the bench's SBP/1 client, {many} requests, {BROKER_WINDOW} in flight, 10 \
+             broker-workers (echo); store: --store (redb, fresh file); CURVE: every peer \
+             authenticated"
+        );
+        if n >= 4 {
+            row.detail
+                .push_str("; goal: >= 50 % (persistence costs less than half)");
+        }
+        plan.push((row, job.clone(), n));
+    }
+
+    let job = Job::BrokerSbpSync { requests: few };
+    let sync_rows = [
+        ("SBP/1 sync, 1 worker", "req/s", Better::Higher),
+        ("SBP/1 sync, 1 worker, p50", "us", Better::Lower),
+        ("SBP/1 sync, 1 worker, p99", "us", Better::Lower),
+        ("SBP/1 sync, 1 worker, store", "req/s", Better::Higher),
+        ("SBP/1 sync, 1 worker, store, p50", "us", Better::Lower),
+        ("SBP/1 sync, 1 worker, store, p99", "us", Better::Lower),
+        ("SBP/1 sync: store / plain", "%", Better::Higher),
+    ];
+    for (n, (test, unit, better)) in sync_rows.into_iter().enumerate() {
+        let mut row = Row::new("broker", test, unit, better, None);
+        row.detail = format!(
+            "the bench's SBP/1 client, {few} requests one at a time, 1 broker-worker (echo); \
+             p50/p99: round trip, send to reply"
+        );
+        plan.push((row, job.clone(), n));
+    }
 }
 
 fn run(options: &Options) -> Result<(), String> {
@@ -550,6 +677,8 @@ fn run(options: &Options) -> Result<(), String> {
                     &Side {
                         dir,
                         reference_dir: reference.as_deref(),
+                        ours_dir: &ours,
+                        is_reference: slot == 1,
                     },
                     options.timeout,
                 );
@@ -619,6 +748,9 @@ fn same_job(a: &Job, b: &Job) -> bool {
     match (a, b) {
         (Job::Tripping, Job::Tripping) | (Job::FileIo { .. }, Job::FileIo { .. }) => true,
         (Job::PubsubLatency { rate: x, .. }, Job::PubsubLatency { rate: y, .. }) => x == y,
+        (Job::BrokerVsMdbroker { .. }, Job::BrokerVsMdbroker { .. })
+        | (Job::BrokerSbpAsync { .. }, Job::BrokerSbpAsync { .. })
+        | (Job::BrokerSbpSync { .. }, Job::BrokerSbpSync { .. }) => true,
         _ => false,
     }
 }
@@ -630,15 +762,15 @@ fn sides_for<'a>(
     ours: &'a std::path::Path,
     reference: Option<&'a std::path::Path>,
 ) -> [Result<&'a std::path::Path, String>; 2] {
-    let missing = |dir: &std::path::Path| {
-        job.programs()
+    let missing = |dir: &std::path::Path, reference: bool| {
+        job.programs_on(reference)
             .into_iter()
             .find(|name| procs::find_program(dir, name).is_none())
     };
     let our_side = if row.needs_reference && reference.is_none() {
         Err("skipped: needs ZGUIDE_REFERENCE_BIN".to_string())
     } else {
-        match missing(ours) {
+        match missing(ours, false) {
             Some(name) => Err(format!("skipped: no {name} built yet")),
             None => Ok(ours),
         }
@@ -648,7 +780,7 @@ fn sides_for<'a>(
         Some(_) if job.no_reference().is_some() => {
             Err(job.no_reference().unwrap_or_default().to_string())
         }
-        Some(dir) => match missing(dir) {
+        Some(dir) => match missing(dir, true) {
             Some(name) => Err(format!("no reference {name}")),
             None => Ok(dir),
         },
@@ -711,8 +843,82 @@ mod tests {
             panic!("no arguments are refused");
         };
         let rows = plan(&all);
-        for group in ["freelance", "binarystar", "clone", "fileio", "pubsub"] {
+        for group in [
+            "freelance",
+            "binarystar",
+            "clone",
+            "fileio",
+            "pubsub",
+            "broker",
+        ] {
             assert!(rows.iter().any(|(row, _, _)| row.group == group), "{group}");
         }
+    }
+
+    #[test]
+    fn the_broker_group_plans_its_rows_and_counts() {
+        let Ok(Some(options)) = parse(&args(&["--only", "broker"])) else {
+            panic!("--only broker is refused");
+        };
+        let rows = plan(&options);
+        assert!(rows.iter().all(|(row, _, _)| row.group == "broker"));
+        let tests: Vec<&str> = rows.iter().map(|(row, _, _)| row.test.as_str()).collect();
+        for test in [
+            "MDP async, mdclient2, 10 workers",
+            "MDP sync, mdclient, 1 worker",
+            "MDP async, 10 workers: broker / our mdbroker",
+            "SBP/1 async, 10 workers",
+            "SBP/1 async, 10 workers, store",
+            "SBP/1 async, 10 workers, CURVE",
+            "SBP/1 async, 10 workers, CURVE + store",
+            "SBP/1 async: store / plain",
+            "SBP/1 sync, 1 worker, p50",
+            "SBP/1 sync, 1 worker, store, p99",
+        ] {
+            assert!(tests.contains(&test), "{test} in {tests:?}");
+        }
+        // The goal: 2x the reference's mdbroker, async with 10 workers.
+        let (first, job, _) = &rows[0];
+        assert_eq!(first.goal, Some(2.0));
+        assert!(matches!(
+            job,
+            Job::BrokerMdp {
+                client: "mdclient2",
+                workers: 10,
+                requests: 100_000
+            }
+        ));
+        assert_eq!(job.programs_on(true), ["mdbroker"]);
+        assert_eq!(job.programs_on(false), ["broker", "mdworker", "mdclient2"]);
+        // Rows of one job are numbered in order, so the job runs once.
+        for (n, (_, job, slot)) in rows
+            .iter()
+            .filter(|(_, job, _)| matches!(job, Job::BrokerSbpSync { .. }))
+            .enumerate()
+        {
+            assert_eq!(*slot, n);
+            assert!(matches!(job, Job::BrokerSbpSync { requests: 10_000 }));
+        }
+        assert!(rows
+            .iter()
+            .any(|(_, job, _)| job.no_reference().is_some_and(|r| r.contains("SBP/1"))));
+
+        let Ok(Some(quick)) = parse(&args(&["--quick", "--only", "broker"])) else {
+            panic!("--quick --only broker is refused");
+        };
+        assert_eq!(broker_requests(&quick), (2_000, 500));
+        let quick_rows = plan(&quick);
+        assert!(quick_rows.iter().any(|(_, job, _)| matches!(
+            job,
+            Job::BrokerSbpAsync {
+                requests: 2_000,
+                window: BROKER_WINDOW,
+                ..
+            }
+        )));
+        let Ok(Some(more)) = parse(&args(&["--only", "broker", "--requests", "5000"])) else {
+            panic!("--requests is refused");
+        };
+        assert_eq!(broker_requests(&more), (5_000, 500));
     }
 }
