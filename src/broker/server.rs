@@ -974,9 +974,10 @@ impl Broker {
                     }
                     let frames = self.worker_request_frames(&worker, client, request);
                     if !self.send(&frames) {
-                        // The worker is gone: its request goes back or fails.
+                        // The worker is gone and never saw the request: it
+                        // is queued again for another worker.
                         self.workers.remove(&worker);
-                        queue.extend(self.state.worker_gone(&worker));
+                        queue.extend(self.state.worker_unreachable(&worker));
                     }
                 }
                 Action::Disconnect { worker } => self.disconnect(&worker),

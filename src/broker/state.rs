@@ -358,6 +358,18 @@ impl BrokerState {
         actions
     }
 
+    /// A REQUEST could not be sent to `worker` (it is gone): the worker is
+    /// forgotten and the request, which it never saw, is queued again in its
+    /// old place whatever its `idempotent` property says.
+    pub fn worker_unreachable(&mut self, worker: &[u8]) -> Vec<Action> {
+        let key = self.workers.get(worker).map(|w| w.service.clone());
+        let mut actions = self.forget_worker_requeue(worker, true);
+        if let Some(key) = key {
+            actions.extend(self.dispatch(&key));
+        }
+        actions
+    }
+
     /// Time passes: silent workers are forgotten (idle ones after
     /// `worker_expiry`, busy ones after `busy_expiry`), stale requests are
     /// answered 504, rates are measured, and queued work is dispatched.
@@ -465,6 +477,12 @@ impl BrokerState {
     /// Removes a worker; its request in progress is answered 500, or queued
     /// again in its old place if the request said it is idempotent.
     fn forget_worker(&mut self, worker: &[u8]) -> Vec<Action> {
+        self.forget_worker_requeue(worker, false)
+    }
+
+    /// [`forget_worker`](Self::forget_worker); with `requeue`, its request
+    /// goes back to the queue even if it is not idempotent.
+    fn forget_worker_requeue(&mut self, worker: &[u8], requeue: bool) -> Vec<Action> {
         let Some(record) = self.workers.remove(worker) else {
             return Vec::new();
         };
@@ -475,7 +493,7 @@ impl BrokerState {
         service.workers = service.workers.saturating_sub(1);
         service.idle.retain(|w| w.as_slice() != worker);
         match record.busy {
-            Some((arrival, pending)) if pending.request.properties.idempotent => {
+            Some((arrival, pending)) if requeue || pending.request.properties.idempotent => {
                 let position = (Reverse(pending.request.properties.priority), arrival);
                 let size = cost(&pending);
                 service.queued_bytes += size;
@@ -967,5 +985,24 @@ mod tests {
         assert_eq!((svc.requests, svc.replies, svc.failures), (11, 10, 1));
         let expected = 11.0 / RATE_PERIOD.as_secs_f64();
         assert!((svc.rate - expected).abs() < 1e-9, "rate {}", svc.rate);
+    }
+
+    #[test]
+    fn a_request_that_never_reached_its_worker_is_queued_again() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        broker.worker_ready(b"GONE", b"svc".to_vec(), &Properties::default(), now);
+        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        assert_eq!(handed(&actions), [pair("GONE", "1")]);
+        // Not idempotent, but the worker never got it: no 500, queued again.
+        assert!(broker.worker_unreachable(b"GONE").is_empty());
+        assert_eq!(broker.queued("default", b"svc"), 1);
+        let actions = broker.worker_ready(b"NEXT", b"svc".to_vec(), &Properties::default(), now);
+        assert_eq!(handed(&actions), [pair("NEXT", "1")]);
+        // A worker that dies holding it: 500, as before.
+        assert_eq!(
+            answered(&broker.worker_gone(b"NEXT")),
+            [("C".into(), "1".into(), 500)]
+        );
     }
 }
