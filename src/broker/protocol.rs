@@ -447,6 +447,22 @@ fn with_header(signature: &[u8], command: u8, leading_empty: bool) -> Frames {
     frames
 }
 
+/// The frames of a worker REQUEST before its body, borrowed (a broker sends
+/// them without copying).
+pub fn worker_request_head<'a>(
+    client: &'a [u8],
+    request: &'a Request,
+    leading_empty: bool,
+) -> Vec<&'a [u8]> {
+    let mut head: Vec<&'a [u8]> = Vec::with_capacity(8);
+    if leading_empty {
+        head.push(b"");
+    }
+    head.extend([WORKER, &[0x02], client, &request.address]);
+    head.extend([request.properties.raw.as_slice(), &request.correlation]);
+    head
+}
+
 impl ClientCommand {
     /// The frames of this command, after an empty frame if `leading_empty`.
     pub fn to_frames(&self, leading_empty: bool) -> Frames {
@@ -488,9 +504,10 @@ impl WorkerCommand {
                 frames
             }
             WorkerCommand::Request { client, request } => {
-                let mut frames = with_header(WORKER, 0x02, leading_empty);
-                frames.extend([client.clone(), request.address.clone()]);
-                frames.extend([request.properties.raw.clone(), request.correlation.clone()]);
+                let mut frames: Frames = worker_request_head(client, request, leading_empty)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect();
                 frames.extend(request.body.iter().cloned());
                 frames
             }

@@ -66,7 +66,7 @@
 //! | replies kept for an SBP/1 client that is not connected | 10,000 per client, 64 MiB in all, 60 s | dropped (the client retries by correlation id) |
 //! | log lines about peers | 10 per 2.5 s for each kind of fault, escaped and cut | counted, the count logged |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -167,6 +167,17 @@ fn split_token(token: &[u8]) -> Option<(ClientDialect, &[u8])> {
         return None;
     }
     Some((ClientDialect::from_tag(tag)?, routing_id))
+}
+
+/// Which protocol and side a message speaks, by its signature frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    Mdp01Client,
+    Mdp02Client,
+    SbpClient,
+    Mdp01Worker,
+    Mdp02Worker,
+    SbpWorker,
 }
 
 /// What became of a send.
@@ -304,6 +315,8 @@ pub struct Broker {
     /// Partial bodies held per worker for a client that takes one reply.
     partials: HashMap<Vec<u8>, (Frames, usize)>,
     figures: BrokerFigures,
+    /// The properties of every MDP request (made once: they are the same).
+    default_properties: Properties,
     started: Instant,
     next_correlation: u64,
     heartbeat_at: Instant,
@@ -387,6 +400,7 @@ impl Broker {
             parked: HashMap::new(),
             parked_bytes: 0,
             figures: BrokerFigures::default(),
+            default_properties: Properties::default(),
             started: Instant::now(),
             next_correlation: 0,
             heartbeat_at: Instant::now() + options.heartbeat,
@@ -445,7 +459,13 @@ impl Broker {
                 Err(e) => return Err(e),
             };
             if ready[0] {
-                self.read_batch()?;
+                // Read on while messages wait (a few batches at most, so the
+                // timers below still run on time under load).
+                for _ in 0..8 {
+                    if self.read_batch()? < BATCH {
+                        break;
+                    }
+                }
             }
             if ready.get(1).copied().unwrap_or(false) {
                 self.answer_surveys();
@@ -491,7 +511,7 @@ impl Broker {
 
     /// Reads what is waiting (up to [`BATCH`] messages), stores the new
     /// requests in one transaction, then acts on each message in order.
-    fn read_batch(&mut self) -> Result<(), Error> {
+    fn read_batch(&mut self) -> Result<usize, Error> {
         let mut inbound = Vec::new();
         while inbound.len() < BATCH {
             let Some(message) = Message::try_recv(&self.socket)? else {
@@ -502,11 +522,12 @@ impl Broker {
             }
             inbound.push(self.classify(message.into_frames()));
         }
+        let count = inbound.len();
         self.store_requests(&mut inbound);
         for message in inbound {
             self.handle(message);
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Writes every new SBP/1 request of the batch to the store, in one
@@ -609,12 +630,13 @@ impl Broker {
     }
 
     /// Reads one message's dialect and command.
-    fn classify(&mut self, mut frames: Frames) -> Inbound {
+    fn classify(&mut self, frames: Frames) -> Inbound {
         let malformed = Inbound::Malformed { answer: None };
-        if frames.is_empty() {
+        // A deque: header frames come off the front without copying the body.
+        let mut frames = VecDeque::from(frames);
+        let Some(routing_id) = frames.pop_front() else {
             return malformed;
-        }
-        let routing_id = frames.remove(0);
+        };
         if routing_id.is_empty() || routing_id.len() > protocol::MAX_NAME - 1 {
             self.fault(format_args!(
                 "broker: a routing id of {} bytes; dropped",
@@ -622,61 +644,74 @@ impl Broker {
             ));
             return malformed;
         }
-        if self.parked.contains_key(&routing_id) {
+        if !self.parked.is_empty() && self.parked.contains_key(&routing_id) {
             self.unpark(&routing_id);
         }
-        let leading_empty = frames.first().is_some_and(Vec::is_empty);
+        let leading_empty = frames.front().is_some_and(Vec::is_empty);
         let signature = frames
             .get(usize::from(leading_empty))
-            .cloned()
-            .unwrap_or_default();
-        let rest = || frames[usize::from(leading_empty) + 1..].to_vec();
-        match signature.as_slice() {
-            MDPC01 => self.mdp_request(&routing_id, ClientDialect::Mdp01, rest()),
-            MDPC02 => {
-                let mut rest = rest();
-                // RFC 18 numbers client commands REQUEST 0x01, PARTIAL 0x02,
-                // FINAL 0x03; majortomo uses its worker table for clients
-                // too: REQUEST 0x02, PARTIAL 0x03, FINAL 0x04.
-                let request = if leading_empty { 0x02 } else { 0x01 };
-                if rest.first().map(Vec::as_slice) != Some(&[request]) {
-                    self.fault(format_args!(
-                        "broker: an MDP/0.2 client command that is not REQUEST, from {}",
-                        show(&routing_id)
-                    ));
-                    return malformed;
-                }
-                rest.remove(0);
-                let dialect = if leading_empty {
-                    ClientDialect::Majortomo
-                } else {
-                    ClientDialect::Rfc18
-                };
-                self.mdp_request(&routing_id, dialect, rest)
-            }
-            protocol::CLIENT => self.sbp_client(routing_id, &frames),
-            MDPW01 | MDPW02 | protocol::WORKER => {
-                let (dialect, command) = match signature.as_slice() {
-                    MDPW01 => (WorkerDialect::Mdp01, mdp_worker(false, rest())),
-                    MDPW02 => (
-                        WorkerDialect::Mdp02 { leading_empty },
-                        mdp_worker(true, rest()),
-                    ),
-                    _ => (WorkerDialect::Sbp { leading_empty }, sbp_worker(&frames)),
-                };
-                Inbound::Worker {
-                    routing_id,
-                    dialect,
-                    command,
-                }
-            }
+            .map_or(&[][..], Vec::as_slice);
+        let protocol = match signature {
+            MDPC01 => Signature::Mdp01Client,
+            MDPC02 => Signature::Mdp02Client,
+            protocol::CLIENT => Signature::SbpClient,
+            MDPW01 => Signature::Mdp01Worker,
+            MDPW02 => Signature::Mdp02Worker,
+            protocol::WORKER => Signature::SbpWorker,
             _ => {
                 self.fault(format_args!(
                     "broker: invalid message from {}: {}",
                     show(&routing_id),
                     Message::from_frames(frames.iter().cloned()).summary()
                 ));
-                malformed
+                return malformed;
+            }
+        };
+        let header = usize::from(leading_empty) + 1;
+        match protocol {
+            Signature::Mdp01Client => {
+                frames.drain(..header);
+                self.mdp_request(&routing_id, ClientDialect::Mdp01, frames)
+            }
+            Signature::Mdp02Client => {
+                frames.drain(..header);
+                // RFC 18 numbers client commands REQUEST 0x01, PARTIAL 0x02,
+                // FINAL 0x03; majortomo uses its worker table for clients
+                // too: REQUEST 0x02, PARTIAL 0x03, FINAL 0x04.
+                let request = if leading_empty { 0x02 } else { 0x01 };
+                if frames.pop_front().as_deref() != Some(&[request]) {
+                    self.fault(format_args!(
+                        "broker: an MDP/0.2 client command that is not REQUEST, from {}",
+                        show(&routing_id)
+                    ));
+                    return malformed;
+                }
+                let dialect = if leading_empty {
+                    ClientDialect::Majortomo
+                } else {
+                    ClientDialect::Rfc18
+                };
+                self.mdp_request(&routing_id, dialect, frames)
+            }
+            Signature::SbpClient => self.sbp_client(routing_id, &Vec::from(frames)),
+            Signature::SbpWorker => Inbound::Worker {
+                routing_id,
+                dialect: WorkerDialect::Sbp { leading_empty },
+                command: sbp_worker(&Vec::from(frames)),
+            },
+            Signature::Mdp01Worker | Signature::Mdp02Worker => {
+                frames.drain(..header);
+                let version2 = protocol == Signature::Mdp02Worker;
+                let dialect = if version2 {
+                    WorkerDialect::Mdp02 { leading_empty }
+                } else {
+                    WorkerDialect::Mdp01
+                };
+                Inbound::Worker {
+                    routing_id,
+                    dialect,
+                    command: mdp_worker(version2, frames),
+                }
             }
         }
     }
@@ -686,23 +721,25 @@ impl Broker {
         &mut self,
         routing_id: &[u8],
         dialect: ClientDialect,
-        mut rest: Frames,
+        mut rest: VecDeque<Vec<u8>>,
     ) -> Inbound {
-        if rest.is_empty() || rest[0].is_empty() || rest[0].len() > protocol::MAX_NAME {
-            self.fault(format_args!(
-                "broker: an MDP request without a service name, from {}",
-                show(routing_id)
-            ));
-            return Inbound::Malformed { answer: None };
-        }
-        let service = rest.remove(0);
+        let service = match rest.pop_front() {
+            Some(service) if !service.is_empty() && service.len() <= protocol::MAX_NAME => service,
+            _ => {
+                self.fault(format_args!(
+                    "broker: an MDP request without a service name, from {}",
+                    show(routing_id)
+                ));
+                return Inbound::Malformed { answer: None };
+            }
+        };
         self.next_correlation += 1;
         let request = Request {
             service,
             address: Vec::new(),
-            properties: Properties::default(),
+            properties: self.default_properties.clone(),
             correlation: format!("mdp-{}", self.next_correlation).into_bytes(),
-            body: rest,
+            body: Vec::from(rest),
         };
         let token = client_token(dialect, routing_id);
         if request.service.starts_with(b"mmi.") {
@@ -842,12 +879,12 @@ impl Broker {
                         );
                     }
                     self.workers.insert(worker.clone(), dialect);
-                    self.partials.remove(&worker);
+                    self.forget_partials(&worker);
                     self.state.worker_ready(&worker, service, &properties, now)
                 }
             }
             WorkerInput::Reply { client, reply } => {
-                self.partials.remove(&worker);
+                self.forget_partials(&worker);
                 self.state.worker_reply(&worker, &client, reply, now)
             }
             WorkerInput::Partial { client, body } => self.partial(&worker, client, body, now),
@@ -857,12 +894,13 @@ impl Broker {
                     .serving(&worker)
                     .filter(|(token, _)| *token == client.as_slice())
                     .map(|(_, request)| request.correlation.clone());
-                let (held, dropped) = self
-                    .partials
-                    .remove(&worker)
-                    .map_or((Vec::new(), false), |(frames, size)| {
-                        (frames, size == usize::MAX)
-                    });
+                let held = match self.partials.is_empty() {
+                    true => None,
+                    false => self.partials.remove(&worker),
+                };
+                let (held, dropped) = held.map_or((Vec::new(), false), |(frames, size)| {
+                    (frames, size == usize::MAX)
+                });
                 let streams = split_token(&client).is_some_and(|(d, _)| d.streams());
                 let body = if streams { body } else { [held, body].concat() };
                 let reply = Reply {
@@ -887,7 +925,7 @@ impl Broker {
             WorkerInput::Heartbeat => self.state.worker_alive(&worker, now),
             WorkerInput::Disconnect => {
                 self.workers.remove(&worker);
-                self.partials.remove(&worker);
+                self.forget_partials(&worker);
                 self.state.worker_gone(&worker)
             }
             WorkerInput::Invalid(what) => {
@@ -902,6 +940,12 @@ impl Broker {
             }
         };
         self.perform(actions);
+    }
+
+    fn forget_partials(&mut self, worker: &[u8]) {
+        if !self.partials.is_empty() {
+            self.partials.remove(worker);
+        }
     }
 
     /// An MDP/0.2 PARTIAL: straight to a client that streams, else held.
@@ -959,8 +1003,12 @@ impl Broker {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::ToClient { client, reply } => {
-                    let key = (client.clone(), reply.correlation.clone());
-                    let stored = self.stored.remove(&key);
+                    let stored = match self.stored.is_empty() {
+                        true => None,
+                        false => self
+                            .stored
+                            .remove(&(client.clone(), reply.correlation.clone())),
+                    };
                     self.figures.replies += 1;
                     self.reply_to_client(&client, reply, stored);
                 }
@@ -972,8 +1020,7 @@ impl Broker {
                     if self.options.verbose {
                         log::info!("sending REQUEST to worker {}", show(&worker));
                     }
-                    let frames = self.worker_request_frames(&worker, client, request);
-                    if !self.send(&frames) {
+                    if self.send_request(&worker, &client, &request) != Sent::Delivered {
                         // The worker is gone and never saw the request: it
                         // is queued again for another worker.
                         self.workers.remove(&worker);
@@ -985,30 +1032,34 @@ impl Broker {
         }
     }
 
-    fn worker_request_frames(&self, worker: &[u8], client: Vec<u8>, request: Request) -> Frames {
+    /// Sends a REQUEST to `worker` in its dialect, straight from the
+    /// request's frames (no copy but libzmq's own).
+    fn send_request(&mut self, worker: &[u8], client: &[u8], request: &Request) -> Sent {
         let dialect = self
             .workers
             .get(worker)
             .copied()
             .unwrap_or(WorkerDialect::Mdp01);
-        let mut frames = vec![worker.to_vec()];
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(request.body.len() + 9);
+        parts.push(worker);
         match dialect {
-            WorkerDialect::Mdp01 => {
-                frames.extend([Vec::new(), MDPW01.to_vec(), vec![0x02], client, Vec::new()]);
-                frames.extend(request.body);
-            }
+            WorkerDialect::Mdp01 => parts.extend([&b""[..], MDPW01, &[0x02], client, b""]),
             WorkerDialect::Mdp02 { leading_empty } => {
                 if leading_empty {
-                    frames.push(Vec::new());
+                    parts.push(b"");
                 }
-                frames.extend([MDPW02.to_vec(), vec![0x02], client, Vec::new()]);
-                frames.extend(request.body);
+                parts.extend([MDPW02, &[0x02], client, b""]);
             }
             WorkerDialect::Sbp { leading_empty } => {
-                frames.extend(WorkerCommand::Request { client, request }.to_frames(leading_empty));
+                parts.extend(protocol::worker_request_head(
+                    client,
+                    request,
+                    leading_empty,
+                ));
             }
         }
-        frames
+        parts.extend(request.body.iter().map(Vec::as_slice));
+        self.send_parts(&parts)
     }
 
     /// A reply to a client, in its dialect. MDP clients hear only 200s.
@@ -1122,10 +1173,15 @@ impl Broker {
     }
 
     fn send_frames(&mut self, frames: &[Vec<u8>]) -> Sent {
+        let parts: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        self.send_parts(&parts)
+    }
+
+    fn send_parts(&mut self, frames: &[&[u8]]) -> Sent {
         let last = frames.len().saturating_sub(1);
         for (index, frame) in frames.iter().enumerate() {
             let more = if index < last { zmq::SNDMORE } else { 0 };
-            if let Err(e) = self.socket.send(frame.as_slice(), more | zmq::DONTWAIT) {
+            if let Err(e) = self.socket.send(*frame, more | zmq::DONTWAIT) {
                 // Only the first frame can fail: the rest follow it.
                 if e == zmq::Error::EHOSTUNREACH {
                     return Sent::Unreachable;
@@ -1138,7 +1194,7 @@ impl Broker {
                     .or_insert_with(|| Window::new(FAULT_LINES, period));
                 window.warn(format_args!(
                     "broker: a message to {} dropped: {e}",
-                    show(&frames[0])
+                    show(frames[0])
                 ));
                 return Sent::Dropped;
             }
@@ -1352,32 +1408,35 @@ fn mdp02_client_frames(
 }
 
 /// An MDP worker's command: `[command][…]` after the signature.
-fn mdp_worker(version2: bool, mut rest: Frames) -> WorkerInput {
-    if rest.is_empty() || rest[0].len() != 1 {
-        return WorkerInput::Invalid("no one-byte command".into());
-    }
-    let command = rest.remove(0)[0];
+fn mdp_worker(version2: bool, mut rest: VecDeque<Vec<u8>>) -> WorkerInput {
+    let command = match rest.pop_front() {
+        Some(command) if command.len() == 1 => command[0],
+        _ => return WorkerInput::Invalid("no one-byte command".into()),
+    };
     // `[client][""][body…]`, or None.
-    let addressed = |mut rest: Frames| -> Option<(Vec<u8>, Frames)> {
+    let addressed = |mut rest: VecDeque<Vec<u8>>| -> Option<(Vec<u8>, Frames)> {
         if rest.len() < 2 || rest[0].is_empty() || !rest[1].is_empty() {
             return None;
         }
-        let client = rest.remove(0);
-        rest.remove(0);
-        Some((client, rest))
+        let client = rest.pop_front()?;
+        rest.pop_front();
+        Some((client, Vec::from(rest)))
     };
     let unaddressed = || WorkerInput::Invalid("a reply without `[client][\"\"]`".into());
-    let ready = |rest: Frames| match rest.as_slice() {
-        [service] if !service.is_empty() && service.len() <= protocol::MAX_NAME => {
-            WorkerInput::Ready {
-                service: service.clone(),
-                properties: Properties::default(),
-            }
-        }
-        _ => WorkerInput::Invalid("READY without one service frame".into()),
-    };
     match (version2, command) {
-        (_, 0x01) => ready(rest),
+        (_, 0x01) => match rest.pop_front() {
+            Some(service)
+                if rest.is_empty()
+                    && !service.is_empty()
+                    && service.len() <= protocol::MAX_NAME =>
+            {
+                WorkerInput::Ready {
+                    service,
+                    properties: Properties::default(),
+                }
+            }
+            _ => WorkerInput::Invalid("READY without one service frame".into()),
+        },
         (false, 0x03) | (true, 0x04) => match addressed(rest) {
             Some((client, body)) => WorkerInput::Final { client, body },
             None => unaddressed(),
@@ -1463,7 +1522,12 @@ mod tests {
 
     #[test]
     fn mdp_worker_commands_by_version() {
-        let frames = |parts: &[&[u8]]| parts.iter().map(|p| p.to_vec()).collect::<Frames>();
+        let frames = |parts: &[&[u8]]| {
+            parts
+                .iter()
+                .map(|p| p.to_vec())
+                .collect::<VecDeque<Vec<u8>>>()
+        };
         assert!(matches!(
             mdp_worker(false, frames(&[b"\x03", b"C", b"", b"x"])),
             WorkerInput::Final { .. }

@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::broker::protocol::{Properties, Reply, Request, Status};
@@ -75,7 +76,8 @@ pub enum Action {
     ToWorker {
         worker: Vec<u8>,
         client: Vec<u8>,
-        request: Request,
+        /// Shared with the broker's record: the body is not copied.
+        request: Rc<Request>,
     },
     /// Tell a worker to go away (protocol error, or over a bound).
     Disconnect { worker: Vec<u8> },
@@ -90,7 +92,7 @@ struct ServiceKey {
 #[derive(Debug)]
 struct Pending {
     client: Vec<u8>,
-    request: Request,
+    request: Rc<Request>,
 }
 
 #[derive(Default, Debug)]
@@ -99,6 +101,9 @@ struct Service {
     queue: BTreeMap<(Reverse<i8>, u64), Pending>,
     /// Bytes of the requests in `queue` (see [`cost`]).
     queued_bytes: usize,
+    /// Requests in `queue` that have a deadline (a tick looks at the queue
+    /// only when there are some).
+    with_deadline: usize,
     /// Idle workers, least recently used first.
     idle: VecDeque<Vec<u8>>,
     /// Workers registered for this service, idle or busy.
@@ -176,6 +181,9 @@ impl BrokerState {
     }
 
     fn policy(&self, name: &[u8]) -> Policy {
+        if self.config.policies.is_empty() {
+            return self.config.default_policy;
+        }
         *self
             .config
             .policies
@@ -218,12 +226,17 @@ impl BrokerState {
         }
         let pending = Pending {
             client: client.to_vec(),
-            request,
+            request: Rc::new(request),
         };
         let size = cost(&pending);
         let (max_queue, max_bytes) = (self.config.max_queue, self.config.max_queue_bytes);
         let total_full = self.total_bytes + size > self.config.max_total_bytes;
-        let service = self.services.entry(key.clone()).or_default();
+        if !self.services.contains_key(&key) {
+            self.services.insert(key.clone(), Service::default());
+        }
+        let Some(service) = self.services.get_mut(&key) else {
+            return Vec::new();
+        };
         if service.queue.len() >= max_queue || service.queued_bytes + size > max_bytes || total_full
         {
             return vec![Action::ToClient {
@@ -233,6 +246,7 @@ impl BrokerState {
         }
         service.requests += 1;
         service.queued_bytes += size;
+        service.with_deadline += usize::from(pending.request.properties.deadline.is_some());
         self.total_bytes += size;
         self.arrivals += 1;
         let position = (Reverse(pending.request.properties.priority), self.arrivals);
@@ -280,7 +294,7 @@ impl BrokerState {
     /// What a busy worker is serving: the client's token and the request.
     pub fn serving(&self, worker: &[u8]) -> Option<(&[u8], &Request)> {
         let (_, pending) = self.workers.get(worker)?.busy.as_ref()?;
-        Some((&pending.client, &pending.request))
+        Some((&pending.client, pending.request.as_ref()))
     }
 
     /// A worker's reply to the request it holds. A reply for anything else
@@ -397,14 +411,19 @@ impl BrokerState {
             actions.extend(self.forget_worker(&worker));
         }
         for service in self.services.values_mut() {
-            let stale: Vec<(Reverse<i8>, u64)> = service
-                .queue
-                .iter()
-                .filter(|(_, p)| p.request.properties.deadline.is_some_and(|d| d <= now_ms))
-                .map(|(k, _)| *k)
-                .collect();
+            // The queue is looked at only if some request in it has a deadline.
+            let stale: Vec<(Reverse<i8>, u64)> = match service.with_deadline {
+                0 => Vec::new(),
+                _ => service
+                    .queue
+                    .iter()
+                    .filter(|(_, p)| p.request.properties.deadline.is_some_and(|d| d <= now_ms))
+                    .map(|(k, _)| *k)
+                    .collect(),
+            };
             for position in stale {
                 if let Some(pending) = service.queue.remove(&position) {
+                    service.with_deadline = service.with_deadline.saturating_sub(1);
                     let size = cost(&pending);
                     service.queued_bytes = service.queued_bytes.saturating_sub(size);
                     self.total_bytes = self.total_bytes.saturating_sub(size);
@@ -497,6 +516,7 @@ impl BrokerState {
                 let position = (Reverse(pending.request.properties.priority), arrival);
                 let size = cost(&pending);
                 service.queued_bytes += size;
+                service.with_deadline += usize::from(pending.request.properties.deadline.is_some());
                 self.total_bytes += size;
                 service.queue.insert(position, pending);
                 Vec::new()
@@ -536,11 +556,14 @@ impl BrokerState {
             };
             let size = cost(&pending);
             service.queued_bytes = service.queued_bytes.saturating_sub(size);
+            service.with_deadline = service
+                .with_deadline
+                .saturating_sub(usize::from(pending.request.properties.deadline.is_some()));
             self.total_bytes = self.total_bytes.saturating_sub(size);
             actions.push(Action::ToWorker {
                 worker: worker.clone(),
                 client: pending.client.clone(),
-                request: pending.request.clone(),
+                request: Rc::clone(&pending.request),
             });
             record.busy = Some((arrival, pending));
         }

@@ -354,10 +354,11 @@ impl Job {
     }
 }
 
-/// `broker` (any MDP/0.1 broker binding tcp 5555) + `workers` × `mdworker`
-/// + `client` (`mdclient` or `mdclient2`, asked for `requests` requests),
-/// the client and workers found by `peer`, in a fresh namespace: (replies
-/// per second of the client's wall time, that wall time in s).
+/// Runs `broker` (any MDP/0.1 broker binding tcp 5555), `workers` ×
+/// `mdworker` and `client` (`mdclient` or `mdclient2`, asked for
+/// `requests` requests), the client and workers found by `peer`, in a fresh
+/// namespace: (replies per second of the client's wall time, that wall time
+/// in s).
 pub fn majordomo(
     broker: &Path,
     peer: &dyn Fn(&str) -> Result<PathBuf, String>,
