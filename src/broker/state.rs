@@ -1028,4 +1028,18 @@ mod tests {
             [("C".into(), "1".into(), 500)]
         );
     }
+
+    #[test]
+    fn a_requests_cost_counts_every_frame_and_a_fixed_overhead() {
+        let mut r = request("svc", "corr", 0, None);
+        r.body = vec![vec![0; 1000], vec![0; 10]];
+        let properties = r.properties.raw.len();
+        let pending = Pending {
+            client: b"client".to_vec(),
+            request: Rc::new(r),
+        };
+        // Frames with 64 bytes each of overhead, properties, correlation
+        // (4), client token (6), and 256 for the record itself.
+        assert_eq!(cost(&pending), 1064 + 74 + properties + 4 + 6 + 256);
+    }
 }
