@@ -1042,4 +1042,43 @@ mod tests {
         // (4), client token (6), and 256 for the record itself.
         assert_eq!(cost(&pending), 1064 + 74 + properties + 4 + 6 + 256);
     }
+
+    #[test]
+    fn when_one_idle_worker_goes_the_others_still_serve() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        for worker in [&b"W1"[..], b"W2", b"W3"] {
+            broker.worker_ready(worker, b"svc".to_vec(), &Properties::default(), now);
+        }
+        assert!(broker.worker_gone(b"W2").is_empty());
+        let first = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        let second = broker.request(b"C", request("svc", "2", 0, None), NOW_MS);
+        assert_eq!(handed(&first), [pair("W1", "1")]);
+        assert_eq!(handed(&second), [pair("W3", "2")]);
+        assert_eq!(broker.workers_of("default", b"svc"), 2);
+    }
+
+    #[test]
+    fn at_the_service_bound_workers_join_known_services_only() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        for n in 0..MAX_SERVICES {
+            broker.request(
+                b"C",
+                request(&format!("s{n}"), &n.to_string(), 0, None),
+                NOW_MS,
+            );
+        }
+        // A known service takes a worker (and hands it its request) ...
+        let actions = broker.worker_ready(b"W", b"s7".to_vec(), &Properties::default(), now);
+        assert_eq!(handed(&actions), [pair("W", "7")]);
+        // ... a new one does not.
+        let actions = broker.worker_ready(b"X", b"new".to_vec(), &Properties::default(), now);
+        assert_eq!(
+            actions,
+            [Action::Disconnect {
+                worker: b"X".to_vec()
+            }]
+        );
+    }
 }
