@@ -134,6 +134,9 @@ struct Process {
     /// The part printed its `stdin_when` text (or has none): its `stdin`
     /// text is written once its `stdin_when_connected` peers are there too.
     prompted: bool,
+    /// Since when the peers it waits for (`stdin_when_connected`) have been
+    /// ready without a break.
+    peers_ready_since: Option<Instant>,
     exit: Option<ExitStatus>,
     stop: Stop,
     open_pipes: usize,
@@ -256,6 +259,7 @@ pub fn run(plan: &Plan, printer: &SharedPrinter) -> Outcome {
                 child: None,
                 stdin: None,
                 prompted: false,
+                peers_ready_since: None,
                 exit: None,
                 stop: Stop::NotAsked,
                 started_at: None,
@@ -346,7 +350,11 @@ fn supervise(
         for p in processes.iter_mut() {
             if p.stdin.is_some() && p.prompted {
                 let wanted = scenario.parts[p.part].stdin_when_connected;
-                if wanted.is_none_or(peers_connected) {
+                let ready = match wanted {
+                    None => true,
+                    Some(wanted) => peers_settled(wanted, &mut p.peers_ready_since),
+                };
+                if ready {
                     feed_stdin(plan, p, printer);
                 }
             }
@@ -577,6 +585,24 @@ fn peers_connected(wanted: Connected) -> bool {
         }
         Err(_) => established_in_proc(wanted.port) >= wanted.peers as usize,
     }
+}
+
+/// How long the peers must stay ready before a part is given its input.
+/// The kernel shows that libzmq's I/O thread has *read* a peer's
+/// subscription; the subscription reaches the PUB socket a moment later,
+/// through a pipe. On a loaded machine that moment can be a scheduler slice
+/// (a CI run saw a subscriber miss the first message), so the readiness
+/// must hold for this long first.
+const PEERS_SETTLE: Duration = Duration::from_millis(100);
+
+/// [`peers_connected`], held for [`PEERS_SETTLE`] without a break (`since`
+/// keeps when it was first seen).
+fn peers_settled(wanted: Connected, since: &mut Option<Instant>) -> bool {
+    if !peers_connected(wanted) {
+        *since = None;
+        return false;
+    }
+    since.get_or_insert_with(Instant::now).elapsed() >= PEERS_SETTLE
 }
 
 /// Established TCP connections to local `port` in `/proc/net/tcp` and
