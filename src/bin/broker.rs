@@ -18,6 +18,7 @@
 //! broker --policy payments=notify --max-queue 500
 //! broker --curve-keys server.key --curve-clients clients/   # CURVE only
 //! broker --metrics 127.0.0.1:9100 --survey-port 5680
+//! broker --peer tcp://10.0.0.2:5555 --peer tcp://10.0.0.3:5555 --default-policy forward
 //! ```
 //!
 //! Where it differs from `mdbroker` on purpose: everything in the study's
@@ -49,7 +50,8 @@ struct Args {
     /// missing), so a crash or restart loses none.
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Per-service policy when no worker is there: SERVICE=ignore|notify.
+    /// Per-service policy when no worker is there: SERVICE=ignore|notify|forward
+    /// (forward: to a --peer that has workers for it, else 503).
     #[arg(long = "policy", value_parser = parse_policy)]
     policies: Vec<(String, Policy)>,
     /// Policy of services not named by --policy.
@@ -80,20 +82,32 @@ struct Args {
     /// Answer the study's UDP surveys on this port for services with workers.
     #[arg(long)]
     survey_port: Option<u16>,
+    /// A peer broker's endpoint (repeat for several): `forward` services
+    /// with no worker here are served by a peer that has workers for them.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// How often each peer is asked for its capacity, in ms.
+    #[arg(long, default_value_t = zguide::broker::peering::POLL_INTERVAL.as_millis() as u64)]
+    peer_interval_ms: u64,
+    /// Silence, in ms, after which a peer is forgotten (its requests
+    /// answered 500, idempotent ones handled again).
+    #[arg(long, default_value_t = zguide::broker::peering::PEER_TTL.as_millis() as u64)]
+    peer_ttl_ms: u64,
 }
 
 fn parse_policy_name(text: &str) -> Result<Policy, String> {
     match text {
         "ignore" => Ok(Policy::Ignore),
         "notify" => Ok(Policy::Notify),
-        other => Err(format!("{other:?}: a policy is ignore or notify")),
+        "forward" => Ok(Policy::Forward),
+        other => Err(format!("{other:?}: a policy is ignore, notify or forward")),
     }
 }
 
 fn parse_policy(text: &str) -> Result<(String, Policy), String> {
     let (service, policy) = text
         .rsplit_once('=')
-        .ok_or_else(|| format!("{text:?}: expected SERVICE=ignore|notify"))?;
+        .ok_or_else(|| format!("{text:?}: expected SERVICE=ignore|notify|forward"))?;
     Ok((service.to_string(), parse_policy_name(policy)?))
 }
 
@@ -129,6 +143,9 @@ fn main() -> ExitCode {
             metrics: args.metrics.clone(),
             survey_port: args.survey_port,
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
+            peers: args.peers.clone(),
+            peer_interval: Duration::from_millis(args.peer_interval_ms.max(10)),
+            peer_ttl: Duration::from_millis(args.peer_ttl_ms.max(10)),
             ..Options::default()
         })
     })

@@ -5,7 +5,7 @@
 //!
 //! | command | asks | prints |
 //! |---|---|---|
-//! | `services` | `mmi.services` | the broker's figures, then one row per service: `ENVIRONMENT SERVICE WORKERS IDLE QUEUED REQUESTS REPLIES FAILURES RATE/S` (`--json`: the document as it came) |
+//! | `services` | `mmi.services` | the broker's figures, then one row per service: `ENVIRONMENT SERVICE WORKERS IDLE QUEUED REQUESTS REPLIES FAILURES RATE/S`, then one line per peer broker: `peer ENDPOINT alive\|silent services=N outstanding=N forwarded=N` (`--json`: the document as it came) |
 //! | `service NAME` | `mmi.service` | `NAME 200` (it has a worker) or `NAME 404` |
 //! | `register NAME ENDPOINT` | `mmi.register` | `registered NAME at ENDPOINT` |
 //! | `lookup NAME` | `mmi.lookup` | the endpoint |
@@ -249,6 +249,19 @@ fn services_table(document: &serde_json::Value) -> String {
             .collect();
         out.push_str(cells.join(" ").trim_end());
         out.push('\n');
+    }
+    // Peering: one line per peer broker.
+    let peers = document.get("peers").and_then(Value::as_array);
+    for peer in peers.into_iter().flatten() {
+        let alive = peer.get("alive").and_then(Value::as_bool).unwrap_or(false);
+        out.push_str(&format!(
+            "peer {} {} services={} outstanding={} forwarded={}\n",
+            cell(peer.get("endpoint"), 0),
+            if alive { "alive" } else { "silent" },
+            cell(peer.get("services"), 0),
+            cell(peer.get("outstanding"), 0),
+            cell(peer.get("forwarded"), 0),
+        ));
     }
     out
 }

@@ -34,6 +34,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod peering;
 pub mod protocol;
 pub mod server;
 pub mod state;

@@ -89,6 +89,10 @@ pub struct Properties {
     pub idempotent: bool,
     /// Why a reply is not 200, for people.
     pub reason: Option<String>,
+    /// Brokers the request has been forwarded through (peering); a broker
+    /// never forwards a request whose count is not zero, so a request
+    /// crosses at most one peering link and cannot loop.
+    pub hops: u8,
     /// The MessagePack map as it travels (unknown keys included).
     pub raw: Vec<u8>,
 }
@@ -100,6 +104,8 @@ struct Known {
     deadline: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hops: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     idempotent: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +133,7 @@ impl Properties {
         let known = Known {
             deadline,
             environment: environment.map(str::to_string),
+            hops: None,
             idempotent: idempotent.then_some(true),
             priority: (priority != 0).then_some(i64::from(priority)),
             reason: reason.map(str::to_string),
@@ -138,8 +145,47 @@ impl Properties {
             environment: environment.unwrap_or("default").to_string(),
             idempotent,
             reason: reason.map(str::to_string),
+            hops: 0,
             raw,
         }
+    }
+
+    /// The same properties with `hops` one higher, for a request a broker
+    /// forwards to a peer. Every other key travels as it came: the key is
+    /// appended to the map and the map's entry count raised, without
+    /// decoding the other values. `None` when the map already has a `hops`
+    /// key (the request came through a peer, or its client set one: it is
+    /// not forwarded) or is too large to grow.
+    pub fn forwarded(&self) -> Option<Properties> {
+        let map: BTreeMap<String, serde::de::IgnoredAny> = rmp_serde::from_slice(&self.raw).ok()?;
+        if map.contains_key("hops") {
+            return None;
+        }
+        let count = map.len() + 1;
+        let header = match self.raw.first()? {
+            0x80..=0x8f => 1,
+            0xde => 3,
+            0xdf => 5,
+            _ => return None,
+        };
+        let mut raw = Vec::with_capacity(self.raw.len() + 8);
+        if count <= 15 {
+            raw.push(0x80 | count as u8);
+        } else if let Ok(count) = u16::try_from(count) {
+            raw.push(0xde);
+            raw.extend_from_slice(&count.to_be_bytes());
+        } else {
+            raw.push(0xdf);
+            raw.extend_from_slice(&u32::try_from(count).ok()?.to_be_bytes());
+        }
+        raw.extend_from_slice(self.raw.get(header..)?);
+        // "hops": 1 (a fixstr key, a positive fixint value).
+        raw.extend_from_slice(&[0xa4, b'h', b'o', b'p', b's', 0x01]);
+        if raw.len() > MAX_PROPERTIES {
+            return None;
+        }
+        let properties = Properties::parse(&raw).ok()?;
+        (properties.hops == 1).then_some(properties)
     }
 
     /// Reads a properties frame: a MessagePack map with text keys, at most
@@ -177,6 +223,7 @@ impl Properties {
             environment,
             idempotent: known.idempotent.unwrap_or(false),
             reason: known.reason,
+            hops: u8::try_from(known.hops.unwrap_or(0)).unwrap_or(u8::MAX),
             raw: frame.to_vec(),
         })
     }
@@ -546,6 +593,42 @@ mod tests {
             correlation: b"42".to_vec(),
             body: vec![b"hello".to_vec()],
         }
+    }
+
+    /// Forwarding adds `hops: 1` and keeps every other key, known or not,
+    /// byte for byte; a map that has `hops` already is not forwarded.
+    #[test]
+    fn forwarded_properties_count_one_hop_and_keep_the_rest() {
+        let original = Properties::build(Some(1_800_000_000_000), 3, Some("test"), true, None);
+        let forwarded = original.forwarded().unwrap();
+        assert_eq!(forwarded.hops, 1);
+        assert_eq!(forwarded.deadline, original.deadline);
+        assert_eq!(forwarded.priority, 3);
+        assert_eq!(forwarded.environment, "test");
+        assert!(forwarded.idempotent);
+        assert_eq!(forwarded.raw[0], 0x80 | 5);
+        assert_eq!(&forwarded.raw[1..original.raw.len()], &original.raw[1..]);
+        assert_eq!(forwarded.forwarded(), None, "a second hop is refused");
+        // An unknown key travels unchanged; an empty map becomes one entry.
+        let with_unknown = Properties::parse(&hex("81 a1 78 c4 02 01 02")).unwrap();
+        let forwarded = with_unknown.forwarded().unwrap();
+        assert_eq!(forwarded.raw, hex("82 a1 78 c4 02 01 02 a4 68 6f 70 73 01"));
+        assert_eq!(
+            Properties::default().forwarded().unwrap().raw,
+            hex("81 a4 68 6f 70 73 01")
+        );
+        // A client that set hops itself (even 0) is not forwarded.
+        let zero = Properties::parse(&hex("81 a4 68 6f 70 73 00")).unwrap();
+        assert_eq!(zero.hops, 0);
+        assert_eq!(zero.forwarded(), None);
+        // A map16 grows as a map16.
+        let mut big = vec![0xde, 0x00, 0x10];
+        for key in 0..16u8 {
+            big.extend_from_slice(&[0xa2, b'k', b'a' + key, 0x00]);
+        }
+        let forwarded = Properties::parse(&big).unwrap().forwarded().unwrap();
+        assert_eq!(&forwarded.raw[..3], &[0xde, 0x00, 0x11]);
+        assert_eq!(forwarded.hops, 1);
     }
 
     /// The two examples of §7 of the spec, byte for byte.

@@ -72,6 +72,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::broker::metrics::{self, BrokerFigures, MetricsServer};
+use crate::broker::peering::{self, Peering};
 use crate::broker::protocol::{
     self, ClientCommand, Frames, Properties, Reply, Request, Status, WorkerCommand,
 };
@@ -226,6 +227,13 @@ pub struct Options {
     pub heartbeat: Duration,
     pub max_frame: i64,
     pub hwm: i32,
+    /// Peer brokers' endpoints (peering: services whose policy is
+    /// `forward` are served by them when no worker is here).
+    pub peers: Vec<String>,
+    /// How often each peer is asked for its capacity.
+    pub peer_interval: Duration,
+    /// Silence after which a peer is forgotten.
+    pub peer_ttl: Duration,
 }
 
 impl Default for Options {
@@ -241,6 +249,9 @@ impl Default for Options {
             heartbeat: HEARTBEAT_INTERVAL,
             max_frame: MAX_FRAME,
             hwm: HWM,
+            peers: Vec::new(),
+            peer_interval: peering::POLL_INTERVAL,
+            peer_ttl: peering::PEER_TTL,
         }
     }
 }
@@ -326,6 +337,7 @@ pub struct Broker {
     survey: Option<survey::Responder>,
     survey_port: u16,
     metrics: Option<MetricsServer>,
+    peering: Option<Peering>,
     _authenticator: Option<Authenticator>,
 }
 
@@ -388,6 +400,16 @@ impl Broker {
             }
             None => None,
         };
+        let peering = match options.peers.is_empty() {
+            true => None,
+            false => Some(Peering::new(
+                context,
+                &options.peers,
+                options.peer_interval,
+                options.peer_ttl,
+                options.max_frame,
+            )?),
+        };
         let mut broker = Broker {
             socket,
             state: BrokerState::new(options.config.clone()),
@@ -408,6 +430,7 @@ impl Broker {
             survey,
             survey_port,
             metrics,
+            peering,
             _authenticator: authenticator,
             options,
         };
@@ -450,8 +473,13 @@ impl Broker {
                 .min(self.heartbeat_at)
                 .saturating_duration_since(now);
             let mut items = vec![Pollable::Socket(&self.socket)];
+            let survey_index = items.len();
             if let Some(responder) = &self.survey {
                 items.push(Pollable::Fd(responder.socket().as_raw_fd()));
+            }
+            let peers_index = items.len();
+            if let Some(peering) = &self.peering {
+                items.extend(peering.sockets().map(Pollable::Socket));
             }
             let ready = match interrupt::poll_any(&items, wait.as_millis() as i64 + 1) {
                 Ok(ready) => ready,
@@ -467,11 +495,20 @@ impl Broker {
                     }
                 }
             }
-            if ready.get(1).copied().unwrap_or(false) {
+            if self.survey.is_some() && ready.get(survey_index).copied().unwrap_or(false) {
                 self.answer_surveys();
+            }
+            for (index, _) in ready
+                .iter()
+                .skip(peers_index)
+                .enumerate()
+                .filter(|(_, ready)| **ready)
+            {
+                self.peer_replies(index);
             }
             let now = Instant::now();
             if now >= next_tick {
+                self.tick_peering(now);
                 let actions = self.state.tick(now_ms(), now);
                 self.perform(actions);
                 self.forget_silent_workers();
@@ -1028,8 +1065,86 @@ impl Broker {
                     }
                 }
                 Action::Disconnect { worker } => self.disconnect(&worker),
+                Action::Forward { client, request } => {
+                    queue.extend(self.forward(client, request));
+                }
             }
         }
+    }
+
+    /// A request for a service with no worker here and the `forward`
+    /// policy: to a peer with workers for it, else answered 503.
+    fn forward(&mut self, client: Vec<u8>, request: Request) -> Option<Action> {
+        let Some(peering) = self.peering.as_mut() else {
+            let (client, reply) = refusal(&client, &request, Status::NO_WORKERS, "no workers");
+            return Some(Action::ToClient { client, reply });
+        };
+        if peering.is_forwarded(&client, &request.correlation) {
+            return None; // a retry: the first one's reply will answer it
+        }
+        match peering.forward(client.clone(), request) {
+            Ok(endpoint) => {
+                if self.options.verbose {
+                    log::info!("forwarding a request to peer {endpoint}");
+                }
+                None
+            }
+            Err(request) => {
+                let (client, reply) = refusal(
+                    &client,
+                    &request,
+                    Status::NO_WORKERS,
+                    "no workers here or at any peer",
+                );
+                Some(Action::ToClient { client, reply })
+            }
+        }
+    }
+
+    /// Replies from peer `index`, passed on to their clients.
+    fn peer_replies(&mut self, index: usize) {
+        let Some(peering) = self.peering.as_mut() else {
+            return;
+        };
+        let replies = peering.receive(index, Instant::now());
+        let actions = replies
+            .into_iter()
+            .map(|(client, reply)| Action::ToClient { client, reply })
+            .collect();
+        self.perform(actions);
+    }
+
+    /// Capacity polls; a silent peer's requests answered 500, or handled
+    /// again when idempotent (see [`crate::broker::peering`]).
+    fn tick_peering(&mut self, now: Instant) {
+        let Some(peering) = self.peering.as_mut() else {
+            return;
+        };
+        let tick = peering.tick(now);
+        let mut actions = Vec::new();
+        let (mut failed, mut again) = (0, 0);
+        for orphan in tick.orphans {
+            if orphan.request.properties.idempotent {
+                again += 1;
+                actions.extend(self.state.request(&orphan.client, orphan.request, now_ms()));
+            } else {
+                failed += 1;
+                let (client, reply) = refusal(
+                    &orphan.client,
+                    &orphan.request,
+                    Status::WORKER_FAILED,
+                    "peer broker gone",
+                );
+                actions.push(Action::ToClient { client, reply });
+            }
+        }
+        for endpoint in tick.gone {
+            log::warn!(
+                "broker: peer {endpoint} silent for {} ms: forgotten ({failed} requests answered 500, {again} handled again)",
+                self.options.peer_ttl.as_millis()
+            );
+        }
+        self.perform(actions);
     }
 
     /// Sends a REQUEST to `worker` in its dialect, straight from the
@@ -1297,9 +1412,11 @@ impl Broker {
             }
             b"mmi.services" => {
                 self.refresh_figures();
+                let peers = self.peering.as_ref().map(Peering::report);
                 let document = serde_json::json!({
                     "broker": self.figures,
                     "services": self.state.report(),
+                    "peers": peers.unwrap_or_default(),
                 });
                 (
                     code(200),

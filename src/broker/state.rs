@@ -30,6 +30,10 @@ pub enum Policy {
     Ignore,
     /// Answer at once: 404 if the service never had a worker, else 503.
     Notify,
+    /// Hand it to a peer broker that has workers for it (the server picks
+    /// the peer: [`Action::Forward`]); a request that came from a peer
+    /// already is answered as with `Notify`, so nothing loops.
+    Forward,
 }
 
 /// The broker's limits and defaults.
@@ -81,6 +85,10 @@ pub enum Action {
     },
     /// Tell a worker to go away (protocol error, or over a bound).
     Disconnect { worker: Vec<u8> },
+    /// The service has no worker here and its policy is `Forward`: the
+    /// server sends the request to a peer broker (or answers 503 when no
+    /// peer has a worker for it). The state keeps no record of it.
+    Forward { client: Vec<u8>, request: Request },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,7 +223,14 @@ impl BrokerState {
         }
         let known = self.services.get(&key);
         let workers = known.map_or(0, |s| s.workers);
-        if workers == 0 && self.policy(&key.name) == Policy::Notify {
+        let policy = self.policy(&key.name);
+        if workers == 0 && policy == Policy::Forward && request.properties.hops == 0 {
+            return vec![Action::Forward {
+                client: client.to_vec(),
+                request,
+            }];
+        }
+        if workers == 0 && policy != Policy::Ignore {
             return match known {
                 None => answer(Status::UNKNOWN_SERVICE, "unknown service"),
                 Some(_) => answer(Status::NO_WORKERS, "no workers"),
@@ -767,6 +782,41 @@ mod tests {
             .request(b"C", request("other", "3", 0, None), NOW_MS)
             .is_empty());
         assert_eq!(broker.queued("default", b"other"), 1);
+    }
+
+    /// `Forward`: a workerless service's request goes to the server to hand
+    /// to a peer; with a local worker it is served here; a request that came
+    /// through a peer (hops > 0) is answered like `Notify`, never forwarded.
+    #[test]
+    fn forward_hands_workerless_requests_out_once() {
+        let now = Instant::now();
+        let mut config = Config::default();
+        config.policies.insert(b"svc".to_vec(), Policy::Forward);
+        let mut broker = BrokerState::new(config);
+        let actions = broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        assert!(
+            matches!(&actions[..], [Action::Forward { client, request }]
+                if client == b"C" && request.correlation == b"1"),
+            "{actions:?}"
+        );
+        assert_eq!(broker.queued("default", b"svc"), 0);
+        let mut from_peer = request("svc", "2", 0, None);
+        from_peer.properties = from_peer.properties.forwarded().unwrap();
+        let actions = broker.request(b"P", from_peer.clone(), NOW_MS);
+        assert_eq!(answered(&actions), [("P".into(), "2".into(), 404)]);
+        broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
+        let actions = broker.request(b"C", request("svc", "3", 0, None), NOW_MS);
+        assert_eq!(handed(&actions), [pair("W", "3")]);
+        let actions = broker.request(b"P", from_peer, NOW_MS);
+        assert!(
+            actions.is_empty(),
+            "queued behind the busy worker: {actions:?}"
+        );
+        broker.worker_gone(b"W");
+        from_peer = request("svc", "4", 0, None);
+        from_peer.properties = from_peer.properties.forwarded().unwrap();
+        let actions = broker.request(b"P", from_peer, NOW_MS);
+        assert_eq!(answered(&actions), [("P".into(), "4".into(), 503)]);
     }
 
     #[test]
