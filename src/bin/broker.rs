@@ -19,7 +19,14 @@
 //! broker --curve-keys server.key --curve-clients clients/   # CURVE only
 //! broker --metrics 127.0.0.1:9100 --survey-port 5680
 //! broker --peer tcp://10.0.0.2:5555 --peer tcp://10.0.0.3:5555 --default-policy forward
+//! broker --pair primary --pair-connect tcp://10.0.0.2:5556   # on 10.0.0.1
+//! broker --pair backup --pair-connect tcp://10.0.0.1:5556    # on 10.0.0.2
 //! ```
+//!
+//! A pair (study part 3, `zguide::broker::pair`): one broker serves, the
+//! other keeps a replica of its accepted requests and takes over when the
+//! active one dies and a client asks it (Binary Star's vote). Clients and
+//! workers list both: `broker-client --connect A --connect B`.
 //!
 //! Where it differs from `mdbroker` on purpose: everything in the study's
 //! list (the module docs of `zguide::broker::server` give the bounds and
@@ -31,8 +38,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use zguide::broker::pair::PairOptions;
 use zguide::broker::server::{self, Options};
 use zguide::broker::state::{Config, Policy};
+use zguide::bstar::Role;
 use zguide::curve::Keys;
 use zguide::{program, Error};
 
@@ -93,6 +102,23 @@ struct Args {
     /// answered 500, idempotent ones handled again).
     #[arg(long, default_value_t = zguide::broker::peering::PEER_TTL.as_millis() as u64)]
     peer_ttl_ms: u64,
+    /// Run as one of a Binary Star failover pair: primary or backup.
+    #[arg(long, value_parser = parse_role, requires = "pair_connect")]
+    pair: Option<Role>,
+    /// Where this broker listens to its pair peer.
+    #[arg(long, default_value = "tcp://*:5556")]
+    pair_bind: String,
+    /// The pair peer's endpoint (its --pair-bind, e.g. tcp://10.0.0.2:5556).
+    #[arg(long, requires = "pair")]
+    pair_connect: Option<String>,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    match text {
+        "primary" => Ok(Role::Primary),
+        "backup" => Ok(Role::Backup),
+        other => Err(format!("{other:?}: a pair role is primary or backup")),
+    }
 }
 
 fn parse_policy_name(text: &str) -> Result<Policy, String> {
@@ -146,6 +172,11 @@ fn main() -> ExitCode {
             peers: args.peers.clone(),
             peer_interval: Duration::from_millis(args.peer_interval_ms.max(10)),
             peer_ttl: Duration::from_millis(args.peer_ttl_ms.max(10)),
+            pair: args.pair.map(|role| PairOptions {
+                role,
+                bind: args.pair_bind.clone(),
+                connect: args.pair_connect.clone().unwrap_or_default(),
+            }),
             ..Options::default()
         })
     })

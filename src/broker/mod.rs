@@ -34,6 +34,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod pair;
 pub mod peering;
 pub mod protocol;
 pub mod server;

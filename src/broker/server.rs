@@ -72,6 +72,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::broker::metrics::{self, BrokerFigures, MetricsServer};
+use crate::broker::pair::{Pair, PairOptions};
 use crate::broker::peering::{self, Peering};
 use crate::broker::protocol::{
     self, ClientCommand, Frames, Properties, Reply, Request, Status, WorkerCommand,
@@ -234,6 +235,8 @@ pub struct Options {
     pub peer_interval: Duration,
     /// Silence after which a peer is forgotten.
     pub peer_ttl: Duration,
+    /// One of a Binary Star failover pair (see [`crate::broker::pair`]).
+    pub pair: Option<PairOptions>,
 }
 
 impl Default for Options {
@@ -252,6 +255,7 @@ impl Default for Options {
             peers: Vec::new(),
             peer_interval: peering::POLL_INTERVAL,
             peer_ttl: peering::PEER_TTL,
+            pair: None,
         }
     }
 }
@@ -338,6 +342,7 @@ pub struct Broker {
     survey_port: u16,
     metrics: Option<MetricsServer>,
     peering: Option<Peering>,
+    pair: Option<Pair>,
     _authenticator: Option<Authenticator>,
 }
 
@@ -410,6 +415,10 @@ impl Broker {
                 options.max_frame,
             )?),
         };
+        let pair = match &options.pair {
+            Some(pair) => Some(Pair::new(context, pair, options.max_frame)?),
+            None => None,
+        };
         let mut broker = Broker {
             socket,
             state: BrokerState::new(options.config.clone()),
@@ -431,10 +440,14 @@ impl Broker {
             survey_port,
             metrics,
             peering,
+            pair,
             _authenticator: authenticator,
             options,
         };
-        broker.restore()?;
+        // One of a pair serves what it stored when it becomes active.
+        if broker.pair.is_none() {
+            broker.restore()?;
+        }
         Ok(broker)
     }
 
@@ -469,13 +482,19 @@ impl Broker {
         let mut next_publish = Instant::now();
         loop {
             let now = Instant::now();
-            let wait = next_tick
-                .min(self.heartbeat_at)
-                .saturating_duration_since(now);
+            let mut wake = next_tick.min(self.heartbeat_at);
+            if let Some(pair) = &self.pair {
+                wake = wake.min(pair.next_tick());
+            }
+            let wait = wake.saturating_duration_since(now);
             let mut items = vec![Pollable::Socket(&self.socket)];
             let survey_index = items.len();
             if let Some(responder) = &self.survey {
                 items.push(Pollable::Fd(responder.socket().as_raw_fd()));
+            }
+            let pair_index = items.len();
+            if let Some(pair) = &self.pair {
+                items.extend(pair.sockets().map(Pollable::Socket));
             }
             let peers_index = items.len();
             if let Some(peering) = &self.peering {
@@ -497,6 +516,12 @@ impl Broker {
             }
             if self.survey.is_some() && ready.get(survey_index).copied().unwrap_or(false) {
                 self.answer_surveys();
+            }
+            if self.pair.is_some() {
+                self.pair_messages(
+                    ready.get(pair_index).copied().unwrap_or(false),
+                    ready.get(pair_index + 1).copied().unwrap_or(false),
+                )?;
             }
             for (index, _) in ready
                 .iter()
@@ -557,7 +582,11 @@ impl Broker {
             if self.options.verbose {
                 log::info!("received message: {}", message.summary());
             }
-            inbound.push(self.classify(message.into_frames()));
+            let message = self.classify(message.into_frames());
+            if self.pair.is_some() && !self.pair_admits(&message) {
+                continue;
+            }
+            inbound.push(message);
         }
         let count = inbound.len();
         self.store_requests(&mut inbound);
@@ -843,6 +872,11 @@ impl Broker {
         match message {
             Inbound::Request { token, request, .. } => {
                 self.figures.requests += 1;
+                if let Some(pair) = self.pair.as_mut() {
+                    if matches!(split_token(&token), Some((ClientDialect::Sbp { .. }, _))) {
+                        pair.accepted(&token, &request);
+                    }
+                }
                 let actions = self.state.request(&token, request, now_ms());
                 self.perform(actions);
             }
@@ -1040,6 +1074,9 @@ impl Broker {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::ToClient { client, reply } => {
+                    if let Some(pair) = self.pair.as_mut() {
+                        pair.answered(&client, &reply.correlation);
+                    }
                     let stored = match self.stored.is_empty() {
                         true => None,
                         false => self
@@ -1098,6 +1135,92 @@ impl Broker {
                 );
                 Some(Action::ToClient { client, reply })
             }
+        }
+    }
+
+    /// The pair's sockets: the peer's state (a change may make this broker
+    /// active: it serves its replica and its store; or passive: its workers
+    /// are sent away) and, when passive, the active's updates.
+    fn pair_messages(&mut self, router_ready: bool, dealer_ready: bool) -> Result<(), Error> {
+        let now = Instant::now();
+        let Some(pair) = self.pair.as_mut() else {
+            return Ok(());
+        };
+        if dealer_ready {
+            pair.read_dealer();
+        }
+        let events = if router_ready {
+            pair.read_router(now)
+        } else {
+            Default::default()
+        };
+        pair.tick(now);
+        if let Some(fatal) = events.fatal {
+            return Err(Error::Protocol(fatal.log_line().to_string()));
+        }
+        for change in events.changes {
+            self.pair_changed(change)?;
+        }
+        Ok(())
+    }
+
+    fn pair_changed(&mut self, change: crate::bstar::Change) -> Result<(), Error> {
+        use crate::bstar::State;
+        if change.to() == State::Passive {
+            let workers: Vec<Vec<u8>> = self.workers.keys().cloned().collect();
+            for worker in workers {
+                let actions = self.state.worker_gone(&worker);
+                self.perform(actions);
+                self.disconnect(&worker);
+            }
+            return Ok(());
+        }
+        // Active: what the old active had accepted, then what we stored.
+        let replica = self.pair.as_mut().map(Pair::take_over).unwrap_or_default();
+        if !replica.is_empty() {
+            log::info!("broker: serving {} replicated requests", replica.len());
+        }
+        let mut inbound: Vec<Inbound> = replica
+            .into_iter()
+            .map(|(token, request)| Inbound::Request { token, request })
+            .collect();
+        self.store_requests(&mut inbound);
+        for message in inbound {
+            self.handle(message);
+        }
+        self.restore()
+    }
+
+    /// One of a pair: does this message go on? A client's message is a
+    /// vote (which may make this broker active); it is dropped unanswered
+    /// unless the broker serves. A worker is sent away by a broker that is
+    /// or will be passive.
+    fn pair_admits(&mut self, message: &Inbound) -> bool {
+        let Some(pair) = self.pair.as_mut() else {
+            return true;
+        };
+        match message {
+            Inbound::Request { .. } | Inbound::Management { .. } | Inbound::Ping { .. } => {
+                let (accept, change) = pair.vote(Instant::now());
+                if let Some(change) = change {
+                    if let Err(e) = self.pair_changed(change) {
+                        log::error!("broker: taking over: {e}");
+                    }
+                }
+                accept
+            }
+            Inbound::Worker {
+                routing_id,
+                dialect,
+                command,
+            } if !pair.takes_workers() => {
+                if !matches!(command, WorkerInput::Disconnect) {
+                    self.workers.insert(routing_id.clone(), *dialect);
+                    self.disconnect(&routing_id.clone());
+                }
+                false
+            }
+            _ => true,
         }
     }
 
@@ -1413,10 +1536,18 @@ impl Broker {
             b"mmi.services" => {
                 self.refresh_figures();
                 let peers = self.peering.as_ref().map(Peering::report);
+                let pair = self.pair.as_ref().map(|pair| {
+                    serde_json::json!({
+                        "state": format!("{:?}", pair.state()).to_lowercase(),
+                        "logged": pair.logged(),
+                        "dropped": pair.dropped,
+                    })
+                });
                 let document = serde_json::json!({
                     "broker": self.figures,
                     "services": self.state.report(),
                     "peers": peers.unwrap_or_default(),
+                    "pair": pair,
                 });
                 (
                     code(200),
