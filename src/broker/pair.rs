@@ -565,3 +565,143 @@ fn send_all(socket: &zmq::Socket, routing_id: Option<&[u8]>, frames: &[Vec<u8>])
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::protocol::Properties;
+
+    fn request(correlation: &str) -> Request {
+        Request {
+            service: b"echo".to_vec(),
+            address: Vec::new(),
+            properties: Properties::default(),
+            correlation: correlation.as_bytes().to_vec(),
+            body: vec![correlation.as_bytes().to_vec()],
+        }
+    }
+
+    fn pair(context: &zmq::Context, role: Role, name: &str) -> Pair {
+        let (me, peer) = match role {
+            Role::Primary => ("primary", "backup"),
+            Role::Backup => ("backup", "primary"),
+        };
+        let options = PairOptions {
+            role,
+            bind: format!("inproc://{name}-{me}"),
+            connect: format!("inproc://{name}-{peer}"),
+        };
+        Pair::new(context, &options, 1 << 20).unwrap()
+    }
+
+    /// Runs both halves (ticks, reads) until `done` holds; 5 s at most.
+    fn run(active: &mut Pair, passive: &mut Pair, done: impl Fn(&Pair, &Pair) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done(active, passive) {
+            assert!(Instant::now() < deadline, "the pair did not settle");
+            let now = Instant::now();
+            for half in [&mut *active, &mut *passive] {
+                half.tick(now);
+                half.read_router(now);
+                half.read_dealer();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn replica(pair: &mut Pair) -> Vec<Vec<u8>> {
+        pair.take_over()
+            .into_iter()
+            .map(|(_, request)| request.correlation)
+            .collect()
+    }
+
+    /// The pair settles (primary active, backup passive and in step by
+    /// snapshot), updates keep the replica equal to the log, a lost update
+    /// is noticed by its sequence number and mended by a new snapshot, and
+    /// the replica comes out in arrival order.
+    #[test]
+    fn the_passive_half_mirrors_the_active_log_and_mends_gaps() {
+        let context = zmq::Context::new();
+        let mut primary = pair(&context, Role::Primary, "mirror");
+        let mut backup = pair(&context, Role::Backup, "mirror");
+        primary.accepted(b"C", &request("before"));
+        run(&mut primary, &mut backup, |p, b| {
+            p.state() == State::Active && b.state() == State::Passive && b.in_step
+        });
+        assert_eq!(backup.logged(), 1, "the snapshot brought the request");
+        for n in 1..=3 {
+            primary.accepted(b"C", &request(&n.to_string()));
+        }
+        primary.accepted(b"C", &request("2")); // a retry: not logged twice
+        primary.answered(b"C", b"before");
+        primary.answered(b"C", b"nobody"); // not in the log: nothing sent
+        run(&mut primary, &mut backup, |p, b| {
+            b.logged() == 3 && b.seq == p.seq
+        });
+        assert_eq!(primary.seq, 5, "four updates and the first ACCEPT");
+        // An update lost on the way (as if the queue had been full).
+        primary.seq += 1;
+        primary.accepted(b"C", &request("4"));
+        run(&mut primary, &mut backup, |_, b| !b.in_step);
+        run(&mut primary, &mut backup, |p, b| {
+            b.in_step && b.seq == p.seq
+        });
+        assert_eq!(backup.logged(), 4);
+        // A malformed or out-of-order update is refused (the caller then
+        // asks for a snapshot) rather than guessed at.
+        let next = (backup.seq + 1).to_be_bytes().to_vec();
+        assert!(backup
+            .apply(&[SIGNATURE.to_vec(), vec![ACCEPT], vec![1]])
+            .is_err());
+        assert!(backup.apply(&[b"other".to_vec()]).is_err());
+        let skipped = (backup.seq + 2).to_be_bytes().to_vec();
+        let done = |seq: Vec<u8>| {
+            vec![
+                SIGNATURE.to_vec(),
+                vec![DONE],
+                seq,
+                b"C".to_vec(),
+                b"1".to_vec(),
+            ]
+        };
+        assert!(backup.apply(&done(skipped)).is_err());
+        assert_eq!(backup.logged(), 4);
+        assert!(backup.apply(&done(next)).is_ok());
+        assert_eq!(backup.logged(), 3);
+        assert_eq!(
+            replica(&mut backup),
+            [b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]
+        );
+    }
+
+    /// A passive broker does not take workers; a primary waiting for its
+    /// peer does; a client's vote is refused while the peer may be active.
+    #[test]
+    fn who_serves_and_who_takes_workers() {
+        let context = zmq::Context::new();
+        let mut primary = pair(&context, Role::Primary, "roles");
+        let mut backup = pair(&context, Role::Backup, "roles");
+        assert!(primary.takes_workers() && !primary.serving());
+        assert!(!backup.takes_workers());
+        assert_eq!(
+            primary.vote(Instant::now()),
+            (false, None),
+            "the peer may be active"
+        );
+        run(&mut primary, &mut backup, |p, b| {
+            p.state() == State::Active && b.state() == State::Passive
+        });
+        assert!(primary.serving() && primary.takes_workers());
+        assert!(!backup.serving() && !backup.takes_workers());
+        assert_eq!(
+            backup.vote(Instant::now()),
+            (false, None),
+            "the primary is alive"
+        );
+        // The primary falls silent: the next vote makes the backup active.
+        let later = Instant::now() + bstar::PEER_TIMEOUT;
+        assert_eq!(backup.vote(later), (true, Some(Change::Failover)));
+        assert!(backup.serving());
+    }
+}
