@@ -15,6 +15,20 @@
 //!
 //! A request unanswered after `--timeout-ms` is sent again with the same
 //! correlation id, the wait doubling, `--retries` attempts in all.
+//! `--interval-ms` spaces the requests out in time (a stream, for watching a
+//! failover): the pause after each reply (sync) or after each batch
+//! (`--async`), while the client keeps reading and pinging.
+//!
+//! **Several brokers.** `--connect` may be given more than once: the first
+//! is the broker, the others are failover endpoints (the other broker of a
+//! Binary Star pair), tried in turn. When the broker has been silent for
+//! `--broker-ttl-ms` (6 s; the client PINGs it after `--ping-interval-ms`,
+//! 2 s, without a word), the client moves to the next endpoint with the same
+//! routing id, resends every pending request with its correlation id, and
+//! says so on stderr: `W: broker <old> silent for <ms> ms, failing over to
+//! <new>`; one request at a time, it then prints the failover time as the
+//! client saw it: `I: first reply from <new> <ms> ms after the last one from
+//! <old>`. With one `--connect` it keeps retrying the same broker.
 //!
 //! Exit code 0 if every request got a 200, 1 otherwise; Ctrl-C ends it at
 //! once with 0.
@@ -28,6 +42,8 @@
 //! broker-client --async --requests 100000 --batch 500 echo
 //! broker-client --env test --deadline-ms 1000 --priority 5 echo urgent
 //! broker-client --curve-keys client_secret --curve-server-key broker echo
+//! broker-client --connect tcp://localhost:5555 --connect tcp://localhost:5565 \
+//!     --requests 100 --interval-ms 100 echo         # a Binary Star pair
 //! ```
 
 use std::process::ExitCode;
@@ -48,9 +64,9 @@ struct Args {
     /// The request's body frames.
     #[arg(default_values_t = ["hello".to_string()])]
     body: Vec<String>,
-    /// The broker's endpoint.
-    #[arg(long, default_value = zguide::broker::DEFAULT_CONNECT)]
-    connect: String,
+    /// The broker's endpoint; again for each failover broker, tried in turn when it goes silent.
+    #[arg(long = "connect", default_value = zguide::broker::DEFAULT_CONNECT)]
+    connect: Vec<String>,
     /// The environment the service lives in (default: the broker's `default`).
     #[arg(long = "env")]
     environment: Option<String>,
@@ -63,6 +79,9 @@ struct Args {
     /// With --async: requests sent between looks at the replies.
     #[arg(long, default_value_t = 100)]
     batch: u64,
+    /// Milliseconds to pause after each reply (sync) or each batch (--async), still reading replies.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
     /// Each request's deadline, milliseconds after it is sent (the broker answers 504 after it).
     #[arg(long)]
     deadline_ms: Option<u64>,
@@ -78,6 +97,12 @@ struct Args {
     /// Attempts in all before giving up on a request.
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// PING the broker after this many milliseconds without a word from it.
+    #[arg(long, default_value_t = client::PING_INTERVAL.as_millis() as u64)]
+    ping_interval_ms: u64,
+    /// Milliseconds of silence after which the broker is gone (fail over, if there is another).
+    #[arg(long, default_value_t = client::BROKER_TTL.as_millis() as u64)]
+    broker_ttl_ms: u64,
     /// CURVE: the broker's public key file.
     #[arg(long, requires = "curve_keys")]
     curve_server_key: Option<std::path::PathBuf>,
@@ -109,10 +134,13 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, tally: &mut Tally) -> Result<(), Error> {
     let options = ClientOptions {
-        endpoint: args.connect.clone(),
+        endpoint: args.connect[0].clone(),
+        failover: args.connect[1..].to_vec(),
         environment: args.environment.clone(),
         timeout: Duration::from_millis(args.timeout_ms.max(1)),
         retries: args.retries,
+        ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
+        broker_ttl: Duration::from_millis(args.broker_ttl_ms.max(1)),
         curve: client::load_curve(args.curve_keys.as_deref(), args.curve_server_key.as_deref())?,
         ..ClientOptions::default()
     };
@@ -123,7 +151,12 @@ fn run(args: &Args, tally: &mut Tally) -> Result<(), Error> {
         print_summary(tally, client.duplicates(), started.elapsed());
         result
     } else {
-        for _ in 0..args.requests {
+        // For the failover time: when and from which broker the last reply came.
+        let mut last_reply: Option<(Instant, String, u64)> = None;
+        for n in 0..args.requests {
+            if n > 0 {
+                pause(args, &mut client, tally)?;
+            }
             let correlation = client.send(&args.service, body(args), &request_options(args))?;
             tally.sent += 1;
             // Sync: this is the only request pending, so the next event is its own.
@@ -136,6 +169,17 @@ fn run(args: &Args, tally: &mut Tally) -> Result<(), Error> {
                 Event::Reply(reply) => {
                     println!("{}", reply_line(&reply));
                     count(tally, &reply);
+                    let now = Instant::now();
+                    if let Some((at, from, failovers)) = &last_reply {
+                        if *failovers != client.failovers() {
+                            println!(
+                                "I: first reply from {} {} ms after the last one from {from}",
+                                client.endpoint(),
+                                now.duration_since(*at).as_millis()
+                            );
+                        }
+                    }
+                    last_reply = Some((now, client.endpoint().to_string(), client.failovers()));
                 }
                 Event::GaveUp { .. } => {
                     println!("{} gave-up", show(&correlation));
@@ -163,6 +207,9 @@ fn send_all(args: &Args, client: &mut Client, tally: &mut Tally) -> Result<(), E
         while let Some(event) = client.recv(Duration::ZERO)? {
             take(tally, event);
         }
+        if tally.sent < args.requests {
+            pause(args, client, tally)?;
+        }
     }
     while client.pending() > 0 {
         if let Some(event) = client.recv(Duration::from_millis(500))? {
@@ -170,6 +217,21 @@ fn send_all(args: &Args, client: &mut Client, tally: &mut Tally) -> Result<(), E
         }
     }
     Ok(())
+}
+
+/// `--interval-ms`: waits that long, reading replies (and pinging, failing
+/// over) meanwhile.
+fn pause(args: &Args, client: &mut Client, tally: &mut Tally) -> Result<(), Error> {
+    let until = Instant::now() + Duration::from_millis(args.interval_ms);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if let Some(event) = client.recv(left)? {
+            take(tally, event);
+        }
+    }
 }
 
 fn take(tally: &mut Tally, event: Event) {

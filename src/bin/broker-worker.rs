@@ -9,10 +9,18 @@
 //! request), fail on purpose (`--fail-every N`: every Nth request is answered
 //! 500 with a reason) and stop by itself (`--exit-after N` replies).
 //!
-//! Heartbeats, reconnecting with back-off after the broker went silent or
-//! sent DISCONNECT: all in the worker API. Ctrl-C or SIGTERM ends it at once
-//! with exit code 0; it tells the broker (DISCONNECT) and closes its socket
-//! with a short LINGER.
+//! Heartbeats (`--heartbeat-ms`, 2.5 s; give the broker the same
+//! `--heartbeat-ms`), reconnecting with back-off (1 s doubling to 32 s) after
+//! the broker went silent for three heartbeats or sent DISCONNECT: all in the
+//! worker API. Ctrl-C or SIGTERM ends it at once with exit code 0; it tells
+//! the broker (DISCONNECT) and closes its socket with a short LINGER.
+//!
+//! **Several brokers.** `--connect` may be given more than once: the first
+//! is the broker, the others are failover endpoints (the other broker of a
+//! Binary Star pair). Each reconnect goes to the next one of the ring, so a
+//! worker whose broker died, or that a passive broker turned away with
+//! DISCONNECT, finds the other after the back-off. Every connect is printed
+//! (stderr) as `I: worker connecting to <endpoint>`.
 //!
 //! Run beside it: `broker`, then `broker-client SERVICE` or any MDP client of
 //! that service. Examples:
@@ -22,9 +30,11 @@
 //! broker-worker --env test --delay-ms 100 --verbose echo
 //! broker-worker --fail-every 10 --exit-after 1000 echo
 //! broker-worker --curve-keys worker_secret --curve-server-key broker echo
+//! broker-worker --connect tcp://localhost:5555 --connect tcp://localhost:5565 echo
 //! ```
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use zguide::broker::client::load_curve;
@@ -39,9 +49,9 @@ use zguide::{interrupt, program, Error};
 struct Args {
     /// The service to offer.
     service: String,
-    /// The broker's endpoint.
-    #[arg(long, default_value = zguide::broker::DEFAULT_CONNECT)]
-    connect: String,
+    /// The broker's endpoint; again for each failover broker, tried in turn at each reconnect.
+    #[arg(long = "connect", default_value = zguide::broker::DEFAULT_CONNECT)]
+    connect: Vec<String>,
     /// The environment to offer it in (default: `default`).
     #[arg(long = "env")]
     environment: Option<String>,
@@ -57,6 +67,9 @@ struct Args {
     /// Print one line per request.
     #[arg(short, long)]
     verbose: bool,
+    /// Heartbeat interval in ms, both ways (the broker's --heartbeat-ms); 3 silent ones mean a dead broker.
+    #[arg(long, default_value_t = WorkerOptions::default().heartbeat.as_millis() as u64)]
+    heartbeat_ms: u64,
     /// CURVE: the broker's public key file.
     #[arg(long, requires = "curve_keys")]
     curve_server_key: Option<std::path::PathBuf>,
@@ -72,7 +85,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Error> {
     let options = WorkerOptions {
-        endpoint: args.connect.clone(),
+        endpoint: args.connect[0].clone(),
+        failover: args.connect[1..].to_vec(),
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(1)),
         service: args.service.clone(),
         environment: args.environment.clone(),
         curve: load_curve(args.curve_keys.as_deref(), args.curve_server_key.as_deref())?,

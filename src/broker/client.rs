@@ -10,9 +10,40 @@
 //!   reply after [`ClientOptions::retries`] attempts. Meanwhile it resends
 //!   each pending request, with the **same** correlation id, after
 //!   [`ClientOptions::timeout`], the wait doubling per attempt (2.5 s, 5 s,
-//!   10 s by default); PINGs the broker when it sent nothing for 2 s; and
-//!   logs once when the broker has been silent for 6 s (its TTL). It keeps
-//!   retrying then: a DEALER reconnects by itself.
+//!   10 s by default), and watches the broker (below).
+//! * **PING.** The client sends PING whenever it has heard nothing from the
+//!   broker for [`ClientOptions::ping_interval`] (2 s) and has sent no PING
+//!   in that long either, whatever else it sends: at most one PING per
+//!   interval. Requests are no sign of life: a broker drops a resent request
+//!   it already holds without a word (the first copy's reply will answer
+//!   it), so a client that keeps resending to a broker whose workers are
+//!   slow would otherwise hear nothing and take a busy broker for a dead one.
+//! * **Silence.** After [`ClientOptions::broker_ttl`] (6 s) without a word
+//!   from the broker (a PONG, a reply, anything):
+//!   - with no [`ClientOptions::failover`] endpoints, it logs that once and
+//!     keeps its socket and its retries: a DEALER reconnects by itself;
+//!   - with failover endpoints (a Binary Star pair), it **fails over** to the
+//!     next endpoint of the ring `[endpoint, failover…]`: it closes its socket
+//!     (LINGER 0: what it had queued for the silent broker is dropped), opens
+//!     a new DEALER with the **same** routing id and CURVE settings, resends
+//!     every pending request at once in the order they were first sent, with
+//!     the same correlation ids, and logs one line, `broker <old> silent for
+//!     <ms> ms, failing over to <new>` (warning). Silence counts again from
+//!     that moment, so a pair that is all gone is tried in turn, one endpoint
+//!     per TTL. [`Client::endpoint`] says where it is, [`Client::failovers`]
+//!     how often it moved.
+//! * **A failover resend is not an attempt.** A request keeps its count of
+//!   attempts (and [`Client::resent`] does not count it). Its resend timer
+//!   starts again from the failover with the whole wait of its current
+//!   attempt, so the copy on the new broker gets that wait in full, but never
+//!   past the moment the request would be given up if nothing answered (its
+//!   last send plus the waits of the attempts left). So a client whose
+//!   brokers are all gone still gives up on every request, after about
+//!   `timeout` x (2^`retries` - 1), 17.5 s by default: a failover can put an
+//!   attempt off, and the give-up with it, by less than the waits still to
+//!   come, at most once per attempt, never without end.
+//! * A failover endpoint libzmq refuses (a malformed address) is logged
+//!   (bounded) and skipped for the next one of the ring.
 //! * Replies for correlations not pending (a second answer to a resent
 //!   request, or a stranger's) are dropped and counted
 //!   ([`Client::duplicates`]); malformed messages are dropped, counted
@@ -21,7 +52,8 @@
 //!   that reply or give up.
 //!
 //! Delivery is *at least once*: a resent request may reach a worker twice if
-//! the first copy was only slow. Mark requests the worker may safely repeat
+//! the first copy was only slow (or, after a failover, if the broker left
+//! behind was only cut off, not dead). Mark requests the worker may safely repeat
 //! `idempotent`; the correlation id is the same in every copy, so a worker
 //! can also recognise a repeat.
 //!
@@ -32,7 +64,7 @@
 //! connection, so after a broker restart the reconnected client would have a
 //! new one, and the replies to requests the broker kept across the restart
 //! (its store) would go to an id nobody holds. With a fixed id they reach
-//! this client.
+//! this client; the socket of a failover keeps it too.
 //!
 //! Dropping a client drops what it has not sent yet (LINGER 0): every SBP
 //! request expects a reply, and nobody is left to read it.
@@ -69,6 +101,10 @@ pub const BROKER_TTL: Duration = Duration::from_secs(6);
 pub struct ClientOptions {
     /// The broker's endpoint.
     pub endpoint: String,
+    /// Further broker endpoints (the other broker of a Binary Star pair),
+    /// tried in turn after `endpoint` when the broker is silent for
+    /// `broker_ttl`; empty (the default): no failover.
+    pub failover: Vec<String>,
     /// The `environment` property of every request (`None`: the broker's
     /// `default`).
     pub environment: Option<String>,
@@ -87,9 +123,11 @@ pub struct ClientOptions {
     /// The socket's routing id (1-255 bytes, not starting with a zero
     /// byte); `None`: `C-` and 16 random hex digits.
     pub identity: Option<Vec<u8>>,
-    /// PING when nothing was sent for this long (spec: 2 s).
+    /// PING when nothing was heard from the broker for this long, at most
+    /// once per this long (spec: 2 s).
     pub ping_interval: Duration,
-    /// Log the broker as gone after this much silence (spec: 6 s).
+    /// Silence after which the broker is taken as gone (spec: 6 s): fail
+    /// over to the next endpoint if there is a `failover`, else log it once.
     pub broker_ttl: Duration,
 }
 
@@ -97,6 +135,7 @@ impl Default for ClientOptions {
     fn default() -> ClientOptions {
         ClientOptions {
             endpoint: crate::broker::DEFAULT_CONNECT.to_string(),
+            failover: Vec::new(),
             environment: None,
             address: Vec::new(),
             timeout: Duration::from_millis(2500),
@@ -150,31 +189,45 @@ pub enum Event {
 struct Pending {
     frames: Frames,
     service: Vec<u8>,
-    /// Sends so far (1 after the first).
+    /// Sends so far (1 after the first); a failover's resend is not one.
     attempts: u32,
     /// Which timer entry is current (older ones in the heap are stale).
     timer: u64,
+    /// When it is given up if no failover intervenes: the last send plus the
+    /// waits of the attempts left.
+    give_up_at: Instant,
+    /// The current timer is the last one: a failover moved it to
+    /// `give_up_at`.
+    last_wait: bool,
+    /// Send order, for resending in that order after a failover.
+    order: u64,
 }
 
 /// An SBP/1 client. See the module docs.
 pub struct Client {
     // Kept so the socket's context lives as long as the client.
-    _context: zmq::Context,
+    context: zmq::Context,
     socket: zmq::Socket,
     options: ClientOptions,
+    /// The ring `[endpoint, failover…]`.
+    endpoints: Vec<String>,
+    /// The index in `endpoints` of the broker the socket is connected to.
+    current: usize,
+    failovers: u64,
     identity: Vec<u8>,
     next_correlation: u64,
     pending: HashMap<Vec<u8>, Pending>,
     /// When each pending request is due for a resend or giving up.
     timers: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     next_timer: u64,
+    next_order: u64,
     /// Events read by [`Client::request`] for other requests.
     stash: VecDeque<Event>,
     duplicates: u64,
     malformed: u64,
     resent: u64,
     last_heard: Instant,
-    last_sent: Instant,
+    last_ping: Instant,
     broker_gone: bool,
     complaints: Window,
 }
@@ -212,22 +265,28 @@ impl Client {
             options.curve.as_ref(),
             options.max_message_size,
         )?;
+        let mut endpoints = vec![options.endpoint.clone()];
+        endpoints.extend(options.failover.iter().cloned());
         let now = Instant::now();
         Ok(Client {
-            _context: context.clone(),
+            context: context.clone(),
             socket,
             options,
+            endpoints,
+            current: 0,
+            failovers: 0,
             identity,
             next_correlation: 1,
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
             next_timer: 0,
+            next_order: 0,
             stash: VecDeque::new(),
             duplicates: 0,
             malformed: 0,
             resent: 0,
             last_heard: now,
-            last_sent: now,
+            last_ping: now,
             broker_gone: false,
             complaints: Window::new(10, Duration::from_secs(10)),
         })
@@ -253,9 +312,21 @@ impl Client {
         self.malformed
     }
 
-    /// Requests sent again after a timeout.
+    /// Requests sent again after a timeout (a failover's resends are not
+    /// counted).
     pub fn resent(&self) -> u64 {
         self.resent
+    }
+
+    /// The endpoint of the broker the client talks to now: `endpoint`, or
+    /// the failover endpoint it moved to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoints[self.current]
+    }
+
+    /// How many times the client failed over to another broker.
+    pub fn failovers(&self) -> u64 {
+        self.failovers
     }
 
     /// Sends a REQUEST to `service` without waiting for its reply; returns
@@ -319,8 +390,9 @@ impl Client {
             return Err(Error::Timeout);
         }
         let now = Instant::now();
-        self.last_sent = now;
-        let timer = self.schedule(now + self.options.timeout, &correlation);
+        let timer = self.schedule(now + self.wait(1), &correlation);
+        let order = self.next_order;
+        self.next_order += 1;
         self.pending.insert(
             correlation.clone(),
             Pending {
@@ -328,6 +400,9 @@ impl Client {
                 service: service.as_bytes().to_vec(),
                 attempts: 1,
                 timer,
+                give_up_at: now + self.waits_from(1),
+                last_wait: false,
+                order,
             },
         );
         Ok(correlation)
@@ -365,7 +440,8 @@ impl Client {
             if now >= deadline {
                 return Ok(None);
             }
-            let mut wake = deadline.min(self.last_sent + self.options.ping_interval);
+            let mut wake =
+                deadline.min(self.last_heard.max(self.last_ping) + self.options.ping_interval);
             if let Some(Reverse((at, _, _))) = self.timers.peek() {
                 wake = wake.min(*at);
             }
@@ -409,6 +485,21 @@ impl Client {
         result
     }
 
+    /// The wait for a reply after attempt `attempt` (1 for the first send).
+    fn wait(&self, attempt: u32) -> Duration {
+        self.options
+            .timeout
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+    }
+
+    /// The waits of attempt `attempt` and of every one after it: how long
+    /// after that attempt's send the request is given up.
+    fn waits_from(&self, attempt: u32) -> Duration {
+        (attempt..=self.options.retries.max(1))
+            .map(|n| self.wait(n))
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+
     fn schedule(&mut self, at: Instant, correlation: &[u8]) -> u64 {
         let timer = self.next_timer;
         self.next_timer += 1;
@@ -421,7 +512,7 @@ impl Client {
         self.last_heard = Instant::now();
         if self.broker_gone {
             self.broker_gone = false;
-            log::info!("broker at {} answers again", self.options.endpoint);
+            log::info!("broker at {} answers again", self.endpoint());
         }
         match parse_client(&frames) {
             Ok(Parsed {
@@ -479,7 +570,7 @@ impl Client {
             if pending.timer != timer {
                 continue;
             }
-            if pending.attempts >= self.options.retries.max(1) {
+            if pending.attempts >= self.options.retries.max(1) || pending.last_wait {
                 let service = self
                     .pending
                     .remove(&correlation)
@@ -501,41 +592,131 @@ impl Client {
                 log::debug!("resend of {} dropped: queue full", show(&correlation));
             }
             pending.attempts += 1;
-            let wait = self
-                .options
-                .timeout
-                .saturating_mul(1 << (pending.attempts - 1).min(16));
+            let attempts = pending.attempts;
+            let wait = self.wait(attempts);
+            let give_up_at = now + self.waits_from(attempts);
             log::debug!(
-                "no reply to {}: sent again (attempt {}), next wait {wait:?}",
+                "no reply to {}: sent again (attempt {attempts}), next wait {wait:?}",
                 show(&correlation),
-                pending.attempts
             );
             self.resent += 1;
-            self.last_sent = now;
             let timer = self.schedule(now + wait, &correlation);
             if let Some(pending) = self.pending.get_mut(&correlation) {
                 pending.timer = timer;
+                pending.give_up_at = give_up_at;
             }
         }
         Ok(None)
     }
 
-    /// PINGs when nothing was sent for a while; notes a silent broker.
+    /// PINGs a broker not heard from for a while; fails over from a silent
+    /// one, or notes it.
     fn keep_alive(&mut self, now: Instant) -> Result<(), Error> {
-        if now.duration_since(self.last_sent) >= self.options.ping_interval {
+        let silent = now.duration_since(self.last_heard);
+        if silent >= self.options.broker_ttl {
+            if self.endpoints.len() > 1 {
+                self.fail_over(now, silent)?;
+            } else if !self.broker_gone {
+                self.broker_gone = true;
+                log::warn!(
+                    "no word from the broker at {} for {:.1} s: taking it as gone, still retrying",
+                    self.endpoint(),
+                    silent.as_secs_f64()
+                );
+            }
+        }
+        // Whatever else was sent: requests are no sign of life (a broker
+        // drops a resent request it holds already, silently).
+        let interval = self.options.ping_interval;
+        if now.duration_since(self.last_heard) >= interval
+            && now.duration_since(self.last_ping) >= interval
+        {
             let ping = ClientCommand::Ping.to_frames(false);
             // A full queue holds messages enough to keep the broker busy.
             send_frames(&self.socket, &ping, Duration::ZERO)?;
-            self.last_sent = now;
+            self.last_ping = now;
         }
-        let silent = now.duration_since(self.last_heard);
-        if !self.broker_gone && silent >= self.options.broker_ttl {
-            self.broker_gone = true;
+        Ok(())
+    }
+
+    /// Moves to the next endpoint of the ring that takes a socket: same
+    /// routing id and CURVE settings, every pending request resent at once
+    /// (not counted as an attempt), silence counted from now.
+    fn fail_over(&mut self, now: Instant, silent: Duration) -> Result<(), Error> {
+        let count = self.endpoints.len();
+        // Silence counts from now whatever happens: one try per TTL.
+        self.last_heard = now;
+        for step in 1..count {
+            let next = (self.current + step) % count;
+            let socket = match dealer(
+                &self.context,
+                &self.endpoints[next],
+                &self.identity,
+                self.options.curve.as_ref(),
+                self.options.max_message_size,
+            ) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    self.complaints.warn(format_args!(
+                        "client: cannot fail over to {}: {e}",
+                        self.endpoints[next]
+                    ));
+                    continue;
+                }
+            };
             log::warn!(
-                "no word from the broker at {} for {:.1} s: taking it as gone, still retrying",
-                self.options.endpoint,
-                silent.as_secs_f64()
+                "broker {} silent for {} ms, failing over to {}",
+                self.endpoint(),
+                silent.as_millis(),
+                self.endpoints[next]
             );
+            // What was queued for the silent broker goes with its socket.
+            let _ = self.socket.set_linger(0);
+            self.socket = socket;
+            self.current = next;
+            self.failovers += 1;
+            self.broker_gone = false;
+            self.resend_all(now)?;
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// After a failover: every pending request on the new socket, in the
+    /// order first sent, each timer restarted from `now` with the whole wait
+    /// of its current attempt, but no later than its `give_up_at`.
+    fn resend_all(&mut self, now: Instant) -> Result<(), Error> {
+        let mut order: Vec<(u64, Vec<u8>)> = self
+            .pending
+            .iter()
+            .map(|(correlation, pending)| (pending.order, correlation.clone()))
+            .collect();
+        order.sort_unstable();
+        let mut queue_full = false;
+        for (_, correlation) in order {
+            let Some(pending) = self.pending.get(&correlation) else {
+                continue;
+            };
+            // A new socket's queue holds a high-water mark's worth; the rest
+            // go with their timers.
+            if !queue_full && !send_frames(&self.socket, &pending.frames, Duration::ZERO)? {
+                queue_full = true;
+                log::debug!(
+                    "failover resends stopped at {}: queue full",
+                    show(&correlation)
+                );
+            }
+            let (attempts, give_up_at) = (pending.attempts, pending.give_up_at);
+            let mut at = now + self.wait(attempts);
+            let last_wait = at >= give_up_at;
+            if last_wait {
+                at = give_up_at.max(now);
+            }
+            let timer = self.schedule(at, &correlation);
+            if let Some(pending) = self.pending.get_mut(&correlation) {
+                pending.timer = timer;
+                pending.last_wait = last_wait;
+            }
         }
         Ok(())
     }
@@ -941,6 +1122,8 @@ mod tests {
         assert!(pings >= 3 && pings == got.len(), "{got:?}");
         let gone = crate::log_limit::captured::lines_with("no word from the broker");
         assert_eq!(gone.len(), 1, "logged once: {gone:?}");
+        // No failover endpoint: it stays where it is.
+        assert_eq!((client.failovers(), client.endpoint()), (0, &endpoint[..]));
         // A PONG brings it back.
         let mut pong = vec![client.identity().to_vec()];
         pong.extend(ClientCommand::Pong.to_frames(false));
@@ -1039,5 +1222,190 @@ mod tests {
         }
         assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Options with failover endpoints and short PING and TTL times.
+    fn pair_options(
+        endpoint: &str,
+        failover: &str,
+        timeout_ms: u64,
+        retries: u32,
+        ping_ms: u64,
+        ttl_ms: u64,
+    ) -> ClientOptions {
+        ClientOptions {
+            failover: vec![failover.to_string()],
+            ping_interval: Duration::from_millis(ping_ms),
+            broker_ttl: Duration::from_millis(ttl_ms),
+            ..options(endpoint, timeout_ms, retries)
+        }
+    }
+
+    fn is_ping(frames: &[Vec<u8>]) -> bool {
+        frames[1..] == ClientCommand::Ping.to_frames(false)[..]
+    }
+
+    #[test]
+    fn a_client_pings_a_silent_broker_however_much_else_it_sends() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut opts = options(&endpoint, 5000, 1);
+        opts.ping_interval = Duration::from_millis(100);
+        let mut client = Client::with_context(&context, opts).unwrap();
+        // A request every 20 ms for 500 ms: the client never stops sending,
+        // and the broker never says a word.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(500) {
+            client
+                .send("echo", Vec::new(), &RequestOptions::default())
+                .unwrap();
+            assert_eq!(client.recv(Duration::from_millis(20)).unwrap(), None);
+        }
+        let got = all_within(&router, 100);
+        let pings = got.iter().filter(|f| is_ping(f)).count();
+        // One PING per 100 ms of silence: about 5, never one per send.
+        assert!((3..=6).contains(&pings), "{pings} PINGs in 500 ms");
+        assert!(got.len() - pings >= 20, "the requests went too");
+    }
+
+    #[test]
+    fn a_broker_that_answers_pings_is_not_failed_over_however_long_its_replies_take() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let (_other, other) = broker(&context);
+        // Sends every 40 ms, a 500 ms TTL: only PONGs keep it here.
+        let mut client =
+            Client::with_context(&context, pair_options(&endpoint, &other, 50, 30, 100, 500))
+                .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ponger = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut pongs = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    for frames in all_within(&router, 20) {
+                        if is_ping(&frames) {
+                            let mut pong = vec![frames[0].clone()];
+                            pong.extend(ClientCommand::Pong.to_frames(false));
+                            router.send_multipart(pong, 0).unwrap();
+                            pongs += 1;
+                        }
+                    }
+                }
+                pongs
+            })
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(1000) {
+            client
+                .send("slow", Vec::new(), &RequestOptions::default())
+                .unwrap();
+            assert_eq!(client.recv(Duration::from_millis(40)).unwrap(), None);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let pongs = ponger.join().unwrap();
+        assert!(pongs >= 5, "{pongs} PONGs");
+        assert_eq!((client.failovers(), client.endpoint()), (0, &endpoint[..]));
+    }
+
+    #[test]
+    fn a_silent_broker_means_failover_with_every_pending_request_resent_at_once() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let (first, endpoint) = broker(&context);
+        let (second, other) = broker(&context);
+        let mut client =
+            Client::with_context(&context, pair_options(&endpoint, &other, 5000, 2, 100, 300))
+                .unwrap();
+        let started = Instant::now();
+        let mut sent = Vec::new();
+        for n in 0..3 {
+            let body = vec![format!("body {n}").into_bytes()];
+            sent.push(
+                client
+                    .send("echo", body, &RequestOptions::default())
+                    .unwrap(),
+            );
+        }
+        for correlation in &sent {
+            let (_, request) = request_in(&next(&first).0);
+            assert_eq!(&request.correlation, correlation);
+        }
+        // The first broker never answers (not even PINGs): after 300 ms the
+        // client moves, and the second broker gets the three at once, in
+        // the order sent, from the same routing id.
+        let mut copies = Vec::new();
+        while copies.len() < 3 {
+            assert_eq!(client.recv(Duration::from_millis(20)).unwrap(), None);
+            copies.extend(
+                all_within(&second, 0)
+                    .into_iter()
+                    .filter(|f| !is_ping(f))
+                    .map(|f| request_in(&f)),
+            );
+            assert!(started.elapsed() < Duration::from_secs(5), "no failover");
+        }
+        let moved = started.elapsed();
+        assert!(
+            moved >= Duration::from_millis(290) && moved < Duration::from_millis(1500),
+            "{moved:?}"
+        );
+        assert_eq!((client.failovers(), client.endpoint()), (1, &other[..]));
+        let line = format!("broker {endpoint} silent for ");
+        let logged = crate::log_limit::captured::lines_with(&line);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(
+            logged[0].ends_with(&format!(" ms, failing over to {other}")),
+            "{logged:?}"
+        );
+        for ((id, request), correlation) in copies.iter().zip(&sent) {
+            assert_eq!(id, client.identity());
+            assert_eq!(&request.correlation, correlation);
+        }
+        // Not attempts, not timeouts.
+        assert_eq!(client.resent(), 0);
+        for (id, request) in copies.iter().rev() {
+            answer(&second, id, request, Status::OK);
+        }
+        for n in (0..3).rev() {
+            let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+            assert_eq!(reply.correlation, sent[n]);
+        }
+        assert_eq!(client.pending(), 0);
+    }
+
+    #[test]
+    fn a_pair_that_is_all_silent_is_tried_in_turn_and_still_gives_up() {
+        let context = zmq::Context::new();
+        let (_first, endpoint) = broker(&context);
+        let (_second, other) = broker(&context);
+        // Attempts at 0, 100 and (after a failover restarted its timer) 450
+        // ms; failovers every 250 ms; given up at 850 ms. A failover that
+        // counted as an attempt would give up with one resend; timers that
+        // failovers could push back without a bound would never give up.
+        let mut client =
+            Client::with_context(&context, pair_options(&endpoint, &other, 100, 3, 50, 250))
+                .unwrap();
+        let started = Instant::now();
+        let correlation = client
+            .send("echo", Vec::new(), &RequestOptions::default())
+            .unwrap();
+        let event = client.recv(Duration::from_secs(3)).unwrap();
+        let waited = started.elapsed();
+        assert_eq!(
+            event,
+            Some(Event::GaveUp {
+                correlation,
+                service: b"echo".to_vec()
+            }),
+            "after {waited:?}, {} failovers",
+            client.failovers()
+        );
+        assert!(
+            waited >= Duration::from_millis(700) && waited < Duration::from_millis(2000),
+            "{waited:?}"
+        );
+        assert_eq!(client.resent(), 2, "3 attempts in all");
+        assert!(client.failovers() >= 2, "{}", client.failovers());
     }
 }

@@ -14,6 +14,17 @@
 //!   a **new** socket, with a new routing id: the broker would take a second
 //!   READY from an id it knows as a protocol error. The back-off goes back to
 //!   its start once a REQUEST arrives.
+//! * **Several brokers.** With [`WorkerOptions::failover`] endpoints (the
+//!   other broker of a Binary Star pair), each reconnect goes to the next
+//!   endpoint of the ring `[endpoint, failover…]`, after the same back-off.
+//!   A *passive* broker answers READY with DISCONNECT, so a worker that lands
+//!   on it moves on to the other one after the back-off (which keeps
+//!   doubling while no REQUEST comes: no tight loop between two brokers that
+//!   both refuse it). Every connect, the first included, is logged as
+//!   `worker connecting to <endpoint>` (info); [`Worker::endpoint`] says
+//!   which broker the worker is on (or last was, during the back-off). A
+//!   failover endpoint libzmq refuses (a malformed address) counts as one
+//!   more reconnect: logged, then the next endpoint after the back-off.
 //! * [`Worker::reply`] answers the request in hand, echoing the broker's
 //!   client token and the correlation id.
 //!
@@ -45,6 +56,10 @@ use crate::{interrupt, Error, Message};
 pub struct WorkerOptions {
     /// The broker's endpoint.
     pub endpoint: String,
+    /// Further broker endpoints (the other broker of a Binary Star pair):
+    /// each reconnect goes to the next one of the ring `[endpoint,
+    /// failover…]`. Empty (the default): always `endpoint`.
+    pub failover: Vec<String>,
     /// The service offered (1-255 printable ASCII bytes).
     pub service: String,
     /// The environment the service is offered in (`None`: `default`).
@@ -67,6 +82,7 @@ impl Default for WorkerOptions {
     fn default() -> WorkerOptions {
         WorkerOptions {
             endpoint: crate::broker::DEFAULT_CONNECT.to_string(),
+            failover: Vec::new(),
             service: "echo".to_string(),
             environment: None,
             heartbeat: Duration::from_millis(2500),
@@ -92,6 +108,11 @@ pub struct Incoming {
 pub struct Worker {
     context: zmq::Context,
     options: WorkerOptions,
+    /// The ring `[endpoint, failover…]`.
+    endpoints: Vec<String>,
+    /// The index in `endpoints` of the broker of the current (or last)
+    /// socket.
+    current: usize,
     /// `None` while waiting to reconnect.
     socket: Option<zmq::Socket>,
     identity: Vec<u8>,
@@ -118,11 +139,15 @@ impl Worker {
         if let Some(environment) = &options.environment {
             check_environment(environment)?;
         }
+        let mut endpoints = vec![options.endpoint.clone()];
+        endpoints.extend(options.failover.iter().cloned());
         let now = Instant::now();
         let mut worker = Worker {
             context: context.clone(),
             backoff: Backoff::new(options.reconnect_initial, options.reconnect_max),
             options,
+            endpoints,
+            current: 0,
             socket: None,
             identity: Vec::new(),
             last_heard: now,
@@ -139,6 +164,12 @@ impl Worker {
     /// The current socket's routing id (a new one after each reconnect).
     pub fn identity(&self) -> &[u8] {
         &self.identity
+    }
+
+    /// The endpoint of the broker the worker is registered with (during a
+    /// reconnect's back-off: the one it left).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoints[self.current]
     }
 
     /// How many times the worker connected (1 before any reconnect).
@@ -276,16 +307,29 @@ impl Worker {
         Ok(())
     }
 
-    /// A new socket with a new routing id, READY sent.
+    /// A new socket with a new routing id, READY sent; a reconnect goes to
+    /// the next endpoint of the ring.
     fn connect(&mut self) -> Result<(), Error> {
+        if self.connects > 0 {
+            self.current = (self.current + 1) % self.endpoints.len();
+        }
+        log::info!("worker connecting to {}", self.endpoint());
         let identity = crate::broker::client::random_id("W").into_bytes();
-        let socket = dealer(
+        let socket = match dealer(
             &self.context,
-            &self.options.endpoint,
+            &self.endpoints[self.current],
             &identity,
             self.options.curve.as_ref(),
             self.options.max_message_size,
-        )?;
+        ) {
+            Ok(socket) => socket,
+            // A failover endpoint libzmq refuses: on to the next one.
+            Err(e @ Error::Endpoint { .. }) if self.connects > 0 => {
+                self.disconnect(Instant::now(), &format!("is refused ({e})"));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let ready = WorkerCommand::Ready {
             service: self.options.service.as_bytes().to_vec(),
             properties: Properties::build(
@@ -306,24 +350,23 @@ impl Worker {
         self.reconnect_at = None;
         self.serving = None;
         self.connects += 1;
-        if self.connects > 1 {
-            log::info!(
-                "worker {}: registered again with {} as {}",
-                show(self.options.service.as_bytes()),
-                self.options.endpoint,
-                show(&self.identity)
-            );
-        }
+        log::debug!(
+            "worker {}: READY sent to {} as {}",
+            show(self.options.service.as_bytes()),
+            self.endpoint(),
+            show(&self.identity)
+        );
         Ok(())
     }
 
     /// Drops the socket and schedules the next connect after the back-off.
     fn disconnect(&mut self, now: Instant, why: &str) {
         let delay = self.backoff.next_delay();
+        let next = &self.endpoints[(self.current + 1) % self.endpoints.len()];
         log::warn!(
-            "worker {}: broker at {} {why}; reconnecting in {:.1} s",
+            "worker {}: broker at {} {why}; reconnecting to {next} in {:.1} s",
             show(self.options.service.as_bytes()),
-            self.options.endpoint,
+            self.endpoint(),
             delay.as_secs_f64()
         );
         self.socket = None;
@@ -700,5 +743,105 @@ mod tests {
         drop(worker);
         let (_, command, _) = next_command(&router);
         assert_eq!(command, WorkerCommand::Disconnect);
+    }
+
+    /// Runs `worker` on a thread as an echo worker until `stop` is set, and
+    /// hands it back.
+    fn serve_and_return(
+        mut worker: Worker,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<Worker> {
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(incoming) = worker.recv_timeout(Duration::from_millis(20)).unwrap() {
+                    let body = incoming.request.body.clone();
+                    worker.reply(&incoming, Status::OK, body, None).unwrap();
+                }
+            }
+            worker
+        })
+    }
+
+    #[test]
+    fn a_disconnect_right_after_ready_sends_the_worker_to_the_next_broker_after_the_back_off() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        // The first broker is passive: it answers READY with DISCONNECT.
+        let (passive, first) = broker(&context);
+        let (active, second) = broker(&context);
+        let patient = WorkerOptions {
+            liveness: 10,
+            failover: vec![second.clone()],
+            ..options(&first)
+        };
+        let worker = Worker::with_context(&context, patient).unwrap();
+        assert_eq!(worker.endpoint(), first);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = serve_and_return(worker, stop.clone());
+        let (id, ready, _) = next_command(&passive);
+        assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
+        to(&passive, &id, WorkerCommand::Disconnect);
+        let refused = Instant::now();
+        let (id, ready, at) = next_command(&active);
+        assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
+        // The back-off (100 ms) applies; not 500 ms of silence either.
+        let gap = at - refused;
+        assert!(
+            gap >= Duration::from_millis(90) && gap < Duration::from_millis(450),
+            "{gap:?}"
+        );
+        to(&active, &id, request(b"9", b"served"));
+        let (_, reply, _) = next_command(&active);
+        assert!(
+            matches!(&reply, WorkerCommand::Reply { reply, .. } if reply.body == [b"served"]),
+            "{reply:?}"
+        );
+        stop.store(true, Ordering::SeqCst);
+        let worker = thread.join().unwrap();
+        assert_eq!((worker.endpoint(), worker.connects()), (&second[..], 2));
+        for endpoint in [&first, &second] {
+            let line = format!("worker connecting to {endpoint}");
+            assert_eq!(
+                crate::log_limit::captured::lines_with(&line),
+                std::slice::from_ref(&line),
+                "logged once each"
+            );
+        }
+    }
+
+    #[test]
+    fn two_brokers_that_both_refuse_the_worker_get_it_in_turn_with_a_doubling_back_off() {
+        let context = zmq::Context::new();
+        let (first_router, first) = broker(&context);
+        let (second_router, second) = broker(&context);
+        let options = WorkerOptions {
+            liveness: 100,
+            failover: vec![second.clone()],
+            reconnect_max: Duration::from_millis(800),
+            ..options(&first)
+        };
+        let worker = Worker::with_context(&context, options).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = serve_and_return(worker, stop.clone());
+        // READY at the first, the second, the first, the second: each
+        // answered DISCONNECT at once, each next READY a back-off later.
+        let mut readies = Vec::new();
+        for router in [&first_router, &second_router, &first_router, &second_router] {
+            let (id, ready, at) = next_command(router);
+            assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
+            readies.push(at);
+            to(router, &id, WorkerCommand::Disconnect);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let worker = thread.join().unwrap();
+        assert_eq!((worker.endpoint(), worker.connects()), (&second[..], 4));
+        let gaps: Vec<u128> = readies
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
+        // 100, 200, 400 ms: no tight loop between two refusing brokers.
+        for (gap, expected) in gaps.iter().zip([100, 200, 400]) {
+            assert!(*gap + 10 >= expected, "gaps {gaps:?}");
+        }
     }
 }
