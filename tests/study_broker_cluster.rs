@@ -137,3 +137,218 @@ fn requests_cross_one_peering_link_and_a_dead_peer_is_an_answer_not_a_hang() {
     net.host(0).expect(again, "1 200 again", secs(10));
     assert_eq!(net.host(0).wait_exit(again, secs(10)), 0);
 }
+
+fn pair_endpoint(host: usize) -> String {
+    format!("tcp://{}:5556", Network::address_of(host))
+}
+
+/// A Binary Star pair on hosts 0 (primary) and 1 (backup), both up and
+/// settled: the primary active, the backup passive and in step.
+fn start_pair(net: &mut Network) -> (Pid, Pid) {
+    let primary_peer = pair_endpoint(1);
+    let primary = start_broker(
+        net.host(0),
+        &["--pair", "primary", "--pair-connect", &primary_peer],
+    );
+    let backup_peer = pair_endpoint(0);
+    let backup = start_broker(
+        net.host(1),
+        &["--pair", "backup", "--pair-connect", &backup_peer],
+    );
+    net.host(0).expect(
+        primary,
+        "connected to backup (passive), ready as active",
+        secs(20),
+    );
+    net.host(1).expect(
+        backup,
+        "connected to primary (active), ready as passive",
+        secs(20),
+    );
+    net.host(1)
+        .expect(backup, "in step with the active peer", secs(20));
+    (primary, backup)
+}
+
+/// Workers on host 2 that know both brokers.
+fn start_pair_workers(net: &mut Network, count: usize) -> Vec<Pid> {
+    let (primary, backup) = (endpoint(0), endpoint(1));
+    (0..count)
+        .map(|n| {
+            let worker = net.host(2).start(
+                &format!("worker {n}"),
+                bin!("broker-worker"),
+                &["--connect", &primary, "--connect", &backup, "echo"],
+            );
+            net.host(2).expect(worker, "I: worker ready", secs(20));
+            worker
+        })
+        .collect()
+}
+
+/// Each correlation id 1..=count answered 200 exactly once in the client's
+/// output (one line per reply: `<correlation> 200 <body>`).
+fn assert_each_answered_once(output: &str, count: usize) {
+    let mut seen = vec![0usize; count + 1];
+    for line in output.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(id), Some("200")) = (words.next(), words.next()) {
+            if let Ok(id) = id.parse::<usize>() {
+                if (1..=count).contains(&id) {
+                    seen[id] += 1;
+                }
+            }
+        }
+    }
+    let wrong: Vec<(usize, usize)> = seen
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, n)| **n != 1)
+        .map(|(id, n)| (id, *n))
+        .take(20)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "(id, times answered): {wrong:?}\n{output}"
+    );
+}
+
+/// The failover pair under a stream of 1,000 requests: SIGKILL the active
+/// at a random moment; the backup takes over when the client, silent 6 s,
+/// comes to it; every request is answered exactly once; the old active
+/// comes back as passive, never as a second active.
+#[test]
+fn a_pair_fails_over_under_load_and_the_old_active_returns_passive() {
+    let mut net = Network::new("pair", 3);
+    let (primary, backup) = start_pair(&mut net);
+    start_pair_workers(&mut net, 2);
+    let (first, second) = (endpoint(0), endpoint(1));
+    let client = net.host(2).start(
+        "client",
+        bin!("broker-client"),
+        &[
+            "--connect",
+            &first,
+            "--connect",
+            &second,
+            "--requests",
+            "1000",
+            "--interval-ms",
+            "5",
+            "--retries",
+            "5",
+            "echo",
+            "hello",
+        ],
+    );
+    let kill_after = 50 + rand::random::<u64>() % 450;
+    net.host(2)
+        .expect(client, &format!("{kill_after} 200 hello"), secs(60));
+    net.host(0).kill(primary);
+    println!("primary killed after reply {kill_after}");
+    net.host(1)
+        .expect(backup, "failover successful, ready as active", secs(30));
+    net.host(2)
+        .expect(client, &format!("failing over to {second}"), secs(30));
+    assert_eq!(
+        net.host(2).wait_exit(client, secs(120)),
+        0,
+        "{}",
+        net.report()
+    );
+    let output = net.host(2).output(client);
+    assert_each_answered_once(&output, 1000);
+    if let Some(line) = output.lines().find(|l| l.contains("first reply from")) {
+        println!("{line}");
+    }
+
+    // The old active comes back: it hears an active backup and goes
+    // passive, gets in step, and never serves beside it.
+    net.host(0).restart(primary);
+    net.host(0).expect(
+        primary,
+        "connected to backup (active), ready as passive",
+        secs(20),
+    );
+    net.host(0)
+        .expect(primary, "in step with the active peer", secs(20));
+    let again = net.host(2).start(
+        "client again",
+        bin!("broker-client"),
+        &[
+            "--connect",
+            &first,
+            "--connect",
+            &second,
+            "--requests",
+            "3",
+            "echo",
+            "again",
+        ],
+    );
+    assert_eq!(
+        net.host(2).wait_exit(again, secs(60)),
+        0,
+        "{}",
+        net.report()
+    );
+    let restarted = net.host(0).output(primary);
+    let after = restarted.rsplit("--- restarted ---").next().unwrap_or("");
+    assert!(!after.contains("ready as active"), "{after}");
+    assert!(!after.contains("fatal"), "{after}");
+}
+
+/// A partition: the backup's host is cut off (its cable pulled) for longer
+/// than the peer timeout while clients, on the primary's side, keep asking.
+/// The backup hears neither its peer nor any client vote, so it stays
+/// passive; plugged back in, it hears the active primary: never two actives,
+/// and the clients never notice.
+#[test]
+fn a_partitioned_backup_without_client_votes_stays_passive() {
+    let mut net = Network::new("split", 3);
+    let (primary, backup) = start_pair(&mut net);
+    start_pair_workers(&mut net, 1);
+    let (first, second) = (endpoint(0), endpoint(1));
+    let client = net.host(2).start(
+        "client",
+        bin!("broker-client"),
+        &[
+            "--connect",
+            &first,
+            "--connect",
+            &second,
+            "--requests",
+            "600",
+            "--interval-ms",
+            "10",
+            "echo",
+            "hello",
+        ],
+    );
+    net.host(2).expect(client, "50 200 hello", secs(60));
+    net.unplug(1);
+    // 300 replies at 10 ms apart: more than the peer timeout (2 s).
+    net.host(2).expect(client, "350 200 hello", secs(60));
+    net.plug(1);
+    assert_eq!(
+        net.host(2).wait_exit(client, secs(60)),
+        0,
+        "{}",
+        net.report()
+    );
+    assert_each_answered_once(&net.host(2).output(client), 600);
+    // Plugged back: the backup hears the primary again and stays passive.
+    let backup_output = net.host(1).output(backup);
+    assert!(
+        !backup_output.contains("ready as active"),
+        "{backup_output}"
+    );
+    assert!(
+        !net.host(0).output(primary).contains("fatal"),
+        "{}",
+        net.report()
+    );
+    assert!(!backup_output.contains("fatal"), "{backup_output}");
+    assert!(net.host(1).is_running(backup) && net.host(0).is_running(primary));
+}
