@@ -431,3 +431,25 @@ fn a_partitioned_backup_without_client_votes_stays_passive() {
     assert!(!backup_output.contains("fatal"), "{backup_output}");
     assert!(net.host(1).is_running(backup) && net.host(0).is_running(primary));
 }
+
+/// The two scenario files of part 3, run by the real runner on loopback.
+#[test]
+fn the_peering_scenario_runs_to_its_end() {
+    let (sc, runner) = common::runs::run_to_the_end("broker-peering", &[], 60);
+    let output = sc.output(runner);
+    assert!(
+        output.contains("sent 1000 replies 1000 ok 1000 failed 0 gave-up 0"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_pair_scenario_fails_over_and_runs_to_its_end() {
+    let (sc, runner) = common::runs::run_to_the_end("broker-pair", &[], 120);
+    let output = sc.output(runner);
+    assert!(output.contains("failover successful, ready as active"), "{output}");
+    assert!(output.contains("I: first reply from tcp://127.0.0.1:5565"), "{output}");
+    let answered = common::runs::count(&sc, runner, " 200 hello");
+    assert_eq!(answered, 2500, "{output}");
+    assert!(!output.contains("gave-up"), "{output}");
+}

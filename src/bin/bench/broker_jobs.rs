@@ -23,7 +23,7 @@ use crate::procs::{last_lines, Namespace, Proc};
 const BROKER_PORT: u16 = 5555;
 const ENDPOINT: &str = "tcp://127.0.0.1:5555";
 /// The service the echo workers offer.
-const SERVICE: &str = "echo";
+pub(crate) const SERVICE: &str = "echo";
 /// Each request's body, as mdclient's.
 const BODY: &[u8] = b"Hello world";
 /// The prefix of the load client's figures line.
@@ -85,7 +85,7 @@ impl Load {
         })
     }
 
-    fn rate(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
 }
@@ -135,7 +135,7 @@ pub fn sbp_sync(
 }
 
 /// A folder for one run's store file and keys, fresh, removed on drop.
-fn scratch() -> Result<crate::RemoveOnDrop, String> {
+pub(crate) fn scratch() -> Result<crate::RemoveOnDrop, String> {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "zguide-bench-broker-{}-{}",
@@ -229,11 +229,20 @@ fn sbp_run(
     for proc in &mut pool {
         proc.wait_for_line("worker ready", deadline)?;
     }
-    let curve = if setup.curve {
-        text(dir.to_path_buf())
-    } else {
-        "-".to_string()
-    };
+    run_load(&ns, requests, window, setup.curve.then_some(dir), timeout)
+}
+
+/// Runs the load client (`--internal-broker-load`) in `ns` against the
+/// broker at [`ENDPOINT`], with the CURVE keys in `curve` if given, and
+/// checks that all `requests` were answered.
+pub(crate) fn run_load(
+    ns: &Namespace,
+    requests: u64,
+    window: usize,
+    curve: Option<&Path>,
+    timeout: Duration,
+) -> Result<Load, String> {
+    let curve = curve.map_or_else(|| "-".to_string(), |dir| text(dir.to_path_buf()));
     let args = vec![
         "--internal-broker-load".to_string(),
         requests.to_string(),

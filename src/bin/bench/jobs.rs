@@ -10,7 +10,7 @@ use std::time::Duration;
 use zguide::perf::Report;
 
 use crate::procs::{find_program, last_lines, Namespace, Proc};
-use crate::{broker_jobs, guide_jobs};
+use crate::{broker_jobs, cluster_jobs, guide_jobs};
 
 /// The TCP port the perf pairs use inside their private namespace.
 const PERF_PORT: u16 = 5555;
@@ -92,6 +92,22 @@ pub enum Job {
     /// `broker-worker` through `broker`, plain and with `--store`: req/s,
     /// round trip p50 and p99 in µs of each, and store ÷ plain in %.
     BrokerSbpSync { requests: u64 },
+    /// The bench's SBP/1 client keeping `window` requests in flight to
+    /// `workers` × `broker-worker`, on the client's `broker`, then on a
+    /// peer broker it forwards to: req/s of each (and with `window` 1 the
+    /// p50 round trip of each), and via peer ÷ local in %.
+    ClusterForward {
+        workers: usize,
+        requests: u64,
+        window: usize,
+    },
+    /// A `broker` pair, 2 `broker-worker`s and a `broker-client` streaming
+    /// `requests` requests; SIGKILL of the primary: the client's failover
+    /// time in ms. Runs once per bench run, whatever `--repeat` says.
+    ClusterFailover { requests: u64 },
+    /// `broker-fanout count` of a `bytes` text through `broker` with 1, 2
+    /// and 4 `broker-fanout worker`s: MB/s of each.
+    ClusterFanout { bytes: u64 },
 }
 
 /// The figures of one run: a value per row of the job, plus a secondary
@@ -151,6 +167,18 @@ impl Job {
             Job::BrokerSbpAsync { .. } | Job::BrokerSbpSync { .. } => {
                 vec!["broker", "broker-worker"]
             }
+            Job::ClusterForward { .. } => vec!["broker", "broker-worker"],
+            Job::ClusterFailover { .. } => vec!["broker", "broker-worker", "broker-client"],
+            Job::ClusterFanout { .. } => vec!["broker", "broker-fanout"],
+        }
+    }
+
+    /// How many times a bench run runs this job: `repeat`, except for the
+    /// broker pair's failover, which takes about 12 s and runs once.
+    pub fn rounds(&self, repeat: usize) -> usize {
+        match self {
+            Job::ClusterFailover { .. } => 1,
+            _ => repeat,
         }
     }
 
@@ -182,9 +210,11 @@ impl Job {
                 "no reference: compares two programs of ours (the study's broker, the guide's \
                  mdbroker)",
             ),
-            Job::BrokerSbpAsync { .. } | Job::BrokerSbpSync { .. } => {
-                Some("no reference: SBP/1 is the study's own protocol")
-            }
+            Job::BrokerSbpAsync { .. }
+            | Job::BrokerSbpSync { .. }
+            | Job::ClusterForward { .. }
+            | Job::ClusterFailover { .. }
+            | Job::ClusterFanout { .. } => Some("no reference: SBP/1 is the study's own protocol"),
             _ => None,
         }
     }
@@ -267,6 +297,15 @@ impl Job {
                 window,
             } => broker_jobs::sbp_async(&program, workers, requests, window, timeout),
             Job::BrokerSbpSync { requests } => broker_jobs::sbp_sync(&program, requests, timeout),
+            Job::ClusterForward {
+                workers,
+                requests,
+                window,
+            } => cluster_jobs::forwarding(&program, workers, requests, window, timeout),
+            Job::ClusterFailover { requests } => {
+                cluster_jobs::failover(&program, requests, timeout)
+            }
+            Job::ClusterFanout { bytes } => cluster_jobs::fanout(&program, bytes, timeout),
             Job::TcpThr { size, count } => {
                 let ns = Namespace::new()?;
                 let args = perf_args(PERF_PORT, size, count);

@@ -25,7 +25,11 @@
 //!   `mdclient` with 1) against the reference's `mdbroker` and against our
 //!   own, and SBP/1 requests/s with the bench's own client, async (10
 //!   workers) and sync (1 worker, p50/p99 round trip), with persistence
-//!   (`--store`) and CURVE on and off.
+//!   (`--store`) and CURVE on and off;
+//! * the study's `broker` as a cluster (`broker-cluster`): SBP/1 req/s
+//!   straight to a broker and through a peer broker it forwards to, the
+//!   failover time of a `--pair` of brokers, and `broker-fanout` (the broker
+//!   as ventilator, the client as sink) in MB/s with 1, 2 and 4 workers.
 //!
 //! It prints a table and writes the same figures to `results.json` and
 //! `results.csv`, with a plot of the size sweep in `sweep.svg`, in
@@ -37,6 +41,7 @@
 //! skips its row with a note. See `zguide/benchmarks.md`.
 
 mod broker_jobs;
+mod cluster_jobs;
 mod guide_jobs;
 mod internal;
 mod jobs;
@@ -52,7 +57,7 @@ use zguide::interrupt;
 
 const HELP: &str = "\
 bench: zguide-rs benchmark suite (libzmq perf tools, tripping, Majordomo, Freelance,
-Binary Star, Clone, file transfer, pub-sub, the study's broker)
+Binary Star, Clone, file transfer, pub-sub, the study's broker and its cluster)
 
 USAGE: bench [OPTIONS]
 
@@ -79,8 +84,15 @@ OPTIONS:
                                        (mdclient2 + 10 workers, mdclient + 1 worker);
                                        SBP/1 req/s async (10 workers) and sync (1 worker,
                                        p50/p99), persistence and CURVE on and off
+                        broker-cluster the study's broker as a cluster: SBP/1 req/s local
+                                       and through one peer (sync: 1 worker, p50; async:
+                                       4 workers, 100 in flight), a broker pair's
+                                       failover ms (run once, ~12 s), broker-fanout
+                                       MB/s with 1, 2 and 4 workers (64 MiB text)
   --requests N        Majordomo requests per client run (default 100000; the broker
-                      group's async runs take N, its sync runs N/10; --quick: 2000/500)
+                      group's async runs take N, its sync runs N/10; --quick: 2000/500;
+                      broker-cluster's async runs N/10, its sync runs N/50;
+                      --quick: 1000/200)
   --fileio-mib N      size of the fileio test file in MiB (default 1024; --quick: 16)
   --timeout SECS      limit for one program run (default 120)
   --out DIR           where results.json, results.csv and sweep.svg go
@@ -94,8 +106,8 @@ ENVIRONMENT:
                              mdclient2, flclient2, flserver2, bstarsrv, bstarcli,
                              clonesrv5, fileio1, fileio2, fileio3); each row then also
                              runs them and prints the ratio (flclient3/flserver3,
-                             tspub/tssub and the broker group's SBP/1 rows have no
-                             reference column; its MDP rows run the reference's
+                             tspub/tssub, the broker group's SBP/1 rows and the
+                             broker-cluster group have no reference column; its MDP rows run the reference's
                              mdbroker with our clients and workers).
                              Nothing of the reference is built or shipped by zguide-rs.
 ";
@@ -103,7 +115,7 @@ ENVIRONMENT:
 const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
 
 /// Every group `--only` knows, in table order.
-const GROUPS: [&str; 10] = [
+const GROUPS: [&str; 11] = [
     "tcp",
     "inproc",
     "tripping",
@@ -114,6 +126,7 @@ const GROUPS: [&str; 10] = [
     "fileio",
     "pubsub",
     "broker",
+    "broker-cluster",
 ];
 
 /// The fileio test file's name (the guide's programs read `./testdata`).
@@ -471,6 +484,9 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
     if wants("broker") {
         broker_plan(options, &mut plan);
     }
+    if wants("broker-cluster") {
+        cluster_plan(options, &mut plan);
+    }
     plan
 }
 
@@ -581,6 +597,107 @@ fn broker_plan(options: &Options, plan: &mut Vec<(Row, Job, usize)>) {
     }
 }
 
+/// Requests per run of the `broker-cluster` group's forwarding rows:
+/// (async, sync).
+fn cluster_requests(options: &Options) -> (u64, u64) {
+    if options.quick {
+        (1_000, 200)
+    } else {
+        (
+            (options.requests / 10).max(1),
+            (options.requests / 50).max(1),
+        )
+    }
+}
+
+/// Requests the forwarding rows' async client keeps in flight.
+const CLUSTER_WINDOW: usize = 100;
+/// Echo workers behind the forwarding rows' async client.
+const CLUSTER_WORKERS: usize = 4;
+/// Requests of the broker pair's failover run.
+const FAILOVER_REQUESTS: u64 = 400;
+
+/// The `broker-cluster` group's rows.
+fn cluster_plan(options: &Options, plan: &mut Vec<(Row, Job, usize)>) {
+    let (many, few) = cluster_requests(options);
+    let how = "local: broker (tcp 5555) with the workers; via peer: broker A (5555, --peer \
+               tcp://127.0.0.1:5565 --default-policy forward, no workers) forwarding to broker B \
+               (5565) with the workers; the bench's SBP/1 client to 5555, a fresh namespace each";
+    let job = Job::ClusterForward {
+        workers: 1,
+        requests: few,
+        window: 1,
+    };
+    let sync_rows = [
+        ("forward sync, 1 worker: local", "req/s", Better::Higher),
+        ("forward sync, 1 worker: via peer", "req/s", Better::Higher),
+        ("forward sync, 1 worker: local, p50", "us", Better::Lower),
+        ("forward sync, 1 worker: via peer, p50", "us", Better::Lower),
+        ("forward sync: via peer / local", "%", Better::Higher),
+    ];
+    for (n, (test, unit, better)) in sync_rows.into_iter().enumerate() {
+        let mut row = Row::new("broker-cluster", test, unit, better, None);
+        row.detail = format!(
+            "{few} requests one at a time, 1 broker-worker (echo); {how}; p50: round trip, send \
+             to reply"
+        );
+        plan.push((row, job.clone(), n));
+    }
+    let job = Job::ClusterForward {
+        workers: CLUSTER_WORKERS,
+        requests: many,
+        window: CLUSTER_WINDOW,
+    };
+    let async_rows = [
+        ("forward async, 4 workers: local", "req/s"),
+        ("forward async, 4 workers: via peer", "req/s"),
+        ("forward async: via peer / local", "%"),
+    ];
+    for (n, (test, unit)) in async_rows.into_iter().enumerate() {
+        let mut row = Row::new("broker-cluster", test, unit, Better::Higher, None);
+        row.detail = format!(
+            "{many} requests, {CLUSTER_WINDOW} in flight, {CLUSTER_WORKERS} broker-workers \
+             (echo); {how}"
+        );
+        plan.push((row, job.clone(), n));
+    }
+
+    let mut row = Row::new(
+        "broker-cluster",
+        "pair failover (default timings: client TTL 6 s, worker liveness 7.5 s)",
+        "ms",
+        Better::Lower,
+        None,
+    );
+    row.detail = format!(
+        "broker --pair primary (5555) and backup (5565), 2 broker-workers and broker-client \
+         ({FAILOVER_REQUESTS} requests 5 ms apart) knowing both; SIGKILL of the primary after \
+         reply {}; figure: the client's ms from the last reply from the primary to the first \
+         from the backup; all {FAILOVER_REQUESTS} must be answered 200; one run per bench run",
+        cluster_jobs::FAILOVER_KILL_AFTER
+    );
+    let job = Job::ClusterFailover {
+        requests: FAILOVER_REQUESTS,
+    };
+    plan.push((row, job, 0));
+
+    let mib: u64 = if options.quick { 16 } else { 64 };
+    let job = Job::ClusterFanout { bytes: mib << 20 };
+    for (n, workers) in cluster_jobs::FANOUT_WORKERS.into_iter().enumerate() {
+        let test = format!(
+            "fanout count, {workers} worker{}",
+            if workers > 1 { "s" } else { "" }
+        );
+        let mut row = Row::new("broker-cluster", &test, "MB/s", Better::Higher, None);
+        row.detail = format!(
+            "broker-fanout count of a {mib} MiB text (gen --seed 7) through a fresh broker to \
+             {workers} broker-fanout worker(s): 1 MiB chunks, credit 8; MB = 10^6 bytes, the \
+             count's own figure"
+        );
+        plan.push((row, job.clone(), n));
+    }
+}
+
 fn run(options: &Options) -> Result<(), String> {
     let ours = std::env::current_exe()
         .map_err(|e| e.to_string())?
@@ -667,11 +784,12 @@ fn run(options: &Options) -> Result<(), String> {
                 }
             }
         }
-        for round in 0..options.repeat {
+        let rounds = job.rounds(options.repeat);
+        for round in 0..rounds {
             for (slot, side) in sides.iter().enumerate() {
                 let Ok(dir) = side else { continue };
                 let who = if slot == 0 { "ours" } else { "reference" };
-                print!("  {label} [{who} {}/{}] ... ", round + 1, options.repeat);
+                print!("  {label} [{who} {}/{rounds}] ... ", round + 1);
                 zguide::helpers::flush_stdout();
                 let result = job.run(
                     &Side {
@@ -750,7 +868,9 @@ fn same_job(a: &Job, b: &Job) -> bool {
         (Job::PubsubLatency { rate: x, .. }, Job::PubsubLatency { rate: y, .. }) => x == y,
         (Job::BrokerVsMdbroker { .. }, Job::BrokerVsMdbroker { .. })
         | (Job::BrokerSbpAsync { .. }, Job::BrokerSbpAsync { .. })
-        | (Job::BrokerSbpSync { .. }, Job::BrokerSbpSync { .. }) => true,
+        | (Job::BrokerSbpSync { .. }, Job::BrokerSbpSync { .. })
+        | (Job::ClusterFanout { .. }, Job::ClusterFanout { .. }) => true,
+        (Job::ClusterForward { window: x, .. }, Job::ClusterForward { window: y, .. }) => x == y,
         _ => false,
     }
 }
@@ -850,6 +970,7 @@ mod tests {
             "fileio",
             "pubsub",
             "broker",
+            "broker-cluster",
         ] {
             assert!(rows.iter().any(|(row, _, _)| row.group == group), "{group}");
         }
@@ -920,5 +1041,75 @@ mod tests {
             panic!("--requests is refused");
         };
         assert_eq!(broker_requests(&more), (5_000, 500));
+    }
+
+    #[test]
+    fn the_broker_cluster_group_plans_its_rows_and_counts() {
+        let Ok(Some(options)) = parse(&args(&["--only", "broker-cluster"])) else {
+            panic!("--only broker-cluster is refused");
+        };
+        let rows = plan(&options);
+        assert_eq!(rows.len(), 12);
+        assert!(rows.iter().all(|(row, _, _)| row.group == "broker-cluster"));
+        assert!(rows.iter().all(|(_, job, _)| job.no_reference().is_some()));
+        let tests: Vec<&str> = rows.iter().map(|(row, _, _)| row.test.as_str()).collect();
+        for test in [
+            "forward sync, 1 worker: local",
+            "forward sync, 1 worker: via peer, p50",
+            "forward sync: via peer / local",
+            "forward async, 4 workers: via peer",
+            "forward async: via peer / local",
+            "fanout count, 1 worker",
+            "fanout count, 4 workers",
+        ] {
+            assert!(tests.contains(&test), "{test} in {tests:?}");
+        }
+        assert!(tests.iter().any(|t| t.starts_with("pair failover")));
+        // Each job's rows are numbered in order (the job runs once for
+        // them) and the sync and async jobs are told apart.
+        let mut index = 0;
+        let mut jobs = 0;
+        while index < rows.len() {
+            let job = &rows[index].1;
+            let end = (index..rows.len())
+                .take_while(|&i| rows[i].2 == i - index && same_job(&rows[i].1, job))
+                .last()
+                .map_or(index + 1, |i| i + 1);
+            jobs += 1;
+            index = end;
+        }
+        assert_eq!(jobs, 4);
+        assert!(rows.iter().any(|(_, job, _)| matches!(
+            job,
+            Job::ClusterForward {
+                workers: 1,
+                requests: 2_000,
+                window: 1
+            }
+        )));
+        assert!(rows.iter().any(|(_, job, _)| matches!(
+            job,
+            Job::ClusterForward {
+                workers: CLUSTER_WORKERS,
+                requests: 10_000,
+                window: CLUSTER_WINDOW
+            }
+        )));
+        // The failover runs once whatever --repeat says; the others repeat.
+        for (_, job, _) in &rows {
+            let once = matches!(job, Job::ClusterFailover { requests: 400 });
+            assert_eq!(job.rounds(3), if once { 1 } else { 3 });
+        }
+        assert!(rows
+            .iter()
+            .any(|(_, job, _)| matches!(job, Job::ClusterFanout { bytes: 67_108_864 })));
+
+        let Ok(Some(quick)) = parse(&args(&["--quick", "--only", "broker-cluster"])) else {
+            panic!("--quick --only broker-cluster is refused");
+        };
+        assert_eq!(cluster_requests(&quick), (1_000, 200));
+        assert!(plan(&quick)
+            .iter()
+            .any(|(_, job, _)| matches!(job, Job::ClusterFanout { bytes: 16_777_216 })));
     }
 }
