@@ -447,8 +447,14 @@ fn the_peering_scenario_runs_to_its_end() {
 fn the_pair_scenario_fails_over_and_runs_to_its_end() {
     let (sc, runner) = common::runs::run_to_the_end("broker-pair", &[], 120);
     let output = sc.output(runner);
-    assert!(output.contains("failover successful, ready as active"), "{output}");
-    assert!(output.contains("I: first reply from tcp://127.0.0.1:5565"), "{output}");
+    assert!(
+        output.contains("failover successful, ready as active"),
+        "{output}"
+    );
+    assert!(
+        output.contains("I: first reply from tcp://127.0.0.1:5565"),
+        "{output}"
+    );
     let answered = common::runs::count(&sc, runner, " 200 hello");
     assert_eq!(answered, 2500, "{output}");
     assert!(!output.contains("gave-up"), "{output}");
