@@ -127,6 +127,32 @@ pub fn secret_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A client's CURVE settings from the command line's key files: `keys` is
+/// our key pair (the `_secret` file, or its public file beside it) and
+/// `server` the server's public key file. Both or neither (`None`). Shared
+/// by `broker-client` and `fileclient`.
+pub fn load_client(
+    keys: Option<&Path>,
+    server: Option<&Path>,
+) -> Result<Option<(Keys, [u8; 32])>, Error> {
+    let (keys, server) = match (keys, server) {
+        (None, None) => return Ok(None),
+        (Some(keys), Some(server)) => (keys, server),
+        _ => {
+            return Err(Error::Protocol(
+                "CURVE needs both --curve-keys and --curve-server-key".into(),
+            ))
+        }
+    };
+    let io = |e: std::io::Error| Error::Protocol(format!("CURVE key file: {e}"));
+    let mut ours = Keys::load(keys).map_err(io)?;
+    if ours.secret.is_none() {
+        ours = Keys::load(&secret_path(keys)).map_err(io)?;
+    }
+    let server = Keys::load(server).map_err(io)?;
+    Ok(Some((ours, server.public)))
+}
+
 /// The public keys in every file of `dir` (secret files are skipped, as are
 /// files that hold no key), at most [`MAX_KEYS`].
 pub fn load_public_keys(dir: &Path) -> io::Result<HashSet<[u8; 32]>> {

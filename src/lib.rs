@@ -28,6 +28,7 @@
 //! | [`mdp`] | Majordomo protocol, client and worker APIs | §27–§29, MDP/MMI |
 //! | [`flcliapi`] | Freelance client API: an agent thread pinging servers, failing over between them | §35, `flcliapi`, FLP |
 //! | [`fileio`] | file transfer in chunks: credit, reads at an offset, replies never lost silently | §47, `fileio1`–`fileio3` |
+//! | [`filetransfer`] | study §4: SFT/1, a file-transfer tool: listing, trees, credit window, zstd, BLAKE3 per chunk and file, resume, CURVE | `fileio3`, FILEMQ |
 //! | [`udp`] | UDP broadcast beacons polled beside ZeroMQ sockets; IPv4 interfaces | `udplib`, §49 |
 //! | [`interface`] | presence by UDP beacons: JOINED/LEFT events from an agent | `interface`, §50 |
 //! | [`log_limit`] | log lines about peers, limited in number (a window per period, or powers of two) | — |
@@ -52,6 +53,7 @@ pub mod clone;
 pub mod curve;
 pub mod envelope;
 pub mod fileio;
+pub mod filetransfer;
 pub mod flcliapi;
 pub mod heartbeat;
 pub mod helpers;

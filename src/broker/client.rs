@@ -860,22 +860,7 @@ pub fn load_curve(
     keys: Option<&Path>,
     server: Option<&Path>,
 ) -> Result<Option<(Keys, [u8; 32])>, Error> {
-    let (keys, server) = match (keys, server) {
-        (None, None) => return Ok(None),
-        (Some(keys), Some(server)) => (keys, server),
-        _ => {
-            return Err(Error::Protocol(
-                "CURVE needs both --curve-keys and --curve-server-key".into(),
-            ))
-        }
-    };
-    let io = |e: std::io::Error| Error::Protocol(format!("CURVE key file: {e}"));
-    let mut ours = Keys::load(keys).map_err(io)?;
-    if ours.secret.is_none() {
-        ours = Keys::load(&crate::curve::secret_path(keys)).map_err(io)?;
-    }
-    let server = Keys::load(server).map_err(io)?;
-    Ok(Some((ours, server.public)))
+    crate::curve::load_client(keys, server)
 }
 
 #[cfg(test)]
