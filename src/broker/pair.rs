@@ -63,10 +63,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::broker::protocol::{self, ClientCommand, Frames, Request};
+use crate::broker::protocol::{self, ClientCommand, Request};
 use crate::bstar::{self, Change, Event, Fatal, Fsm, Role, State};
 use crate::message::show;
-use crate::Error;
+use crate::{Error, Message};
 
 /// Entries kept in the log (active) or the replica (passive).
 pub const MAX_LOG: usize = 200_000;
@@ -549,21 +549,14 @@ fn entry(frames: &[Vec<u8>]) -> Result<(Vec<u8>, Request), String> {
     }
 }
 
-/// Sends a message (with a routing id first on a ROUTER) without waiting.
+/// Sends a message (with a routing id first on a ROUTER) without waiting;
+/// `false` if it was dropped (the peer gone or not reading).
 fn send_all(socket: &zmq::Socket, routing_id: Option<&[u8]>, frames: &[Vec<u8>]) -> bool {
-    let mut parts: Frames = Vec::with_capacity(frames.len() + 1);
+    let mut message = Message::from_frames(frames.iter().cloned());
     if let Some(id) = routing_id {
-        parts.push(id.to_vec());
+        message.push(id.to_vec());
     }
-    parts.extend(frames.iter().cloned());
-    let last = parts.len() - 1;
-    for (index, part) in parts.iter().enumerate() {
-        let more = if index < last { zmq::SNDMORE } else { 0 };
-        if socket.send(part.as_slice(), more | zmq::DONTWAIT).is_err() {
-            return false;
-        }
-    }
-    true
+    message.send_or_drop(socket).unwrap_or(false)
 }
 
 #[cfg(test)]

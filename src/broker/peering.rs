@@ -45,7 +45,7 @@ use serde::Deserialize;
 use crate::broker::protocol::{self, ClientCommand, Properties, Reply, Request, Status};
 use crate::broker::state::MAX_SERVICES;
 use crate::message::show;
-use crate::Error;
+use crate::{Error, Message};
 
 /// How often a broker asks each peer for its capacity.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(1000);
@@ -260,7 +260,7 @@ impl Peering {
         })
         .to_frames(false);
         let link = &mut self.links[index];
-        if !send_now(&link.socket, &frames) {
+        if !send_now(&link.socket, frames) {
             return Err(Box::new(request));
         }
         link.outstanding += 1;
@@ -427,7 +427,7 @@ impl Peering {
                     body: Vec::new(),
                 })
                 .to_frames(false);
-                send_now(&link.socket, &frames);
+                send_now(&link.socket, frames);
             }
             let silent = link
                 .last_heard
@@ -473,16 +473,10 @@ impl Peering {
 }
 
 /// Sends without waiting; `false` if the link is down or full.
-fn send_now(socket: &zmq::Socket, frames: &[Vec<u8>]) -> bool {
-    let last = frames.len().saturating_sub(1);
-    for (index, frame) in frames.iter().enumerate() {
-        let more = if index < last { zmq::SNDMORE } else { 0 };
-        if socket.send(frame.as_slice(), more | zmq::DONTWAIT).is_err() {
-            // Only the first frame can fail: the rest follow it.
-            return false;
-        }
-    }
-    true
+fn send_now(socket: &zmq::Socket, frames: Vec<Vec<u8>>) -> bool {
+    Message::from_frames(frames)
+        .send_or_drop(socket)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
