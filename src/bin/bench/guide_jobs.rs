@@ -296,18 +296,42 @@ pub fn fileio(
 ) -> Result<Sample, String> {
     let mut values = Vec::new();
     for name in FILEIO_PROGRAMS {
-        let ns = Namespace::new()?;
-        let mut cmd = ns.command(&program(name)?, &[]);
-        cmd.current_dir(dir);
-        let mut proc = Proc::spawn(name, cmd)?;
-        expect_success(&mut proc, timeout)?;
-        let (_, received) = chunks_received(proc.output())
-            .ok_or_else(|| format!("{name} printed no count: {}", last_lines(proc.output(), 3)))?;
-        if received != bytes {
-            return Err(format!("{name} received {received} of {bytes} bytes"));
-        }
-        values.push(megabytes_per_sec(bytes, &proc)?);
+        values.push(fileio_rate(program, name, dir, bytes, timeout)?);
     }
+    let raw_rate = raw_copy_rate(dir, bytes, timeout)?;
+    values.push(raw_rate);
+    values.push(100.0 * values[2] / raw_rate);
+    Ok(Sample {
+        values,
+        secondary: None,
+    })
+}
+
+/// One run of the fileio program `name` in `dir` (on `dir/testdata`,
+/// `bytes` long) in its own namespace: MB/s (10^6 bytes) from its wall time.
+pub fn fileio_rate(
+    program: &dyn Fn(&str) -> Result<PathBuf, String>,
+    name: &str,
+    dir: &Path,
+    bytes: u64,
+    timeout: Duration,
+) -> Result<f64, String> {
+    let ns = Namespace::new()?;
+    let mut cmd = ns.command(&program(name)?, &[]);
+    cmd.current_dir(dir);
+    let mut proc = Proc::spawn(name, cmd)?;
+    expect_success(&mut proc, timeout)?;
+    let (_, received) = chunks_received(proc.output())
+        .ok_or_else(|| format!("{name} printed no count: {}", last_lines(proc.output(), 3)))?;
+    if received != bytes {
+        return Err(format!("{name} received {received} of {bytes} bytes"));
+    }
+    megabytes_per_sec(bytes, &proc)
+}
+
+/// One raw TCP copy of `dir/testdata` (`bytes` long) in its own namespace
+/// (`bench --internal-raw-copy`): MB/s from its wall time.
+pub fn raw_copy_rate(dir: &Path, bytes: u64, timeout: Duration) -> Result<f64, String> {
     let ns = Namespace::new()?;
     let path = dir.join(crate::FILEIO_NAME).display().to_string();
     let args = vec!["--internal-raw-copy".to_string(), path];
@@ -318,13 +342,7 @@ pub fn fileio(
     if copied != bytes {
         return Err(format!("the raw copy moved {copied} of {bytes} bytes"));
     }
-    let raw_rate = megabytes_per_sec(bytes, &raw)?;
-    values.push(raw_rate);
-    values.push(100.0 * values[2] / raw_rate);
-    Ok(Sample {
-        values,
-        secondary: None,
-    })
+    megabytes_per_sec(bytes, &raw)
 }
 
 fn megabytes_per_sec(bytes: u64, proc: &Proc) -> Result<f64, String> {

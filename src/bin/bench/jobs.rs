@@ -10,7 +10,7 @@ use std::time::Duration;
 use zguide::perf::Report;
 
 use crate::procs::{find_program, last_lines, Namespace, Proc};
-use crate::{broker_jobs, cluster_jobs, guide_jobs};
+use crate::{broker_jobs, cluster_jobs, filetransfer_jobs, guide_jobs};
 
 /// The TCP port the perf pairs use inside their private namespace.
 const PERF_PORT: u16 = 5555;
@@ -60,6 +60,11 @@ pub enum Job {
     /// `fileio1`…`fileio3` and a raw TCP copy of `dir/testdata`: MB/s, and
     /// fileio3 ÷ raw in %.
     FileIo { bytes: u64, dir: PathBuf },
+    /// The raw TCP copy and `fileio3` of `dir/testdata`, then `fileserver`
+    /// with `fileclient get` of it (zstd off and on, CURVE on) and of
+    /// `dir/textdata` (zstd on): MB/s, fileclient ÷ raw and the CURVE cost
+    /// in %.
+    FileTransfer { bytes: u64, dir: PathBuf },
     /// `tspub` → `tssub` at `rate`: latency p50, p99, p99.9 in µs.
     PubsubLatency { rate: u64, seconds: f64 },
     /// `tspub` → `tssub`: the highest lossless rate found.
@@ -161,6 +166,7 @@ impl Job {
             Job::BinaryStar => vec!["bstarsrv", "bstarcli"],
             Job::CloneUpdates { .. } | Job::CloneSnapshot { .. } => vec!["clonesrv5"],
             Job::FileIo { .. } => crate::guide_jobs::FILEIO_PROGRAMS.to_vec(),
+            Job::FileTransfer { .. } => vec!["fileio3", "fileserver", "fileclient"],
             Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => vec!["tspub", "tssub"],
             Job::BrokerMdp { client, .. } => vec!["broker", "mdworker", client],
             Job::BrokerVsMdbroker { .. } => vec!["broker", "mdbroker", "mdworker", "mdclient2"],
@@ -206,6 +212,9 @@ impl Job {
             Job::PubsubLatency { .. } | Job::PubsubMaxRate { .. } => {
                 Some("no reference: tspub/tssub are zguide-rs's own study tools")
             }
+            Job::FileTransfer { .. } => {
+                Some("no reference: fileserver/fileclient are the study's own tools")
+            }
             Job::BrokerVsMdbroker { .. } => Some(
                 "no reference: compares two programs of ours (the study's broker, the guide's \
                  mdbroker)",
@@ -239,6 +248,9 @@ impl Job {
             } => guide_jobs::clone_updates(&program, publishers, subscribers, updates, timeout),
             Job::CloneSnapshot { keys } => guide_jobs::clone_snapshot(&program, keys, timeout),
             Job::FileIo { bytes, ref dir } => guide_jobs::fileio(&program, dir, bytes, timeout),
+            Job::FileTransfer { bytes, ref dir } => {
+                filetransfer_jobs::run(&program, dir, bytes, timeout)
+            }
             Job::PubsubLatency { rate, seconds } => {
                 guide_jobs::pubsub_latency(&program, rate, seconds, timeout)
             }

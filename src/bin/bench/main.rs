@@ -19,6 +19,9 @@
 //!   kvmsg: `clonecli5` sends one update a second);
 //! * file transfer (§47): `fileio1`…`fileio3` in MB/s on a `mktestdata`
 //!   file (1 GiB, `--fileio-mib`), beside a raw TCP copy of the same file;
+//! * the study's file-transfer tool (`fileserver` + `fileclient get`) on the
+//!   same file and on as much English-like text, zstd and CURVE off and on,
+//!   beside the raw copy and `fileio3`;
 //! * the study's pub-sub (`tspub`/`tssub`): latency p50/p99/p99.9 at 10k and
 //!   100k msg/s, and the highest lossless rate;
 //! * the study's `broker`: MDP requests/s (`mdclient2` with 10 workers,
@@ -42,6 +45,7 @@
 
 mod broker_jobs;
 mod cluster_jobs;
+mod filetransfer_jobs;
 mod guide_jobs;
 mod internal;
 mod jobs;
@@ -78,6 +82,10 @@ OPTIONS:
                         clone          clonesrv5 updates/s (1 and 10 clients) and the
                                        time of a 100,000-key snapshot
                         fileio         fileio1..3 MB/s beside a raw TCP copy
+                        filetransfer   fileserver + fileclient get MB/s on the fileio file
+                                       (random: zstd off, zstd on, CURVE + zstd off) and
+                                       on as much text (zstd on), beside the raw TCP copy
+                                       and fileio3; fileclient / raw and CURVE cost in %
                         pubsub         tspub/tssub latency at 10k and 100k msg/s and
                                        the highest lossless rate
                         broker         the study's broker: MDP req/s beside mdbroker
@@ -93,7 +101,8 @@ OPTIONS:
                       group's async runs take N, its sync runs N/10; --quick: 2000/500;
                       broker-cluster's async runs N/10, its sync runs N/50;
                       --quick: 1000/200)
-  --fileio-mib N      size of the fileio test file in MiB (default 1024; --quick: 16)
+  --fileio-mib N      size of the fileio and filetransfer test files in MiB
+                      (default 1024; --quick: 16)
   --timeout SECS      limit for one program run (default 120)
   --out DIR           where results.json, results.csv and sweep.svg go
                       (default: target/bench next to the build)
@@ -115,7 +124,7 @@ ENVIRONMENT:
 const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
 
 /// Every group `--only` knows, in table order.
-const GROUPS: [&str; 11] = [
+const GROUPS: [&str; 12] = [
     "tcp",
     "inproc",
     "tripping",
@@ -124,6 +133,7 @@ const GROUPS: [&str; 11] = [
     "binarystar",
     "clone",
     "fileio",
+    "filetransfer",
     "pubsub",
     "broker",
     "broker-cluster",
@@ -453,6 +463,39 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
             plan.push((row, job.clone(), n));
         }
     }
+    if wants("filetransfer") {
+        let job = Job::FileTransfer {
+            bytes: options.fileio_mib << 20,
+            dir: options.out.join("fileio-data"),
+        };
+        for (n, (test, unit)) in filetransfer_jobs::ROWS.into_iter().enumerate() {
+            let better = if n == 7 {
+                Better::Lower
+            } else {
+                Better::Higher
+            };
+            let mut row = Row::new("filetransfer", test, unit, better, None);
+            row.detail = match n {
+                0 | 1 => format!(
+                    "{} MiB random file (the fileio group's); MB = 10^6 bytes over the \
+                     process's wall time",
+                    options.fileio_mib
+                ),
+                2..=5 => format!(
+                    "fileserver + fileclient get, {} MiB, copy on /dev/shm, server's hash \
+                     warmed by one untimed get; MB/s from the client's own line",
+                    options.fileio_mib
+                ),
+                6 => "fileclient random, zstd off / raw TCP copy; goal >= 80 %".to_string(),
+                _ => "1 - (CURVE, zstd off) / (plain, zstd off), random data; goal < 30 %"
+                    .to_string(),
+            };
+            if n == 4 {
+                row.detail = row.detail.replace("MiB,", "MiB of broker-fanout gen text,");
+            }
+            plan.push((row, job.clone(), n));
+        }
+    }
     if wants("pubsub") {
         let seconds = if options.quick { 1.0 } else { 5.0 };
         for rate in [10_000u64, 100_000] {
@@ -732,9 +775,12 @@ fn run(options: &Options) -> Result<(), String> {
         libzmq_linkage()
     );
 
-    // The fileio rows share one test file, made once and removed at the end.
+    // The fileio and filetransfer rows share one test file, made once and
+    // removed at the end; filetransfer adds a text file beside it.
     let fileio_dir = plan.iter().find_map(|(_, job, _)| match job {
-        Job::FileIo { bytes, dir } => Some((*bytes, dir.clone())),
+        Job::FileIo { bytes, dir } | Job::FileTransfer { bytes, dir } => {
+            Some((*bytes, dir.clone()))
+        }
         _ => None,
     });
     let _fileio_data = fileio_dir
@@ -756,6 +802,27 @@ fn run(options: &Options) -> Result<(), String> {
         }
         None => None,
     };
+    let text_problem = match &fileio_dir {
+        Some((bytes, dir))
+            if fileio_problem.is_none()
+                && plan
+                    .iter()
+                    .any(|(_, job, _)| matches!(job, Job::FileTransfer { .. })) =>
+        {
+            print!(
+                "  making a {} MiB text file in {} ... ",
+                bytes >> 20,
+                dir.display()
+            );
+            zguide::helpers::flush_stdout();
+            let made = procs::find_program(&ours, "broker-fanout")
+                .ok_or_else(|| "skipped: no broker-fanout built yet".to_string())
+                .and_then(|gen| filetransfer_jobs::make_textdata(&gen, dir, *bytes));
+            println!("{}", if made.is_ok() { "done" } else { "failed" });
+            made.err()
+        }
+        _ => None,
+    };
 
     // Rows that share a job (tripping's sync and async) run it once.
     let mut index = 0;
@@ -766,7 +833,12 @@ fn run(options: &Options) -> Result<(), String> {
             .last()
             .map_or(index + 1, |i| i + 1);
         let label = plan[index].0.label();
-        if let (Job::FileIo { .. }, Some(problem)) = (&job, &fileio_problem) {
+        let problem = match &job {
+            Job::FileIo { .. } => fileio_problem.as_ref(),
+            Job::FileTransfer { .. } => fileio_problem.as_ref().or(text_problem.as_ref()),
+            _ => None,
+        };
+        if let Some(problem) = problem {
             for (row, _, _) in &mut plan[index..group_end] {
                 row.add_note(problem);
             }
@@ -864,7 +936,9 @@ impl Drop for RemoveOnDrop {
 
 fn same_job(a: &Job, b: &Job) -> bool {
     match (a, b) {
-        (Job::Tripping, Job::Tripping) | (Job::FileIo { .. }, Job::FileIo { .. }) => true,
+        (Job::Tripping, Job::Tripping)
+        | (Job::FileIo { .. }, Job::FileIo { .. })
+        | (Job::FileTransfer { .. }, Job::FileTransfer { .. }) => true,
         (Job::PubsubLatency { rate: x, .. }, Job::PubsubLatency { rate: y, .. }) => x == y,
         (Job::BrokerVsMdbroker { .. }, Job::BrokerVsMdbroker { .. })
         | (Job::BrokerSbpAsync { .. }, Job::BrokerSbpAsync { .. })
@@ -968,11 +1042,31 @@ mod tests {
             "binarystar",
             "clone",
             "fileio",
+            "filetransfer",
             "pubsub",
             "broker",
             "broker-cluster",
         ] {
             assert!(rows.iter().any(|(row, _, _)| row.group == group), "{group}");
+        }
+    }
+
+    #[test]
+    fn the_filetransfer_group_shares_one_job_and_the_fileio_size() {
+        let Ok(Some(options)) = parse(&args(&["--quick", "--only", "filetransfer"])) else {
+            panic!("--only filetransfer is refused");
+        };
+        let rows = plan(&options);
+        assert_eq!(rows.len(), filetransfer_jobs::ROWS.len());
+        for (n, (row, job, slot)) in rows.iter().enumerate() {
+            assert_eq!(row.group, "filetransfer");
+            assert_eq!(*slot, n);
+            assert!(same_job(job, &rows[0].1));
+            let Job::FileTransfer { bytes, dir } = job else {
+                panic!("not a filetransfer job");
+            };
+            assert_eq!(*bytes, 16 << 20);
+            assert!(dir.ends_with("fileio-data"));
         }
     }
 
