@@ -194,9 +194,12 @@ impl Pair {
             .receive_hwm(PAIR_HWM)
             .linger(0)
             .build()?;
-        // No state messages queued for a peer that is not there: a stale
-        // "active" delivered late would mislead it.
-        dealer.set_immediate(true)?;
+        // No `ZMQ_IMMEDIATE` (see `crate::socket`: on a socket that reads, as
+        // this one reads the active's updates, it can abort libzmq when the
+        // peer goes). So states sent while the peer is down wait and arrive
+        // together when it comes back, in order, each what this broker was
+        // at the time: the peer's table walks through them as it would have
+        // live, and the last one is the present.
         dealer.set_heartbeat_ivl(1000)?;
         dealer.set_heartbeat_timeout(3000)?;
         dealer

@@ -124,6 +124,9 @@ pub struct Tick {
 /// All of a broker's peer links. See the module docs.
 pub struct Peering {
     links: Vec<Link>,
+    context: zmq::Context,
+    identity: Vec<u8>,
+    max_frame: i64,
     /// This broker's correlation id → the forwarded request.
     forwarded: HashMap<Vec<u8>, Forwarded>,
     /// (client token, client correlation) of every forwarded request, so a
@@ -147,32 +150,13 @@ impl Peering {
         ttl: Duration,
         max_frame: i64,
     ) -> Result<Peering, Error> {
-        let identity = format!("P-{:016x}", rand::random::<u64>());
+        let identity = format!("P-{:016x}", rand::random::<u64>()).into_bytes();
         let now = Instant::now();
         let mut links = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let socket = crate::socket::new(context, zmq::DEALER)
-                .identity(identity.as_bytes())
-                .max_message_size(max_frame)
-                .send_hwm(LINK_HWM)
-                .receive_hwm(LINK_HWM)
-                .linger(0)
-                .build()?;
-            // Sends fail at once while the link is down, instead of queueing
-            // requests for a peer that is not there.
-            socket.set_immediate(true)?;
-            // libzmq's own heartbeats notice a peer host that vanished (no
-            // RST), so the link reconnects instead of waiting on TCP.
-            socket.set_heartbeat_ivl(1000)?;
-            socket.set_heartbeat_timeout(3000)?;
-            socket.connect(endpoint).map_err(|source| Error::Endpoint {
-                action: "connect",
-                endpoint: endpoint.clone(),
-                source,
-            })?;
             links.push(Link {
                 endpoint: endpoint.clone(),
-                socket,
+                socket: link_socket(context, endpoint, &identity, max_frame)?,
                 last_heard: None,
                 alive: false,
                 capacity: HashMap::new(),
@@ -183,6 +167,9 @@ impl Peering {
         }
         Ok(Peering {
             links,
+            context: context.clone(),
+            identity,
+            max_frame,
             forwarded: HashMap::new(),
             origins: HashSet::new(),
             next: 0,
@@ -436,6 +423,19 @@ impl Peering {
                 link.alive = false;
                 link.capacity.clear();
                 link.outstanding = 0;
+                // A new socket, so that nothing queued for the dead peer
+                // (requests, polls) is delivered when it comes back.
+                match link_socket(
+                    &self.context,
+                    &link.endpoint,
+                    &self.identity,
+                    self.max_frame,
+                ) {
+                    Ok(socket) => link.socket = socket,
+                    Err(e) => {
+                        log::error!("broker: cannot reconnect to peer {}: {e}", link.endpoint)
+                    }
+                }
                 tick.gone.push(link.endpoint.clone());
                 let mine: Vec<Vec<u8>> = self
                     .forwarded
@@ -470,6 +470,36 @@ impl Peering {
             })
             .collect()
     }
+}
+
+/// One peer link: a DEALER connected to the peer. No `ZMQ_IMMEDIATE` (see
+/// [`crate::socket`]: on a socket that reads, it throws away what a peer
+/// delivered when the peer goes, and can abort libzmq mid-message), so
+/// while the peer is down what is sent waits in the socket's queue, bounded
+/// by its HWM; a peer found silent gets a new socket (see [`Peering::tick`]).
+fn link_socket(
+    context: &zmq::Context,
+    endpoint: &str,
+    identity: &[u8],
+    max_frame: i64,
+) -> Result<zmq::Socket, Error> {
+    let socket = crate::socket::new(context, zmq::DEALER)
+        .identity(identity)
+        .max_message_size(max_frame)
+        .send_hwm(LINK_HWM)
+        .receive_hwm(LINK_HWM)
+        .linger(0)
+        .build()?;
+    // libzmq's own heartbeats notice a peer host that vanished (no RST), so
+    // the link reconnects instead of waiting on TCP.
+    socket.set_heartbeat_ivl(1000)?;
+    socket.set_heartbeat_timeout(3000)?;
+    socket.connect(endpoint).map_err(|source| Error::Endpoint {
+        action: "connect",
+        endpoint: endpoint.to_string(),
+        source,
+    })?;
+    Ok(socket)
 }
 
 /// Sends without waiting; `false` if the link is down or full.
