@@ -13,6 +13,7 @@ use std::sync::Arc;
 use common::wire::{self, probe};
 use common::{secs, Pid, Scenario, Spec};
 use zguide::filetransfer::protocol::{self, Request};
+use zguide::filetransfer::tree;
 
 const SERVER: &str = bin!("fileserver");
 const CLIENT: &str = bin!("fileclient");
@@ -378,7 +379,10 @@ fn path_attacks_are_refused_and_nothing_is_read() {
 #[test]
 fn malformed_requests_get_errors_and_strangers_silence() {
     let mut sc = Scenario::new("ft-malformed");
-    write_file(&sc.dir().join("served/f"), b"0123456789");
+    // A kilobyte, then "456789": the chunk at 1024 is short.
+    let mut content = vec![b'x'; 1024];
+    content.extend_from_slice(b"456789");
+    write_file(&sc.dir().join("served/f"), &content);
     let server = start_server(&mut sc, "server", &["served"]);
     let replies = sc.in_namespace(|| {
         let context = zmq::Context::new();
@@ -411,12 +415,25 @@ fn malformed_requests_get_errors_and_strangers_silence() {
         exchange(
             Request::Fetch {
                 name: "f".into(),
-                offset: 4,
+                offset: 1024,
                 length: 100,
                 zstd: true,
             }
             .to_frames(),
         );
+        // Not a subtree of the file's BLAKE3 tree (offset not a multiple
+        // of 1024; longer than the offset allows): refused before reading.
+        for (offset, length) in [(4, 100), (1024, 2048)] {
+            exchange(
+                Request::Fetch {
+                    name: "f".into(),
+                    offset,
+                    length,
+                    zstd: false,
+                }
+                .to_frames(),
+            );
+        }
         replies
     });
     assert_eq!(replies[0], None, "a stranger gets no reply");
@@ -431,7 +448,22 @@ fn malformed_requests_get_errors_and_strangers_silence() {
     assert_eq!(chunk[2], b"200");
     assert_eq!(chunk[5], [0], "six bytes do not shrink: sent raw");
     assert_eq!(chunk[7], b"456789", "short at the end of the file");
-    assert_eq!(chunk[6], protocol::hash(b"456789"));
+    assert_eq!(chunk[6], tree::chunk_hash(1024, b"456789"));
+    assert_ne!(
+        chunk[6],
+        protocol::hash(b"456789"),
+        "a subtree's hash, not the bytes'"
+    );
+    for refused in &replies[6..8] {
+        let refused = refused
+            .as_ref()
+            .expect("CHUNK 400 for a chunk that is not a subtree");
+        assert_eq!(refused[2], b"400");
+        assert!(
+            String::from_utf8_lossy(&refused[5]).contains("subtree"),
+            "{refused:?}"
+        );
+    }
     sc.expect(server, "not SFT/1", secs(5));
     stop_server(&mut sc, server);
 }

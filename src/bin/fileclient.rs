@@ -66,7 +66,8 @@ struct Args {
     /// Chunk requests in flight (1-32).
     #[arg(long, default_value_t = 16)]
     window: usize,
-    /// Bytes per chunk request (suffix K, M: binary units; at most 4M).
+    /// Bytes per chunk request: a power of two from 1K to 4M (suffix K, M:
+    /// binary units).
     #[arg(long, default_value = "1M", value_parser = parse_size)]
     chunk_size: u64,
     /// Do not accept compressed chunks.
@@ -170,7 +171,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Failure> {
     let chunk_size = u32::try_from(args.chunk_size)
-        .map_err(|_| Failure::Local("the chunk size is at most 4M".into()))?;
+        .map_err(|_| Failure::Local("the chunk size is a power of two from 1K to 4M".into()))?;
     let curve =
         zguide::curve::load_client(args.curve_keys.as_deref(), args.curve_server_key.as_deref())
             .map_err(|e| Failure::Local(e.to_string()))?;

@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{self, ChunkBody, Encoding, Entry, Parsed, Reply, Request, Status, HASH_LEN};
+use super::tree::{self, FileHash};
 use crate::curve::Keys;
 use crate::log_limit::Window;
 use crate::message::show;
@@ -267,9 +268,14 @@ impl Client {
                 "the window is 1 to {MAX_WINDOW} requests"
             )));
         }
-        if options.chunk_size == 0 || options.chunk_size > protocol::MAX_CHUNK {
+        // A power of two from 1 KiB: every chunk is then a subtree of the
+        // file's BLAKE3 tree (SFT/1's chunk hashes need it).
+        if !options.chunk_size.is_power_of_two()
+            || u64::from(options.chunk_size) < tree::SUBTREE_UNIT
+            || options.chunk_size > protocol::MAX_CHUNK
+        {
             return Err(Failure::Local(format!(
-                "the chunk size is 1 to {} bytes",
+                "the chunk size is a power of two from 1K to {} bytes",
                 protocol::MAX_CHUNK
             )));
         }
@@ -418,7 +424,7 @@ impl Client {
             hash: protocol::hex(&hash),
             verified: 0,
         };
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = FileHash::new(size);
         let resumed = read_state(&state_path)
             .filter(|s| s.name == wanted.name && s.size == wanted.size && s.hash == wanted.hash)
             .filter(|s| s.verified <= size)
@@ -432,12 +438,14 @@ impl Client {
             .map_err(|e| local("open", &part, e))?;
         let start = match resumed {
             Some(state) => {
-                file.set_len(state.verified)
+                // Chunks start on BLAKE3 chunk boundaries (a state file
+                // edited by hand may say otherwise).
+                let verified = state.verified - state.verified % tree::SUBTREE_UNIT;
+                file.set_len(verified)
                     .map_err(|e| local("truncate", &part, e))?;
-                hash_prefix(&file, state.verified, &mut hasher)
-                    .map_err(|e| local("read", &part, e))?;
-                log::info!("{name}: resuming at {} of {size} bytes", state.verified);
-                state.verified
+                hash_pieces(&file, verified, &mut hasher).map_err(|e| local("read", &part, e))?;
+                log::info!("{name}: resuming at {verified} of {size} bytes");
+                verified
             }
             None => {
                 file.set_len(0).map_err(|e| local("truncate", &part, e))?;
@@ -470,14 +478,16 @@ impl Client {
             }
             Err(e) => return Err(e),
         }
+        // Derived from the chunk hashes already checked: no byte is hashed
+        // twice.
         let actual = transfer.hasher.finalize();
-        if actual.as_bytes() != &hash {
+        if actual != hash {
             drop(file);
             let _ = std::fs::remove_file(&part);
             let _ = std::fs::remove_file(&state_path);
             return Err(Failure::Integrity(format!(
                 "{name}: the whole file's BLAKE3 is {}, the server's {}; the partial file was removed",
-                actual.to_hex(),
+                protocol::hex(&actual),
                 protocol::hex(&hash)
             )));
         }
@@ -498,7 +508,7 @@ impl Client {
         let chunk = u64::from(self.options.chunk_size);
         let mut next = t.written;
         let mut outstanding: BTreeMap<u64, Outstanding> = BTreeMap::new();
-        let mut ready: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut ready: BTreeMap<u64, (zmq::Message, [u8; HASH_LEN])> = BTreeMap::new();
         // Offsets refused with 429, to ask again at the given moment.
         let mut later: VecDeque<(Instant, u64)> = VecDeque::new();
         let started = Instant::now();
@@ -514,7 +524,9 @@ impl Client {
             // Fill the window, within the rate limit.
             let mut wake: Option<Instant> = None;
             while outstanding.len() + ready.len() < window && next < t.size {
-                let length = chunk.min(t.size - next) as u32;
+                // Never past where the subtree starting here must end.
+                let most = tree::max_chunk_at(next).unwrap_or(chunk);
+                let length = chunk.min(most).min(t.size - next) as u32;
                 if let Some(rate) = self.options.limit_rate {
                     let rate = rate.max(1) as f64;
                     let now = Instant::now();
@@ -615,10 +627,10 @@ impl Client {
                 }
             };
             let expected = outstanding[&offset].length;
-            match self.verify(body, expected) {
-                Ok(raw) => {
+            match self.verify(body, offset, expected) {
+                Ok(checked) => {
                     outstanding.remove(&offset);
-                    ready.insert(offset, raw);
+                    ready.insert(offset, checked);
                 }
                 Err(why) => {
                     self.totals.refetched += 1;
@@ -640,8 +652,8 @@ impl Client {
                 }
             }
             // Write what is now contiguous.
-            while let Some(raw) = ready.remove(&t.written) {
-                t.write(&raw)?;
+            while let Some((raw, hash)) = ready.remove(&t.written) {
+                t.write(&raw, hash)?;
                 if t.written - t.synced >= self.options.sync_every {
                     t.sync()?;
                 }
@@ -653,18 +665,27 @@ impl Client {
         Ok(())
     }
 
-    /// Decodes and checks one chunk: the raw bytes, or what is wrong.
-    fn verify(&mut self, body: ChunkBody<Vec<u8>>, expected: u32) -> Result<Vec<u8>, String> {
+    /// Decodes and checks one chunk: the raw bytes and their chunk hash, or
+    /// what is wrong. Raw data stays in the frame it arrived in.
+    fn verify(
+        &mut self,
+        body: ChunkBody<zmq::Message>,
+        offset: u64,
+        expected: u32,
+    ) -> Result<(zmq::Message, [u8; HASH_LEN]), String> {
         let wire = body.data.len();
         let raw = match body.encoding {
             Encoding::Raw => body.data,
             Encoding::Zstd => {
                 let mut raw = Vec::with_capacity(expected as usize);
-                if let Err(e) = self.decompressor.decompress_to_buffer(&body.data, &mut raw) {
+                if let Err(e) = self
+                    .decompressor
+                    .decompress_to_buffer(&body.data[..], &mut raw)
+                {
                     self.count_chunk(wire, wire);
                     return Err(format!("cannot decompress: {e}"));
                 }
-                raw
+                zmq::Message::from(raw)
             }
         };
         self.count_chunk(raw.len(), wire);
@@ -674,10 +695,10 @@ impl Client {
                 raw.len()
             ));
         }
-        if protocol::hash(&raw) != body.hash {
+        if tree::chunk_hash(offset, &raw) != body.hash {
             return Err("its BLAKE3 does not match".to_string());
         }
-        Ok(raw)
+        Ok((raw, body.hash))
     }
 
     fn count_chunk(&mut self, raw: usize, wire: usize) {
@@ -713,8 +734,8 @@ impl Client {
     fn ask(
         &mut self,
         request: &Request,
-        matches: impl Fn(&Reply) -> bool,
-    ) -> Result<Reply, Failure> {
+        matches: impl Fn(&Reply<zmq::Message>) -> bool,
+    ) -> Result<Reply<zmq::Message>, Failure> {
         self.send(request)?;
         let mut deadline = Instant::now() + self.options.timeout;
         let mut silent = 0;
@@ -775,7 +796,7 @@ impl Client {
     }
 
     /// The next SFT/1 reply before `deadline`, or `None`.
-    fn recv(&mut self, deadline: Instant) -> Result<Option<Reply>, Failure> {
+    fn recv(&mut self, deadline: Instant) -> Result<Option<Reply<zmq::Message>>, Failure> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut sockets = vec![&self.socket];
@@ -792,13 +813,13 @@ impl Client {
                 }
                 continue;
             }
-            let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
+            let frames = match recv_frames(&self.socket) {
                 Ok(frames) => frames,
                 Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => continue,
                 Err(e) => return Err(Failure::Local(format!("cannot receive: {e}"))),
             };
             let count = frames.len();
-            let first = frames.first().cloned().unwrap_or_default();
+            let first = frames.first().map(|f| f.to_vec()).unwrap_or_default();
             match protocol::parse_reply(frames) {
                 Parsed::Ok(reply) => return Ok(Some(reply)),
                 Parsed::NotOurs => {
@@ -920,7 +941,7 @@ struct Transfer<'a> {
     part: &'a Path,
     state_path: &'a Path,
     state: State,
-    hasher: blake3::Hasher,
+    hasher: FileHash,
     /// Verified bytes written (or skipped as zeros) from the start.
     written: u64,
     /// `written` at the last state save.
@@ -930,14 +951,14 @@ struct Transfer<'a> {
 }
 
 impl Transfer<'_> {
-    fn write(&mut self, raw: &[u8]) -> Result<(), Failure> {
+    fn write(&mut self, raw: &[u8], hash: [u8; HASH_LEN]) -> Result<(), Failure> {
         if !is_zero(raw) {
             self.file
                 .write_all_at(raw, self.written)
                 .map_err(|e| local("write", self.part, e))?;
             self.sparse_end = self.written + raw.len() as u64;
         }
-        self.hasher.update(raw);
+        self.hasher.push(raw, hash);
         self.written += raw.len() as u64;
         Ok(())
     }
@@ -1106,6 +1127,33 @@ fn hash_prefix(file: &File, length: u64, hasher: &mut blake3::Hasher) -> std::io
     Ok(())
 }
 
+/// One whole message as frames, without copying them out of libzmq's
+/// buffers (a chunk's data is written straight from its frame).
+fn recv_frames(socket: &zmq::Socket) -> Result<Vec<zmq::Message>, zmq::Error> {
+    let mut frames = vec![socket.recv_msg(zmq::DONTWAIT)?];
+    while socket.get_rcvmore()? {
+        // The rest of a message is there once its first frame is.
+        frames.push(socket.recv_msg(0)?);
+    }
+    Ok(frames)
+}
+
+/// Pushes the first `length` bytes of `file` (a multiple of 1024) into
+/// `hasher` as chunk-hashed pieces, as if they had just been fetched.
+fn hash_pieces(file: &File, length: u64, hasher: &mut FileHash) -> std::io::Result<()> {
+    const PIECE: u64 = 1 << 20;
+    let mut buffer = vec![0u8; PIECE as usize];
+    let mut offset = 0;
+    while offset < length {
+        let most = tree::max_chunk_at(offset).unwrap_or(PIECE);
+        let piece = &mut buffer[..PIECE.min(most).min(length - offset) as usize];
+        file.read_exact_at(piece, offset)?;
+        hasher.push(piece, tree::chunk_hash(offset, piece));
+        offset += piece.len() as u64;
+    }
+    Ok(())
+}
+
 /// Whether `dest` already holds `size` bytes hashing to `hash`.
 fn up_to_date(dest: &Path, size: u64, hash: &[u8; HASH_LEN]) -> bool {
     let Ok(file) = File::open(dest) else {
@@ -1173,10 +1221,31 @@ mod tests {
             ..ClientOptions::default()
         };
         assert!(matches!(Client::new(bad_window), Err(Failure::Local(_))));
-        let bad_chunk = ClientOptions {
-            chunk_size: protocol::MAX_CHUNK + 1,
-            ..ClientOptions::default()
-        };
-        assert!(matches!(Client::new(bad_chunk), Err(Failure::Local(_))));
+        // Chunks must be subtrees of the file's BLAKE3 tree: powers of two
+        // from 1 KiB, at most MAX_CHUNK.
+        for chunk_size in [
+            0,
+            512,
+            1000,
+            3 << 10,
+            protocol::MAX_CHUNK + 1,
+            protocol::MAX_CHUNK * 2,
+        ] {
+            let bad_chunk = ClientOptions {
+                chunk_size,
+                ..ClientOptions::default()
+            };
+            assert!(
+                matches!(Client::new(bad_chunk), Err(Failure::Local(_))),
+                "{chunk_size}"
+            );
+        }
+        for chunk_size in [1 << 10, 64 << 10, protocol::MAX_CHUNK] {
+            let good = ClientOptions {
+                chunk_size,
+                ..ClientOptions::default()
+            };
+            assert!(Client::new(good).is_ok(), "{chunk_size}");
+        }
     }
 }

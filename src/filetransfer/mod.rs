@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`protocol`] | SFT/1 commands as values and their frames; name checks; every bound checked on the way in |
 //! | [`server`] | the server: one ROUTER thread, a pool of reader threads shared fairly between clients, path resolution that stays inside the served directory, a hash cache |
+//! | [`tree`] | the file's BLAKE3 tree: chunk hashes as subtree chaining values, the whole-file hash derived from them, the server's cached leaves |
 //! | [`client`] | the client: LIST, STAT, a window of FETCHes, verification, an in-order writer with a reorder buffer, `.part` files with a resume state, reconnect on silence, progress |
 //!
 //! ## Exit codes of `fileclient`
@@ -30,3 +31,4 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod tree;

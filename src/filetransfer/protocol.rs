@@ -15,8 +15,8 @@
 //! | LIST-OK S→C | status, prefix, then a MessagePack list of `[name, size]` (200) or a reason |
 //! | STAT C→S | name |
 //! | STAT-OK S→C | status, name, then size (u64) and BLAKE3 of the file (32 bytes) (200) or a reason (202: still hashing, ask again) |
-//! | FETCH C→S | name, offset (u64), length (u32, at most [`MAX_CHUNK`]), accept (0 raw, 1 zstd too) |
-//! | CHUNK S→C | status, name, offset, then encoding (0 raw, 1 zstd), BLAKE3 of the raw bytes, data (200) or a reason |
+//! | FETCH C→S | name, offset (u64), length (u32, at most [`MAX_CHUNK`]; offset and length a BLAKE3 subtree, [`is_subtree`](super::tree::is_subtree)), accept (0 raw, 1 zstd too) |
+//! | CHUNK S→C | status, name, offset, then encoding (0 raw, 1 zstd), the raw bytes' BLAKE3 chaining value as the subtree at that offset ([`chunk_hash`](super::tree::chunk_hash)), data (200) or a reason |
 //! | ERROR S→C | status, reason (a request that could not be read) |
 //!
 //! Names are UTF-8, relative, `/`-separated, with no empty, `.` or `..`
@@ -264,15 +264,17 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkBody<D> {
     pub encoding: Encoding,
-    /// BLAKE3 of the raw (decoded) bytes.
+    /// The [`chunk_hash`](super::tree::chunk_hash) of the raw (decoded) bytes: their BLAKE3 chaining
+    /// value as the subtree at the chunk's offset.
     pub hash: [u8; HASH_LEN],
     pub data: D,
 }
 
 /// A reply, as the client reads it. `Err` holds the status and reason of a
-/// refusal.
+/// refusal. `D` is a frame: the client keeps a chunk's data in the
+/// `zmq::Message` it arrived in (no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum Reply<D = Vec<u8>> {
     ListOk {
         prefix: String,
         result: Result<Vec<Entry>, (Status, String)>,
@@ -284,7 +286,7 @@ pub enum Reply {
     Chunk {
         name: String,
         offset: u64,
-        result: Result<ChunkBody<Vec<u8>>, (Status, String)>,
+        result: Result<ChunkBody<D>, (Status, String)>,
     },
     Error {
         status: Status,
@@ -310,15 +312,15 @@ fn status_and_key<'a>(
 
 /// Reads a reply (on the client's DEALER). Takes the frames by value so a
 /// chunk's data is moved, not copied.
-pub fn parse_reply(mut frames: Vec<Vec<u8>>) -> Parsed<Reply> {
+pub fn parse_reply<D: std::ops::Deref<Target = [u8]>>(mut frames: Vec<D>) -> Parsed<Reply<D>> {
     // The data frame of a CHUNK is the large one: take it out before
     // borrowing the rest.
     let is_chunk_ok = frames.len() == 8
-        && frames[0] == SIGNATURE
-        && frames[1] == [command::CHUNK]
-        && frames[2] == b"200";
+        && frames[0][..] == *SIGNATURE
+        && frames[1][..] == [command::CHUNK]
+        && frames[2][..] == *b"200";
     let data = if is_chunk_ok { frames.pop() } else { None };
-    let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let views: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
     let (command, rest) = match head(&views) {
         Ok(head) => head,
         Err(None) => return Parsed::NotOurs,
@@ -369,7 +371,7 @@ pub fn parse_reply(mut frames: Vec<Vec<u8>>) -> Parsed<Reply> {
                         _ => return Err("the encoding is not one byte"),
                     },
                     hash: (*hash).try_into().map_err(|_| "the hash is not 32 bytes")?,
-                    data: Vec::new(),
+                    data: (),
                 }),
                 (false, [why]) => Err((status, reason(why))),
                 _ => return Err("wrong number of frames"),
@@ -382,19 +384,32 @@ pub fn parse_reply(mut frames: Vec<Vec<u8>>) -> Parsed<Reply> {
         }
         _ => Err("unknown command"),
     })();
-    match reply {
-        Ok(Reply::Chunk {
+    // Put the data frame (taken out above) back into the chunk.
+    let reply = reply.and_then(|reply| match reply {
+        Reply::Chunk {
             name,
             offset,
-            result: Ok(mut body),
-        }) => {
-            body.data = data.unwrap_or_default();
-            Parsed::Ok(Reply::Chunk {
+            result,
+        } => {
+            let result = match result {
+                Ok(body) => Ok(ChunkBody {
+                    encoding: body.encoding,
+                    hash: body.hash,
+                    data: data.ok_or("wrong number of frames")?,
+                }),
+                Err(refusal) => Err(refusal),
+            };
+            Ok(Reply::Chunk {
                 name,
                 offset,
-                result: Ok(body),
+                result,
             })
         }
+        Reply::ListOk { prefix, result } => Ok(Reply::ListOk { prefix, result }),
+        Reply::StatOk { name, result } => Ok(Reply::StatOk { name, result }),
+        Reply::Error { status, reason } => Ok(Reply::Error { status, reason }),
+    });
+    match reply {
         Ok(reply) => Parsed::Ok(reply),
         Err(why) => Parsed::Malformed(why),
     }

@@ -61,6 +61,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::protocol::{self, Encoding, Entry, Parsed, Request, Status, HASH_LEN};
+use super::tree::{self, Leaves};
 use crate::curve::{Authenticator, Keys};
 use crate::log_limit::complain;
 use crate::message::show;
@@ -70,6 +71,10 @@ use crate::{interrupt, Error};
 pub const DEFAULT_BIND: &str = "tcp://*:6000";
 /// The most clients with requests outstanding at once.
 pub const MAX_PEERS: usize = 10_000;
+/// Bytes of cached leaves (chunk hashes of hashed files, at most 512 KiB
+/// per file: [`tree::MAX_LEAVES`]), oldest out first: 64 files of 1 GiB
+/// or more, many more smaller ones.
+pub const LEAF_CACHE_BYTES: usize = 32 << 20;
 /// Entries in the STAT hash cache.
 pub const STAT_CACHE_ENTRIES: usize = 1024;
 /// Files up to this size are hashed before STAT is answered; larger ones get
@@ -743,7 +748,19 @@ fn fetch(
     if length > protocol::MAX_CHUNK {
         return Err((Status::TOO_LARGE, "chunk too large".into()));
     }
-    let (file, _, metadata) = resolve(&shared.root, name)?;
+    // Checked before anything is read: BLAKE3 asserts it when hashing.
+    if !tree::is_subtree(offset, u64::from(length)) {
+        return Err((
+            Status::MALFORMED,
+            "the chunk is not a BLAKE3 subtree (offset a multiple of 1024, length at most its largest power-of-two divisor)".into(),
+        ));
+    }
+    let (file, path, metadata) = resolve(&shared.root, name)?;
+    let leaves = shared
+        .cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .leaves(&CacheKey::new(path, &metadata));
     if let Some((prefix, delay)) = &shared.slow {
         if name.starts_with(prefix.as_str()) {
             std::thread::sleep(*delay);
@@ -763,7 +780,13 @@ fn fetch(
     if filled < size {
         raw = zmq::Message::from(&raw[..filled]);
     }
-    let hash = protocol::hash(&raw);
+    // The hash of these bytes as the file was when STAT hashed it, merged
+    // from the cached leaves when they cover the chunk (no pass over the
+    // bytes); else hashed now. A file changed since (same size and mtime)
+    // makes the client's check fail, which it should.
+    let hash = leaves
+        .and_then(|leaves| leaves.chunk_hash(offset, raw.len() as u64))
+        .unwrap_or_else(|| tree::chunk_hash(offset, &raw));
     let mut encoding = Encoding::Raw;
     let mut data = raw;
     if accepts_zstd && shared.compress && !data.is_empty() {
@@ -815,17 +838,7 @@ fn stat(shared: &Shared, name: &str, buffer: &mut Vec<u8>, announce: &mut dyn Fn
         Ok(resolved) => resolved,
         Err(refusal) => return Hashed::Now(Err(refusal)),
     };
-    let key = CacheKey {
-        path,
-        device: metadata.dev(),
-        inode: metadata.ino(),
-        size: metadata.len(),
-        mtime_ns: metadata
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos()),
-    };
+    let key = CacheKey::new(path, &metadata);
     let size = key.size;
     {
         let mut cache = shared.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -843,6 +856,12 @@ fn stat(shared: &Shared, name: &str, buffer: &mut Vec<u8>, announce: &mut dyn Fn
     let answer = hash_file(&file, size, buffer);
     let mut cache = shared.cache.lock().unwrap_or_else(|e| e.into_inner());
     cache.hashing.remove(&key);
+    let answer = answer.map(|(hash, leaves)| {
+        if let Some(leaves) = leaves {
+            cache.insert_leaves(key.clone(), leaves);
+        }
+        hash
+    });
     // A failure is cached only when the client was told 202 (it will ask
     // again and must get the error, not another 202).
     if answer.is_ok() || announced {
@@ -855,30 +874,25 @@ fn stat(shared: &Shared, name: &str, buffer: &mut Vec<u8>, announce: &mut dyn Fn
     }
 }
 
-/// BLAKE3 of the first `size` bytes of `file` (a file that shrank while
-/// being read is a read error: its size was announced).
-fn hash_file(file: &File, size: u64, buffer: &mut Vec<u8>) -> Result<[u8; HASH_LEN], Refusal> {
+/// BLAKE3 of the first `size` bytes of `file`, and its leaves for FETCH
+/// ([`Leaves`]), in one pass (a file that shrank while being read is a read
+/// error: its size was announced).
+fn hash_file(
+    file: &File,
+    size: u64,
+    buffer: &mut Vec<u8>,
+) -> Result<([u8; HASH_LEN], Option<Leaves>), Refusal> {
     buffer.resize(1 << 20, 0);
-    let mut hasher = blake3::Hasher::new();
-    let mut offset = 0u64;
-    while offset < size {
-        let want = (size - offset).min(buffer.len() as u64) as usize;
-        match file.read_at(&mut buffer[..want], offset) {
-            Ok(0) => {
-                return Err((
+    Leaves::hash_file(size, buffer, |offset, piece| {
+        file.read_exact_at(piece, offset)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => (
                     Status::READ_ERROR,
                     "the file shrank while it was hashed".into(),
-                ))
-            }
-            Ok(n) => {
-                hasher.update(&buffer[..n]);
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((Status::READ_ERROR, format!("cannot read: {e}"))),
-        }
-    }
-    Ok(*hasher.finalize().as_bytes())
+                ),
+                _ => (Status::READ_ERROR, format!("cannot read: {e}")),
+            })
+    })
 }
 
 /// The regular files under `root/prefix` (or `prefix` itself if it is a
@@ -976,18 +990,60 @@ struct CacheKey {
     mtime_ns: u128,
 }
 
+impl CacheKey {
+    fn new(path: PathBuf, metadata: &std::fs::Metadata) -> CacheKey {
+        CacheKey {
+            path,
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.len(),
+            mtime_ns: metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos()),
+        }
+    }
+}
+
 /// Whole-file hashes (or why a file could not be hashed), at most
-/// [`STAT_CACHE_ENTRIES`], oldest out first; and the files being hashed now.
+/// [`STAT_CACHE_ENTRIES`], oldest out first; the files being hashed now;
+/// and the leaves of the files hashed last, at most [`LEAF_CACHE_BYTES`] of
+/// them, oldest out first (a FETCH without them hashes what it sends).
 #[derive(Default)]
 struct StatCache {
     hashes: HashMap<CacheKey, Result<[u8; HASH_LEN], Refusal>>,
     order: VecDeque<CacheKey>,
     hashing: std::collections::HashSet<CacheKey>,
+    leaves: HashMap<CacheKey, Arc<Leaves>>,
+    leaves_order: VecDeque<CacheKey>,
+    leaves_bytes: usize,
 }
 
 impl StatCache {
     fn get(&self, key: &CacheKey) -> Option<Result<[u8; HASH_LEN], Refusal>> {
         self.hashes.get(key).cloned()
+    }
+
+    fn leaves(&self, key: &CacheKey) -> Option<Arc<Leaves>> {
+        self.leaves.get(key).cloned()
+    }
+
+    fn insert_leaves(&mut self, key: CacheKey, leaves: Leaves) {
+        self.leaves_bytes += leaves.bytes();
+        if let Some(old) = self.leaves.insert(key.clone(), Arc::new(leaves)) {
+            self.leaves_bytes -= old.bytes();
+        } else {
+            self.leaves_order.push_back(key);
+        }
+        while self.leaves_bytes > LEAF_CACHE_BYTES {
+            let Some(old) = self.leaves_order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.leaves.remove(&old) {
+                self.leaves_bytes -= gone.bytes();
+            }
+        }
     }
 
     fn insert(&mut self, key: CacheKey, hash: Result<[u8; HASH_LEN], Refusal>) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use zguide::curve::{secret_path, Keys};
 
-use crate::guide_jobs::{fileio_rate, raw_copy_rate};
+use crate::guide_jobs::{fileio_rate, raw_copy_rate, raw_copy_rate_to};
 use crate::jobs::{expect_success, Sample};
 use crate::procs::{last_lines, Namespace, Proc};
 
@@ -20,13 +20,15 @@ const PORT: u16 = 6000;
 pub const TEXT_NAME: &str = "textdata";
 
 /// The rows' tests, in order: what [`run`] returns, value by value.
-pub const ROWS: [(&str, &str); 8] = [
+pub const ROWS: [(&str, &str); 10] = [
     ("raw TCP copy", "MB/s"),
+    ("raw TCP copy, writing its copy", "MB/s"),
     ("fileio3", "MB/s"),
     ("fileclient random, zstd off", "MB/s"),
     ("fileclient random, zstd on", "MB/s"),
     ("fileclient text, zstd on", "MB/s"),
     ("fileclient random, CURVE, zstd off", "MB/s"),
+    ("fileclient / raw copy writing its copy", "%"),
     ("fileclient / raw", "%"),
     ("CURVE cost", "%"),
 ];
@@ -120,6 +122,14 @@ pub fn run(
     timeout: Duration,
 ) -> Result<Sample, String> {
     let raw = raw_copy_rate(dir, bytes, timeout)?;
+    // The like-for-like baseline: a copy that ends as a file where
+    // fileclient writes its own.
+    let raw_copy = Dest(dest_dir(dir).join(format!(
+        "zguide-bench-filetransfer-{}-raw",
+        std::process::id()
+    )));
+    let raw_writing = raw_copy_rate_to(dir, bytes, timeout, Some(&raw_copy.0))?;
+    raw_copy.remove();
     let fileio3 = fileio_rate(program, "fileio3", dir, bytes, timeout)?;
     // The keys go beside the copy, not into the served folder.
     let keys = KeyDir(dest_dir(dir).join(format!(
@@ -127,12 +137,14 @@ pub fn run(
         std::process::id()
     )));
     make_keys(&keys.0)?;
-    let mut values = vec![raw, fileio3];
+    let mut values = vec![raw, raw_writing, fileio3];
     for setup in SETUPS {
         values.push(get(program, dir, &keys.0, setup, bytes, timeout)?);
     }
-    values.push(100.0 * values[2] / raw);
-    values.push(100.0 * (1.0 - values[5] / values[2]));
+    let (plain, curve) = (values[3], values[6]);
+    values.push(100.0 * plain / raw_writing);
+    values.push(100.0 * plain / raw);
+    values.push(100.0 * (1.0 - curve / plain));
     Ok(Sample {
         values,
         secondary: None,

@@ -332,9 +332,21 @@ pub fn fileio_rate(
 /// One raw TCP copy of `dir/testdata` (`bytes` long) in its own namespace
 /// (`bench --internal-raw-copy`): MB/s from its wall time.
 pub fn raw_copy_rate(dir: &Path, bytes: u64, timeout: Duration) -> Result<f64, String> {
+    raw_copy_rate_to(dir, bytes, timeout, None)
+}
+
+/// [`raw_copy_rate`], the receiver writing its copy to `dest` (and syncing
+/// it) when given.
+pub fn raw_copy_rate_to(
+    dir: &Path,
+    bytes: u64,
+    timeout: Duration,
+    dest: Option<&Path>,
+) -> Result<f64, String> {
     let ns = Namespace::new()?;
     let path = dir.join(crate::FILEIO_NAME).display().to_string();
-    let args = vec!["--internal-raw-copy".to_string(), path];
+    let mut args = vec!["--internal-raw-copy".to_string(), path];
+    args.extend(dest.map(|d| d.display().to_string()));
     let mut raw = Proc::spawn("raw copy", ns.command(&bench_exe()?, &args))?;
     expect_success(&mut raw, timeout)?;
     let copied = raw_copy_bytes(raw.output())

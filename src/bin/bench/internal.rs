@@ -46,7 +46,7 @@ pub fn dispatch(args: &[String]) -> Option<i32> {
             (|| clone_snapshot(number(1)? as usize, Duration::from_secs(number(2)?)))()
         }
         "--internal-raw-copy" => match args.get(1) {
-            Some(path) => raw_copy(path),
+            Some(path) => raw_copy(path, args.get(2).map(String::as_str)),
             None => Err("--internal-raw-copy needs a file".to_string()),
         },
         _ => return None,
@@ -308,9 +308,11 @@ fn snapshot(context: &zmq::Context, deadline: Instant) -> Result<(usize, Duratio
 
 /// The baseline for `fileio`: the file copied over one plain TCP
 /// connection on loopback, read and written in 250,000-byte chunks (the
-/// fileio programs' chunk size) by two threads. Prints
-/// `raw-copy: bytes B seconds T`.
-fn raw_copy(path: &str) -> Result<String, String> {
+/// fileio programs' chunk size) by two threads. With `dest`, the receiver
+/// writes what it receives there and syncs it at the end, as a file copy
+/// does (the study's file-transfer tool writes its copy; `fileio3` writes
+/// nothing). Prints `raw-copy: bytes B seconds T`.
+fn raw_copy(path: &str, dest: Option<&str>) -> Result<String, String> {
     const CHUNK: usize = 250_000;
     let started = Instant::now();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
@@ -336,6 +338,12 @@ fn raw_copy(path: &str) -> Result<String, String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
+    let mut copy = match dest {
+        Some(dest) => {
+            Some(std::fs::File::create(dest).map_err(|e| format!("cannot create {dest}: {e}"))?)
+        }
+        None => None,
+    };
     let mut buffer = vec![0u8; CHUNK];
     let mut received = 0u64;
     loop {
@@ -345,7 +353,14 @@ fn raw_copy(path: &str) -> Result<String, String> {
         if n == 0 {
             break;
         }
+        if let Some(copy) = &mut copy {
+            copy.write_all(&buffer[..n])
+                .map_err(|e| format!("write: {e}"))?;
+        }
         received += n as u64;
+    }
+    if let Some(copy) = &copy {
+        copy.sync_all().map_err(|e| format!("sync: {e}"))?;
     }
     let sent = sender
         .join()

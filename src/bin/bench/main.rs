@@ -84,8 +84,9 @@ OPTIONS:
                         fileio         fileio1..3 MB/s beside a raw TCP copy
                         filetransfer   fileserver + fileclient get MB/s on the fileio file
                                        (random: zstd off, zstd on, CURVE + zstd off) and
-                                       on as much text (zstd on), beside the raw TCP copy
-                                       and fileio3; fileclient / raw and CURVE cost in %
+                                       on as much text (zstd on), beside fileio3 and the
+                                       raw TCP copy (writing nothing, and writing its copy);
+                                       fileclient / raw and CURVE cost in %
                         pubsub         tspub/tssub latency at 10k and 100k msg/s and
                                        the highest lossless rate
                         broker         the study's broker: MDP req/s beside mdbroker
@@ -469,28 +470,35 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
             dir: options.out.join("fileio-data"),
         };
         for (n, (test, unit)) in filetransfer_jobs::ROWS.into_iter().enumerate() {
-            let better = if n == 7 {
+            let better = if n == 9 {
                 Better::Lower
             } else {
                 Better::Higher
             };
             let mut row = Row::new("filetransfer", test, unit, better, None);
             row.detail = match n {
-                0 | 1 => format!(
+                0..=2 => format!(
                     "{} MiB random file (the fileio group's); MB = 10^6 bytes over the \
                      process's wall time",
                     options.fileio_mib
                 ),
-                2..=5 => format!(
+                3..=6 => format!(
                     "fileserver + fileclient get, {} MiB, copy on /dev/shm, server's hash \
                      warmed by one untimed get; MB/s from the client's own line",
                     options.fileio_mib
                 ),
-                6 => "fileclient random, zstd off / raw TCP copy; goal >= 80 %".to_string(),
+                7 => "fileclient random, zstd off / raw TCP copy writing its copy to the same \
+                      place; goal >= 80 %"
+                    .to_string(),
+                8 => "fileclient random, zstd off / raw TCP copy writing nothing".to_string(),
                 _ => "1 - (CURVE, zstd off) / (plain, zstd off), random data; goal < 30 %"
                     .to_string(),
             };
-            if n == 4 {
+            if n == 1 {
+                row.detail
+                    .push_str("; the receiver writes the copy to /dev/shm and syncs it");
+            }
+            if n == 5 {
                 row.detail = row.detail.replace("MiB,", "MiB of broker-fanout gen text,");
             }
             plan.push((row, job.clone(), n));
