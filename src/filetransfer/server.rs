@@ -1214,6 +1214,102 @@ mod tests {
         let _ = std::fs::remove_dir_all(&base);
     }
 
+    /// FETCH answers a chunk's hash from the leaves STAT kept, not from the
+    /// bytes it reads: proven by changing the file under the same size and
+    /// mtime (the hash then still describes the file STAT hashed). Without
+    /// leaves (a small file, or none cached) it hashes what it sends.
+    #[test]
+    fn fetch_takes_chunk_hashes_from_the_leaves_stat_kept() {
+        let (base, root) = tree("leaves");
+        let path = root.join("leafy.bin");
+        let original: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &original).unwrap();
+        let shared = Shared {
+            root: root.clone(),
+            compress: false,
+            verbose: false,
+            slow: None,
+            cache: Mutex::new(StatCache::default()),
+        };
+        let chunk_hash_of = |shared: &Shared, offset: u64, length: u32| {
+            let (_, frames) = fetch(shared, "leafy.bin", offset, length, false, None).unwrap();
+            frames[6].to_vec()
+        };
+        let mut buffer = Vec::new();
+        let stat_answer = stat(&shared, "leafy.bin", &mut buffer, &mut || {});
+        assert!(
+            matches!(stat_answer, Hashed::Now(Ok((300_000, hash))) if hash == protocol::hash(&original))
+        );
+        // Change the bytes, keep the size and the mtime.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut changed = original.clone();
+        changed[70_000] ^= 0xff;
+        std::fs::write(&path, &changed).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        // Whole leaves (64 KiB at 64 KiB; 128 KiB at 128 KiB): from the
+        // leaves, i.e. the original bytes.
+        let from_leaves = chunk_hash_of(&shared, 65_536, 65_536);
+        assert_eq!(
+            from_leaves,
+            tree::chunk_hash(65_536, &original[65_536..131_072])
+        );
+        assert_ne!(
+            from_leaves,
+            tree::chunk_hash(65_536, &changed[65_536..131_072])
+        );
+        let last = chunk_hash_of(&shared, 262_144, 65_536);
+        assert_eq!(last, tree::chunk_hash(262_144, &original[262_144..]));
+        // Not whole leaves: hashed from the bytes read now.
+        let part = chunk_hash_of(&shared, 65_536, 16_384);
+        assert_eq!(part, tree::chunk_hash(65_536, &changed[65_536..81_920]));
+        // A file changed with a new mtime is another cache key: no leaves.
+        std::fs::write(&path, &changed).unwrap();
+        let fresh = chunk_hash_of(&shared, 65_536, 65_536);
+        assert_eq!(fresh, tree::chunk_hash(65_536, &changed[65_536..131_072]));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_leaf_cache_is_bounded_in_bytes() {
+        let mut cache = StatCache::default();
+        let mut buffer = Vec::new();
+        // A 1 GiB file's leaves without reading a GiB: 16,384 of 64 KiB.
+        let size = tree::MAX_LEAVES * tree::MIN_LEAF;
+        let (_, leaves) =
+            Leaves::hash_file(size, &mut buffer, |_, _: &mut [u8]| Ok::<(), ()>(())).unwrap();
+        let leaves = leaves.unwrap();
+        let each = leaves.bytes();
+        assert_eq!(each, 512 << 10);
+        let files = LEAF_CACHE_BYTES / each + 5;
+        for i in 0..files as u64 {
+            let key = CacheKey {
+                path: PathBuf::from("x"),
+                device: 0,
+                inode: i,
+                size,
+                mtime_ns: 0,
+            };
+            cache.insert_leaves(key, leaves.clone());
+        }
+        assert!(cache.leaves_bytes <= LEAF_CACHE_BYTES);
+        assert_eq!(cache.leaves.len(), LEAF_CACHE_BYTES / each);
+        assert_eq!(cache.leaves_order.len(), cache.leaves.len());
+        // The oldest went first.
+        let oldest = CacheKey {
+            path: PathBuf::from("x"),
+            device: 0,
+            inode: 0,
+            size,
+            mtime_ns: 0,
+        };
+        assert!(cache.leaves(&oldest).is_none());
+    }
+
     #[test]
     fn the_stat_cache_is_bounded() {
         let mut cache = StatCache::default();
