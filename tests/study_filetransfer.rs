@@ -501,8 +501,14 @@ fn exit_codes_say_what_happened() {
     ] {
         assert!(out.contains(word), "--help lacks {word}: {out}");
     }
-    let (code, _) = run_client(&mut sc, "window", &["--window", "33", "list"]);
-    assert_eq!(code, 4, "a window past 32 is refused");
+    let (code, _) = run_client(&mut sc, "window", &["--window", "65", "list"]);
+    assert_eq!(code, 4, "a window past 64 is refused");
+    let (code, out) = run_client(&mut sc, "chunk", &["--chunk-size", "3K", "list"]);
+    assert_eq!(
+        code, 4,
+        "a chunk size that is not a power of two is refused: {out}"
+    );
+    assert!(out.contains("power of two"), "{out}");
     stop_server(&mut sc, server);
 }
 

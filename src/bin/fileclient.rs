@@ -63,8 +63,8 @@ struct Args {
     /// The server's endpoint.
     #[arg(long, default_value = client::DEFAULT_CONNECT)]
     connect: String,
-    /// Chunk requests in flight (1-32).
-    #[arg(long, default_value_t = 16)]
+    /// Chunk requests in flight (1-64).
+    #[arg(long, default_value_t = 32)]
     window: usize,
     /// Bytes per chunk request: a power of two from 1K to 4M (suffix K, M:
     /// binary units).

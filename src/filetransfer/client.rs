@@ -77,7 +77,7 @@ use crate::{interrupt, Error};
 /// Where `fileclient` connects by default.
 pub const DEFAULT_CONNECT: &str = "tcp://localhost:6000";
 /// The largest window.
-pub const MAX_WINDOW: usize = 32;
+pub const MAX_WINDOW: usize = 64;
 
 /// How a [`Client`] transfers.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ impl Default for ClientOptions {
     fn default() -> ClientOptions {
         ClientOptions {
             endpoint: DEFAULT_CONNECT.to_string(),
-            window: 16,
+            window: 32,
             chunk_size: 1 << 20,
             compress: true,
             timeout: Duration::from_secs(2),
