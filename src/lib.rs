@@ -74,6 +74,7 @@ pub mod routing;
 pub mod socket;
 pub mod survey;
 pub mod udp;
+pub mod zre;
 
 pub use message::Message;
 

@@ -1,0 +1,1899 @@
+//! The ZRE [`Node`]: a zyre-like peer on a background thread (an
+//! [`Actor`]), wire-compatible with zyre and pyre (RFC 36, spec §10).
+//!
+//! **The API.** [`Node::new`] makes the node (its UUID, its name) and starts
+//! its thread; [`start`](Node::start) binds the mailbox and begins to beacon;
+//! [`join`](Node::join)/[`leave`](Node::leave) groups,
+//! [`whisper`](Node::whisper) to a peer, [`shout`](Node::shout) to a group;
+//! [`peers`](Node::peers), [`peer_name`](Node::peer_name) … ask what the node
+//! knows; [`recv`](Node::recv) gives the [`Event`]s (ENTER, JOIN, WHISPER …).
+//! Every method is a request on the actor's pipe with a reply, so when it
+//! returns the node has done it. Events come on a second pipe
+//! ([`socket`](Node::socket), to poll beside other sockets), as zyre has an
+//! `inbox` beside its actor: a reply never waits behind events, and events
+//! are never lost to a method waiting for its reply.
+//!
+//! **Discovery and connections** (§10.1–§10.2). The node beacons
+//! `ZRE 01 <uuid> <port>` (a [`wire::Beacon`]) through the
+//! [`Beacon`](crate::beacon::Beacon) actor every `interval`. Its mailbox is a
+//! ROUTER bound on the first free port found from a random start in
+//! 49152–65535 (CZMQ's range, [`EPHEMERAL_PORTS`]) on the interface address
+//! ([`mailbox_ip`]): `127.0.0.1` for the default loopback broadcast. For each
+//! peer it learns of (a beacon from a new UUID, or a HELLO) it opens one
+//! DEALER with routing id `01 <own uuid>`, `SNDTIMEO` 0 and a send HWM of
+//! [`PEER_SEND_HWM`], connects to the peer's mailbox and sends HELLO first.
+//! A send that would block (`EAGAIN`: the peer does not read) removes that
+//! peer, as chapter 8 says of a blocked peer: the node never waits for one
+//! peer. It comes back with its next beacon. The ROUTER drops messages whose
+//! routing id is not 17 bytes.
+//!
+//! **The rules** (§10.4) are in [`Peer`]: HELLO first, sequence numbers
+//! exactly one more each time, the status byte on JOIN/LEAVE. A peer that
+//! breaks one is removed (EXIT) and taken back when it says HELLO again or
+//! its next beacon arrives, as is a peer that expired. A HELLO from a peer we
+//! know already replaces it (EXIT, then ENTER). A port-0 beacon removes the
+//! peer at once; [`stop`](Node::stop) (and dropping the node) sends one.
+//!
+//! **Silence** (§10.5): a peer silent for `evasive` (5 s) gets a PING and is
+//! reported EVASIVE, then SILENT if it has not answered within a reap
+//! interval, and is removed (EXIT) when silent for `expired` (30 s). Only ZRE
+//! messages count as life (zyre since 2017), so the node answers every PING.
+//!
+//! **The mediator.** For each group the node is in, the *leader* is the
+//! member with the smallest UUID among the node itself and the ready peers it
+//! sees in that group. Every node that sees the same members computes the same
+//! leader, without messages; when membership changes (a JOIN, a LEAVE, a
+//! peer gone or back) it is recomputed and [`Event::Leader`] reports a
+//! change. zyre elects by messages (ELECT/LEADER, an echo-wave election among
+//! the nodes that called `zyre_set_contest_in_group`), and its winner is the
+//! challenger whose UUID string compares smallest (`strcmp`); UUIDs as
+//! uppercase hex sort like the bytes, so with every member contesting, zyre's
+//! leader is ours. We do not send ELECT or LEADER (pyre does not know them);
+//! we decode and ignore them, so a zyre node running an election that counts
+//! on our answer does not finish it (see "missing" in the module docs of
+//! [`zre`](super)).
+//!
+//! **Bounds.** Everything a peer can make us keep is bounded: at most
+//! [`MAX_PEERS`] peers (new ones past that are ignored, with one warning);
+//! per peer at most [`wire::MAX_GROUPS`] groups and [`wire::MAX_HEADERS`]
+//! headers; every inbound frame at most `max_frame_size` (the ROUTER's
+//! `MAXMSGSIZE`, 1 MiB by default) and every message at most
+//! [`wire::MAX_CONTENT_FRAMES`] content frames (the rest is read and thrown
+//! away); at most [`READ_BATCH`] messages and beacons per wake-up, so a flood
+//! cannot starve the timers; events for an owner that does not read are
+//! dropped past [`EVENT_QUEUE`] (counted, logged at 1, 2, 4 … drops). A HELLO
+//! must name a `tcp://<ip>:<port>` endpoint, so a peer cannot make us connect
+//! to `inproc://` or `ipc://` endpoints of this process. Logs about bad input
+//! go through [`log_limit::complain`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore};
+
+use super::peer::{Alarm, Outcome, Peer, Timing};
+use super::wire::{self, Command, Headers, Uuid};
+use crate::actor::{self, Actor, Pipe};
+use crate::beacon::Beacon;
+use crate::interface::hex;
+use crate::interrupt::{self, Pollable};
+use crate::message::show;
+use crate::{log_limit, socket, udp, Error, Message};
+
+/// The UDP port of ZRE beacons (IANA "ZRE-DISC").
+pub const DEFAULT_PORT: u16 = 5670;
+/// How often the node beacons by default (CZMQ `zbeacon`'s interval).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(1000);
+/// Where the mailbox port is looked for (CZMQ's dynamic range).
+pub const EPHEMERAL_PORTS: RangeInclusive<u16> = 0xC000..=0xFFFF;
+/// The most peers a node follows.
+pub const MAX_PEERS: usize = 10_000;
+/// Messages queued for one peer before a send would block (and the peer is
+/// removed); RFC 36 suggests about 3,000 (zyre sets 3,000,000).
+pub const PEER_SEND_HWM: i32 = 3000;
+/// Events queued for the owner before new ones are dropped.
+pub const EVENT_QUEUE: i32 = 10_000;
+/// Messages (and beacons) read per wake-up at most.
+pub const READ_BATCH: usize = 1000;
+
+/// How a node is set up; [`NodeConfig::default`] gives zyre's defaults on
+/// the loopback broadcast address.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node's name; `None` gives the first 6 hex digits of its UUID.
+    pub name: Option<String>,
+    /// Headers sent in HELLO (e.g. `X-FILEMQ` → a service endpoint).
+    pub headers: Headers,
+    /// The UDP beacon port.
+    pub port: u16,
+    /// Where beacons go.
+    pub broadcast: Ipv4Addr,
+    /// How often to beacon.
+    pub interval: Duration,
+    /// The evasive and expired timeouts.
+    pub timing: Timing,
+    /// The address to bind the mailbox on; `None` derives it from the
+    /// broadcast address ([`mailbox_ip`]).
+    pub interface: Option<Ipv4Addr>,
+    /// The largest inbound frame (`MAXMSGSIZE` on the mailbox).
+    pub max_frame_size: i64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            name: None,
+            headers: Headers::new(),
+            port: DEFAULT_PORT,
+            broadcast: udp::DEFAULT_BROADCAST,
+            interval: DEFAULT_INTERVAL,
+            timing: Timing::default(),
+            interface: None,
+            max_frame_size: socket::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// The address to bind the mailbox on for beacons sent to `broadcast`: a
+/// receiver connects back to the address a beacon came from, so it is the
+/// address of the interface the beacons leave by. `127.0.0.1` for a
+/// loopback broadcast; else the interface whose broadcast address it is;
+/// else (`255.255.255.255`) the first interface with a broadcast address
+/// that is not loopback; else `127.0.0.1`.
+pub fn mailbox_ip(broadcast: Ipv4Addr) -> Ipv4Addr {
+    if broadcast.is_loopback() {
+        return Ipv4Addr::LOCALHOST;
+    }
+    let list = udp::interfaces().unwrap_or_default();
+    list.iter()
+        .find(|i| i.broadcast == Some(broadcast))
+        .or_else(|| {
+            list.iter()
+                .find(|i| !i.address.is_loopback() && i.broadcast.is_some())
+        })
+        .map_or(Ipv4Addr::LOCALHOST, |i| i.address)
+}
+
+/// What happened, as the node reports it ([`Node::recv`]); zyre's events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A peer said HELLO; `address` is the mailbox endpoint it gave.
+    Enter {
+        peer: Uuid,
+        name: String,
+        headers: Headers,
+        address: String,
+    },
+    /// A peer is gone (left, expired, broke a rule, or we stopped).
+    Exit { peer: Uuid, name: String },
+    /// A peer joined a group (also once per group listed in its HELLO).
+    Join {
+        peer: Uuid,
+        name: String,
+        group: String,
+    },
+    /// A peer left a group.
+    Leave {
+        peer: Uuid,
+        name: String,
+        group: String,
+    },
+    /// A message for us.
+    Whisper {
+        peer: Uuid,
+        name: String,
+        content: Vec<Vec<u8>>,
+    },
+    /// A message to a group.
+    Shout {
+        peer: Uuid,
+        name: String,
+        group: String,
+        content: Vec<Vec<u8>>,
+    },
+    /// A peer has been silent for the evasive timeout; we sent it a PING.
+    Evasive { peer: Uuid, name: String },
+    /// A peer has not answered our PING.
+    Silent { peer: Uuid, name: String },
+    /// The leader of a group we are in is now `peer` (maybe ourselves).
+    Leader {
+        group: String,
+        peer: Uuid,
+        name: String,
+    },
+    /// The node has stopped.
+    Stop,
+}
+
+/// What the node knows of one peer ([`Node::peer_info`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub name: String,
+    /// The mailbox endpoint its HELLO gave.
+    pub address: String,
+    pub headers: Headers,
+    pub groups: Vec<String>,
+}
+
+/// A ZRE node; see the module docs.
+pub struct Node {
+    actor: Actor,
+    events: zmq::Socket,
+    uuid: Uuid,
+    name: String,
+}
+
+impl Node {
+    /// Makes a node with a new random UUID and starts its thread (not yet
+    /// beaconing: see [`start`](Node::start)). Fails if the name or a header
+    /// does not fit in a HELLO.
+    pub fn new(context: &zmq::Context, config: NodeConfig) -> Result<Node, Error> {
+        let mut uuid = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut uuid);
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| hex(&uuid)[..6].to_string());
+        // A HELLO with our name and headers must encode.
+        wire::Message {
+            sequence: 1,
+            command: Command::Hello {
+                endpoint: String::new(),
+                groups: Vec::new(),
+                status: 0,
+                name: name.clone(),
+                headers: config.headers.clone(),
+            },
+        }
+        .encode()?;
+
+        static EVENT_PIPES: AtomicU64 = AtomicU64::new(0);
+        let endpoint = format!(
+            "inproc://zguide-zre-events-{}-{}",
+            std::process::id(),
+            EVENT_PIPES.fetch_add(1, Ordering::Relaxed)
+        );
+        let events = context.socket(zmq::PAIR)?;
+        events.set_linger(0)?;
+        events.set_rcvhwm(EVENT_QUEUE)?;
+        events.bind(&endpoint)?;
+        let outbox = context.socket(zmq::PAIR)?;
+        outbox.set_linger(0)?;
+        outbox.set_sndhwm(EVENT_QUEUE)?;
+        outbox.connect(&endpoint)?;
+
+        let agent_name = name.clone();
+        let actor = Actor::new(context, move |pipe| {
+            let mut agent = Agent::new(pipe.context().clone(), uuid, agent_name, config, outbox);
+            if let Err(e) = agent.run(pipe) {
+                log::error!("ZRE node stopped: {e}");
+                agent.stop();
+            }
+        })?;
+        Ok(Node {
+            actor,
+            events,
+            uuid,
+            name,
+        })
+    }
+
+    /// Our UUID.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// Our name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Binds the mailbox, starts beaconing, and returns the mailbox endpoint
+    /// (`tcp://<ip>:<port>`). Starting a started node does nothing.
+    pub fn start(&self) -> Result<String, Error> {
+        let mut reply = self.request(vec![b"START".to_vec()])?;
+        reply
+            .pop_string()
+            .ok_or_else(|| Error::Protocol("ZRE node: no endpoint".into()))
+    }
+
+    /// Says goodbye (a port-0 beacon), closes every peer connection (an EXIT
+    /// event for each peer that had entered) and the mailbox, then reports
+    /// [`Event::Stop`]. Our groups are kept for the next start.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.request(vec![b"STOP".to_vec()]).map(|_| ())
+    }
+
+    /// The mailbox endpoint while started.
+    pub fn endpoint(&self) -> Result<Option<String>, Error> {
+        Ok(self.request(vec![b"ENDPOINT".to_vec()])?.pop_string())
+    }
+
+    /// Joins `group` (at most 255 bytes; at most [`wire::MAX_GROUPS`]
+    /// groups); joining a group we are in does nothing.
+    pub fn join(&self, group: &str) -> Result<(), Error> {
+        wire::check_string("group", group)?;
+        self.request(vec![b"JOIN".to_vec(), group.into()])
+            .map(|_| ())
+    }
+
+    /// Leaves `group`; leaving a group we are not in does nothing.
+    pub fn leave(&self, group: &str) -> Result<(), Error> {
+        wire::check_string("group", group)?;
+        self.request(vec![b"LEAVE".to_vec(), group.into()])
+            .map(|_| ())
+    }
+
+    /// Sends `content` to `peer` alone: true if it was queued, false if we
+    /// do not know the peer (or it was just removed for not reading).
+    pub fn whisper(&self, peer: &Uuid, content: Vec<Vec<u8>>) -> Result<bool, Error> {
+        check_content(&content)?;
+        let mut frames = vec![b"WHISPER".to_vec(), peer.to_vec()];
+        frames.extend(content);
+        let mut reply = self.request(frames)?;
+        Ok(reply.pop().as_deref() == Some(b"1"))
+    }
+
+    /// Sends `content` to every peer in `group` (we need not be in it);
+    /// returns how many peers it was queued for.
+    pub fn shout(&self, group: &str, content: Vec<Vec<u8>>) -> Result<usize, Error> {
+        wire::check_string("group", group)?;
+        check_content(&content)?;
+        let mut frames = vec![b"SHOUT".to_vec(), group.into()];
+        frames.extend(content);
+        let mut reply = self.request(frames)?;
+        Ok(reply
+            .pop_string()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The peers that have entered (said HELLO), in UUID order.
+    pub fn peers(&self) -> Result<Vec<Uuid>, Error> {
+        uuids(self.request(vec![b"PEERS".to_vec()])?)
+    }
+
+    /// The peers in `group`, in UUID order.
+    pub fn peers_by_group(&self, group: &str) -> Result<Vec<Uuid>, Error> {
+        uuids(self.request(vec![b"PEERS".to_vec(), group.into()])?)
+    }
+
+    /// What we know of `peer`, if it has entered.
+    pub fn peer_info(&self, peer: &Uuid) -> Result<Option<PeerInfo>, Error> {
+        let reply = self.request(vec![b"PEER".to_vec(), peer.to_vec()])?;
+        let mut frames = reply.into_frames().into_iter().map(lossy);
+        let (Some(name), Some(address), Some(count)) =
+            (frames.next(), frames.next(), frames.next())
+        else {
+            return Ok(None);
+        };
+        let count: usize = count.parse().unwrap_or(0);
+        let mut headers = Headers::new();
+        for _ in 0..count {
+            if let (Some(key), Some(value)) = (frames.next(), frames.next()) {
+                headers.insert(key, value);
+            }
+        }
+        Ok(Some(PeerInfo {
+            name,
+            address,
+            headers,
+            groups: frames.collect(),
+        }))
+    }
+
+    /// The name `peer` gave in its HELLO.
+    pub fn peer_name(&self, peer: &Uuid) -> Result<Option<String>, Error> {
+        Ok(self.peer_info(peer)?.map(|info| info.name))
+    }
+
+    /// One header of `peer`'s HELLO.
+    pub fn peer_header(&self, peer: &Uuid, key: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .peer_info(peer)?
+            .and_then(|mut info| info.headers.remove(key)))
+    }
+
+    /// The mailbox endpoint `peer` gave in its HELLO.
+    pub fn peer_address(&self, peer: &Uuid) -> Result<Option<String>, Error> {
+        Ok(self.peer_info(peer)?.map(|info| info.address))
+    }
+
+    /// The groups we are in, sorted.
+    pub fn own_groups(&self) -> Result<Vec<String>, Error> {
+        strings(self.request(vec![b"GROUPS".to_vec()])?)
+    }
+
+    /// The groups our peers are in, sorted.
+    pub fn peer_groups(&self) -> Result<Vec<String>, Error> {
+        strings(self.request(vec![b"PEER GROUPS".to_vec()])?)
+    }
+
+    /// The leader of `group`, if we are in it (see the module docs).
+    pub fn leader(&self, group: &str) -> Result<Option<Uuid>, Error> {
+        Ok(uuids(self.request(vec![b"LEADER".to_vec(), group.into()])?)?.pop())
+    }
+
+    /// The next event (waits; Ctrl-C gives `Error::Interrupted`).
+    pub fn recv(&self) -> Result<Event, Error> {
+        Event::from_message(Message::recv(&self.events)?)
+    }
+
+    /// The next event within `timeout`, if any.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Event>, Error> {
+        let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        match Message::recv_timeout(&self.events, ms)? {
+            Some(msg) => Event::from_message(msg).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The event pipe, to poll beside other sockets; read it with
+    /// [`recv`](Node::recv).
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.events
+    }
+
+    /// Sends a request to the agent and returns the reply's frames after `OK`.
+    fn request(&self, frames: Vec<Vec<u8>>) -> Result<Message, Error> {
+        self.actor.send(Message::from_frames(frames))?;
+        let mut reply = self.actor.recv()?;
+        match reply.pop().as_deref() {
+            Some(b"OK") => Ok(reply),
+            Some(b"ERR") => Err(Error::Protocol(reply.pop_string().unwrap_or_default())),
+            // The task's exit signal: it has ended.
+            _ => Err(Error::ActorEnded),
+        }
+    }
+}
+
+fn check_content(content: &[Vec<u8>]) -> Result<(), Error> {
+    if content.len() > wire::MAX_CONTENT_FRAMES {
+        return Err(wire::EncodeError::TooMany {
+            field: "content frames",
+            count: content.len(),
+            max: wire::MAX_CONTENT_FRAMES,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn lossy(frame: Vec<u8>) -> String {
+    String::from_utf8(frame).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn uuid_of(frame: Option<Vec<u8>>) -> Result<Uuid, Error> {
+    frame
+        .and_then(|f| Uuid::try_from(f.as_slice()).ok())
+        .ok_or_else(|| Error::Protocol("ZRE node: bad UUID frame".into()))
+}
+
+fn uuids(reply: Message) -> Result<Vec<Uuid>, Error> {
+    reply
+        .into_frames()
+        .into_iter()
+        .map(|f| uuid_of(Some(f)))
+        .collect()
+}
+
+fn strings(reply: Message) -> Result<Vec<String>, Error> {
+    Ok(reply.into_frames().into_iter().map(lossy).collect())
+}
+
+fn text(frames: &mut impl Iterator<Item = Vec<u8>>) -> String {
+    lossy(frames.next().unwrap_or_default())
+}
+
+impl Event {
+    /// The event as frames on the event pipe: its kind, the peer's UUID and
+    /// name, then its other fields (content last).
+    fn into_message(self) -> Message {
+        let head = |kind: &str, peer: Uuid, name: String| {
+            vec![kind.as_bytes().to_vec(), peer.to_vec(), name.into_bytes()]
+        };
+        let frames = match self {
+            Event::Enter {
+                peer,
+                name,
+                headers,
+                address,
+            } => {
+                let mut frames = head("ENTER", peer, name);
+                frames.push(address.into_bytes());
+                for (key, value) in headers {
+                    frames.push(key.into_bytes());
+                    frames.push(value.into_bytes());
+                }
+                frames
+            }
+            Event::Exit { peer, name } => head("EXIT", peer, name),
+            Event::Join { peer, name, group } => {
+                let mut frames = head("JOIN", peer, name);
+                frames.push(group.into_bytes());
+                frames
+            }
+            Event::Leave { peer, name, group } => {
+                let mut frames = head("LEAVE", peer, name);
+                frames.push(group.into_bytes());
+                frames
+            }
+            Event::Whisper {
+                peer,
+                name,
+                content,
+            } => {
+                let mut frames = head("WHISPER", peer, name);
+                frames.extend(content);
+                frames
+            }
+            Event::Shout {
+                peer,
+                name,
+                group,
+                content,
+            } => {
+                let mut frames = head("SHOUT", peer, name);
+                frames.push(group.into_bytes());
+                frames.extend(content);
+                frames
+            }
+            Event::Evasive { peer, name } => head("EVASIVE", peer, name),
+            Event::Silent { peer, name } => head("SILENT", peer, name),
+            Event::Leader { group, peer, name } => {
+                let mut frames = head("LEADER", peer, name);
+                frames.push(group.into_bytes());
+                frames
+            }
+            Event::Stop => vec![b"STOP".to_vec()],
+        };
+        Message::from_frames(frames)
+    }
+
+    /// The event in frames from the event pipe.
+    fn from_message(msg: Message) -> Result<Event, Error> {
+        let mut frames = msg.into_frames().into_iter();
+        let kind = frames.next().unwrap_or_default();
+        if kind == b"STOP" {
+            return Ok(Event::Stop);
+        }
+        let peer = uuid_of(frames.next())?;
+        let name = text(&mut frames);
+        Ok(match kind.as_slice() {
+            b"ENTER" => {
+                let address = text(&mut frames);
+                let mut headers = Headers::new();
+                while let (Some(key), Some(value)) = (frames.next(), frames.next()) {
+                    headers.insert(lossy(key), lossy(value));
+                }
+                Event::Enter {
+                    peer,
+                    name,
+                    headers,
+                    address,
+                }
+            }
+            b"EXIT" => Event::Exit { peer, name },
+            b"JOIN" => Event::Join {
+                peer,
+                name,
+                group: text(&mut frames),
+            },
+            b"LEAVE" => Event::Leave {
+                peer,
+                name,
+                group: text(&mut frames),
+            },
+            b"WHISPER" => Event::Whisper {
+                peer,
+                name,
+                content: frames.collect(),
+            },
+            b"SHOUT" => Event::Shout {
+                peer,
+                name,
+                group: text(&mut frames),
+                content: frames.collect(),
+            },
+            b"EVASIVE" => Event::Evasive { peer, name },
+            b"SILENT" => Event::Silent { peer, name },
+            b"LEADER" => Event::Leader {
+                peer,
+                name,
+                group: text(&mut frames),
+            },
+            _ => return Err(Error::Protocol(format!("ZRE node: event {}", show(&kind)))),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The agent: the node's thread
+
+/// A peer and our connection to it.
+struct Link {
+    peer: Peer,
+    dealer: zmq::Socket,
+}
+
+/// The node's state, owned by its thread.
+struct Agent {
+    context: zmq::Context,
+    uuid: Uuid,
+    name: String,
+    config: NodeConfig,
+    /// Our end of the event pipe.
+    outbox: zmq::Socket,
+    /// While started: the ROUTER, its endpoint, the beacon.
+    mailbox: Option<zmq::Socket>,
+    endpoint: Option<String>,
+    beacon: Option<Beacon>,
+    peers: HashMap<Uuid, Link>,
+    own_groups: BTreeSet<String>,
+    /// Our count of JOINs and LEAVEs, mod 256.
+    status: u8,
+    /// The leader of each of our groups, as last reported.
+    leaders: BTreeMap<String, Uuid>,
+    events_dropped: log_limit::Sparse,
+    warned_full: bool,
+}
+
+/// What a mailbox read gave.
+enum Inbound {
+    /// Nothing waiting.
+    None,
+    /// A message, cut to at most [`MAX_FRAMES`] frames (`complete` false
+    /// if it had more).
+    Message {
+        frames: Vec<Vec<u8>>,
+        complete: bool,
+    },
+}
+
+/// Frames kept of one inbound message: routing id, frame 0, content.
+const MAX_FRAMES: usize = 2 + wire::MAX_CONTENT_FRAMES;
+
+impl Agent {
+    fn new(
+        context: zmq::Context,
+        uuid: Uuid,
+        name: String,
+        config: NodeConfig,
+        outbox: zmq::Socket,
+    ) -> Agent {
+        Agent {
+            context,
+            uuid,
+            name,
+            config,
+            outbox,
+            mailbox: None,
+            endpoint: None,
+            beacon: None,
+            peers: HashMap::new(),
+            own_groups: BTreeSet::new(),
+            status: 0,
+            leaders: BTreeMap::new(),
+            events_dropped: log_limit::Sparse::default(),
+            warned_full: false,
+        }
+    }
+
+    /// The loop: requests from the owner, messages from peers, beacons, and
+    /// the timers every reap interval, until `$TERM` or Ctrl-C.
+    fn run(&mut self, pipe: &Pipe) -> Result<(), Error> {
+        pipe.signal(0)?;
+        let reap = self
+            .config
+            .timing
+            .reap_interval()
+            .max(Duration::from_millis(10));
+        let mut reap_at = Instant::now() + reap;
+        loop {
+            let wait = reap_at.saturating_duration_since(Instant::now());
+            let timeout = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+            let ready = {
+                let mut items = vec![Pollable::Socket(pipe.socket())];
+                if let Some(mailbox) = &self.mailbox {
+                    items.push(Pollable::Socket(mailbox));
+                }
+                if let Some(beacon) = &self.beacon {
+                    items.push(Pollable::Socket(beacon.socket()));
+                }
+                match interrupt::poll_any(&items, timeout) {
+                    Ok(ready) => ready,
+                    Err(Error::Interrupted) => {
+                        self.stop();
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let mailbox_ready = self.mailbox.is_some() && ready[1];
+            let beacon_ready = self.beacon.is_some() && ready[ready.len() - 1];
+            if ready[0] {
+                let request = pipe.recv()?;
+                if actor::is_term(&request) {
+                    self.stop();
+                    return Ok(());
+                }
+                let reply = self.obey(request);
+                pipe.send(reply)?;
+            }
+            if mailbox_ready {
+                self.read_mailbox()?;
+            }
+            if beacon_ready {
+                self.read_beacons()?;
+            }
+            let now = Instant::now();
+            if now >= reap_at {
+                self.reap(now);
+                reap_at = now + reap;
+            }
+        }
+    }
+
+    /// Carries out one request from the owner; the reply starts with `OK`
+    /// or `ERR`.
+    fn obey(&mut self, mut request: Message) -> Message {
+        let command = request.pop().unwrap_or_default();
+        let arg = request.first().map(<[u8]>::to_vec).unwrap_or_default();
+        let text_arg = lossy(arg.clone());
+        let mut reply: Vec<Vec<u8>> = vec![b"OK".to_vec()];
+        match command.as_slice() {
+            b"START" => match self.start() {
+                Ok(endpoint) => reply.push(endpoint.into_bytes()),
+                Err(e) => return Message::from_frames([b"ERR".to_vec(), e.to_string().into()]),
+            },
+            b"STOP" => self.stop(),
+            b"ENDPOINT" => reply.extend(self.endpoint.clone().map(String::into_bytes)),
+            b"JOIN" => {
+                if let Err(e) = self.join(text_arg) {
+                    return Message::from_frames([b"ERR".to_vec(), e.to_string().into()]);
+                }
+            }
+            b"LEAVE" => self.leave(&text_arg),
+            b"WHISPER" => {
+                request.pop();
+                let sent = match Uuid::try_from(arg.as_slice()) {
+                    Ok(uuid) if self.peers.contains_key(&uuid) => self.send_to(
+                        &uuid,
+                        Command::Whisper {
+                            content: request.into_frames(),
+                        },
+                    ),
+                    _ => false,
+                };
+                reply.push(if sent { b"1".to_vec() } else { b"0".to_vec() });
+            }
+            b"SHOUT" => {
+                request.pop();
+                let sent = self.shout(&text_arg, request.into_frames());
+                reply.push(sent.to_string().into_bytes());
+            }
+            b"PEERS" => {
+                let group = (!request.is_empty()).then_some(text_arg);
+                let mut list: Vec<Uuid> = self
+                    .peers
+                    .values()
+                    .filter(|l| l.peer.is_ready())
+                    .filter(|l| group.as_ref().is_none_or(|g| l.peer.in_group(g)))
+                    .map(|l| *l.peer.uuid())
+                    .collect();
+                list.sort();
+                reply.extend(list.iter().map(|u| u.to_vec()));
+            }
+            b"PEER" => {
+                let link = Uuid::try_from(arg.as_slice())
+                    .ok()
+                    .and_then(|uuid| self.peers.get(&uuid))
+                    .filter(|l| l.peer.is_ready());
+                if let Some(Link { peer, .. }) = link {
+                    reply.push(peer.name().into());
+                    reply.push(peer.address().into());
+                    reply.push(peer.headers().len().to_string().into_bytes());
+                    for (key, value) in peer.headers() {
+                        reply.push(key.clone().into_bytes());
+                        reply.push(value.clone().into_bytes());
+                    }
+                    reply.extend(peer.groups().iter().map(|g| g.clone().into_bytes()));
+                }
+            }
+            b"GROUPS" => reply.extend(self.own_groups.iter().map(|g| g.clone().into_bytes())),
+            b"PEER GROUPS" => {
+                let all: BTreeSet<&String> = self
+                    .peers
+                    .values()
+                    .filter(|l| l.peer.is_ready())
+                    .flat_map(|l| l.peer.groups())
+                    .collect();
+                reply.extend(all.into_iter().map(|g| g.clone().into_bytes()));
+            }
+            b"LEADER" => reply.extend(self.leaders.get(&text_arg).map(|u| u.to_vec())),
+            other => {
+                log::warn!("ZRE node: unknown request {}", show(other));
+                return Message::from_frames([b"ERR".to_vec(), b"unknown request".to_vec()]);
+            }
+        }
+        Message::from_frames(reply)
+    }
+
+    // --- start and stop ----------------------------------------------------
+
+    /// Binds the mailbox and starts beaconing; returns the endpoint.
+    fn start(&mut self) -> Result<String, Error> {
+        if let Some(endpoint) = &self.endpoint {
+            return Ok(endpoint.clone());
+        }
+        let ip = self
+            .config
+            .interface
+            .unwrap_or_else(|| mailbox_ip(self.config.broadcast));
+        let (mailbox, port) = bind_mailbox(&self.context, ip, self.config.max_frame_size)?;
+        let beacon = Beacon::new(&self.context, self.config.port, self.config.broadcast)?;
+        beacon.subscribe(&wire::BEACON_PREFIX)?;
+        let payload = wire::Beacon {
+            uuid: self.uuid,
+            port,
+        }
+        .encode();
+        beacon.publish(&payload, self.config.interval)?;
+        let endpoint = format!("tcp://{ip}:{port}");
+        log::debug!("ZRE node {} started at {endpoint}", self.name);
+        self.mailbox = Some(mailbox);
+        self.beacon = Some(beacon);
+        self.endpoint = Some(endpoint.clone());
+        self.update_leaders();
+        Ok(endpoint)
+    }
+
+    /// Says goodbye and drops every peer and the mailbox; see [`Node::stop`].
+    fn stop(&mut self) {
+        let Some(beacon) = self.beacon.take() else {
+            return;
+        };
+        let goodbye = wire::Beacon {
+            uuid: self.uuid,
+            port: 0,
+        }
+        .encode();
+        // The beacon agent sends a new payload at once, in the same turn of
+        // its loop that acknowledges it, before it reads the `$TERM` that
+        // dropping it sends: the goodbye goes out. After Ctrl-C/SIGTERM the
+        // agent has ended (its poll reports the signal before it reads a
+        // command), so we send the goodbye ourselves.
+        let said = !interrupt::interrupted()
+            && beacon.publish(&goodbye, self.config.interval).is_ok()
+            && !interrupt::interrupted();
+        if !said {
+            if let Err(e) = send_goodbye(&goodbye, self.config.broadcast, self.config.port) {
+                log::warn!("ZRE node: cannot say goodbye: {e}");
+            }
+        }
+        drop(beacon);
+        let mut peers: Vec<Link> = self.peers.drain().map(|(_, link)| link).collect();
+        peers.sort_by_key(|l| *l.peer.uuid());
+        for link in peers {
+            if link.peer.is_ready() {
+                self.emit(Event::Exit {
+                    peer: *link.peer.uuid(),
+                    name: link.peer.name().to_string(),
+                });
+            }
+        }
+        self.mailbox = None;
+        self.endpoint = None;
+        self.leaders.clear();
+        self.emit(Event::Stop);
+    }
+
+    // --- our groups --------------------------------------------------------
+
+    fn join(&mut self, group: String) -> Result<(), Error> {
+        if self.own_groups.contains(&group) {
+            return Ok(());
+        }
+        if self.own_groups.len() >= wire::MAX_GROUPS {
+            return Err(Error::Protocol(format!(
+                "in {} groups already (at most {})",
+                self.own_groups.len(),
+                wire::MAX_GROUPS
+            )));
+        }
+        self.own_groups.insert(group.clone());
+        self.status = self.status.wrapping_add(1);
+        let status = self.status;
+        for uuid in self.peer_uuids() {
+            self.send_to(
+                &uuid,
+                Command::Join {
+                    group: group.clone(),
+                    status,
+                },
+            );
+        }
+        self.update_leaders();
+        Ok(())
+    }
+
+    fn leave(&mut self, group: &str) {
+        if !self.own_groups.remove(group) {
+            return;
+        }
+        self.status = self.status.wrapping_add(1);
+        let status = self.status;
+        for uuid in self.peer_uuids() {
+            self.send_to(
+                &uuid,
+                Command::Leave {
+                    group: group.to_string(),
+                    status,
+                },
+            );
+        }
+        self.update_leaders();
+    }
+
+    /// Sends to every ready peer in `group`; how many it was queued for.
+    fn shout(&mut self, group: &str, content: Vec<Vec<u8>>) -> usize {
+        let members: Vec<Uuid> = self
+            .peers
+            .values()
+            .filter(|l| l.peer.is_ready() && l.peer.in_group(group))
+            .map(|l| *l.peer.uuid())
+            .collect();
+        let mut sent = 0;
+        for uuid in members {
+            let command = Command::Shout {
+                group: group.to_string(),
+                content: content.clone(),
+            };
+            if self.send_to(&uuid, command) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    fn peer_uuids(&self) -> Vec<Uuid> {
+        self.peers.keys().copied().collect()
+    }
+
+    // --- peers -------------------------------------------------------------
+
+    /// Connects to a peer we do not know yet and says HELLO; false if we
+    /// cannot (too many peers, or the connect failed).
+    fn require_peer(&mut self, uuid: Uuid, endpoint: &str) -> bool {
+        if self.peers.contains_key(&uuid) {
+            return true;
+        }
+        if self.peers.len() >= MAX_PEERS {
+            if !self.warned_full {
+                log::warn!("ZRE node: {MAX_PEERS} peers known, ignoring new ones");
+                self.warned_full = true;
+            }
+            return false;
+        }
+        // A node that restarted with a new UUID on the same endpoint: the
+        // old one is gone (zyre purges it too).
+        let stale: Vec<Uuid> = self
+            .peers
+            .iter()
+            .filter(|(_, l)| l.peer.endpoint() == endpoint)
+            .map(|(u, _)| *u)
+            .collect();
+        for old in stale {
+            self.remove_peer(&old, "replaced by a new node at its endpoint");
+        }
+        let dealer = match self.connect(endpoint) {
+            Ok(dealer) => dealer,
+            Err(e) => {
+                log_limit::complain(format_args!("ZRE node: cannot connect to a peer: {e}"));
+                return false;
+            }
+        };
+        let peer = Peer::new(
+            uuid,
+            endpoint.to_string(),
+            Instant::now(),
+            self.config.timing,
+        );
+        self.peers.insert(uuid, Link { peer, dealer });
+        let hello = Command::Hello {
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            groups: self.own_groups.iter().cloned().collect(),
+            status: self.status,
+            name: self.name.clone(),
+            headers: self.config.headers.clone(),
+        };
+        self.send_to(&uuid, hello)
+    }
+
+    /// A DEALER to a peer's mailbox; see the module docs.
+    fn connect(&self, endpoint: &str) -> Result<zmq::Socket, Error> {
+        let mut identity = vec![1u8];
+        identity.extend_from_slice(&self.uuid);
+        let dealer = socket::new(&self.context, zmq::DEALER)
+            .identity(identity)
+            .send_hwm(PEER_SEND_HWM)
+            .max_message_size(self.config.max_frame_size)
+            .build()?;
+        dealer.set_sndtimeo(0)?;
+        dealer.connect(endpoint).map_err(|source| Error::Endpoint {
+            action: "connect to",
+            endpoint: endpoint.to_string(),
+            source,
+        })?;
+        Ok(dealer)
+    }
+
+    /// Removes a peer: EXIT if it had entered, its connection closed.
+    fn remove_peer(&mut self, uuid: &Uuid, why: &str) {
+        let Some(link) = self.peers.remove(uuid) else {
+            return;
+        };
+        log::debug!(
+            "ZRE node {}: peer {} ({}) removed: {why}",
+            self.name,
+            hex(uuid),
+            show(link.peer.name().as_bytes())
+        );
+        if link.peer.is_ready() {
+            self.emit(Event::Exit {
+                peer: *uuid,
+                name: link.peer.name().to_string(),
+            });
+        }
+        drop(link);
+        self.update_leaders();
+    }
+
+    /// Sends `command` to a peer with its next sequence number: true if
+    /// queued. A peer that does not read (the send would block) is removed.
+    fn send_to(&mut self, uuid: &Uuid, command: Command) -> bool {
+        let Some(link) = self.peers.get_mut(uuid) else {
+            return false;
+        };
+        let message = wire::Message {
+            sequence: link.peer.next_sequence(),
+            command,
+        };
+        let frames = match message.encode() {
+            Ok(frames) => frames,
+            Err(e) => {
+                log::warn!("ZRE node: cannot send {}: {e}", message.command.name());
+                return false;
+            }
+        };
+        match Message::from_frames(frames).send_or_drop(&link.dealer) {
+            Ok(true) => true,
+            Ok(false) => {
+                log_limit::complain(format_args!(
+                    "ZRE node: peer {} does not read: disconnected",
+                    hex(uuid)
+                ));
+                self.remove_peer(uuid, "does not read");
+                false
+            }
+            Err(e) => {
+                log_limit::complain(format_args!("ZRE node: cannot send to {}: {e}", hex(uuid)));
+                self.remove_peer(uuid, "send failed");
+                false
+            }
+        }
+    }
+
+    /// Reports an event to the owner, never waiting for it.
+    fn emit(&mut self, event: Event) {
+        match event.into_message().send_or_drop(&self.outbox) {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Some(count) = self.events_dropped.note() {
+                    log::warn!(
+                        "ZRE node {}: the owner does not read events, {count} dropped",
+                        self.name
+                    );
+                }
+            }
+            Err(e) => log::debug!("ZRE node: cannot report an event: {e}"),
+        }
+    }
+
+    /// Recomputes the leader of each of our groups and reports changes.
+    fn update_leaders(&mut self) {
+        self.leaders
+            .retain(|group, _| self.own_groups.contains(group));
+        if self.endpoint.is_none() {
+            return; // not started: no one to lead
+        }
+        let mut changes = Vec::new();
+        for group in &self.own_groups {
+            let (leader, name) = self
+                .peers
+                .values()
+                .filter(|l| l.peer.is_ready() && l.peer.in_group(group))
+                .map(|l| (*l.peer.uuid(), l.peer.name()))
+                .chain(std::iter::once((self.uuid, self.name.as_str())))
+                .min_by_key(|(uuid, _)| *uuid)
+                .unwrap_or((self.uuid, self.name.as_str()));
+            if self.leaders.get(group) != Some(&leader) {
+                changes.push((group.clone(), leader, name.to_string()));
+            }
+        }
+        for (group, peer, name) in changes {
+            self.leaders.insert(group.clone(), peer);
+            self.emit(Event::Leader { group, peer, name });
+        }
+    }
+
+    // --- input -------------------------------------------------------------
+
+    /// Reads what is waiting on the mailbox (at most [`READ_BATCH`]).
+    fn read_mailbox(&mut self) -> Result<(), Error> {
+        for _ in 0..READ_BATCH {
+            let Some(mailbox) = &self.mailbox else {
+                return Ok(());
+            };
+            let (frames, complete) = match recv_bounded(mailbox)? {
+                Inbound::None => return Ok(()),
+                Inbound::Message { frames, complete } => (frames, complete),
+            };
+            let identity = &frames[0];
+            let Ok(uuid) = Uuid::try_from(identity.get(1..).unwrap_or_default()) else {
+                log_limit::complain(format_args!(
+                    "ZRE node: dropped a message from routing id {} (not 17 bytes)",
+                    show(identity)
+                ));
+                continue;
+            };
+            if uuid == self.uuid {
+                continue;
+            }
+            if !complete {
+                log_limit::complain(format_args!(
+                    "ZRE node: dropped a message of more than {MAX_FRAMES} frames from {}",
+                    hex(&uuid)
+                ));
+                continue;
+            }
+            match wire::Message::decode(&frames[1..]) {
+                Ok(message) => self.handle(uuid, message),
+                // Not decoded: the sequence does not advance, so the next
+                // good message from this peer looks like a gap (as in zyre).
+                Err(e) => log_limit::complain(format_args!(
+                    "ZRE node: bad message from {}: {e}",
+                    hex(&uuid)
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one message from peer `uuid`.
+    fn handle(&mut self, uuid: Uuid, message: wire::Message) {
+        if let Command::Hello { endpoint, .. } = &message.command {
+            if !is_tcp_endpoint(endpoint) {
+                log_limit::complain(format_args!(
+                    "ZRE node: HELLO from {} with endpoint {} ignored",
+                    hex(&uuid),
+                    show(endpoint.as_bytes())
+                ));
+                return;
+            }
+            if self.peers.get(&uuid).is_some_and(|l| l.peer.is_ready()) {
+                self.remove_peer(&uuid, "said HELLO again");
+            }
+            if !self.require_peer(uuid, endpoint) {
+                return;
+            }
+        }
+        let Some(link) = self.peers.get_mut(&uuid) else {
+            return; // not HELLO and not known: ignored
+        };
+        match link.peer.receive(&message, Instant::now()) {
+            Outcome::Ignored => {}
+            Outcome::Invalid(why) => {
+                log_limit::complain(format_args!(
+                    "ZRE node: peer {} ({}) removed: {why}",
+                    hex(&uuid),
+                    show(link.peer.name().as_bytes())
+                ));
+                self.remove_peer(&uuid, "broke a rule");
+            }
+            Outcome::Accepted { changed } => {
+                let name = link.peer.name().to_string();
+                self.apply(uuid, name, message.command, changed);
+            }
+        }
+    }
+
+    /// What an accepted command means to the owner.
+    fn apply(&mut self, peer: Uuid, name: String, command: Command, changed: bool) {
+        match command {
+            Command::Hello {
+                endpoint, headers, ..
+            } => {
+                self.emit(Event::Enter {
+                    peer,
+                    name: name.clone(),
+                    headers,
+                    address: endpoint,
+                });
+                let groups: Vec<String> = self
+                    .peers
+                    .get(&peer)
+                    .map(|l| l.peer.groups().iter().cloned().collect())
+                    .unwrap_or_default();
+                for group in groups {
+                    self.emit(Event::Join {
+                        peer,
+                        name: name.clone(),
+                        group,
+                    });
+                }
+                self.update_leaders();
+            }
+            Command::Whisper { content } => self.emit(Event::Whisper {
+                peer,
+                name,
+                content,
+            }),
+            Command::Shout { group, content } => self.emit(Event::Shout {
+                peer,
+                name,
+                group,
+                content,
+            }),
+            Command::Join { group, .. } if changed => {
+                self.emit(Event::Join { peer, name, group });
+                self.update_leaders();
+            }
+            Command::Leave { group, .. } if changed => {
+                self.emit(Event::Leave { peer, name, group });
+                self.update_leaders();
+            }
+            Command::Ping => {
+                self.send_to(&peer, Command::PingOk);
+            }
+            Command::Elect { group, .. } | Command::Leader { group, .. } => {
+                log::debug!(
+                    "ZRE node: zyre election message for {} ignored",
+                    show(group.as_bytes())
+                );
+            }
+            // PING-OK refreshed the peer; GOODBYE is for gossip mode, where
+            // there are no beacons; JOIN/LEAVE without a change.
+            _ => {}
+        }
+    }
+
+    /// Reads what beacons are waiting (at most [`READ_BATCH`]).
+    fn read_beacons(&mut self) -> Result<(), Error> {
+        for _ in 0..READ_BATCH {
+            let Some(beacon) = &self.beacon else {
+                return Ok(());
+            };
+            let heard = match beacon.recv_timeout(0) {
+                Ok(Some(heard)) => heard,
+                Ok(None) => return Ok(()),
+                Err(Error::Protocol(e)) => {
+                    log::debug!("ZRE node: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(zre) = wire::Beacon::decode(&heard.payload) else {
+                log::debug!(
+                    "ZRE node: not a ZRE beacon from {}: {}",
+                    heard.from,
+                    show(&heard.payload)
+                );
+                continue;
+            };
+            if zre.uuid == self.uuid {
+                continue;
+            }
+            if zre.is_leaving() {
+                self.remove_peer(&zre.uuid, "said goodbye (port 0)");
+            } else if !self.peers.contains_key(&zre.uuid) {
+                let endpoint = format!("tcp://{}", SocketAddr::new(heard.from.ip(), zre.port));
+                self.require_peer(zre.uuid, &endpoint);
+            }
+        }
+        Ok(())
+    }
+
+    /// The timers: PING evasive peers, report silent ones, remove expired.
+    fn reap(&mut self, now: Instant) {
+        let mut alarms: Vec<(Uuid, Alarm, bool, String)> = Vec::new();
+        for (uuid, link) in &mut self.peers {
+            if let Some(alarm) = link.peer.tick(now) {
+                alarms.push((
+                    *uuid,
+                    alarm,
+                    link.peer.is_ready(),
+                    link.peer.name().to_string(),
+                ));
+            }
+        }
+        alarms.sort_by_key(|(uuid, ..)| *uuid);
+        for (peer, alarm, ready, name) in alarms {
+            match alarm {
+                Alarm::Evasive => {
+                    if self.send_to(&peer, Command::Ping) && ready {
+                        self.emit(Event::Evasive { peer, name });
+                    }
+                }
+                Alarm::Silent => {
+                    if ready && self.peers.contains_key(&peer) {
+                        self.emit(Event::Silent { peer, name });
+                    }
+                }
+                Alarm::Expired => self.remove_peer(&peer, "expired"),
+            }
+        }
+    }
+}
+
+/// One goodbye beacon from a socket of its own, for when the beacon agent
+/// has already ended (see [`Agent::stop`]).
+fn send_goodbye(goodbye: &[u8], broadcast: Ipv4Addr, port: u16) -> std::io::Result<()> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.set_broadcast(true)?;
+    socket.send_to(goodbye, (broadcast, port)).map(|_| ())
+}
+
+/// True for `tcp://<ip>:<port>` (IPv4 or bracketed IPv6), the only
+/// endpoints a peer may make us connect to.
+fn is_tcp_endpoint(endpoint: &str) -> bool {
+    endpoint
+        .strip_prefix("tcp://")
+        .and_then(|rest| rest.parse::<SocketAddr>().ok())
+        .is_some_and(|address| address.port() != 0)
+}
+
+/// The mailbox: a ROUTER bound on `ip` at the first free port from a random
+/// start in [`EPHEMERAL_PORTS`].
+fn bind_mailbox(
+    context: &zmq::Context,
+    ip: Ipv4Addr,
+    max_frame: i64,
+) -> Result<(zmq::Socket, u16), Error> {
+    let mailbox = socket::new(context, zmq::ROUTER)
+        .linger(0)
+        .max_message_size(max_frame)
+        .build()?;
+    // A peer that reconnects (a new DEALER, the same routing id) takes over
+    // at once, instead of being refused until libzmq drops the old pipe.
+    mailbox.set_router_handover(true)?;
+    let (low, high) = (*EPHEMERAL_PORTS.start(), *EPHEMERAL_PORTS.end());
+    let span = u32::from(high - low) + 1;
+    let start = rand::thread_rng().gen_range(0..span);
+    let mut last = None;
+    for step in 0..span {
+        let port = low + ((start + step) % span) as u16;
+        let endpoint = format!("tcp://{}:{port}", IpAddr::V4(ip));
+        match mailbox.bind(&endpoint) {
+            Ok(()) => return Ok((mailbox, port)),
+            Err(zmq::Error::EADDRINUSE) => last = Some(endpoint),
+            Err(source) => {
+                return Err(Error::Endpoint {
+                    action: "bind",
+                    endpoint,
+                    source,
+                })
+            }
+        }
+    }
+    Err(Error::Endpoint {
+        action: "bind",
+        endpoint: last.unwrap_or_default(),
+        source: zmq::Error::EADDRINUSE,
+    })
+}
+
+/// Reads one message without waiting, keeping at most [`MAX_FRAMES`]
+/// frames (the rest is read and dropped).
+fn recv_bounded(socket: &zmq::Socket) -> Result<Inbound, Error> {
+    let first = match interrupt::retry_eintr(|| socket.recv_bytes(zmq::DONTWAIT)) {
+        Ok(frame) => frame,
+        Err(Error::Zmq(zmq::Error::EAGAIN)) => return Ok(Inbound::None),
+        Err(e) => return Err(e),
+    };
+    let mut frames = vec![first];
+    let mut complete = true;
+    while interrupt::retry_eintr(|| socket.get_rcvmore())? {
+        let frame = interrupt::retry_eintr(|| socket.recv_bytes(0))?;
+        if frames.len() < MAX_FRAMES {
+            frames.push(frame);
+        } else {
+            complete = false;
+        }
+    }
+    Ok(Inbound::Message { frames, complete })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// The longest any one expected event may take.
+    const WAIT: Duration = Duration::from_secs(10);
+    /// How long we listen for events that must not come.
+    const QUIET: Duration = Duration::from_millis(300);
+
+    fn config(port: u16, name: &str) -> NodeConfig {
+        NodeConfig {
+            name: Some(name.into()),
+            port,
+            interval: Duration::from_millis(50),
+            ..NodeConfig::default()
+        }
+    }
+
+    /// A node's events, read as needed; those not asked for yet are kept.
+    struct Events<'a> {
+        node: &'a Node,
+        kept: VecDeque<Event>,
+    }
+
+    impl<'a> Events<'a> {
+        fn of(node: &'a Node) -> Events<'a> {
+            Events {
+                node,
+                kept: VecDeque::new(),
+            }
+        }
+
+        /// The first event that matches, waiting at most [`WAIT`].
+        fn expect(&mut self, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
+            if let Some(at) = self.kept.iter().position(&wanted) {
+                return self.kept.remove(at).unwrap();
+            }
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(
+                    !left.is_zero(),
+                    "{}: no {what} in {WAIT:?}; got {:?}",
+                    self.node.name(),
+                    self.kept
+                );
+                if let Some(event) = self.node.recv_timeout(left).unwrap() {
+                    if wanted(&event) {
+                        return event;
+                    }
+                    self.kept.push_back(event);
+                }
+            }
+        }
+
+        /// How many events that match arrive (or were kept) within [`QUIET`];
+        /// they are consumed.
+        fn count(&mut self, wanted: impl Fn(&Event) -> bool) -> usize {
+            let deadline = Instant::now() + QUIET;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.node.recv_timeout(left).unwrap() {
+                    Some(event) => self.kept.push_back(event),
+                    None => break,
+                }
+            }
+            let before = self.kept.len();
+            self.kept.retain(|e| !wanted(e));
+            before - self.kept.len()
+        }
+    }
+
+    fn is_enter(peer: Uuid) -> impl Fn(&Event) -> bool {
+        move |e| matches!(e, Event::Enter { peer: p, .. } if *p == peer)
+    }
+
+    fn is_exit(peer: Uuid) -> impl Fn(&Event) -> bool {
+        move |e| matches!(e, Event::Exit { peer: p, .. } if *p == peer)
+    }
+
+    fn is_join(peer: Uuid, group: &str) -> impl Fn(&Event) -> bool + '_ {
+        move |e| matches!(e, Event::Join { peer: p, group: g, .. } if *p == peer && g == group)
+    }
+
+    fn is_leader(peer: Uuid, group: &str) -> impl Fn(&Event) -> bool + '_ {
+        move |e| matches!(e, Event::Leader { peer: p, group: g, .. } if *p == peer && g == group)
+    }
+
+    fn is_shout(e: &Event) -> bool {
+        matches!(e, Event::Shout { .. })
+    }
+
+    fn is_whisper(e: &Event) -> bool {
+        matches!(e, Event::Whisper { .. })
+    }
+
+    #[test]
+    fn two_nodes_enter_join_whisper_shout_leave_and_exit() {
+        let context = zmq::Context::new();
+        let mut alpha_config = config(5840, "alpha");
+        alpha_config
+            .headers
+            .insert("X-HELLO".into(), "world".into());
+        let alpha = Node::new(&context, alpha_config).unwrap();
+        let beta = Node::new(&context, config(5840, "beta")).unwrap();
+        let (a, b) = (alpha.uuid(), beta.uuid());
+        let mut alpha_events = Events::of(&alpha);
+        let mut beta_events = Events::of(&beta);
+        alpha.join("CHAT").unwrap(); // before start: HELLO carries it
+        let alpha_endpoint = alpha.start().unwrap();
+        assert!(
+            alpha_endpoint.starts_with("tcp://127.0.0.1:"),
+            "{alpha_endpoint}"
+        );
+        let port: u16 = alpha_endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(EPHEMERAL_PORTS.contains(&port));
+        assert_eq!(alpha.start().unwrap(), alpha_endpoint, "started once");
+        alpha_events.expect("alpha leads CHAT alone", is_leader(a, "CHAT"));
+        beta.start().unwrap();
+
+        // ENTER, with the name, headers and address of the HELLO.
+        let Event::Enter {
+            name,
+            headers,
+            address,
+            ..
+        } = beta_events.expect("ENTER alpha", is_enter(a))
+        else {
+            unreachable!()
+        };
+        assert_eq!(name, "alpha");
+        assert_eq!(headers.get("X-HELLO").map(String::as_str), Some("world"));
+        assert_eq!(address, alpha_endpoint);
+        beta_events.expect("JOIN from alpha's HELLO", is_join(a, "CHAT"));
+        alpha_events.expect("ENTER beta", is_enter(b));
+        assert_eq!(alpha.peers().unwrap(), vec![b]);
+        assert_eq!(beta.peer_name(&a).unwrap().as_deref(), Some("alpha"));
+        assert_eq!(
+            beta.peer_header(&a, "X-HELLO").unwrap().as_deref(),
+            Some("world")
+        );
+        assert_eq!(
+            beta.peer_address(&a).unwrap().as_deref(),
+            Some(alpha_endpoint.as_str())
+        );
+        assert_eq!(beta.peer_groups().unwrap(), vec!["CHAT".to_string()]);
+        assert_eq!(beta.peers_by_group("CHAT").unwrap(), vec![a]);
+        assert_eq!(alpha.peer_name(&[0; 16]).unwrap(), None);
+
+        // JOIN: both agree on the mediator, the smaller UUID.
+        beta.join("CHAT").unwrap();
+        alpha_events.expect("JOIN beta", is_join(b, "CHAT"));
+        let leader = a.min(b);
+        assert_eq!(alpha.leader("CHAT").unwrap(), Some(leader));
+        assert_eq!(beta.leader("CHAT").unwrap(), Some(leader));
+        assert_eq!(beta.own_groups().unwrap(), vec!["CHAT".to_string()]);
+
+        // WHISPER and SHOUT, each exactly once.
+        assert!(alpha.whisper(&b, vec![b"hi".to_vec()]).unwrap());
+        let Event::Whisper { peer, content, .. } = beta_events.expect("WHISPER", is_whisper) else {
+            unreachable!()
+        };
+        assert_eq!((peer, content), (a, vec![b"hi".to_vec()]));
+        assert_eq!(
+            beta.shout("CHAT", vec![b"all".to_vec(), b"two".to_vec()])
+                .unwrap(),
+            1
+        );
+        let Event::Shout {
+            peer,
+            group,
+            content,
+            ..
+        } = alpha_events.expect("SHOUT", is_shout)
+        else {
+            unreachable!()
+        };
+        assert_eq!(peer, b);
+        assert_eq!(group, "CHAT");
+        assert_eq!(content, vec![b"all".to_vec(), b"two".to_vec()]);
+        assert_eq!(beta_events.count(is_whisper), 0, "one WHISPER only");
+        assert_eq!(alpha_events.count(is_shout), 0, "one SHOUT only");
+
+        // LEAVE, then EXIT when alpha stops (its port-0 beacon).
+        beta.leave("CHAT").unwrap();
+        let left = |e: &Event| matches!(e, Event::Leave { peer, group, .. } if *peer == b && group == "CHAT");
+        alpha_events.expect("LEAVE beta", left);
+        assert_eq!(alpha.leader("CHAT").unwrap(), Some(a));
+        alpha.stop().unwrap();
+        alpha_events.expect("EXIT beta, on our side", is_exit(b));
+        alpha_events.expect("STOP", |e| *e == Event::Stop);
+        beta_events.expect("EXIT alpha", is_exit(a));
+        assert!(beta.peers().unwrap().is_empty());
+        assert_eq!(alpha.endpoint().unwrap(), None);
+    }
+
+    #[test]
+    fn shouts_reach_the_group_only_and_the_mediator_changes_when_it_leaves() {
+        let context = zmq::Context::new();
+        let nodes: Vec<Node> = ["one", "two", "three"]
+            .iter()
+            .map(|name| Node::new(&context, config(5841, name)).unwrap())
+            .collect();
+        let uuids: Vec<Uuid> = nodes.iter().map(Node::uuid).collect();
+        nodes[0].join("G").unwrap();
+        nodes[1].join("G").unwrap();
+        nodes[2].join("H").unwrap();
+        let mut events: Vec<Events> = nodes.iter().map(Events::of).collect();
+        for node in &nodes {
+            node.start().unwrap();
+        }
+        for (i, events) in events.iter_mut().enumerate() {
+            for (j, uuid) in uuids.iter().enumerate() {
+                if i != j {
+                    events.expect("ENTER", is_enter(*uuid));
+                }
+            }
+        }
+        let leader = uuids[0].min(uuids[1]);
+        for events in &mut events[..2] {
+            events.expect("the G leader", is_leader(leader, "G"));
+        }
+
+        // three is not in G and may shout to it; one's shout reaches two only.
+        assert_eq!(nodes[2].shout("G", vec![b"x".to_vec()]).unwrap(), 2);
+        assert_eq!(nodes[0].shout("G", vec![b"y".to_vec()]).unwrap(), 1);
+        let from =
+            |peer: Uuid| move |e: &Event| matches!(e, Event::Shout { peer: p, .. } if *p == peer);
+        events[0].expect("three's SHOUT", from(uuids[2]));
+        events[1].expect("three's SHOUT", from(uuids[2]));
+        events[1].expect("one's SHOUT", from(uuids[0]));
+        assert_eq!(events[2].count(is_shout), 0, "three is not in G");
+        assert_eq!(events[0].count(is_shout), 0, "not to ourselves");
+
+        // The leader stops: the other member of G takes over.
+        let (gone, stays) = if leader == uuids[0] { (0, 1) } else { (1, 0) };
+        nodes[gone].stop().unwrap();
+        events[stays].expect("EXIT of the leader", is_exit(leader));
+        events[stays].expect("the new leader", is_leader(uuids[stays], "G"));
+        assert_eq!(nodes[stays].leader("G").unwrap(), Some(uuids[stays]));
+        events[2].expect("EXIT of the leader", is_exit(leader));
+    }
+
+    /// A hand-made peer speaking raw ZRE bytes: the identity rule, the
+    /// sequence and status rules, PING, coming back, and silence.
+    #[test]
+    fn a_raw_peer_is_held_to_the_rules_and_timed_out_when_silent() {
+        let context = zmq::Context::new();
+        let mut node_config = config(5842, "node");
+        node_config.timing = Timing {
+            evasive: Duration::from_millis(300),
+            expired: Duration::from_millis(1500),
+        };
+        let node = Node::new(&context, node_config).unwrap();
+        let endpoint = node.start().unwrap();
+        let mut events = Events::of(&node);
+
+        // The fake peer's mailbox, where the node connects back to.
+        let inbox = socket::new(&context, zmq::ROUTER)
+            .linger(0)
+            .bind("tcp://127.0.0.1:*")
+            .unwrap();
+        inbox.set_router_handover(true).unwrap();
+        inbox.set_rcvtimeo(10_000).unwrap();
+        let inbox_endpoint = inbox.get_last_endpoint().unwrap().unwrap();
+        let fake: Uuid = [0xFE; 16];
+        let mut identity = vec![1u8];
+        identity.extend_from_slice(&fake);
+        let outbox = socket::new(&context, zmq::DEALER)
+            .linger(0)
+            .identity(identity)
+            .connect(&endpoint)
+            .unwrap();
+        let send = |sequence: u16, command: Command| {
+            let frames = wire::Message { sequence, command }.encode().unwrap();
+            outbox.send_multipart(frames, 0).unwrap();
+        };
+        let hello = |groups: Vec<String>| Command::Hello {
+            endpoint: inbox_endpoint.clone(),
+            groups,
+            status: 3,
+            name: "fake".into(),
+            headers: Headers::new(),
+        };
+        // What the node sends the fake peer: routing id, then the message.
+        let received = || {
+            let frames = inbox.recv_multipart(0).expect("a message from the node");
+            assert_eq!(frames[0].len(), 17);
+            assert_eq!(frames[0][0], 1);
+            assert_eq!(&frames[0][1..], &node.uuid());
+            wire::Message::decode(&frames[1..]).unwrap()
+        };
+
+        // A routing id that is not 17 bytes: dropped, whatever it says.
+        let stranger = socket::new(&context, zmq::DEALER)
+            .linger(0)
+            .identity("abc")
+            .connect(&endpoint)
+            .unwrap();
+        let frames = wire::Message {
+            sequence: 1,
+            command: hello(vec![]),
+        }
+        .encode()
+        .unwrap();
+        stranger.send_multipart(frames, 0).unwrap();
+        // Commands before HELLO are ignored; garbage is dropped.
+        send(1, Command::Ping);
+        outbox.send("not ZRE at all", 0).unwrap();
+
+        send(1, hello(vec!["G".into()]));
+        let Event::Enter { name, .. } = events.expect("ENTER fake", is_enter(fake)) else {
+            unreachable!()
+        };
+        assert_eq!(name, "fake");
+        events.expect("JOIN G", is_join(fake, "G"));
+        let first = received();
+        assert_eq!(first.sequence, 1);
+        let Command::Hello {
+            endpoint: theirs,
+            name,
+            ..
+        } = first.command
+        else {
+            panic!("not a HELLO first: {first:?}")
+        };
+        assert_eq!(
+            (theirs.as_str(), name.as_str()),
+            (endpoint.as_str(), "node")
+        );
+
+        // PING → PING-OK, with the next sequence number.
+        send(2, Command::Ping);
+        let answer = received();
+        assert_eq!((answer.sequence, answer.command), (2, Command::PingOk));
+
+        // A JOIN with the wrong status (3 + 1 is 4): removed, not aborted.
+        send(
+            3,
+            Command::Join {
+                group: "H".into(),
+                status: 5,
+            },
+        );
+        events.expect("EXIT after a missed JOIN", is_exit(fake));
+        assert!(node.peers().unwrap().is_empty());
+
+        // It comes back with a new HELLO: ENTER again, and our HELLO anew.
+        send(1, hello(vec![]));
+        events.expect("ENTER again", is_enter(fake));
+        let again = received();
+        assert!(matches!(again.command, Command::Hello { .. }));
+        assert_eq!(again.sequence, 1);
+
+        // A sequence gap: removed.
+        send(3, Command::Ping);
+        events.expect("EXIT after a gap", is_exit(fake));
+
+        // Back once more, then silent: PING, EVASIVE, SILENT, then EXIT.
+        send(1, hello(vec![]));
+        events.expect("ENTER a third time", is_enter(fake));
+        let start = Instant::now();
+        assert!(matches!(received().command, Command::Hello { .. }));
+        let evasive = |e: &Event| matches!(e, Event::Evasive { peer, .. } if *peer == fake);
+        let silent = |e: &Event| matches!(e, Event::Silent { peer, .. } if *peer == fake);
+        events.expect("EVASIVE", evasive);
+        assert_eq!(received().command, Command::Ping);
+        events.expect("SILENT", silent);
+        events.expect("EXIT on expiry", is_exit(fake));
+        assert!(
+            start.elapsed() >= Duration::from_millis(1400),
+            "{:?}",
+            start.elapsed()
+        );
+        // The stranger never entered.
+        assert_eq!(events.count(|e| matches!(e, Event::Enter { .. })), 0);
+    }
+
+    #[test]
+    fn events_cross_the_pipe_unchanged() {
+        let peer = [9; 16];
+        let headers: Headers = [
+            ("A".to_string(), "1".to_string()),
+            ("B".into(), String::new()),
+        ]
+        .into_iter()
+        .collect();
+        let all = vec![
+            Event::Enter {
+                peer,
+                name: "n".into(),
+                headers,
+                address: "tcp://127.0.0.1:50000".into(),
+            },
+            Event::Enter {
+                peer,
+                name: String::new(),
+                headers: Headers::new(),
+                address: String::new(),
+            },
+            Event::Exit {
+                peer,
+                name: "n".into(),
+            },
+            Event::Join {
+                peer,
+                name: "n".into(),
+                group: "g".into(),
+            },
+            Event::Leave {
+                peer,
+                name: "n".into(),
+                group: "g".into(),
+            },
+            Event::Whisper {
+                peer,
+                name: "n".into(),
+                content: vec![vec![], b"x".to_vec()],
+            },
+            Event::Shout {
+                peer,
+                name: "n".into(),
+                group: "g".into(),
+                content: vec![b"y".to_vec()],
+            },
+            Event::Evasive {
+                peer,
+                name: "n".into(),
+            },
+            Event::Silent {
+                peer,
+                name: "n".into(),
+            },
+            Event::Leader {
+                group: "g".into(),
+                peer,
+                name: "n".into(),
+            },
+            Event::Stop,
+        ];
+        for event in all {
+            assert_eq!(
+                Event::from_message(event.clone().into_message()).unwrap(),
+                event
+            );
+        }
+        assert!(Event::from_message(Message::from_frames(["NOPE", "x"])).is_err());
+    }
+
+    #[test]
+    fn only_tcp_endpoints_with_an_address_are_accepted_from_peers() {
+        assert!(is_tcp_endpoint("tcp://127.0.0.1:49152"));
+        assert!(is_tcp_endpoint("tcp://[::1]:49152"));
+        assert!(!is_tcp_endpoint("tcp://127.0.0.1:0"));
+        assert!(!is_tcp_endpoint("tcp://*:49152"));
+        assert!(!is_tcp_endpoint("inproc://zguide-actor-1-0"));
+        assert!(!is_tcp_endpoint("ipc:///tmp/x"));
+        assert!(!is_tcp_endpoint("tcp://example.com:80"));
+    }
+
+    #[test]
+    fn names_and_headers_that_do_not_fit_in_a_hello_are_refused() {
+        let context = zmq::Context::new();
+        let mut long_name = config(5843, "x");
+        long_name.name = Some("n".repeat(256));
+        assert!(Node::new(&context, long_name).is_err());
+        let mut long_key = config(5843, "x");
+        long_key.headers.insert("k".repeat(256), String::new());
+        assert!(Node::new(&context, long_key).is_err());
+        let node = Node::new(&context, NodeConfig::default()).unwrap();
+        assert_eq!(node.name(), &hex(&node.uuid())[..6], "default name");
+        assert!(node.join(&"g".repeat(256)).is_err());
+        assert_eq!(mailbox_ip(udp::DEFAULT_BROADCAST), Ipv4Addr::LOCALHOST);
+    }
+}
