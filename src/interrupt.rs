@@ -127,9 +127,18 @@ pub fn poll_any(pollables: &[Pollable], timeout_ms: i64) -> Result<Vec<bool>, Er
                 if wake_fd().is_some() && items[pollables.len()].is_readable() {
                     return Err(Error::Interrupted);
                 }
+                // A file descriptor whose other end is gone (a closed
+                // pipe on stdin) reports POLLHUP, which zmq_poll passes on
+                // as an error, not as readable: count it as readable, so
+                // the caller reads and sees the end instead of polling
+                // for ever at full speed.
                 return Ok(items[..pollables.len()]
                     .iter()
-                    .map(|i| i.is_readable())
+                    .zip(pollables)
+                    .map(|(i, p)| match p {
+                        Pollable::Socket(_) => i.is_readable(),
+                        Pollable::Fd(_) => i.is_readable() || i.is_error(),
+                    })
                     .collect());
             }
             Err(zmq::Error::EINTR) => continue,
@@ -265,6 +274,24 @@ mod tests {
         assert_eq!(poll_any(&items, 5000).unwrap(), [false, true]);
         tx.send("x", 0).unwrap();
         assert_eq!(poll_any(&items, 5000).unwrap(), [true, true]);
+    }
+
+    #[test]
+    fn a_pipe_whose_writer_is_gone_is_readable() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills the two descriptors of a valid array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let items = [Pollable::Fd(fds[0])];
+        assert_eq!(poll_any(&items, 0).unwrap(), [false], "an open, empty pipe");
+        // SAFETY: closing the write end we own; the read end stays ours.
+        unsafe { libc::close(fds[1]) };
+        assert_eq!(
+            poll_any(&items, 1000).unwrap(),
+            [true],
+            "end of file is news"
+        );
+        // SAFETY: the read end is ours to close.
+        unsafe { libc::close(fds[0]) };
     }
 
     #[test]
