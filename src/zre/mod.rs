@@ -12,6 +12,7 @@
 //! | [`wire`] | the codec: the 22-byte beacon and every ZRE command, every length checked before use |
 //! | [`peer`] | one remote node: sequence and status rules, its groups, the silence timers (pure logic) |
 //! | [`node`] | the [`Node`] actor: beacons, mailbox, peer connections, groups, the mediator, [`Event`]s |
+//! | [`state`] | replicated state: a last-writer-wins key-value map shared by a group ([`state::Replica`]), kvmsg frames in SHOUT/WHISPER, snapshot on join and on healing |
 //!
 //! ```no_run
 //! # fn main() -> Result<(), zguide::Error> {
@@ -39,11 +40,12 @@
 //! **Missing so far.** zyre's message-based election (we decode ELECT and
 //! LEADER but do not answer; our mediator is computed locally, see
 //! [`node`]), gossip discovery and GOODBYE (no seed endpoints for networks
-//! without broadcast), CURVE (RFC 43), replication of shared state, and
-//! tests against a real zyre or pyre process.
+//! without broadcast), CURVE (RFC 43), and automated tests against a real
+//! zyre or pyre process (both were tried by hand: `zguide/study-p2p.md`).
 
 pub mod node;
 pub mod peer;
+pub mod state;
 pub mod wire;
 
 pub use node::{Event, Node, NodeConfig, PeerInfo};

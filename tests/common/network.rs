@@ -43,6 +43,9 @@ impl Network {
         let hub = Scenario::new(&format!("{name}-hub"));
         hub.run_in_namespace("ip", &["link", "add", "br0", "type", "bridge"]);
         hub.run_in_namespace("ip", &["link", "set", "br0", "up"]);
+        // A second, empty bridge: where `split` moves half the hosts.
+        hub.run_in_namespace("ip", &["link", "add", "br1", "type", "bridge"]);
+        hub.run_in_namespace("ip", &["link", "set", "br1", "up"]);
         let mut hosts = Vec::with_capacity(count);
         for index in 0..count {
             let host = Scenario::new(&format!("{name}-host{index}"));
@@ -100,6 +103,27 @@ impl Network {
     /// Plugs host `index` back in.
     pub fn plug(&self, index: usize) {
         self.set_port(index, "up");
+    }
+
+    /// Splits the LAN in two: the hosts in `side` move to a second bridge,
+    /// so each half still hears itself and nothing of the other (a cut
+    /// between two switches, not a pulled cable). [`heal`](Network::heal)
+    /// joins them again.
+    pub fn split(&self, side: &[usize]) {
+        let hub = self.hub.namespace_pid();
+        for index in side {
+            let port = format!("port{index}");
+            run_in_namespace_of(hub, "ip", &["link", "set", &port, "master", "br1"]);
+        }
+    }
+
+    /// Puts every host back on the one bridge after [`split`](Network::split).
+    pub fn heal(&self) {
+        let hub = self.hub.namespace_pid();
+        for index in 0..self.hosts.len() {
+            let port = format!("port{index}");
+            run_in_namespace_of(hub, "ip", &["link", "set", &port, "master", "br0"]);
+        }
     }
 
     fn set_port(&self, index: usize, state: &str) {
