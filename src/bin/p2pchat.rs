@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use zguide::interface::hex;
-use zguide::interrupt;
+use zguide::interrupt::{self, Pollable};
 use zguide::zre::node::DEFAULT_INTERVAL;
 use zguide::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
 use zguide::zre::{printable, Event, Headers, Node, NodeConfig};
@@ -214,7 +214,8 @@ impl Chat<'_> {
         let mut skipping = false;
         let mut buffer = [0u8; 4096];
         loop {
-            let ready = wait_input(self.node.socket())?;
+            let ready =
+                interrupt::poll_any(&[Pollable::Fd(0), Pollable::Socket(self.node.socket())], -1)?;
             if ready[1] {
                 while let Some(event) = self.node.recv_timeout(Duration::ZERO)? {
                     self.show(event);
@@ -368,39 +369,6 @@ impl Chat<'_> {
             // The silence alarms are p2pmon's business; Stop ends nothing
             // here (we stop the node ourselves).
             Event::Evasive { .. } | Event::Silent { .. } | Event::Stop => {}
-        }
-    }
-}
-
-/// Waits until standard input or the node's events are ready: per item,
-/// whether it is. Like [`interrupt::poll_any`], but input at end of file
-/// counts as ready: a pipe whose writer has gone reports `POLLHUP` without
-/// `POLLIN`, which `zmq_poll` turns into `ZMQ_POLLERR` only, and we must
-/// still read it to see the end.
-fn wait_input(events: &zmq::Socket) -> Result<[bool; 2], Error> {
-    loop {
-        if interrupt::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        let mut items = vec![
-            zmq::PollItem::from_fd(0, zmq::POLLIN),
-            events.as_poll_item(zmq::POLLIN),
-        ];
-        if let Some(fd) = interrupt::wake_fd() {
-            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
-        }
-        match zmq::poll(&mut items, -1) {
-            Ok(_) => {
-                if items.get(2).is_some_and(zmq::PollItem::is_readable) {
-                    return Err(Error::Interrupted);
-                }
-                return Ok([
-                    items[0].is_readable() || items[0].is_error(),
-                    items[1].is_readable(),
-                ]);
-            }
-            Err(zmq::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use zguide::interface::hex;
-use zguide::interrupt;
+use zguide::interrupt::{self, Pollable};
 use zguide::zre::node::DEFAULT_INTERVAL;
 use zguide::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
 use zguide::zre::state::{self, Change, Replica};
@@ -206,7 +206,10 @@ impl Kv<'_> {
                 .replica
                 .next_timeout()
                 .map_or(-1, |t| t.as_millis().min(60_000) as i64);
-            let ready = wait_input(self.node.socket(), timeout)?;
+            let ready = interrupt::poll_any(
+                &[Pollable::Fd(0), Pollable::Socket(self.node.socket())],
+                timeout,
+            )?;
             if ready[1] {
                 while let Some(event) = self.node.recv_timeout(Duration::ZERO)? {
                     self.membership(&event);
@@ -368,40 +371,5 @@ impl Kv<'_> {
             Some(name) => printable(name.as_bytes(), MAX_TEXT),
             None => hex(peer)[..6].to_string(),
         })
-    }
-}
-
-/// Waits at most `timeout_ms` (-1: no limit) until standard input or the
-/// node's events are ready: per item, whether it is. Like
-/// [`interrupt::poll_any`], but input at end of file counts as ready: a pipe
-/// whose writer has gone reports `POLLHUP` without `POLLIN`, which
-/// `zmq_poll` turns into `ZMQ_POLLERR` only, and we must still read it to
-/// see the end. (The same as `p2pchat`'s, with a timeout; a candidate for
-/// `interrupt`.)
-fn wait_input(events: &zmq::Socket, timeout_ms: i64) -> Result<[bool; 2], Error> {
-    loop {
-        if interrupt::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        let mut items = vec![
-            zmq::PollItem::from_fd(0, zmq::POLLIN),
-            events.as_poll_item(zmq::POLLIN),
-        ];
-        if let Some(fd) = interrupt::wake_fd() {
-            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
-        }
-        match zmq::poll(&mut items, timeout_ms) {
-            Ok(_) => {
-                if items.get(2).is_some_and(zmq::PollItem::is_readable) {
-                    return Err(Error::Interrupted);
-                }
-                return Ok([
-                    items[0].is_readable() || items[0].is_error(),
-                    items[1].is_readable(),
-                ]);
-            }
-            Err(zmq::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
     }
 }
