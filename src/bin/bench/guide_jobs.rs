@@ -26,7 +26,7 @@ const CLONE_COLLECTOR_PORT: u16 = 5558;
 /// tspub's default endpoint is tcp://127.0.0.1:5600.
 const TSPUB_PORT: u16 = 5600;
 
-fn bench_exe() -> Result<PathBuf, String> {
+pub fn bench_exe() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("cannot find the bench itself: {e}"))
 }
 
@@ -268,7 +268,7 @@ pub fn snapshot_line(output: &str) -> Option<(u64, u64, f64)> {
 
 /// The `name value` pairs after `prefix` on the last line that starts with
 /// it.
-fn fields<'a>(
+pub fn fields<'a>(
     output: &'a str,
     prefix: &str,
 ) -> Option<std::collections::HashMap<&'a str, &'a str>> {

@@ -45,6 +45,23 @@ pub fn dispatch(args: &[String]) -> Option<i32> {
         "--internal-clone-snapshot" => {
             (|| clone_snapshot(number(1)? as usize, Duration::from_secs(number(2)?)))()
         }
+        "--internal-zre-mesh" => {
+            (|| crate::p2p_jobs::run_mesh(number(1)? as usize, Duration::from_secs(120)))()
+        }
+        "--internal-zre-shout" => (|| {
+            crate::p2p_jobs::run_shout(
+                number(1)? as usize,
+                number(2)? as usize,
+                Duration::from_secs(120),
+            )
+        })(),
+        "--internal-zre-converge" => (|| {
+            crate::p2p_jobs::run_converge(
+                number(1)? as usize,
+                number(2)? as usize,
+                Duration::from_secs(120),
+            )
+        })(),
         "--internal-raw-copy" => match args.get(1) {
             Some(path) => raw_copy(path, args.get(2).map(String::as_str)),
             None => Err("--internal-raw-copy needs a file".to_string()),

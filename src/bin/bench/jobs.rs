@@ -10,7 +10,7 @@ use std::time::Duration;
 use zguide::perf::Report;
 
 use crate::procs::{find_program, last_lines, Namespace, Proc};
-use crate::{broker_jobs, cluster_jobs, filetransfer_jobs, guide_jobs};
+use crate::{broker_jobs, cluster_jobs, filetransfer_jobs, guide_jobs, p2p_jobs};
 
 /// The TCP port the perf pairs use inside their private namespace.
 const PERF_PORT: u16 = 5555;
@@ -113,6 +113,14 @@ pub enum Job {
     /// `broker-fanout count` of a `bytes` text through `broker` with 1, 2
     /// and 4 `broker-fanout worker`s: MB/s of each.
     ClusterFanout { bytes: u64 },
+    /// `nodes` ZRE nodes in one process on loopback: ms to a full mesh.
+    P2pMesh { nodes: usize },
+    /// A SHOUT to a group of `nodes`, `messages` one at a time: p50 and
+    /// p99 µs over every receipt.
+    P2pShout { nodes: usize, messages: usize },
+    /// `nodes` replicas of a group's map, each writing `keys` keys: ms until
+    /// all hold the same map.
+    P2pConverge { nodes: usize, keys: usize },
 }
 
 /// The figures of one run: a value per row of the job, plus a secondary
@@ -176,6 +184,8 @@ impl Job {
             Job::ClusterForward { .. } => vec!["broker", "broker-worker"],
             Job::ClusterFailover { .. } => vec!["broker", "broker-worker", "broker-client"],
             Job::ClusterFanout { .. } => vec!["broker", "broker-fanout"],
+            // The bench itself runs the nodes (`bench --internal-zre-…`).
+            Job::P2pMesh { .. } | Job::P2pShout { .. } | Job::P2pConverge { .. } => vec![],
         }
     }
 
@@ -224,6 +234,9 @@ impl Job {
             | Job::ClusterForward { .. }
             | Job::ClusterFailover { .. }
             | Job::ClusterFanout { .. } => Some("no reference: SBP/1 is the study's own protocol"),
+            Job::P2pMesh { .. } | Job::P2pShout { .. } | Job::P2pConverge { .. } => {
+                Some("no reference: zyre is not built here")
+            }
             _ => None,
         }
     }
@@ -318,6 +331,9 @@ impl Job {
                 cluster_jobs::failover(&program, requests, timeout)
             }
             Job::ClusterFanout { bytes } => cluster_jobs::fanout(&program, bytes, timeout),
+            Job::P2pMesh { nodes } => p2p_jobs::mesh(nodes, timeout),
+            Job::P2pShout { nodes, messages } => p2p_jobs::shout(nodes, messages, timeout),
+            Job::P2pConverge { nodes, keys } => p2p_jobs::converge(nodes, keys, timeout),
             Job::TcpThr { size, count } => {
                 let ns = Namespace::new()?;
                 let args = perf_args(PERF_PORT, size, count);

@@ -49,6 +49,7 @@ mod filetransfer_jobs;
 mod guide_jobs;
 mod internal;
 mod jobs;
+mod p2p_jobs;
 mod procs;
 mod report;
 
@@ -98,6 +99,9 @@ OPTIONS:
                                        4 workers, 100 in flight), a broker pair's
                                        failover ms (run once, ~12 s), broker-fanout
                                        MB/s with 1, 2 and 4 workers (64 MiB text)
+                        p2p            the study's ZRE node: time to a full mesh of 10,
+                                       25 and 50 nodes, SHOUT fan-out p50/p99 in a group
+                                       of 25, a replicated map's convergence (10 nodes)
   --requests N        Majordomo requests per client run (default 100000; the broker
                       group's async runs take N, its sync runs N/10; --quick: 2000/500;
                       broker-cluster's async runs N/10, its sync runs N/50;
@@ -125,7 +129,7 @@ ENVIRONMENT:
 const DEFAULT_SIZES: [usize; 5] = [8, 64, 512, 4096, 65536];
 
 /// Every group `--only` knows, in table order.
-const GROUPS: [&str; 12] = [
+const GROUPS: [&str; 13] = [
     "tcp",
     "inproc",
     "tripping",
@@ -138,6 +142,7 @@ const GROUPS: [&str; 12] = [
     "pubsub",
     "broker",
     "broker-cluster",
+    "p2p",
 ];
 
 /// The fileio test file's name (the guide's programs read `./testdata`).
@@ -538,7 +543,53 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
     if wants("broker-cluster") {
         cluster_plan(options, &mut plan);
     }
+    if wants("p2p") {
+        p2p_plan(&mut plan);
+    }
     plan
+}
+
+/// The `p2p` group's rows.
+fn p2p_plan(plan: &mut Vec<(Row, Job, usize)>) {
+    let how = "N zguide::zre nodes in one process (the bench's own, in a namespace of its own) on \
+               loopback: beacons to 127.255.255.255:5670 every second, a mailbox each";
+    for nodes in p2p_jobs::MESH_NODES {
+        let test = format!("time to full mesh, {nodes} nodes");
+        let mut row = Row::new("p2p", &test, "ms", Better::Lower, None);
+        row.detail = format!(
+            "{how}; from the first start until every node had an ENTER for each of the others"
+        );
+        plan.push((row, Job::P2pMesh { nodes }, 0));
+    }
+    let job = Job::P2pShout {
+        nodes: p2p_jobs::SHOUT_NODES,
+        messages: p2p_jobs::SHOUT_MESSAGES,
+    };
+    for (n, quantile) in ["p50", "p99"].into_iter().enumerate() {
+        let test = format!("SHOUT fan-out, {} nodes, {quantile}", p2p_jobs::SHOUT_NODES);
+        let mut row = Row::new("p2p", &test, "µs", Better::Lower, None);
+        row.detail = format!(
+            "{how}; one node SHOUTs {} messages one at a time to the group, the next when \
+             every other node has the last; send to receipt, over every receipt",
+            p2p_jobs::SHOUT_MESSAGES
+        );
+        plan.push((row, job.clone(), n));
+    }
+    let test = format!(
+        "replicated map convergence, {} nodes x {} keys",
+        p2p_jobs::CONVERGE_NODES,
+        p2p_jobs::CONVERGE_KEYS
+    );
+    let mut row = Row::new("p2p", &test, "ms", Better::Lower, None);
+    row.detail = format!(
+        "{how}; zre::state replicas of one group's map, synced and empty; then each writes its \
+         keys: until every replica holds all of them with the same digest"
+    );
+    let job = Job::P2pConverge {
+        nodes: p2p_jobs::CONVERGE_NODES,
+        keys: p2p_jobs::CONVERGE_KEYS,
+    };
+    plan.push((row, job, 0));
 }
 
 /// Requests per run of the `broker` group: (async, sync).
@@ -952,6 +1003,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         | (Job::BrokerSbpAsync { .. }, Job::BrokerSbpAsync { .. })
         | (Job::BrokerSbpSync { .. }, Job::BrokerSbpSync { .. })
         | (Job::ClusterFanout { .. }, Job::ClusterFanout { .. }) => true,
+        (Job::P2pShout { .. }, Job::P2pShout { .. }) => true,
         (Job::ClusterForward { window: x, .. }, Job::ClusterForward { window: y, .. }) => x == y,
         _ => false,
     }
@@ -1054,9 +1106,23 @@ mod tests {
             "pubsub",
             "broker",
             "broker-cluster",
+            "p2p",
         ] {
             assert!(rows.iter().any(|(row, _, _)| row.group == group), "{group}");
         }
+    }
+
+    #[test]
+    fn the_p2p_group_has_its_six_rows_and_shares_the_shout_job() {
+        let Ok(Some(options)) = parse(&args(&["--only", "p2p"])) else {
+            panic!("--only p2p is refused");
+        };
+        let rows = plan(&options);
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|(row, _, _)| row.group == "p2p"));
+        assert!(same_job(&rows[3].1, &rows[4].1));
+        assert_eq!((rows[3].2, rows[4].2), (0, 1));
+        assert!(matches!(rows[2].1, Job::P2pMesh { nodes: 50 }));
     }
 
     #[test]
