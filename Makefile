@@ -45,7 +45,7 @@ test: deps majortomo-venv
 MAJORTOMO_VENV = target/majortomo-venv
 majortomo-venv:
 	@if cmp -s tests/majortomo/requirements.txt $(MAJORTOMO_VENV)/requirements.txt && \
-	   $(MAJORTOMO_VENV)/bin/python -c 'import majortomo' 2>/dev/null; then \
+	   $(MAJORTOMO_VENV)/bin/python -c 'import majortomo, pyre' 2>/dev/null; then \
 	  echo "majortomo-venv: $(MAJORTOMO_VENV) is up to date"; exit 0; \
 	fi; \
 	rm -rf $(MAJORTOMO_VENV); \

@@ -418,3 +418,20 @@ fn a_quick_pubsub_run_measures_latency_and_the_lossless_rate() {
         rows[6]
     );
 }
+
+#[test]
+fn a_quick_p2p_run_measures_the_mesh_the_fan_out_and_convergence() {
+    let rows = quick_group_has_plausible_figures("p2p", 6);
+    let rows = rows.as_array().expect("rows");
+    let value = |n: usize| rows[n]["ours"].as_f64().unwrap_or(0.0);
+    // --quick: 5, 10 and 20 nodes (the full run: 10, 25, 50).
+    assert_eq!(rows[0]["test"], "time to full mesh, 5 nodes");
+    assert_eq!(rows[2]["test"], "time to full mesh, 20 nodes");
+    // A mesh needs at least one beacon round trip and is bounded by the
+    // bench's own time limit; p50 never exceeds p99.
+    for n in 0..3 {
+        assert!(value(n) > 0.0 && value(n) < 120_000.0, "{:?}", rows[n]);
+    }
+    assert!(value(3) <= value(4), "p50 {} p99 {}", value(3), value(4));
+    assert_eq!(rows[5]["unit"], "ms");
+}

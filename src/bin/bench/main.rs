@@ -544,16 +544,21 @@ fn plan(options: &Options) -> Vec<(Row, Job, usize)> {
         cluster_plan(options, &mut plan);
     }
     if wants("p2p") {
-        p2p_plan(&mut plan);
+        p2p_plan(options, &mut plan);
     }
     plan
 }
 
 /// The `p2p` group's rows.
-fn p2p_plan(plan: &mut Vec<(Row, Job, usize)>) {
+fn p2p_plan(options: &Options, plan: &mut Vec<(Row, Job, usize)>) {
     let how = "N zguide::zre nodes in one process (the bench's own, in a namespace of its own) on \
                loopback: beacons to 127.255.255.255:5670 every second, a mailbox each";
-    for nodes in p2p_jobs::MESH_NODES {
+    let mesh = if options.quick {
+        p2p_jobs::MESH_NODES_QUICK
+    } else {
+        p2p_jobs::MESH_NODES
+    };
+    for nodes in mesh {
         let test = format!("time to full mesh, {nodes} nodes");
         let mut row = Row::new("p2p", &test, "ms", Better::Lower, None);
         row.detail = format!(

@@ -29,8 +29,9 @@ use crate::procs::{last_lines, Namespace, Proc};
 /// The group the bench's nodes join.
 const GROUP: &str = "BENCH";
 
-/// Node counts of the full-mesh rows.
+/// Node counts of the full-mesh rows, and with `--quick`.
 pub const MESH_NODES: [usize; 3] = [10, 25, 50];
+pub const MESH_NODES_QUICK: [usize; 3] = [5, 10, 20];
 /// The SHOUT group's size, and messages per run.
 pub const SHOUT_NODES: usize = 25;
 pub const SHOUT_MESSAGES: usize = 200;
@@ -110,15 +111,20 @@ pub fn converge(nodes: usize, keys: usize, timeout: Duration) -> Result<Sample, 
 // ----------------------------------------------------------- the hidden modes
 
 /// `count` nodes on loopback, started (joined to [`GROUP`] first when
-/// `join`), named `b00`, `b01`, …
-fn start_nodes(context: &zmq::Context, count: usize, join: bool) -> Result<Vec<Node>, String> {
+/// `join`), named `b00`, `b01`, … Each has a ZeroMQ context of its own, as
+/// it would in a process of its own (one context allows 1,023 sockets; 50
+/// nodes have 2,450 connections), and the process may open as many files
+/// as its hard limit allows.
+fn start_nodes(count: usize, join: bool) -> Result<Vec<Node>, String> {
+    raise_file_limit();
     let mut nodes = Vec::with_capacity(count);
     for n in 0..count {
+        let context = zmq::Context::new();
         let config = NodeConfig {
             name: Some(format!("b{n:02}")),
             ..NodeConfig::default()
         };
-        let node = Node::new(context, config).map_err(|e| format!("node {n}: {e}"))?;
+        let node = Node::new(&context, config).map_err(|e| format!("node {n}: {e}"))?;
         if join {
             node.join(GROUP).map_err(|e| format!("join: {e}"))?;
         }
@@ -126,6 +132,22 @@ fn start_nodes(context: &zmq::Context, count: usize, join: bool) -> Result<Vec<N
         nodes.push(node);
     }
     Ok(nodes)
+}
+
+/// Raises the soft limit on open files to the hard one.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Waits up to `limit` for any node's event; `(node index, event)`s.
@@ -189,9 +211,8 @@ pub fn run_mesh(count: usize, limit: Duration) -> Result<String, String> {
     if count < 2 {
         return Err("at least 2 nodes".into());
     }
-    let context = zmq::Context::new();
     let started = Instant::now();
-    let nodes = start_nodes(&context, count, false)?;
+    let nodes = start_nodes(count, false)?;
     wait_mesh(&nodes, started + limit)?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(format!("zre-mesh: nodes {count} ms {ms:.1}"))
@@ -202,9 +223,8 @@ pub fn run_shout(count: usize, messages: usize, limit: Duration) -> Result<Strin
     if count < 2 || messages == 0 {
         return Err("at least 2 nodes and 1 message".into());
     }
-    let context = zmq::Context::new();
     let deadline = Instant::now() + limit;
-    let nodes = start_nodes(&context, count, true)?;
+    let nodes = start_nodes(count, true)?;
     // Every other node must have node 0 in the group, and node 0 them.
     let mut joined: Vec<HashSet<Uuid>> = vec![HashSet::new(); count];
     let sender = nodes[0].uuid();
@@ -254,9 +274,8 @@ pub fn run_converge(count: usize, keys: usize, limit: Duration) -> Result<String
     if count < 2 || keys == 0 {
         return Err("at least 2 nodes and 1 key".into());
     }
-    let context = zmq::Context::new();
     let deadline = Instant::now() + limit;
-    let nodes = start_nodes(&context, count, false)?;
+    let nodes = start_nodes(count, false)?;
     let timing = state::Timing {
         settle: Duration::from_millis(200),
         ..state::Timing::default()
