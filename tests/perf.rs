@@ -429,8 +429,8 @@ fn a_quick_p2p_run_measures_the_mesh_the_fan_out_and_convergence() {
     assert_eq!(rows[2]["test"], "time to full mesh, 20 nodes");
     // A mesh needs at least one beacon round trip and is bounded by the
     // bench's own time limit; p50 never exceeds p99.
-    for n in 0..3 {
-        assert!(value(n) > 0.0 && value(n) < 120_000.0, "{:?}", rows[n]);
+    for (n, row) in rows.iter().enumerate().take(3) {
+        assert!(value(n) > 0.0 && value(n) < 120_000.0, "{row:?}");
     }
     assert!(value(3) <= value(4), "p50 {} p99 {}", value(3), value(4));
     assert_eq!(rows[5]["unit"], "ms");
