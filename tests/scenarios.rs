@@ -294,17 +294,32 @@ fn lbbroker3_serves_clients_until_stopped() {
     assert!(summary(&sc, runner, "lbbroker3").contains("lbbroker3 stopped"));
 }
 
+/// Every client hears back. Not certain in one run: a worker answers a
+/// request 0 to 4 times (0 with odds 1/5) after random pauses, and a client
+/// sends its first request after a second and about four in the 5 s run, so
+/// on a loaded machine (a "second" of polls stretching) one of the three can
+/// get nothing, a few times in a hundred runs (seen once in CI). So up to
+/// three runs, each a fresh scenario: all three fail by chance about once in
+/// tens of thousands, while a server that routes replies to one client only
+/// fails every run.
 #[test]
 fn asyncsrv_answers_three_clients() {
-    let (sc, runner) = run_to_the_end("asyncsrv", &[], 60);
-    // Each client prints the replies it gets, prefixed by its identity.
-    let clients: BTreeSet<String> = labelled_lines(&sc, runner)
-        .iter()
-        .filter(|l| l.contains("] request #"))
-        .filter_map(|l| l.strip_prefix("[asyncsrv] "))
-        .filter_map(|l| l.split('[').next().map(str::to_string))
-        .collect();
-    assert_eq!(clients.len(), 3, "{clients:?}\n{}", sc.report());
+    let mut last = String::new();
+    for _run in 0..3 {
+        let (sc, runner) = run_to_the_end("asyncsrv", &[], 60);
+        // Each client prints the replies it gets, prefixed by its identity.
+        let clients: BTreeSet<String> = labelled_lines(&sc, runner)
+            .iter()
+            .filter(|l| l.contains("] request #"))
+            .filter_map(|l| l.strip_prefix("[asyncsrv] "))
+            .filter_map(|l| l.split('[').next().map(str::to_string))
+            .collect();
+        if clients.len() == 3 {
+            return;
+        }
+        last = format!("{clients:?}\n{}", sc.report());
+    }
+    panic!("three runs without replies to all three clients; the last: {last}");
 }
 
 #[test]
