@@ -183,6 +183,8 @@ pub struct Watched {
     socket: zmq::Socket,
     /// Address, as libzmq reports it → connections with a completed handshake.
     live: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    /// Handshakes completed since the socket was watched, on any endpoint.
+    handshakes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Endpoint asked about → the addresses libzmq may report for it.
     aliases: std::cell::RefCell<std::collections::HashMap<String, Vec<String>>>,
     /// Reads the monitor; ended on drop, after the monitor is stopped.
@@ -201,16 +203,19 @@ impl Watched {
             | zmq::SocketEvent::DISCONNECTED.to_raw();
         socket.monitor(&endpoint, i32::from(events))?;
         let live: std::sync::Arc<std::sync::Mutex<_>> = Default::default();
+        let handshakes: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
         let table = live.clone();
+        let counter = handshakes.clone();
         let monitor_endpoint = endpoint.clone();
         let reader = crate::actor::Actor::new(context, move |pipe| {
-            if let Err(e) = read_events(pipe, &monitor_endpoint, &table) {
+            if let Err(e) = read_events(pipe, &monitor_endpoint, &table, &counter) {
                 log::error!("socket monitor: {e}");
             }
         })?;
         Ok(Watched {
             socket,
             live,
+            handshakes,
             aliases: Default::default(),
             reader: Some(reader),
             retired: format!("{endpoint}-retired"),
@@ -227,6 +232,13 @@ impl Watched {
             .entry(endpoint.to_string())
             .or_insert_with(|| addresses_of(endpoint));
         names.iter().any(|name| live.contains_key(name))
+    }
+
+    /// How many handshakes have completed so far (first connection and every
+    /// reconnection): a change tells a client that it talks to a peer that
+    /// may have restarted and forgotten it, and should say hello again.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -254,6 +266,7 @@ fn read_events(
     pipe: &crate::actor::Pipe,
     endpoint: &str,
     live: &std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    handshakes: &std::sync::atomic::AtomicU64,
 ) -> Result<(), Error> {
     let monitor = pipe.context().socket(zmq::PAIR);
     let monitor = monitor.and_then(|m| {
@@ -291,6 +304,7 @@ fn read_events(
             let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
             if id == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
                 *live.entry(address).or_default() += 1;
+                handshakes.fetch_add(1, std::sync::atomic::Ordering::Release);
             } else if let Some(count) = live.get_mut(&address) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {

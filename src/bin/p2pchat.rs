@@ -36,7 +36,11 @@
 //! port 5670 and find each other on the loopback broadcast address
 //! `127.255.255.255`), `p2pmon` to watch, or a zyre/pyre chat in the same
 //! group. Across hosts: `p2pchat --broadcast 192.168.1.255` (or an interface
-//! name: `--broadcast eth0`) on each.
+//! name: `--broadcast eth0`) on each. Where broadcast does not reach
+//! (another subnet, a WAN), find peers by gossip instead of beacons:
+//! `p2pchat --interface 10.0.0.5 --gossip-bind tcp://10.0.0.5:5671` on one
+//! host and `--interface <own address> --gossip-connect tcp://10.0.0.5:5671`
+//! on the others.
 //!
 //! Ends at end of input (the node says goodbye, exit 0), or on Ctrl-C or
 //! SIGTERM (goodbye too, exit 0). Exit 64 for a bad command line, 1 if the
@@ -54,7 +58,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::mem::ManuallyDrop;
-use std::net::Ipv4Addr;
 use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,10 +65,8 @@ use std::time::Duration;
 use clap::Parser;
 use zguide::interface::hex;
 use zguide::interrupt::{self, Pollable};
-use zguide::zre::node::DEFAULT_INTERVAL;
-use zguide::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
-use zguide::zre::{printable, Event, Headers, Node, NodeConfig};
-use zguide::{program, udp, Error};
+use zguide::zre::{printable, Event, Node, NodeOptions};
+use zguide::{program, Error};
 
 /// Prints one line with a single write, so that it reaches a pipe whole
 /// and a log line on stderr cannot land in the middle of it (`println!`
@@ -99,61 +100,12 @@ struct Args {
     /// The group to chat in.
     #[arg(long, default_value = "CHAT")]
     group: String,
-    /// The UDP port of the beacons (ZRE's 5670).
-    #[arg(long, default_value_t = zguide::zre::node::DEFAULT_PORT)]
-    port: u16,
-    /// Where beacons go: an IPv4 broadcast address or an interface name.
-    #[arg(long, default_value_t = udp::DEFAULT_BROADCAST.to_string())]
-    broadcast: String,
-    /// The address to bind our mailbox on (default: the interface whose
-    /// broadcast address --broadcast is).
-    #[arg(long)]
-    interface: Option<Ipv4Addr>,
-    /// A header for our HELLO, KEY=VALUE (repeat for several).
-    #[arg(long = "header", value_parser = parse_header)]
-    headers: Vec<(String, String)>,
-    /// Milliseconds between two beacons.
-    #[arg(long, default_value_t = DEFAULT_INTERVAL.as_millis() as u64)]
-    interval_ms: u64,
-    /// Silence, in ms, after which a peer is PINGed (zyre: 5000).
-    #[arg(long, default_value_t = EVASIVE_TIMEOUT.as_millis() as u64)]
-    evasive_ms: u64,
-    /// Silence, in ms, after which a peer is gone (zyre: 30000).
-    #[arg(long, default_value_t = EXPIRED_TIMEOUT.as_millis() as u64)]
-    expired_ms: u64,
+    /// How the node finds and watches its peers.
+    #[command(flatten)]
+    node: NodeOptions,
     /// Log what the node does (debug level).
     #[arg(short, long)]
     verbose: bool,
-}
-
-/// `KEY=VALUE` as a header.
-fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: a header is KEY=VALUE"))?;
-    if key.is_empty() {
-        return Err(format!("{text:?}: the header's KEY is empty"));
-    }
-    Ok((key.to_string(), value.to_string()))
-}
-
-/// The node's settings from the command line.
-fn config(args: &Args) -> Result<NodeConfig, Error> {
-    let broadcast = udp::broadcast_of(&args.broadcast).map_err(Error::Protocol)?;
-    let floor = Duration::from_millis(10);
-    Ok(NodeConfig {
-        name: args.name.clone(),
-        headers: args.headers.iter().cloned().collect::<Headers>(),
-        port: args.port,
-        broadcast,
-        interval: Duration::from_millis(args.interval_ms).max(floor),
-        timing: Timing {
-            evasive: Duration::from_millis(args.evasive_ms).max(floor),
-            expired: Duration::from_millis(args.expired_ms).max(floor),
-        },
-        interface: args.interface,
-        ..NodeConfig::default()
-    })
 }
 
 fn main() -> ExitCode {
@@ -169,18 +121,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let config = config(args)?;
-    let (broadcast, port, interval) = (config.broadcast, config.port, config.interval);
+    let config = args.node.config(args.name.clone())?;
+    let discovery = config.discovery();
     let context = zmq::Context::new();
     let node = Node::new(&context, config)?;
     node.join(&args.group)?;
     let endpoint = node.start()?;
     log::info!(
-        "p2pchat: {} (uuid {}) in {}, mailbox {endpoint}, beacons to {broadcast}:{port} every {} ms",
+        "p2pchat: {} (uuid {}) in {}, mailbox {endpoint}, {discovery}",
         printable(node.name().as_bytes(), MAX_NAME),
         hex(&node.uuid()),
         printable(args.group.as_bytes(), MAX_NAME),
-        interval.as_millis()
     );
     let mut chat = Chat {
         node: &node,
@@ -414,15 +365,5 @@ mod tests {
         assert!(parts.iter().all(|p| p.len() <= MAX_LINE));
         assert!(parts.iter().all(|p| std::str::from_utf8(p).is_ok()));
         assert_eq!(parts.concat(), long.as_bytes());
-    }
-
-    #[test]
-    fn headers_are_key_equals_value() {
-        assert_eq!(
-            parse_header("X-FILEMQ=tcp://1.2.3.4:5"),
-            Ok(("X-FILEMQ".into(), "tcp://1.2.3.4:5".into()))
-        );
-        assert!(parse_header("nokey").is_err());
-        assert!(parse_header("=v").is_err());
     }
 }

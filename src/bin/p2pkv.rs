@@ -44,7 +44,11 @@
 //! Run beside it: more `p2pkv --name bob` on this machine (they share UDP
 //! port 5670 on the loopback broadcast address `127.255.255.255`), `p2pmon`
 //! to watch the group and its mediator. Across hosts: `--broadcast
-//! 192.168.1.255` (or an interface name) on each.
+//! 192.168.1.255` (or an interface name) on each. Where broadcast does not
+//! reach (another subnet, a WAN), find peers by gossip instead of beacons:
+//! `p2pkv --interface 10.0.0.5 --gossip-bind tcp://10.0.0.5:5671` on one
+//! host and `--interface <own address> --gossip-connect tcp://10.0.0.5:5671`
+//! on the others.
 //!
 //! Ends at end of input (goodbye, exit 0) or on Ctrl-C or SIGTERM (goodbye
 //! too, exit 0). Exit 64 for a bad command line, 1 if the node cannot start.
@@ -55,7 +59,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
-use std::net::Ipv4Addr;
 use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,11 +66,9 @@ use std::time::Duration;
 use clap::Parser;
 use zguide::interface::hex;
 use zguide::interrupt::{self, Pollable};
-use zguide::zre::node::DEFAULT_INTERVAL;
-use zguide::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
 use zguide::zre::state::{self, Change, Replica};
-use zguide::zre::{printable, Event, Node, NodeConfig};
-use zguide::{program, udp, Error};
+use zguide::zre::{printable, Event, Node, NodeOptions};
+use zguide::{program, Error};
 
 /// The most characters of a peer's key, value or name we print.
 const MAX_TEXT: usize = 256;
@@ -88,25 +89,9 @@ struct Args {
     /// with '/' ("/" for all of it).
     #[arg(long, default_value = "/")]
     subtree: String,
-    /// The UDP port of the beacons (ZRE's 5670).
-    #[arg(long, default_value_t = zguide::zre::node::DEFAULT_PORT)]
-    port: u16,
-    /// Where beacons go: an IPv4 broadcast address or an interface name.
-    #[arg(long, default_value_t = udp::DEFAULT_BROADCAST.to_string())]
-    broadcast: String,
-    /// The address to bind our mailbox on (default: the interface whose
-    /// broadcast address --broadcast is).
-    #[arg(long)]
-    interface: Option<Ipv4Addr>,
-    /// Milliseconds between two beacons.
-    #[arg(long, default_value_t = DEFAULT_INTERVAL.as_millis() as u64)]
-    interval_ms: u64,
-    /// Silence, in ms, after which a peer is PINGed (zyre: 5000).
-    #[arg(long, default_value_t = EVASIVE_TIMEOUT.as_millis() as u64)]
-    evasive_ms: u64,
-    /// Silence, in ms, after which a peer is gone (zyre: 30000).
-    #[arg(long, default_value_t = EXPIRED_TIMEOUT.as_millis() as u64)]
-    expired_ms: u64,
+    /// How the node finds and watches its peers.
+    #[command(flatten)]
+    node: NodeOptions,
     /// How long to wait for a first update before asking for a snapshot.
     #[arg(long, default_value_t = state::Timing::default().settle.as_millis() as u64)]
     settle_ms: u64,
@@ -116,24 +101,6 @@ struct Args {
     /// Log what the node does (debug level).
     #[arg(short, long)]
     verbose: bool,
-}
-
-/// The node's settings from the command line.
-fn config(args: &Args) -> Result<NodeConfig, Error> {
-    let broadcast = udp::broadcast_of(&args.broadcast).map_err(Error::Protocol)?;
-    let floor = Duration::from_millis(10);
-    Ok(NodeConfig {
-        name: args.name.clone(),
-        port: args.port,
-        broadcast,
-        interval: Duration::from_millis(args.interval_ms).max(floor),
-        timing: Timing {
-            evasive: Duration::from_millis(args.evasive_ms).max(floor),
-            expired: Duration::from_millis(args.expired_ms).max(floor),
-        },
-        interface: args.interface,
-        ..NodeConfig::default()
-    })
 }
 
 fn main() -> ExitCode {
@@ -149,8 +116,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let config = config(args)?;
-    let (broadcast, port) = (config.broadcast, config.port);
+    let config = args.node.config(args.name.clone())?;
+    let discovery = config.discovery();
     let context = zmq::Context::new();
     let node = Node::new(&context, config)?;
     let timing = state::Timing {
@@ -161,7 +128,7 @@ fn run(args: &Args) -> Result<(), Error> {
     let replica = Replica::new(&node, &args.group, &args.subtree, timing)?;
     let endpoint = node.start()?;
     log::info!(
-        "p2pkv: {} (uuid {}) in {} replicating {}, mailbox {endpoint}, beacons to {broadcast}:{port}",
+        "p2pkv: {} (uuid {}) in {} replicating {}, mailbox {endpoint}, {discovery}",
         printable(node.name().as_bytes(), MAX_TEXT),
         hex(&node.uuid()),
         printable(args.group.as_bytes(), MAX_TEXT),

@@ -38,24 +38,24 @@
 //! [`MAX_NAME`] characters.
 //!
 //! Run beside it: `p2pchat` nodes (or zyre/pyre nodes) on this machine, or
-//! with `--broadcast` on a LAN. On stderr, `I: p2pmon: … watching` when
-//! ready. Exits 0 on Ctrl-C or SIGTERM (after a goodbye beacon), 64 for a bad
-//! command line, 1 if the node cannot start.
+//! with `--broadcast` on a LAN. Where broadcast does not reach (another
+//! subnet, a WAN), watch a gossip network instead: `p2pmon --interface
+//! <own address> --gossip-connect tcp://10.0.0.5:5671`, where 10.0.0.5 is a
+//! node started with `--gossip-bind tcp://10.0.0.5:5671`. On stderr,
+//! `I: p2pmon: … watching` when ready. Exits 0 on Ctrl-C or SIGTERM (after a
+//! goodbye beacon), 64 for a bad command line, 1 if the node cannot start.
 //!
 //! Where it differs from zyre's `zpinger`/`ztester` style monitors: it prints
 //! a table as well as the events, and the mediator of groups it is not in.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use zguide::interface::hex;
-use zguide::zre::node::DEFAULT_INTERVAL;
-use zguide::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
-use zguide::zre::{printable, Event, Headers, Node, NodeConfig, Uuid};
-use zguide::{program, udp, Error};
+use zguide::zre::{printable, Event, Node, NodeOptions, Uuid};
+use zguide::{program, Error};
 
 /// Prints one line with a single write, so that it reaches a pipe whole
 /// and a log line on stderr cannot land in the middle of it (`println!`
@@ -85,42 +85,12 @@ struct Args {
     /// Milliseconds between two status blocks.
     #[arg(long, default_value_t = 2000)]
     every_ms: u64,
-    /// The UDP port of the beacons (ZRE's 5670).
-    #[arg(long, default_value_t = zguide::zre::node::DEFAULT_PORT)]
-    port: u16,
-    /// Where beacons go: an IPv4 broadcast address or an interface name.
-    #[arg(long, default_value_t = udp::DEFAULT_BROADCAST.to_string())]
-    broadcast: String,
-    /// The address to bind our mailbox on (default: the interface whose
-    /// broadcast address --broadcast is).
-    #[arg(long)]
-    interface: Option<Ipv4Addr>,
-    /// A header for our HELLO, KEY=VALUE (repeat for several).
-    #[arg(long = "header", value_parser = parse_header)]
-    headers: Vec<(String, String)>,
-    /// Milliseconds between two beacons.
-    #[arg(long, default_value_t = DEFAULT_INTERVAL.as_millis() as u64)]
-    interval_ms: u64,
-    /// Silence, in ms, after which a peer is PINGed (zyre: 5000).
-    #[arg(long, default_value_t = EVASIVE_TIMEOUT.as_millis() as u64)]
-    evasive_ms: u64,
-    /// Silence, in ms, after which a peer is gone (zyre: 30000).
-    #[arg(long, default_value_t = EXPIRED_TIMEOUT.as_millis() as u64)]
-    expired_ms: u64,
+    /// How the node finds and watches its peers.
+    #[command(flatten)]
+    node: NodeOptions,
     /// Log what the node does (debug level).
     #[arg(short, long)]
     verbose: bool,
-}
-
-/// `KEY=VALUE` as a header.
-fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: a header is KEY=VALUE"))?;
-    if key.is_empty() {
-        return Err(format!("{text:?}: the header's KEY is empty"));
-    }
-    Ok((key.to_string(), value.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -146,21 +116,8 @@ fn word(text: &str) -> String {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let broadcast = udp::broadcast_of(&args.broadcast).map_err(Error::Protocol)?;
-    let floor = Duration::from_millis(10);
-    let config = NodeConfig {
-        name: Some(args.name.clone()),
-        headers: args.headers.iter().cloned().collect::<Headers>(),
-        port: args.port,
-        broadcast,
-        interval: Duration::from_millis(args.interval_ms).max(floor),
-        timing: Timing {
-            evasive: Duration::from_millis(args.evasive_ms).max(floor),
-            expired: Duration::from_millis(args.expired_ms).max(floor),
-        },
-        interface: args.interface,
-        ..NodeConfig::default()
-    };
+    let config = args.node.config(Some(args.name.clone()))?;
+    let discovery = config.discovery();
     let context = zmq::Context::new();
     let node = Node::new(&context, config)?;
     for group in &args.groups {
@@ -168,13 +125,16 @@ fn run(args: &Args) -> Result<(), Error> {
     }
     let endpoint = node.start()?;
     log::info!(
-        "p2pmon: {} (uuid {}) watching, in groups [{}], mailbox {endpoint}, beacons on {broadcast}:{}",
+        "p2pmon: {} (uuid {}) watching, in groups [{}], mailbox {endpoint}, {discovery}",
         word(node.name()),
         hex(&node.uuid()),
-        args.groups.iter().map(|g| word(g)).collect::<Vec<_>>().join(" "),
-        args.port
+        args.groups
+            .iter()
+            .map(|g| word(g))
+            .collect::<Vec<_>>()
+            .join(" "),
     );
-    let every = Duration::from_millis(args.every_ms).max(floor);
+    let every = Duration::from_millis(args.every_ms).max(Duration::from_millis(10));
     let mut monitor = Monitor {
         node: &node,
         shouts: 0,

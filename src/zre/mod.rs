@@ -43,12 +43,15 @@
 //! without broadcast), CURVE (RFC 43), and automated tests against a real
 //! zyre or pyre process (both were tried by hand: `zguide/study-p2p.md`).
 
+pub mod gossip;
 pub mod node;
+pub mod options;
 pub mod peer;
 pub mod state;
 pub mod wire;
 
 pub use node::{Event, Node, NodeConfig, PeerInfo};
+pub use options::NodeOptions;
 pub use wire::{Headers, Uuid};
 
 /// What a peer sent (a name, a group, a message), made safe to print on one

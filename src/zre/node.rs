@@ -74,6 +74,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore};
 
+use super::gossip::Gossip;
 use super::peer::{Alarm, Outcome, Peer, Timing};
 use super::wire::{self, Command, Headers, Uuid};
 use crate::actor::{self, Actor, Pipe};
@@ -120,6 +121,41 @@ pub struct NodeConfig {
     pub interface: Option<Ipv4Addr>,
     /// The largest inbound frame (`MAXMSGSIZE` on the mailbox).
     pub max_frame_size: i64,
+    /// Gossip discovery: where our zgossip server listens
+    /// (`tcp://<ip>:<port>`). With this or `gossip_connect` the node does not
+    /// beacon: peers are learnt from the gossip network (zyre's rule).
+    pub gossip_bind: Option<String>,
+    /// Gossip discovery: the zgossip servers to connect to (seeds).
+    pub gossip_connect: Vec<String>,
+}
+
+impl NodeConfig {
+    /// True when peers are found by gossip instead of beacons.
+    pub fn gossip(&self) -> bool {
+        self.gossip_bind.is_some() || !self.gossip_connect.is_empty()
+    }
+
+    /// How peers are found, for a program's first log line: `beacons to
+    /// <broadcast>:<port> every <n> ms`, or `gossip (server <endpoint>,
+    /// seeds <endpoint> …)`.
+    pub fn discovery(&self) -> String {
+        if !self.gossip() {
+            return format!(
+                "beacons to {}:{} every {} ms",
+                self.broadcast,
+                self.port,
+                self.interval.as_millis()
+            );
+        }
+        let mut parts = Vec::new();
+        if let Some(bind) = &self.gossip_bind {
+            parts.push(format!("server {bind}"));
+        }
+        if !self.gossip_connect.is_empty() {
+            parts.push(format!("seeds {}", self.gossip_connect.join(" ")));
+        }
+        format!("gossip ({})", parts.join(", "))
+    }
 }
 
 impl Default for NodeConfig {
@@ -133,6 +169,8 @@ impl Default for NodeConfig {
             timing: Timing::default(),
             interface: None,
             max_frame_size: socket::DEFAULT_MAX_MESSAGE_SIZE,
+            gossip_bind: None,
+            gossip_connect: Vec::new(),
         }
     }
 }
@@ -631,6 +669,8 @@ struct Agent {
     mailbox: Option<zmq::Socket>,
     endpoint: Option<String>,
     beacon: Option<Beacon>,
+    /// In gossip mode, instead of the beacon.
+    gossip: Option<Gossip>,
     peers: HashMap<Uuid, Link>,
     own_groups: BTreeSet<String>,
     /// Our count of JOINs and LEAVEs, mod 256.
@@ -673,6 +713,7 @@ impl Agent {
             mailbox: None,
             endpoint: None,
             beacon: None,
+            gossip: None,
             peers: HashMap::new(),
             own_groups: BTreeSet::new(),
             status: 0,
@@ -693,15 +734,20 @@ impl Agent {
             .max(Duration::from_millis(10));
         let mut reap_at = Instant::now() + reap;
         loop {
-            let wait = reap_at.saturating_duration_since(Instant::now());
+            let wake_at = self
+                .gossip
+                .as_ref()
+                .map_or(reap_at, |g| g.next_tick().min(reap_at));
+            let wait = wake_at.saturating_duration_since(Instant::now());
             let timeout = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+            // The pipe, then the mailbox, the beacon, the gossip sockets
+            // (each only while there is one).
             let ready = {
                 let mut items = vec![Pollable::Socket(pipe.socket())];
-                if let Some(mailbox) = &self.mailbox {
-                    items.push(Pollable::Socket(mailbox));
-                }
-                if let Some(beacon) = &self.beacon {
-                    items.push(Pollable::Socket(beacon.socket()));
+                items.extend(self.mailbox.iter().map(Pollable::Socket));
+                items.extend(self.beacon.iter().map(|b| Pollable::Socket(b.socket())));
+                if let Some(gossip) = &self.gossip {
+                    items.extend(gossip.sockets().into_iter().map(Pollable::Socket));
                 }
                 match interrupt::poll_any(&items, timeout) {
                     Ok(ready) => ready,
@@ -712,8 +758,10 @@ impl Agent {
                     Err(e) => return Err(e),
                 }
             };
-            let mailbox_ready = self.mailbox.is_some() && ready[1];
-            let beacon_ready = self.beacon.is_some() && ready[ready.len() - 1];
+            let mut flags = ready[1..].iter().copied();
+            let mailbox_ready = self.mailbox.is_some() && flags.next().unwrap_or(false);
+            let beacon_ready = self.beacon.is_some() && flags.next().unwrap_or(false);
+            let gossip_ready: Vec<bool> = flags.collect();
             if ready[0] {
                 let request = pipe.recv()?;
                 if actor::is_term(&request) {
@@ -729,7 +777,15 @@ impl Agent {
             if beacon_ready {
                 self.read_beacons()?;
             }
+            if gossip_ready.iter().any(|ready| *ready) {
+                self.read_gossip(&gossip_ready);
+            }
             let now = Instant::now();
+            if let Some(gossip) = &mut self.gossip {
+                if now >= gossip.next_tick() {
+                    gossip.tick(now);
+                }
+            }
             if now >= reap_at {
                 self.reap(now);
                 reap_at = now + reap;
@@ -834,6 +890,22 @@ impl Agent {
             .interface
             .unwrap_or_else(|| mailbox_ip(self.config.broadcast));
         let (mailbox, port) = bind_mailbox(&self.context, ip, self.config.max_frame_size)?;
+        let endpoint = format!("tcp://{ip}:{port}");
+        if self.config.gossip() {
+            // No beacons: our endpoint goes into the gossip network.
+            let mut gossip = Gossip::new(
+                &self.context,
+                self.config.gossip_bind.as_deref(),
+                &self.config.gossip_connect,
+            )?;
+            gossip.publish(&hex(&self.uuid), &endpoint);
+            log::debug!("ZRE node {} started at {endpoint} (gossip)", self.name);
+            self.gossip = Some(gossip);
+            self.mailbox = Some(mailbox);
+            self.endpoint = Some(endpoint.clone());
+            self.update_leaders();
+            return Ok(endpoint);
+        }
         let beacon = Beacon::new(&self.context, self.config.port, self.config.broadcast)?;
         beacon.subscribe(&wire::BEACON_PREFIX)?;
         let payload = wire::Beacon {
@@ -842,7 +914,6 @@ impl Agent {
         }
         .encode();
         beacon.publish(&payload, self.config.interval)?;
-        let endpoint = format!("tcp://{ip}:{port}");
         log::debug!("ZRE node {} started at {endpoint}", self.name);
         self.mailbox = Some(mailbox);
         self.beacon = Some(beacon);
@@ -853,9 +924,24 @@ impl Agent {
 
     /// Says goodbye and drops every peer and the mailbox; see [`Node::stop`].
     fn stop(&mut self) {
-        let Some(beacon) = self.beacon.take() else {
+        if self.endpoint.is_none() {
             return;
-        };
+        }
+        if self.gossip.take().is_some() {
+            // No beacon to say goodbye with: a GOODBYE to each peer (zyre's
+            // gossip mode).
+            for uuid in self.peer_uuids() {
+                self.send_to(&uuid, Command::Goodbye);
+            }
+        }
+        if let Some(beacon) = self.beacon.take() {
+            self.say_goodbye(beacon);
+        }
+        self.close_peers();
+    }
+
+    /// The port-0 beacon.
+    fn say_goodbye(&mut self, beacon: Beacon) {
         let goodbye = wire::Beacon {
             uuid: self.uuid,
             port: 0,
@@ -875,6 +961,10 @@ impl Agent {
             }
         }
         drop(beacon);
+    }
+
+    /// Drops every peer and the mailbox, then reports [`Event::Stop`].
+    fn close_peers(&mut self) {
         let mut peers: Vec<Link> = self.peers.drain().map(|(_, link)| link).collect();
         peers.sort_by_key(|l| *l.peer.uuid());
         for link in peers {
@@ -1049,6 +1139,11 @@ impl Agent {
             });
         }
         drop(link);
+        // zyre's rule: the peer's tuple is forgotten here, so that if it
+        // comes again (the peer was only cut off) it is new, and we connect.
+        if let Some(gossip) = &mut self.gossip {
+            gossip.unpublish(&hex(uuid));
+        }
         self.update_leaders();
     }
 
@@ -1265,9 +1360,41 @@ impl Agent {
                     show(group.as_bytes())
                 );
             }
-            // PING-OK refreshed the peer; GOODBYE is for gossip mode, where
-            // there are no beacons; JOIN/LEAVE without a change.
+            // Gossip mode has no port-0 beacon: the peer says goodbye itself.
+            Command::Goodbye if self.gossip.is_some() => {
+                self.remove_peer(&peer, "said goodbye");
+            }
+            // PING-OK refreshed the peer; GOODBYE with beacons (they say
+            // it); JOIN/LEAVE without a change.
             _ => {}
+        }
+    }
+
+    /// Reads the gossip sockets that are ready and connects to each peer a
+    /// new tuple names (a key of 32 hex digits, a value `tcp://<ip>:<port>`,
+    /// maybe followed by `|<public key>` from a zyre node that uses CURVE).
+    fn read_gossip(&mut self, ready: &[bool]) {
+        let Some(gossip) = &mut self.gossip else {
+            return;
+        };
+        for (key, value) in gossip.read(ready) {
+            let endpoint = value.split('|').next().unwrap_or_default();
+            let uuid = uuid_from_hex(&key);
+            match uuid {
+                Some(uuid) if uuid == self.uuid => {}
+                Some(_) if self.endpoint.as_deref() == Some(endpoint) => {}
+                Some(uuid) if is_tcp_endpoint(endpoint) => {
+                    if !self.peers.contains_key(&uuid) {
+                        log::debug!("ZRE node: gossip names {key} at {endpoint}");
+                    }
+                    self.require_peer(uuid, endpoint);
+                }
+                _ => log_limit::complain(format_args!(
+                    "ZRE node: gossip tuple {} = {} is not a ZRE node",
+                    show(key.as_bytes()),
+                    show(value.as_bytes())
+                )),
+            }
         }
     }
 
@@ -1345,6 +1472,18 @@ fn send_goodbye(goodbye: &[u8], broadcast: Ipv4Addr, port: u16) -> std::io::Resu
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     socket.set_broadcast(true)?;
     socket.send_to(goodbye, (broadcast, port)).map(|_| ())
+}
+
+/// A UUID from 32 hex digits (zyre writes them in upper case).
+fn uuid_from_hex(text: &str) -> Option<Uuid> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    for (index, byte) in uuid.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
+    }
+    Some(uuid)
 }
 
 /// True for `tcp://<ip>:<port>` (IPv4 or bracketed IPv6), the only
@@ -1869,6 +2008,55 @@ mod tests {
             );
         }
         assert!(Event::from_message(Message::from_frames(["NOPE", "x"])).is_err());
+    }
+
+    #[test]
+    fn gossip_nodes_find_each_other_through_one_seed_and_say_goodbye_without_beacons() {
+        let context = zmq::Context::new();
+        // A free port for the seed's gossip server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let seed = format!("tcp://127.0.0.1:{port}");
+        let gossip = |name: &str, bind: bool| NodeConfig {
+            gossip_bind: bind.then(|| seed.clone()),
+            gossip_connect: if bind { vec![] } else { vec![seed.clone()] },
+            // Beacons would find them too: a port nobody listens on, and
+            // an expiry far beyond the test, so only gossip and GOODBYE act.
+            port: 5849,
+            timing: Timing {
+                evasive: Duration::from_secs(60),
+                expired: Duration::from_secs(120),
+            },
+            ..config(5849, name)
+        };
+        let nodes: Vec<Node> = ["hub", "ann", "bob"]
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let node = Node::new(&context, gossip(name, index == 0)).unwrap();
+                node.join("G").unwrap();
+                node.start().unwrap();
+                node
+            })
+            .collect();
+        let uuids: Vec<Uuid> = nodes.iter().map(Node::uuid).collect();
+        let mut events: Vec<Events> = nodes.iter().map(Events::of).collect();
+        for (index, list) in events.iter_mut().enumerate() {
+            for (other, uuid) in uuids.iter().enumerate() {
+                if other != index {
+                    list.expect("ENTER", is_enter(*uuid));
+                    list.expect("JOIN", is_join(*uuid, "G"));
+                }
+            }
+        }
+        // ann and bob met through the seed's gossip, not through each other.
+        assert_eq!(nodes[1].peers().unwrap().len(), 2);
+        nodes[2].stop().unwrap();
+        events[0].expect("EXIT of bob (GOODBYE)", is_exit(uuids[2]));
+        events[1].expect("EXIT of bob (GOODBYE)", is_exit(uuids[2]));
     }
 
     #[test]
