@@ -108,6 +108,138 @@ fn last_mediator(text: &str) -> Option<&str> {
 }
 
 // ---------------------------------------------------------------------------
+// Gossip across two LANs
+
+/// Gossip mode where broadcast does not reach: two LANs joined by a router
+/// (`Network::two_lans`). LAN A: ann runs the seed gossip server, bob is its
+/// client; LAN B: carl runs a second server and is himself a client of
+/// ann's, dave is carl's client, so what dave publishes reaches ann's LAN
+/// through two servers. All four see the other three enter and join; a
+/// line dave types arrives exactly once everywhere. Beside them, two
+/// beacon-mode chats on LAN A (10 beacons a second) find each other while a
+/// third on LAN B hears no one: beacons stay in their LAN. bob, SIGKILLed and
+/// restarted (a new UUID), is found again through the gossip; dave, stopped
+/// with Ctrl-C, says GOODBYE and is seen to exit at once, far below the 60 s
+/// expiry these chats are given.
+#[test]
+fn gossip_mode_meshes_two_lans_that_broadcast_does_not_join() {
+    let mut net = Network::two_lans("p2p-gossip", 2, 2);
+    let names = ["ann", "bob", "carl", "dave"];
+    let server = |h: usize| format!("tcp://{}:5671", net.address(h));
+    let (ann_server, carl_server) = (server(0), server(2));
+    let mut chats = Vec::new();
+    for (h, name) in names.iter().enumerate() {
+        let interface = net.address(h);
+        let mut args = vec!["--interface", interface.as_str()];
+        args.extend(["--evasive-ms", "1000", "--expired-ms", "60000"]);
+        match h {
+            0 => args.extend(["--gossip-bind", ann_server.as_str()]),
+            1 => args.extend(["--gossip-connect", ann_server.as_str()]),
+            2 => args.extend([
+                "--gossip-bind",
+                carl_server.as_str(),
+                "--gossip-connect",
+                ann_server.as_str(),
+            ]),
+            _ => args.extend(["--gossip-connect", carl_server.as_str()]),
+        }
+        let chat = start_chat(net.host(h), name, &args);
+        assert!(
+            chat.mailbox.starts_with(&format!("tcp://{interface}:")),
+            "{name}: mailbox on {interface}: {}",
+            chat.mailbox
+        );
+        chats.push(chat);
+    }
+    let lines = net.host(0).lines(chats[0].pid);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("gossip (server {ann_server})"))),
+        "ann says how it finds peers: {lines:?}"
+    );
+
+    // Beacon-mode chats, group BEACON, beaconing ten times a second.
+    let beacon_chat = |net: &mut Network, h: usize, name: &str| {
+        let broadcast = net.broadcast(h);
+        let args = [
+            "--group",
+            "BEACON",
+            "--broadcast",
+            broadcast.as_str(),
+            "--interval-ms",
+            "100",
+        ];
+        start_chat(net.host(h), name, &args).pid
+    };
+    let beacon_a0 = beacon_chat(&mut net, 0, "beacon-a0");
+    let beacon_a1 = beacon_chat(&mut net, 1, "beacon-a1");
+    let beacon_b = beacon_chat(&mut net, 2, "beacon-b");
+
+    for (h, chat) in chats.iter().enumerate() {
+        let others: Vec<&str> = names.iter().copied().filter(|n| *n != names[h]).collect();
+        sees_all(net.host(h), chat.pid, &others, 1, secs(15));
+    }
+    net.host(0)
+        .expect(beacon_a0, "* beacon-a1 entered from tcp://", secs(10));
+    net.host(1)
+        .expect(beacon_a1, "* beacon-a0 entered from tcp://", secs(10));
+    // By now beacon-b would have heard dozens of LAN A beacons had they
+    // crossed the router.
+    assert_eq!(
+        net.host(2).count(beacon_b, "entered from"),
+        0,
+        "beacons crossed the router\n{}",
+        net.report()
+    );
+
+    // dave's line reaches LAN A through carl's and ann's servers' tuples and
+    // then directly: once on every node.
+    net.host(3)
+        .write_stdin(chats[3].pid, "hello across\nmarker from dave\n");
+    for to in 0..3 {
+        let pid = chats[to].pid;
+        until_line(net.host(to), pid, "dave: marker from dave", secs(10));
+        assert_eq!(
+            exact(net.host(to), pid, "dave: hello across"),
+            1,
+            "{}",
+            net.report()
+        );
+    }
+
+    // bob killed and restarted: a new UUID, found again by gossip.
+    net.host(1).kill(chats[1].pid);
+    net.host(1).restart(chats[1].pid);
+    let (uuid, _) = identity(net.host(1), chats[1].pid, "p2pchat");
+    assert_ne!(uuid, chats[1].uuid);
+    for h in [0, 2, 3] {
+        net.host(h)
+            .expect_count(chats[h].pid, "* bob entered from tcp://", 2, secs(10));
+    }
+    sees_all(
+        net.host(1),
+        chats[1].pid,
+        &["ann", "carl", "dave"],
+        1,
+        secs(10),
+    );
+
+    // dave stops on Ctrl-C: GOODBYE, so the others see it go at once.
+    net.host(3).interrupt(chats[3].pid);
+    let stopped = Instant::now();
+    assert_eq!(net.host(3).wait_exit(chats[3].pid, secs(10)), 0);
+    for h in 0..3 {
+        net.host(h).expect(chats[h].pid, "* dave exited", secs(10));
+    }
+    assert!(
+        stopped.elapsed() < secs(10),
+        "GOODBYE, not the 60 s expiry: {:?}",
+        stopped.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Three hosts
 
 /// Three hosts, one `p2pchat` each: every node sees the other two enter and

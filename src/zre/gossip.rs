@@ -514,7 +514,8 @@ impl Gossip {
             self.send_client(&client, &command);
         }
         for index in 0..self.remotes.len() {
-            if origin != Origin::Remote(index) {
+            // A remote not greeted yet hears every tuple when it is.
+            if origin != Origin::Remote(index) && self.remotes[index].greeted > 0 {
                 self.send_remote(index, &command);
             }
         }
@@ -764,6 +765,32 @@ mod tests {
             &mut delivered,
             |d| has(&d[3], "A", "ann-2") && has(&d[3], "B", "bob") && has(&d[3], "S", "server"),
         );
+    }
+
+    #[test]
+    fn a_chain_of_servers_carries_tuples_both_ways() {
+        // dave → carl's server → (carl is a client of) ann's server → bob.
+        let context = zmq::Context::new();
+        let mut ann = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &[]).unwrap();
+        let ann_server = [ann.server_endpoint().unwrap()];
+        let mut carl = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &ann_server).unwrap();
+        let carl_server = [carl.server_endpoint().unwrap()];
+        let mut bob = Gossip::new(&context, None, &ann_server).unwrap();
+        let mut dave = Gossip::new(&context, None, &carl_server).unwrap();
+        let mut delivered = vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        pump(
+            &mut [&mut ann, &mut carl, &mut bob, &mut dave],
+            &mut delivered,
+            |_| true,
+        );
+        dave.publish("D", "dave");
+        bob.publish("B", "bob");
+        pump(
+            &mut [&mut ann, &mut carl, &mut bob, &mut dave],
+            &mut delivered,
+            |d| has(&d[2], "D", "dave") && has(&d[3], "B", "bob"),
+        );
+        assert!(has(&delivered[0], "D", "dave") && has(&delivered[1], "B", "bob"));
     }
 
     #[test]
