@@ -197,8 +197,8 @@ fn gossip_mode_meshes_two_lans_that_broadcast_does_not_join() {
     // then directly: once on every node.
     net.host(3)
         .write_stdin(chats[3].pid, "hello across\nmarker from dave\n");
-    for to in 0..3 {
-        let pid = chats[to].pid;
+    for (to, chat) in chats.iter().enumerate().take(3) {
+        let pid = chat.pid;
         until_line(net.host(to), pid, "dave: marker from dave", secs(10));
         assert_eq!(
             exact(net.host(to), pid, "dave: hello across"),
@@ -229,8 +229,8 @@ fn gossip_mode_meshes_two_lans_that_broadcast_does_not_join() {
     net.host(3).interrupt(chats[3].pid);
     let stopped = Instant::now();
     assert_eq!(net.host(3).wait_exit(chats[3].pid, secs(10)), 0);
-    for h in 0..3 {
-        net.host(h).expect(chats[h].pid, "* dave exited", secs(10));
+    for (h, chat) in chats.iter().enumerate().take(3) {
+        net.host(h).expect(chat.pid, "* dave exited", secs(10));
     }
     assert!(
         stopped.elapsed() < secs(10),
