@@ -50,7 +50,7 @@ pub mod peer;
 pub mod state;
 pub mod wire;
 
-pub use node::{Event, Node, NodeConfig, PeerInfo};
+pub use node::{Event, Node, NodeConfig, NodeCurve, PeerInfo};
 pub use options::NodeOptions;
 pub use wire::{Headers, Uuid};
 

@@ -66,7 +66,7 @@
 //! to `inproc://` or `ipc://` endpoints of this process. Logs about bad input
 //! go through [`log_limit::complain`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +127,29 @@ pub struct NodeConfig {
     pub gossip_bind: Option<String>,
     /// Gossip discovery: the zgossip servers to connect to (seeds).
     pub gossip_connect: Vec<String>,
+    /// CURVE between nodes (zyre's secure mode); `None`: plain ZRE v2.
+    pub curve: Option<NodeCurve>,
 }
+
+/// CURVE between nodes, as zyre does it: our mailbox is a CURVE server with
+/// our key pair; we beacon version 3 (our public key in the beacon), give
+/// the key in HELLO's `X-PUBLICKEY` header and after a `|` in our gossip
+/// value; and we connect to each peer as a CURVE client with the key it
+/// gave. A peer that gives no key is ignored (no downgrade to plain text).
+#[derive(Clone, Debug)]
+pub struct NodeCurve {
+    /// Our key pair (the secret key is needed).
+    pub keys: crate::curve::Keys,
+    /// When set, only these public keys: we connect to no one else, and our
+    /// mailbox admits no one else (a ZAP handler in the node's context).
+    /// `None`: any peer that gives a key — private against listeners, but
+    /// anyone can join.
+    pub trusted: Option<HashSet<[u8; 32]>>,
+}
+
+/// The HELLO header that carries a node's CURVE public key (Z85), as zyre
+/// names it.
+pub const PUBLIC_KEY_HEADER: &str = "X-PUBLICKEY";
 
 impl NodeConfig {
     /// True when peers are found by gossip instead of beacons.
@@ -171,6 +193,7 @@ impl Default for NodeConfig {
             max_frame_size: socket::DEFAULT_MAX_MESSAGE_SIZE,
             gossip_bind: None,
             gossip_connect: Vec::new(),
+            curve: None,
         }
     }
 }
@@ -268,7 +291,15 @@ impl Node {
     /// Makes a node with a new random UUID and starts its thread (not yet
     /// beaconing: see [`start`](Node::start)). Fails if the name or a header
     /// does not fit in a HELLO.
-    pub fn new(context: &zmq::Context, config: NodeConfig) -> Result<Node, Error> {
+    pub fn new(context: &zmq::Context, mut config: NodeConfig) -> Result<Node, Error> {
+        if let Some(curve) = &config.curve {
+            if curve.keys.secret.is_none() {
+                return Err(Error::Protocol("CURVE needs our secret key".into()));
+            }
+            config
+                .headers
+                .insert(PUBLIC_KEY_HEADER.into(), curve.keys.public_text());
+        }
         let mut uuid = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut uuid);
         let name = config
@@ -671,6 +702,8 @@ struct Agent {
     beacon: Option<Beacon>,
     /// In gossip mode, instead of the beacon.
     gossip: Option<Gossip>,
+    /// With a CURVE trust list: the ZAP handler of our context.
+    authenticator: Option<crate::curve::Authenticator>,
     peers: HashMap<Uuid, Link>,
     own_groups: BTreeSet<String>,
     /// Our count of JOINs and LEAVEs, mod 256.
@@ -714,6 +747,7 @@ impl Agent {
             endpoint: None,
             beacon: None,
             gossip: None,
+            authenticator: None,
             peers: HashMap::new(),
             own_groups: BTreeSet::new(),
             status: 0,
@@ -889,7 +923,25 @@ impl Agent {
             .config
             .interface
             .unwrap_or_else(|| mailbox_ip(self.config.broadcast));
-        let (mailbox, port) = bind_mailbox(&self.context, ip, self.config.max_frame_size)?;
+        if let Some(trusted) = self.config.curve.as_ref().and_then(|c| c.trusted.clone()) {
+            if self.authenticator.is_none() {
+                let authenticator =
+                    crate::curve::Authenticator::start(&self.context, trusted, false).map_err(
+                        |e| {
+                            Error::Protocol(format!(
+                            "ZRE node: cannot start the CURVE trust list (one per context): {e}"
+                        ))
+                        },
+                    )?;
+                self.authenticator = Some(authenticator);
+            }
+        }
+        let (mailbox, port) = bind_mailbox(
+            &self.context,
+            ip,
+            self.config.max_frame_size,
+            self.config.curve.as_ref().map(|c| &c.keys),
+        )?;
         let endpoint = format!("tcp://{ip}:{port}");
         if self.config.gossip() {
             // No beacons: our endpoint goes into the gossip network.
@@ -898,7 +950,11 @@ impl Agent {
                 self.config.gossip_bind.as_deref(),
                 &self.config.gossip_connect,
             )?;
-            gossip.publish(&hex(&self.uuid), &endpoint);
+            let value = match &self.config.curve {
+                Some(curve) => format!("{endpoint}|{}", curve.keys.public_text()),
+                None => endpoint.clone(),
+            };
+            gossip.publish(&hex(&self.uuid), &value);
             log::debug!("ZRE node {} started at {endpoint} (gossip)", self.name);
             self.gossip = Some(gossip);
             self.mailbox = Some(mailbox);
@@ -907,13 +963,11 @@ impl Agent {
             return Ok(endpoint);
         }
         let beacon = Beacon::new(&self.context, self.config.port, self.config.broadcast)?;
-        beacon.subscribe(&wire::BEACON_PREFIX)?;
-        let payload = wire::Beacon {
-            uuid: self.uuid,
-            port,
-        }
-        .encode();
-        beacon.publish(&payload, self.config.interval)?;
+        beacon.subscribe(match self.config.curve {
+            Some(_) => &wire::SECURE_BEACON_PREFIX,
+            None => &wire::BEACON_PREFIX,
+        })?;
+        beacon.publish(&self.beacon_payload(port), self.config.interval)?;
         log::debug!("ZRE node {} started at {endpoint}", self.name);
         self.mailbox = Some(mailbox);
         self.beacon = Some(beacon);
@@ -940,13 +994,28 @@ impl Agent {
         self.close_peers();
     }
 
+    /// Our beacon for mailbox `port` (0: goodbye): version 3 with CURVE.
+    fn beacon_payload(&self, port: u16) -> Vec<u8> {
+        match &self.config.curve {
+            Some(curve) => wire::SecureBeacon {
+                uuid: self.uuid,
+                port,
+                public_key: curve.keys.public,
+            }
+            .encode()
+            .to_vec(),
+            None => wire::Beacon {
+                uuid: self.uuid,
+                port,
+            }
+            .encode()
+            .to_vec(),
+        }
+    }
+
     /// The port-0 beacon.
     fn say_goodbye(&mut self, beacon: Beacon) {
-        let goodbye = wire::Beacon {
-            uuid: self.uuid,
-            port: 0,
-        }
-        .encode();
+        let goodbye = self.beacon_payload(0);
         // The beacon agent sends a new payload at once, in the same turn of
         // its loop that acknowledges it, before it reads the `$TERM` that
         // dropping it sends: the goodbye goes out. After Ctrl-C/SIGTERM the
@@ -1056,10 +1125,27 @@ impl Agent {
     // --- peers -------------------------------------------------------------
 
     /// Connects to a peer we do not know yet and says HELLO; false if we
-    /// cannot (too many peers, or the connect failed).
-    fn require_peer(&mut self, uuid: Uuid, endpoint: &str) -> bool {
+    /// cannot (too many peers, or the connect failed), or must not: with
+    /// CURVE, a peer that gave no public key or one we do not trust.
+    fn require_peer(&mut self, uuid: Uuid, endpoint: &str, key: Option<[u8; 32]>) -> bool {
         if self.peers.contains_key(&uuid) {
             return true;
+        }
+        if let Some(curve) = &self.config.curve {
+            let Some(key) = key else {
+                log_limit::complain(format_args!(
+                    "ZRE node: peer {} gave no CURVE key: ignored (no downgrade to plain text)",
+                    hex(&uuid)
+                ));
+                return false;
+            };
+            if curve.trusted.as_ref().is_some_and(|t| !t.contains(&key)) {
+                log_limit::complain(format_args!(
+                    "ZRE node: peer {} has a CURVE key we do not trust: ignored",
+                    hex(&uuid)
+                ));
+                return false;
+            }
         }
         if self.peers.len() >= MAX_PEERS {
             if !self.warned_full {
@@ -1079,7 +1165,7 @@ impl Agent {
         for old in stale {
             self.remove_peer(&old, "replaced by a new node at its endpoint");
         }
-        let dealer = match self.connect(endpoint) {
+        let dealer = match self.connect(endpoint, key) {
             Ok(dealer) => dealer,
             Err(e) => {
                 log_limit::complain(format_args!("ZRE node: cannot connect to a peer: {e}"));
@@ -1104,7 +1190,7 @@ impl Agent {
     }
 
     /// A DEALER to a peer's mailbox; see the module docs.
-    fn connect(&self, endpoint: &str) -> Result<zmq::Socket, Error> {
+    fn connect(&self, endpoint: &str, key: Option<[u8; 32]>) -> Result<zmq::Socket, Error> {
         let mut identity = vec![1u8];
         identity.extend_from_slice(&self.uuid);
         let dealer = socket::new(&self.context, zmq::DEALER)
@@ -1113,6 +1199,9 @@ impl Agent {
             .max_message_size(self.config.max_frame_size)
             .build()?;
         dealer.set_sndtimeo(0)?;
+        if let (Some(curve), Some(key)) = (&self.config.curve, key) {
+            curve.keys.make_client(&dealer, &key)?;
+        }
         dealer.connect(endpoint).map_err(|source| Error::Endpoint {
             action: "connect to",
             endpoint: endpoint.to_string(),
@@ -1282,7 +1371,14 @@ impl Agent {
             if self.peers.get(&uuid).is_some_and(|l| l.peer.is_ready()) {
                 self.remove_peer(&uuid, "said HELLO again");
             }
-            if !self.require_peer(uuid, endpoint) {
+            let key = match &message.command {
+                Command::Hello { headers, .. } => headers
+                    .get(PUBLIC_KEY_HEADER)
+                    .and_then(|text| zmq::z85_decode(text).ok())
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()),
+                _ => None,
+            };
+            if !self.require_peer(uuid, endpoint, key) {
                 return;
             }
         }
@@ -1378,7 +1474,12 @@ impl Agent {
             return;
         };
         for (key, value) in gossip.read(ready) {
-            let endpoint = value.split('|').next().unwrap_or_default();
+            let mut parts = value.splitn(2, '|');
+            let endpoint = parts.next().unwrap_or_default();
+            let public_key = parts
+                .next()
+                .and_then(|text| zmq::z85_decode(text).ok())
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
             let uuid = uuid_from_hex(&key);
             match uuid {
                 Some(uuid) if uuid == self.uuid => {}
@@ -1387,7 +1488,7 @@ impl Agent {
                     if !self.peers.contains_key(&uuid) {
                         log::debug!("ZRE node: gossip names {key} at {endpoint}");
                     }
-                    self.require_peer(uuid, endpoint);
+                    self.require_peer(uuid, endpoint, public_key);
                 }
                 _ => log_limit::complain(format_args!(
                     "ZRE node: gossip tuple {} = {} is not a ZRE node",
@@ -1413,7 +1514,13 @@ impl Agent {
                 }
                 Err(e) => return Err(e),
             };
-            let Some(zre) = wire::Beacon::decode(&heard.payload) else {
+            // Plain nodes hear v2 beacons only, CURVE nodes v3 only.
+            let decoded = match self.config.curve {
+                None => wire::Beacon::decode(&heard.payload).map(|b| (b.uuid, b.port, None)),
+                Some(_) => wire::SecureBeacon::decode(&heard.payload)
+                    .map(|b| (b.uuid, b.port, Some(b.public_key))),
+            };
+            let Some((uuid, port, key)) = decoded else {
                 log::debug!(
                     "ZRE node: not a ZRE beacon from {}: {}",
                     heard.from,
@@ -1421,14 +1528,14 @@ impl Agent {
                 );
                 continue;
             };
-            if zre.uuid == self.uuid {
+            if uuid == self.uuid {
                 continue;
             }
-            if zre.is_leaving() {
-                self.remove_peer(&zre.uuid, "said goodbye (port 0)");
-            } else if !self.peers.contains_key(&zre.uuid) {
-                let endpoint = format!("tcp://{}", SocketAddr::new(heard.from.ip(), zre.port));
-                self.require_peer(zre.uuid, &endpoint);
+            if port == 0 {
+                self.remove_peer(&uuid, "said goodbye (port 0)");
+            } else if !self.peers.contains_key(&uuid) {
+                let endpoint = format!("tcp://{}", SocketAddr::new(heard.from.ip(), port));
+                self.require_peer(uuid, &endpoint, key);
             }
         }
         Ok(())
@@ -1501,11 +1608,18 @@ fn bind_mailbox(
     context: &zmq::Context,
     ip: Ipv4Addr,
     max_frame: i64,
+    curve: Option<&crate::curve::Keys>,
 ) -> Result<(zmq::Socket, u16), Error> {
     let mailbox = socket::new(context, zmq::ROUTER)
         .linger(0)
         .max_message_size(max_frame)
         .build()?;
+    if let Some(keys) = curve {
+        // A CURVE server: plain-text peers fail their handshake; zyre's ZAP
+        // domain, so a trust list (our ZAP handler) is asked.
+        keys.make_server(&mailbox)?;
+        mailbox.set_zap_domain("global")?;
+    }
     // A peer that reconnects (a new DEALER, the same routing id) takes over
     // at once, instead of being refused until libzmq drops the old pipe.
     mailbox.set_router_handover(true)?;
@@ -2057,6 +2171,100 @@ mod tests {
         nodes[2].stop().unwrap();
         events[0].expect("EXIT of bob (GOODBYE)", is_exit(uuids[2]));
         events[1].expect("EXIT of bob (GOODBYE)", is_exit(uuids[2]));
+    }
+
+    #[test]
+    fn curve_nodes_meet_only_curve_nodes_and_a_trust_list_keeps_strangers_out() {
+        use crate::curve::Keys;
+        // A context each: a trust list is a ZAP handler, one per context.
+        let contexts: Vec<zmq::Context> = (0..4).map(|_| zmq::Context::new()).collect();
+        let keys: Vec<Keys> = (0..3).map(|_| Keys::generate().unwrap()).collect();
+        let secure = |name: &str, keys: &Keys, trusted: Option<Vec<[u8; 32]>>| NodeConfig {
+            curve: Some(NodeCurve {
+                keys: keys.clone(),
+                trusted: trusted.map(|list| list.into_iter().collect()),
+            }),
+            ..config(5851, name)
+        };
+        // ann trusts everyone; tess only ann; ugo is a stranger to tess;
+        // pat is plain.
+        let configs = [
+            secure("ann", &keys[0], None),
+            secure("tess", &keys[1], Some(vec![keys[0].public])),
+            secure("ugo", &keys[2], None),
+            config(5851, "pat"),
+        ];
+        let nodes: Vec<Node> = configs
+            .into_iter()
+            .zip(&contexts)
+            .map(|(config, context)| {
+                let node = Node::new(context, config).unwrap();
+                node.start().unwrap();
+                node
+            })
+            .collect();
+        let [ann, tess, ugo, pat] = [0, 1, 2, 3].map(|i| nodes[i].uuid());
+        let mut events: Vec<Events> = nodes.iter().map(Events::of).collect();
+        events[0].expect("tess ENTER", is_enter(tess));
+        events[0].expect("ugo ENTER", is_enter(ugo));
+        events[1].expect("ann ENTER", is_enter(ann));
+        events[2].expect("ann ENTER", is_enter(ann));
+        // Our key travels in HELLO, as zyre's X-PUBLICKEY.
+        let header = nodes[1].peer_header(&ann, PUBLIC_KEY_HEADER).unwrap();
+        assert_eq!(header, Some(keys[0].public_text()));
+        assert!(nodes[0].whisper(&tess, vec![b"secret".to_vec()]).unwrap());
+        let whisper = events[1].expect("WHISPER", is_whisper);
+        assert!(
+            matches!(whisper, Event::Whisper { content, .. } if content == [b"secret".to_vec()])
+        );
+        // By now each has heard the others' beacons many times over (every
+        // 50 ms): tess and ugo never met, and pat met no one.
+        assert_eq!(events[1].count(is_enter(ugo)), 0, "tess let a stranger in");
+        assert_eq!(
+            events[2].count(is_enter(tess)),
+            0,
+            "ugo got past tess's trust list"
+        );
+        assert_eq!(
+            events[3].count(|e| matches!(e, Event::Enter { .. })),
+            0,
+            "plain met CURVE"
+        );
+        for secure_node in &mut events[..3] {
+            assert_eq!(secure_node.count(is_enter(pat)), 0, "CURVE met plain");
+        }
+        // tess's mailbox itself: ann's key gets through the handshake, a
+        // stranger's is refused by the trust list (ZAP), before any message.
+        let mailbox = nodes[1].endpoint().unwrap().unwrap();
+        let keys_of_tess = keys[1].public;
+        let handshake = |keys: &Keys, tag: &str| {
+            let context = zmq::Context::new();
+            let dealer = context.socket(zmq::DEALER).unwrap();
+            dealer.set_linger(0).unwrap();
+            keys.make_client(&dealer, &keys_of_tess).unwrap();
+            let monitor_endpoint = format!("inproc://curve-probe-{tag}");
+            let wanted = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+                | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw();
+            dealer
+                .monitor(&monitor_endpoint, i32::from(wanted))
+                .unwrap();
+            let monitor = context.socket(zmq::PAIR).unwrap();
+            monitor.set_rcvtimeo(10_000).unwrap();
+            monitor.connect(&monitor_endpoint).unwrap();
+            dealer.connect(&mailbox).unwrap();
+            let event = monitor
+                .recv_multipart(0)
+                .expect("a handshake event in 10 s");
+            u16::from_le_bytes([event[0][0], event[0][1]])
+        };
+        assert_eq!(
+            handshake(&keys[0], "ann"),
+            zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+        );
+        assert_eq!(
+            handshake(&keys[2], "ugo"),
+            zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
+        );
     }
 
     #[test]

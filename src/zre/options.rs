@@ -8,10 +8,12 @@
 //! flag the node sends no beacons (zyre's rule).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::curve::{self, Keys};
 use crate::udp;
-use crate::zre::node::{DEFAULT_INTERVAL, DEFAULT_PORT};
+use crate::zre::node::{NodeCurve, DEFAULT_INTERVAL, DEFAULT_PORT};
 use crate::zre::peer::{Timing, EVASIVE_TIMEOUT, EXPIRED_TIMEOUT};
 use crate::zre::{Headers, NodeConfig};
 use crate::Error;
@@ -60,6 +62,20 @@ pub struct NodeOptions {
     /// --gossip-bind if it names one, else 127.0.0.1).
     #[arg(long, value_name = "ENDPOINT")]
     pub gossip_connect: Vec<String>,
+    /// Encrypt and authenticate with CURVE (zyre's secure mode) under a new
+    /// key pair: beacons of version 3, only peers that give a key. Plain
+    /// ZRE v2 nodes and CURVE nodes do not see each other.
+    #[arg(long)]
+    pub curve: bool,
+    /// CURVE with this key pair (a zcert file: `curvekeys` makes them;
+    /// the `_secret` file or the public one beside it). Implies --curve.
+    #[arg(long, value_name = "FILE")]
+    pub curve_keys: Option<PathBuf>,
+    /// CURVE, and only with the peers whose public key files are in DIR
+    /// (ours need not be): we connect to no one else and let no one else
+    /// in. Implies --curve.
+    #[arg(long, value_name = "DIR")]
+    pub curve_trust: Option<PathBuf>,
 }
 
 /// `KEY=VALUE` as a header.
@@ -121,8 +137,42 @@ impl NodeOptions {
             interface,
             gossip_bind: self.gossip_bind.clone(),
             gossip_connect: self.gossip_connect.clone(),
+            curve: self.node_curve()?,
             ..NodeConfig::default()
         })
+    }
+
+    /// The CURVE settings of `--curve`, `--curve-keys`, `--curve-trust`.
+    fn node_curve(&self) -> Result<Option<NodeCurve>, Error> {
+        if !self.curve && self.curve_keys.is_none() && self.curve_trust.is_none() {
+            return Ok(None);
+        }
+        let io = |what: &str, e: std::io::Error| Error::Protocol(format!("{what}: {e}"));
+        let keys = match &self.curve_keys {
+            Some(path) => {
+                let mut keys = Keys::load(path).map_err(|e| io("--curve-keys", e))?;
+                if keys.secret.is_none() {
+                    keys = Keys::load(&curve::secret_path(path))
+                        .map_err(|e| io("--curve-keys (its _secret file)", e))?;
+                }
+                keys
+            }
+            None => Keys::generate()?,
+        };
+        let trusted = match &self.curve_trust {
+            Some(dir) => {
+                let keys = curve::load_public_keys(dir).map_err(|e| io("--curve-trust", e))?;
+                if keys.is_empty() {
+                    return Err(Error::Protocol(format!(
+                        "--curve-trust {}: no public key files there",
+                        dir.display()
+                    )));
+                }
+                Some(keys)
+            }
+            None => None,
+        };
+        Ok(Some(NodeCurve { keys, trusted }))
     }
 }
 

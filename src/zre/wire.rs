@@ -118,6 +118,49 @@ impl Beacon {
     }
 }
 
+/// The start of a secure beacon: `"ZRE"` and beacon version 3 (zyre's
+/// CURVE mode).
+pub const SECURE_BEACON_PREFIX: [u8; 4] = *b"ZRE\x03";
+/// A secure beacon is exactly this long: a v2 beacon and a public key.
+pub const SECURE_BEACON_SIZE: usize = 54;
+
+/// zyre's beacon version 3, sent by nodes that use CURVE: a v2 beacon
+/// followed by the sender's 32-byte CURVE public key, which is the server
+/// key to connect to its mailbox with. zyre's secure nodes ignore v2
+/// beacons and its plain nodes v3 beacons; so do ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecureBeacon {
+    pub uuid: Uuid,
+    /// 0: the sender is leaving.
+    pub port: u16,
+    pub public_key: [u8; 32],
+}
+
+impl SecureBeacon {
+    /// The 54 bytes to broadcast.
+    pub fn encode(&self) -> [u8; SECURE_BEACON_SIZE] {
+        let mut out = [0u8; SECURE_BEACON_SIZE];
+        out[..4].copy_from_slice(&SECURE_BEACON_PREFIX);
+        out[4..20].copy_from_slice(&self.uuid);
+        out[20..22].copy_from_slice(&self.port.to_be_bytes());
+        out[22..].copy_from_slice(&self.public_key);
+        out
+    }
+
+    /// The beacon in `datagram`, or `None` if it is not exactly a v3 beacon.
+    pub fn decode(datagram: &[u8]) -> Option<SecureBeacon> {
+        let bytes: &[u8; SECURE_BEACON_SIZE] = datagram.try_into().ok()?;
+        if bytes[..4] != SECURE_BEACON_PREFIX {
+            return None;
+        }
+        Some(SecureBeacon {
+            uuid: bytes[4..20].try_into().ok()?,
+            port: u16::from_be_bytes([bytes[20], bytes[21]]),
+            public_key: bytes[22..].try_into().ok()?,
+        })
+    }
+}
+
 /// One ZRE command with its fields; see the module docs for the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -578,6 +621,32 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secure_beacon_is_a_v2_beacon_with_version_3_and_the_public_key() {
+        let beacon = SecureBeacon {
+            uuid: [0x11; 16],
+            port: 0xC001,
+            public_key: [0x22; 32],
+        };
+        let bytes = beacon.encode();
+        assert_eq!(&bytes[..4], b"ZRE\x03");
+        assert_eq!(&bytes[4..20], &[0x11; 16]);
+        assert_eq!(&bytes[20..22], &[0xC0, 0x01]);
+        assert_eq!(&bytes[22..], &[0x22; 32]);
+        assert_eq!(SecureBeacon::decode(&bytes), Some(beacon));
+        assert_eq!(SecureBeacon::decode(&bytes[..53]), None);
+        let plain = Beacon {
+            uuid: [0x11; 16],
+            port: 0xC001,
+        }
+        .encode();
+        assert_eq!(SecureBeacon::decode(&plain), None);
+        let mut mixed = bytes;
+        mixed[3] = 1;
+        assert_eq!(SecureBeacon::decode(&mixed), None, "version 1 at 54 bytes");
+        assert_eq!(Beacon::decode(&bytes), None, "a plain node ignores it");
+    }
     use rand::{Rng, RngCore};
 
     fn decode_one(frame: &[u8]) -> Result<Message, DecodeError> {
