@@ -11,7 +11,9 @@
 //! |---|---|
 //! | [`wire`] | the codec: the 22-byte beacon and every ZRE command, every length checked before use |
 //! | [`peer`] | one remote node: sequence and status rules, its groups, the silence timers (pure logic) |
-//! | [`node`] | the [`Node`] actor: beacons, mailbox, peer connections, groups, the mediator, [`Event`]s |
+//! | [`node`] | the [`Node`] actor: beacons or gossip, mailbox, peer connections, groups, the mediator, zyre's election, CURVE, [`Event`]s |
+//! | [`gossip`] | CZMQ's zgossip (wire-compatible): discovery by a network of servers where broadcast does not reach |
+//! | [`options`] | the node's command-line flags, shared by `p2pchat`, `p2pmon` and `p2pkv` |
 //! | [`state`] | replicated state: a last-writer-wins key-value map shared by a group ([`state::Replica`]), kvmsg frames in SHOUT/WHISPER, snapshot on join and on healing |
 //!
 //! ```no_run
@@ -31,17 +33,20 @@
 //! # }
 //! ```
 //!
-//! **Interoperation.** Beacon version 0x01 and protocol version 2 only (not
-//! RFC 43's v3 with CURVE keys); zyre's default timings; a peer's sequence
-//! wrapping from 65535 to 0 as zyre does (pyre's `% 65535` makes a pyre peer
-//! look like it lost messages after 65,534 of them, and it is removed and
-//! taken back, as zyre does with it).
+//! **Interoperation.** Protocol version 2; beacon version 0x01, or zyre's
+//! version 3 (the CURVE public key after the port) in CURVE mode; zyre's
+//! default timings; a peer's sequence wrapping from 65535 to 0 as zyre does
+//! (pyre's `% 65535` makes a pyre peer look like it lost messages after
+//! 65,534 of them, and it is removed and taken back, as zyre does with it);
+//! zyre's GOODBYE in gossip mode; zyre's ELECT/LEADER answered as a node that
+//! does not contest. Tested automatically against pyre (beacons); tried by
+//! hand against zyre with beacons, gossip (both as server and as client) and
+//! CURVE (`zguide/study-p2p.md`).
 //!
-//! **Missing so far.** zyre's message-based election (we decode ELECT and
-//! LEADER but do not answer; our mediator is computed locally, see
-//! [`node`]), gossip discovery and GOODBYE (no seed endpoints for networks
-//! without broadcast), CURVE (RFC 43), and automated tests against a real
-//! zyre or pyre process (both were tried by hand: `zguide/study-p2p.md`).
+//! **Missing so far.** We never contest in zyre's election (our mediator is
+//! computed locally, see [`node`]); our gossip sockets are plain even in
+//! CURVE mode (zyre's are CURVE, so zyre's secure gossip and ours do not
+//! mix); no automated test against zyre (it needs a CZMQ build of its own).
 
 pub mod gossip;
 pub mod node;

@@ -27,6 +27,27 @@
 //! peer. It comes back with its next beacon. The ROUTER drops messages whose
 //! routing id is not 17 bytes.
 //!
+//! **Gossip instead of beacons** (`gossip_bind`, `gossip_connect`; zyre's
+//! gossip mode): where broadcast does not reach, the node sends no beacons
+//! but publishes `<uuid hex> → <mailbox endpoint>` in the gossip network of
+//! [`gossip`](super::gossip) (CZMQ's zgossip) and connects to each node a
+//! tuple names, exactly as if its beacon had been heard. With no port-0
+//! beacon to leave by, [`stop`](Node::stop) sends each peer GOODBYE, which
+//! removes us at once; a removed peer's tuple is forgotten, so it is found
+//! again if it comes back.
+//!
+//! **CURVE** ([`NodeCurve`], zyre's secure mode): the mailbox is a CURVE
+//! server, beacons are version 3 ([`wire::SecureBeacon`], our public key
+//! after the port), HELLO carries the key in [`PUBLIC_KEY_HEADER`] and the
+//! gossip value is `endpoint|key`; each peer DEALER is a CURVE client with
+//! the key the peer gave. A peer that gives no key is ignored, never spoken
+//! to in plain text; plain and CURVE nodes do not see each other. With a
+//! trust list only the listed keys: others are neither connected to nor let
+//! in (the ZAP handler of [`crate::curve`] in the node's context, so one
+//! node with a trust list per context). Our gossip sockets stay plain (zyre
+//! makes them CURVE too): a gossip tuple only names an endpoint and a key,
+//! and the connection it leads to is CURVE.
+//!
 //! **The rules** (§10.4) are in [`Peer`]: HELLO first, sequence numbers
 //! exactly one more each time, the status byte on JOIN/LEAVE. A peer that
 //! breaks one is removed (EXIT) and taken back when it says HELLO again or
@@ -48,10 +69,13 @@
 //! the nodes that called `zyre_set_contest_in_group`), and its winner is the
 //! challenger whose UUID string compares smallest (`strcmp`); UUIDs as
 //! uppercase hex sort like the bytes, so with every member contesting, zyre's
-//! leader is ours. We do not send ELECT or LEADER (pyre does not know them);
-//! we decode and ignore them, so a zyre node running an election that counts
-//! on our answer does not finish it (see "missing" in the module docs of
-//! [`zre`](super)).
+//! leader is ours. We never contest (pyre does not know ELECT), but we take
+//! part in zyre's waves as its non-contesting nodes do ([`Election`]: pass a
+//! better challenger's ELECT on, echo it to where it came from once every
+//! member has sent it, pass LEADER on once), so zyre nodes that contest in a
+//! group we are in finish their election. Where only some zyre members
+//! contest, their leader is the smallest *contestant* and may differ from
+//! our mediator (the smallest member).
 //!
 //! **Bounds.** Everything a peer can make us keep is bounded: at most
 //! [`MAX_PEERS`] peers (new ones past that are ignored, with one warning);
@@ -710,8 +734,25 @@ struct Agent {
     status: u8,
     /// The leader of each of our groups, as last reported.
     leaders: BTreeMap<String, Uuid>,
+    /// zyre's elections we take part in, by group (see [`Election`]).
+    elections: HashMap<String, Election>,
     events_dropped: log_limit::Sparse,
     warned_full: bool,
+}
+
+/// One group's zyre election as a node that does not contest sees it
+/// (zyre's `zyre_election`, an echo wave): the *current active wave* (the
+/// best challenger so far, a UUID in 32 uppercase hex digits; zyre compares
+/// them with `strcmp`, which is `String`'s order), the peer it came from
+/// first (the *father*), and how many ELECT and LEADER messages of that wave
+/// came in. Each member of the group sends each other member one ELECT per
+/// wave; a node that has heard it from all of them echoes it to its father.
+#[derive(Debug, Default)]
+struct Election {
+    caw: Option<String>,
+    father: Option<Uuid>,
+    elect_count: usize,
+    leader_count: usize,
 }
 
 /// What a mailbox read gave.
@@ -752,6 +793,7 @@ impl Agent {
             own_groups: BTreeSet::new(),
             status: 0,
             leaders: BTreeMap::new(),
+            elections: HashMap::new(),
             events_dropped: log_limit::Sparse::default(),
             warned_full: false,
         }
@@ -1227,6 +1269,9 @@ impl Agent {
                 name: link.peer.name().to_string(),
             });
         }
+        for group in link.peer.groups() {
+            self.elections.remove(group);
+        }
         drop(link);
         // zyre's rule: the peer's tuple is forgotten here, so that if it
         // comes again (the peer was only cut off) it is new, and we connect.
@@ -1440,22 +1485,21 @@ impl Agent {
                 content,
             }),
             Command::Join { group, .. } if changed => {
+                // The members changed: a zyre contestant starts a new wave.
+                self.elections.remove(&group);
                 self.emit(Event::Join { peer, name, group });
                 self.update_leaders();
             }
             Command::Leave { group, .. } if changed => {
+                self.elections.remove(&group);
                 self.emit(Event::Leave { peer, name, group });
                 self.update_leaders();
             }
             Command::Ping => {
                 self.send_to(&peer, Command::PingOk);
             }
-            Command::Elect { group, .. } | Command::Leader { group, .. } => {
-                log::debug!(
-                    "ZRE node: zyre election message for {} ignored",
-                    show(group.as_bytes())
-                );
-            }
+            Command::Elect { group, challenger } => self.on_elect(peer, group, challenger),
+            Command::Leader { group, leader } => self.on_leader(peer, group, leader),
             // Gossip mode has no port-0 beacon: the peer says goodbye itself.
             Command::Goodbye if self.gossip.is_some() => {
                 self.remove_peer(&peer, "said goodbye");
@@ -1463,6 +1507,97 @@ impl Agent {
             // PING-OK refreshed the peer; GOODBYE with beacons (they say
             // it); JOIN/LEAVE without a change.
             _ => {}
+        }
+    }
+
+    /// The ready peers in `group`, as zyre's group of neighbours.
+    fn group_members(&self, group: &str) -> Vec<Uuid> {
+        let mut members: Vec<Uuid> = self
+            .peers
+            .values()
+            .filter(|l| l.peer.is_ready() && l.peer.in_group(group))
+            .map(|l| *l.peer.uuid())
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// ELECT from `peer`: take part in the wave as zyre's non-contesting
+    /// nodes do (`zyre_node.c`): a better challenger starts a new wave here,
+    /// sent on to every other member; an ELECT of the current wave is
+    /// counted, and when every member has sent one it is echoed to the
+    /// father. Without this a zyre contestant waits for us for ever. Only
+    /// from a member of the group (which bounds what we keep).
+    fn on_elect(&mut self, peer: Uuid, group: String, challenger: String) {
+        let members = self.group_members(&group);
+        if !members.contains(&peer) {
+            return;
+        }
+        let election = self.elections.entry(group.clone()).or_default();
+        let mut sends: Vec<(Uuid, Command)> = Vec::new();
+        if election.caw.as_ref().is_none_or(|caw| challenger < *caw) {
+            *election = Election {
+                caw: Some(challenger.clone()),
+                father: Some(peer),
+                ..Election::default()
+            };
+            for member in members.iter().filter(|m| **m != peer) {
+                sends.push((
+                    *member,
+                    Command::Elect {
+                        group: group.clone(),
+                        challenger: challenger.clone(),
+                    },
+                ));
+            }
+        }
+        if election.caw.as_deref() == Some(challenger.as_str()) {
+            election.elect_count += 1;
+            if election.elect_count == members.len() {
+                if let Some(father) = election.father {
+                    sends.push((father, Command::Elect { group, challenger }));
+                }
+            }
+        }
+        for (member, command) in sends {
+            self.send_to(&member, command);
+        }
+    }
+
+    /// LEADER from `peer`: passed on once to every member (as zyre does),
+    /// counted, and the wave forgotten when every member has sent one.
+    fn on_leader(&mut self, peer: Uuid, group: String, leader: String) {
+        let members = self.group_members(&group);
+        let Some(election) = self.elections.get_mut(&group) else {
+            log::debug!(
+                "ZRE node: LEADER for {} outside an election, ignored",
+                show(group.as_bytes())
+            );
+            return;
+        };
+        let Some(caw) = election.caw.clone() else {
+            return;
+        };
+        let first = election.leader_count == 0;
+        election.leader_count += 1;
+        let finished = election.leader_count >= members.len();
+        if finished {
+            log::debug!(
+                "ZRE node: zyre election in {} finished: leader {} (from {})",
+                show(group.as_bytes()),
+                show(leader.as_bytes()),
+                hex(&peer)
+            );
+            self.elections.remove(&group);
+        }
+        if first {
+            for member in members {
+                let command = Command::Leader {
+                    group: group.clone(),
+                    leader: caw.clone(),
+                };
+                self.send_to(&member, command);
+            }
         }
     }
 
@@ -2265,6 +2400,124 @@ mod tests {
             handshake(&keys[2], "ugo"),
             zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
         );
+    }
+
+    /// A fake peer made of raw sockets: a mailbox (ROUTER) the node connects
+    /// to, and a DEALER to the node's mailbox.
+    struct FakePeer {
+        uuid: Uuid,
+        inbox: zmq::Socket,
+        outbox: zmq::Socket,
+        sequence: u16,
+    }
+
+    impl FakePeer {
+        fn new(
+            context: &zmq::Context,
+            uuid: Uuid,
+            node_mailbox: &str,
+            groups: &[&str],
+        ) -> FakePeer {
+            let inbox = socket::new(context, zmq::ROUTER)
+                .linger(0)
+                .bind("tcp://127.0.0.1:*")
+                .unwrap();
+            inbox.set_rcvtimeo(10_000).unwrap();
+            let mut identity = vec![1u8];
+            identity.extend_from_slice(&uuid);
+            let outbox = socket::new(context, zmq::DEALER)
+                .linger(0)
+                .identity(identity)
+                .connect(node_mailbox)
+                .unwrap();
+            let mut fake = FakePeer {
+                uuid,
+                inbox,
+                outbox,
+                sequence: 0,
+            };
+            let endpoint = fake.inbox.get_last_endpoint().unwrap().unwrap();
+            fake.send(Command::Hello {
+                endpoint,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                status: 1,
+                name: hex(&uuid)[..4].into(),
+                headers: Headers::new(),
+            });
+            fake
+        }
+
+        fn send(&mut self, command: Command) {
+            self.sequence += 1;
+            let frames = wire::Message {
+                sequence: self.sequence,
+                command,
+            }
+            .encode()
+            .unwrap();
+            self.outbox.send_multipart(frames, 0).unwrap();
+        }
+
+        /// The next message from the node that is not HELLO or PING.
+        fn next(&self) -> Command {
+            loop {
+                let frames = self
+                    .inbox
+                    .recv_multipart(0)
+                    .expect("a message from the node");
+                let command = wire::Message::decode(&frames[1..]).unwrap().command;
+                if !matches!(command, Command::Hello { .. } | Command::Ping) {
+                    return command;
+                }
+            }
+        }
+    }
+
+    /// zyre's echo-wave election with two fake zyre contestants, zed (the
+    /// smaller UUID) and yan, and our node, which does not contest: it sends
+    /// zed's wave on to yan, ignores yan's worse challenger, echoes to zed
+    /// once it has heard zed's wave from both, and passes zed's LEADER on.
+    #[test]
+    fn a_zyre_election_gets_our_echo_and_our_leader_message() {
+        let context = zmq::Context::new();
+        let node = Node::new(&context, config(5852, "node")).unwrap();
+        node.join("G").unwrap();
+        let mailbox = node.start().unwrap();
+        let mut events = Events::of(&node);
+        let mut zed = FakePeer::new(&context, [0x0A; 16], &mailbox, &["G"]);
+        let mut yan = FakePeer::new(&context, [0x0B; 16], &mailbox, &["G"]);
+        events.expect("JOIN zed", is_join(zed.uuid, "G"));
+        events.expect("JOIN yan", is_join(yan.uuid, "G"));
+        let (zed_id, yan_id) = (hex(&zed.uuid), hex(&yan.uuid));
+        let elect = |challenger: &str| Command::Elect {
+            group: "G".into(),
+            challenger: challenger.into(),
+        };
+        let leader = |leader: &str| Command::Leader {
+            group: "G".into(),
+            leader: leader.into(),
+        };
+
+        zed.send(elect(&zed_id));
+        assert_eq!(yan.next(), elect(&zed_id), "zed's wave sent on to yan");
+        // yan's own, worse, challenger is ignored; then yan's echo of zed's.
+        yan.send(elect(&yan_id));
+        yan.send(elect(&zed_id));
+        assert_eq!(zed.next(), elect(&zed_id), "the echo to the father");
+        zed.send(leader(&zed_id));
+        assert_eq!(zed.next(), leader(&zed_id));
+        assert_eq!(yan.next(), leader(&zed_id));
+        yan.send(leader(&zed_id));
+        // The wave is over: a new one from yan starts afresh and goes to zed.
+        yan.send(elect(&yan_id));
+        assert_eq!(zed.next(), elect(&yan_id));
+        // Nothing else was sent: in particular no second echo or LEADER.
+        zed.outbox.send("not ZRE", 0).unwrap();
+        zed.inbox.set_rcvtimeo(300).unwrap();
+        yan.inbox.set_rcvtimeo(300).unwrap();
+        assert!(zed.inbox.recv_multipart(0).is_err(), "zed got more");
+        let extra = yan.inbox.recv_multipart(0);
+        assert!(extra.is_err(), "yan got more: {extra:?}");
     }
 
     #[test]
