@@ -70,7 +70,7 @@
 //! challenger whose UUID string compares smallest (`strcmp`); UUIDs as
 //! uppercase hex sort like the bytes, so with every member contesting, zyre's
 //! leader is ours. We never contest (pyre does not know ELECT), but we take
-//! part in zyre's waves as its non-contesting nodes do ([`Election`]: pass a
+//! part in zyre's waves as its non-contesting nodes do (`Election`: pass a
 //! better challenger's ELECT on, echo it to where it came from once every
 //! member has sent it, pass LEADER on once), so zyre nodes that contest in a
 //! group we are in finish their election. Where only some zyre members
