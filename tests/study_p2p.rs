@@ -734,6 +734,10 @@ fn curve_chats_with_a_trust_list_talk_only_to_each_other() {
         );
     }
     assert_eq!(sc.count(eve.pid, "only for ann"), 0);
+    // Logged once per stranger, though eve beacons ten times a second.
+    for pid in [ann.pid, bob.pid] {
+        assert_eq!(sc.count(pid, "has a CURVE key we do not trust"), 1);
+    }
 
     // The mailbox speaks CURVE: its ZMTP greeting names the mechanism.
     let address = ann.mailbox.trim_start_matches("tcp://").to_string();

@@ -23,7 +23,7 @@ use zguide::curve::{secret_path, Keys};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Save the new pair to PATH (public) and PATH_secret (both, mode 0600).
+    /// Save the new pair to PATH (the public key) and PATH_secret (both keys, mode 0600).
     #[arg(long, value_name = "PATH", conflicts_with = "show")]
     out: Option<PathBuf>,
     /// Print the public key stored in a key file.

@@ -728,6 +728,8 @@ struct Agent {
     gossip: Option<Gossip>,
     /// With a CURVE trust list: the ZAP handler of our context.
     authenticator: Option<crate::curve::Authenticator>,
+    /// Peers refused for an untrusted key, so each is logged once.
+    refused: HashSet<Uuid>,
     peers: HashMap<Uuid, Link>,
     own_groups: BTreeSet<String>,
     /// Our count of JOINs and LEAVEs, mod 256.
@@ -789,6 +791,7 @@ impl Agent {
             beacon: None,
             gossip: None,
             authenticator: None,
+            refused: HashSet::new(),
             peers: HashMap::new(),
             own_groups: BTreeSet::new(),
             status: 0,
@@ -1182,10 +1185,16 @@ impl Agent {
                 return false;
             };
             if curve.trusted.as_ref().is_some_and(|t| !t.contains(&key)) {
-                log_limit::complain(format_args!(
-                    "ZRE node: peer {} has a CURVE key we do not trust: ignored",
-                    hex(&uuid)
-                ));
+                // Once per stranger (it beacons every second): a bounded set.
+                if self.refused.len() >= MAX_PEERS {
+                    self.refused.clear();
+                }
+                if self.refused.insert(uuid) {
+                    log_limit::complain(format_args!(
+                        "ZRE node: peer {} has a CURVE key we do not trust: ignored",
+                        hex(&uuid)
+                    ));
+                }
                 return false;
             }
         }
