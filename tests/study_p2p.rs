@@ -648,6 +648,36 @@ fn on_one_machine_nodes_share_the_port_a_monitor_counts_shouts_and_clean_stops_s
     sc.stop_cleanly(mon, secs(10));
 }
 
+/// A seed that never answers (nothing listens there) is reported once, after
+/// 5 s, and the chat still stops cleanly.
+#[test]
+fn a_gossip_seed_that_never_answers_is_reported() {
+    let mut sc = Scenario::new("p2p-gossip-silent");
+    let chat = start_chat(
+        &mut sc,
+        "lonely",
+        &[
+            "--interface",
+            "127.0.0.1",
+            "--gossip-connect",
+            "tcp://127.0.0.1:5999",
+        ],
+    );
+    let started = Instant::now();
+    sc.expect(
+        chat.pid,
+        "W: gossip: no connection to tcp://127.0.0.1:5999 after 5 s",
+        secs(15),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    sc.stop_cleanly(chat.pid, secs(10));
+    assert_eq!(sc.count(chat.pid, "no connection to"), 1);
+}
+
 // ---------------------------------------------------------------------------
 // CURVE
 

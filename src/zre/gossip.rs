@@ -74,6 +74,8 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(500);
 pub const CLIENT_EXPIRY: Duration = Duration::from_secs(30);
 /// Messages read per socket per wake-up at most.
 pub const READ_BATCH: usize = 1000;
+/// How long a remote may go without a handshake before we warn, once.
+const SILENT_REMOTE: Duration = Duration::from_secs(5);
 /// How often the handshake counters of the remotes are looked at.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages queued per connection: a full table, and some.
@@ -200,6 +202,8 @@ struct Remote {
     socket: Watched,
     /// The handshake count when we last said HELLO.
     greeted: u64,
+    /// Whether we said that it has not answered yet.
+    warned: bool,
 }
 
 /// Where a tuple came from, so it is not sent straight back.
@@ -222,6 +226,7 @@ pub struct Gossip {
     clients: HashMap<Vec<u8>, Instant>,
     ping_at: Instant,
     check_at: Instant,
+    started: Instant,
     warned_full: bool,
 }
 
@@ -277,6 +282,7 @@ impl Gossip {
                 endpoint: endpoint.clone(),
                 socket,
                 greeted: 0,
+                warned: false,
             });
         }
         let now = Instant::now();
@@ -287,6 +293,7 @@ impl Gossip {
             clients: HashMap::new(),
             ping_at: now + PING_INTERVAL,
             check_at: now,
+            started: now,
             warned_full: false,
         })
     }
@@ -350,6 +357,19 @@ impl Gossip {
             }
             self.clients
                 .retain(|_, heard| now.duration_since(*heard) < CLIENT_EXPIRY);
+            if now.duration_since(self.started) >= SILENT_REMOTE {
+                for remote in &mut self.remotes {
+                    if remote.greeted == 0 && !remote.warned {
+                        remote.warned = true;
+                        log::warn!(
+                            "gossip: no connection to {} after {} s (not running, unreachable, \
+                             or not a plain zgossip server)",
+                            remote.endpoint,
+                            SILENT_REMOTE.as_secs()
+                        );
+                    }
+                }
+            }
         }
     }
 
