@@ -678,6 +678,9 @@ mod tests {
         assert_eq!(Command::decode(&not_utf8), Ok(publish("k", "")));
         assert!(publish(&"k".repeat(256), "").encode().is_err());
         assert!(publish("k", &"v".repeat(MAX_VALUE + 1)).encode().is_err());
+        // The bounds themselves are allowed.
+        let longest = publish(&"k".repeat(255), &"v".repeat(MAX_VALUE));
+        assert_eq!(Command::decode(&longest.encode().unwrap()), Ok(longest));
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x60551);
         for _ in 0..20_000 {
             let size = rng.gen_range(0..40);
