@@ -947,3 +947,146 @@ fn peering3_answers_a_cpp_peer_in_its_shape() {
     }
     sc.stop_cleanly(broker, secs(15));
 }
+
+/// DC1 alone, two workers of its own and no clients: the test subscribes to
+/// its state backend. Idle, it publishes `[DC1][2]` once a second (so peers
+/// can tell it is alive); the moment its capacity changes (a request takes a
+/// worker), it publishes the new count at once, whatever the second's clock.
+#[test]
+fn peering3_publishes_its_capacity_every_second_and_on_each_change() {
+    let mut sc = Scenario::new("peering3-state");
+    let spec = Spec::new(bin!("peering3"), &["DC1", "DC2"])
+        .env("ZGUIDE_CLIENTS", 0)
+        .env("ZGUIDE_WORKERS", 2);
+    let broker = sc.start_spec("DC1", spec);
+    sc.expect(broker, "I: connecting to state backend at 'DC2'", secs(30));
+    let dir = sc.dir().to_path_buf();
+    let (idle, change) = sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let state = probe(&context, zmq::SUB)
+            .receive_timeout(3_000)
+            .connect(&ipc(&dir, "DC1-state.ipc"));
+        state.set_subscribe(b"").expect("subscribe");
+        // The first message may be from before the subscription settled; the
+        // next four show the clock.
+        let _ = try_recv(&state, "the state subscriber");
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push((try_recv(&state, "the state subscriber"), Instant::now()));
+        }
+        // Right after a tick, a request takes one of the two workers: the
+        // next state is [DC1][1], published in the loop turn that routed the
+        // request, not a second later with the next tick.
+        let client = probe(&context, zmq::DEALER)
+            .identity("C")
+            .connect(&ipc(&dir, "DC1-localfe.ipc"));
+        let sent = Instant::now();
+        send(&client, &[b"", b"TASK"]);
+        let change = try_recv(&state, "the state subscriber");
+        (idle, (change, sent.elapsed()))
+    });
+    let mut last: Option<Instant> = None;
+    for (msg, at) in &idle {
+        assert_eq!(
+            msg.as_ref().ok(),
+            Some(&frames_of(&[b"DC1", b"2"])),
+            "idle state: {idle:?}\n{}",
+            sc.report()
+        );
+        if let Some(last) = last {
+            // About 1 s apart; a loop that published on every turn would
+            // send them back to back.
+            let gap = *at - last;
+            assert!(gap >= ms(500), "idle states {gap:?} apart\n{}", sc.report());
+        }
+        last = Some(*at);
+    }
+    let (change, after) = change;
+    assert_eq!(
+        change.as_ref().ok(),
+        Some(&frames_of(&[b"DC1", b"1"])),
+        "the state after the request\n{}",
+        sc.report()
+    );
+    // At once (a few ms); waiting for the next tick would take ~1 s.
+    assert!(
+        after < ms(500),
+        "the change came {after:?} after the request, with the clock\n{}",
+        sc.report()
+    );
+    sc.stop_cleanly(broker, secs(15));
+}
+
+/// DC1 with no workers of its own; the test plays its peer DC2 (state
+/// publisher and cloud frontend) and a client of DC1. While DC2 announces
+/// one free worker, DC1 lends it the client's request (the reason for the
+/// whole peering design), takes one worker off DC2's count for it, and
+/// routes DC2's answer back to the client; a second request waits until DC2
+/// announces a free worker again.
+#[test]
+fn peering3_lends_work_to_a_peer_with_capacity_when_it_has_none() {
+    let mut sc = Scenario::new("peering3-lend");
+    let spec = Spec::new(bin!("peering3"), &["DC1", "DC2"])
+        .env("ZGUIDE_CLIENTS", 0)
+        .env("ZGUIDE_WORKERS", 0);
+    let broker = sc.start_spec("DC1", spec);
+    sc.expect(broker, "I: connecting to state backend at 'DC2'", secs(30));
+    let dir = sc.dir().to_path_buf();
+    let outcome = sc.in_namespace(move || -> Result<(), String> {
+        let context = zmq::Context::new();
+        let state = probe(&context, zmq::XPUB).bind(&ipc(&dir, "DC2-state.ipc"));
+        let cloudfe = probe(&context, zmq::ROUTER)
+            .identity("DC2")
+            .receive_timeout(2_500)
+            .bind(&ipc(&dir, "DC2-cloud.ipc"));
+        recv(&state, "DC2's state publisher"); // DC1's subscription
+        let client = probe(&context, zmq::DEALER)
+            .identity("C")
+            .connect(&ipc(&dir, "DC1-localfe.ipc"));
+        send(&client, &[b"", b"FIRST"]);
+        send(&client, &[b"", b"SECOND"]);
+        // Announce one free worker until the first request is lent to us
+        // (again only when DC1 may have forgotten it: it believes a state
+        // for 3 s, and an announcement after the lend would count DC2's
+        // worker free again).
+        let deadline = Instant::now() + secs(20);
+        let first = loop {
+            send(&state, &[b"DC2", b"1"]);
+            if let Ok(request) = try_recv(&cloudfe, "DC2's cloud frontend") {
+                break request;
+            }
+            if Instant::now() > deadline {
+                return Err("DC1 never lent a request to DC2".into());
+            }
+        };
+        if first.first().map(Vec::as_slice) != Some(b"DC1")
+            || first.last().map(Vec::as_slice) != Some(b"FIRST")
+        {
+            return Err(format!("lent request {first:?}"));
+        }
+        // One worker announced, one request lent: the second must wait.
+        if let Ok(more) = try_recv(&cloudfe, "DC2's cloud frontend") {
+            return Err(format!(
+                "a second request lent on one free worker: {more:?}"
+            ));
+        }
+        cloudfe
+            .send_multipart(&first, 0)
+            .map_err(|e| e.to_string())?;
+        let reply = try_recv(&client, "DC1's client")?;
+        if reply != frames_of(&[b"", b"FIRST"]) {
+            return Err(format!("the client got {reply:?}"));
+        }
+        // A free worker again: the second request comes.
+        send(&state, &[b"DC2", b"1"]);
+        let second = try_recv(&cloudfe, "DC2's cloud frontend")?;
+        if second.last().map(Vec::as_slice) != Some(b"SECOND") {
+            return Err(format!("second lent request {second:?}"));
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        sc.fail(&e);
+    }
+    sc.stop_cleanly(broker, secs(15));
+}

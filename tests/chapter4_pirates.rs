@@ -1062,3 +1062,93 @@ fn our_workers_serve_through_a_queue_that_speaks_the_cpp_dialect() {
         sc.stop_cleanly(worker, secs(10));
     }
 }
+
+/// Voluntary context switches of a process's main thread so far: one per
+/// time it blocked and woke. A loop that sleeps in `poll` until something
+/// happens adds none while nothing happens; one that polls with a short
+/// timeout adds one per timeout.
+fn main_thread_wakeups(sc: &Scenario, pid: common::Pid) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sc.os_pid(pid)))
+        .unwrap_or_else(|e| sc.fail(&format!("no /proc status: {e}")));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| sc.fail("no voluntary_ctxt_switches line"))
+}
+
+/// Starts `queue` (with `-v`), registers one hand-made DEALER worker (its
+/// READY as the queue's worker socket expects it) and returns it connected.
+fn one_raw_worker(sc: &mut Scenario, queue: common::Pid, ready: &'static [&'static [u8]]) {
+    sc.in_namespace(move || {
+        let context = zmq::Context::new();
+        let worker = wire::probe(&context, zmq::DEALER)
+            .linger(timeout_ms(10_000))
+            .connect("tcp://localhost:5556");
+        wire::send(&worker, ready);
+    });
+    sc.expect(queue, "ready (1 idle)", secs(30));
+}
+
+#[test]
+fn simple_pirate_queue_sleeps_while_nothing_happens() {
+    let mut sc = Scenario::new("simplepirate-idle");
+    let queue = sc.start("spqueue", bin!("spqueue"), &["-v"]);
+    one_raw_worker(&mut sc, queue, &[b"", b"\x01"]);
+    // Two idle seconds, a worker waiting: the queue blocks in its poll. A
+    // queue that polled every millisecond (a timeout of 1 instead of -1)
+    // would wake about 2,000 times.
+    let before = main_thread_wakeups(&sc, queue);
+    std::thread::sleep(secs(2));
+    let woke = main_thread_wakeups(&sc, queue) - before;
+    assert!(woke <= 50, "spqueue woke {woke} times in 2 idle seconds");
+    sc.stop_cleanly(queue, secs(10));
+}
+
+#[test]
+fn paranoid_pirate_queue_heartbeats_an_idle_worker_once_a_second() {
+    let mut sc = Scenario::new("paranoidpirate-beat");
+    let queue = sc.start("ppqueue", bin!("ppqueue"), &["-v"]);
+    // A hand-made worker that sends READY, then answers each heartbeat with
+    // one of its own (staying alive without a timer of its own), and notes
+    // when each heartbeat came.
+    let beats = sc.in_namespace(|| {
+        let context = zmq::Context::new();
+        let worker = wire::probe(&context, zmq::DEALER)
+            .receive_timeout(5_000)
+            .connect("tcp://localhost:5556");
+        wire::send(&worker, &[b"\x01"]);
+        let mut beats = Vec::new();
+        let deadline = Instant::now() + secs(15);
+        while beats.len() < 4 && Instant::now() < deadline {
+            match wire::try_recv(&worker, "worker") {
+                Ok(msg) if msg == frames(&[b"\x02"]) => {
+                    beats.push(Instant::now());
+                    wire::send(&worker, &[b"\x02"]);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        beats
+    });
+    // The heartbeat clock ticks every second whatever the worker sends: a
+    // queue that beat on every message it got (a heartbeat at once for each
+    // of ours) would ping-pong with this worker with no gap at all, and one
+    // whose clock stopped would send no more after the first.
+    assert_eq!(
+        beats.len(),
+        4,
+        "heartbeats seen: {beats:?}\n{}",
+        sc.report()
+    );
+    for pair in beats.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(500),
+            "heartbeats {gap:?} apart\n{}",
+            sc.report()
+        );
+    }
+    sc.stop_cleanly(queue, secs(10));
+}

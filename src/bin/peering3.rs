@@ -27,6 +27,11 @@
 //! * with a worker free, a peer's request is taken before our clients' ones
 //!   (the C does it the other way round, so under local load a peer's request
 //!   can wait until its client gives up and reports a lost task);
+//! * a request that reaches an idle broker is routed at once: the main poll
+//!   also watches the frontends whose requests it can route now (the C polls
+//!   only workers, peers' replies, state and monitor, so such a request
+//!   waited up to a second, or, with only cloud capacity, until something
+//!   else happened);
 //! * a request goes to a random peer *that has capacity*, whose known capacity
 //!   then drops by one until its next report (the C can pick a peer with none);
 //! * if that peer is gone (its connection is down, as cloudbe's monitor tells
@@ -274,9 +279,13 @@ impl Broker {
     fn run(&mut self) -> Result<(), Error> {
         let mut beat = Beat::new(STATE_INTERVAL, Instant::now());
         loop {
-            // Wake at least for our next state broadcast.
+            // Wake at least for our next state broadcast. Also wake for a
+            // request we could route now: the C polls only these four, so a
+            // request reaching an idle broker waited for the next wake-up
+            // (up to 1 s; for ever with cloud capacity only).
             let timeout = beat.time_left(Instant::now()).as_millis() as i64;
-            let primary = [&self.localbe, &self.cloudbe, &self.statefe, &self.monitor];
+            let mut primary = vec![&self.localbe, &self.cloudbe, &self.statefe, &self.monitor];
+            primary.extend(self.routable());
             let ready = interrupt::poll(&primary, timeout)?;
 
             // Track if capacity changes during this iteration.
@@ -326,13 +335,7 @@ impl Broker {
                 // Peers' requests first when a worker is free: the C takes
                 // local ones first, and under local load a peer's request
                 // then starves until its client gives up on it.
-                let local = !self.workers.is_empty();
-                let sockets: &[&zmq::Socket] = if local {
-                    &[&self.localfe, &self.cloudfe]
-                } else {
-                    &[&self.localfe]
-                };
-                let ready = interrupt::poll(sockets, 0)?;
+                let ready = interrupt::poll(&self.routable(), 0)?;
                 let (msg, from_peer) = if ready.get(1) == Some(&true) {
                     (Message::recv_now(&self.cloudfe)?, true)
                 } else if ready[0] {
@@ -361,6 +364,19 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// The frontends whose requests we can route now: both with a local
+    /// worker free, only our clients' with cloud capacity alone (a peer's
+    /// request never goes on to a third broker), none without capacity.
+    fn routable(&self) -> Vec<&zmq::Socket> {
+        if !self.workers.is_empty() {
+            vec![&self.localfe, &self.cloudfe]
+        } else if self.cloud_capacity() > 0 {
+            vec![&self.localfe]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Sends a request to a random peer with capacity. If the peer turns out
