@@ -717,6 +717,13 @@ fn peering3_brokers_lose_no_tasks_and_forget_a_dead_peer() {
         if sc.count(*broker, "E: CLIENT EXIT") > 0 {
             sc.fail("a client lost a task while all brokers were running");
         }
+        // All alive, each publishing once a second: none is taken for silent
+        // (a loaded machine may stall one for 3 s once; a broken check says
+        // it on every loop turn).
+        let silent = sc.count(*broker, "is silent: forgetting its capacity");
+        if silent > 3 {
+            sc.fail(&format!("{silent} live peers taken for silent"));
+        }
     }
     // Kill DC3: the others forget its capacity once its state stops, and
     // keep serving.
@@ -1018,11 +1025,13 @@ fn peering3_publishes_its_capacity_every_second_and_on_each_change() {
 }
 
 /// DC1 with no workers of its own; the test plays its peer DC2 (state
-/// publisher and cloud frontend) and a client of DC1. While DC2 announces
-/// one free worker, DC1 lends it the client's request (the reason for the
-/// whole peering design), takes one worker off DC2's count for it, and
-/// routes DC2's answer back to the client; a second request waits until DC2
-/// announces a free worker again.
+/// publisher and cloud frontend) and a client of DC1. With no capacity
+/// anywhere the client's requests wait without DC1 spinning, and a state from
+/// a broker that is not its peer is refused. While DC2 announces one free
+/// worker, DC1 lends it a request (the reason for the whole peering design),
+/// takes one worker off DC2's count for it, and routes DC2's answer back to
+/// the client; the second request waits until DC2 announces a free worker
+/// again.
 #[test]
 fn peering3_lends_work_to_a_peer_with_capacity_when_it_has_none() {
     let mut sc = Scenario::new("peering3-lend");
@@ -1032,7 +1041,9 @@ fn peering3_lends_work_to_a_peer_with_capacity_when_it_has_none() {
     let broker = sc.start_spec("DC1", spec);
     sc.expect(broker, "I: connecting to state backend at 'DC2'", secs(30));
     let dir = sc.dir().to_path_buf();
-    let outcome = sc.in_namespace(move || -> Result<(), String> {
+    let (waiting, requests_wait) = mpsc::channel::<()>();
+    let (go_on, measured) = mpsc::channel::<()>();
+    let fake = sc.in_namespace_background(move || -> Result<(), String> {
         let context = zmq::Context::new();
         let state = probe(&context, zmq::XPUB).bind(&ipc(&dir, "DC2-state.ipc"));
         let cloudfe = probe(&context, zmq::ROUTER)
@@ -1045,6 +1056,10 @@ fn peering3_lends_work_to_a_peer_with_capacity_when_it_has_none() {
             .connect(&ipc(&dir, "DC1-localfe.ipc"));
         send(&client, &[b"", b"FIRST"]);
         send(&client, &[b"", b"SECOND"]);
+        // A broker DC1 does not peer with says it has workers: not believed.
+        send(&state, &[b"DC9", b"5"]);
+        let _ = waiting.send(());
+        let _ = measured.recv_timeout(secs(30));
         // Announce one free worker until the first request is lent to us
         // (again only when DC1 may have forgotten it: it believes a state
         // for 3 s, and an announcement after the lend would count DC2's
@@ -1085,6 +1100,26 @@ fn peering3_lends_work_to_a_peer_with_capacity_when_it_has_none() {
         }
         Ok(())
     });
+    if requests_wait.recv_timeout(secs(30)).is_err() {
+        sc.fail("the fake peer did not get going");
+    }
+    sc.expect(broker, "statefe: bad state", secs(10));
+    // Two seconds with requests waiting and no capacity: DC1 must sleep in
+    // its poll, not wake for requests it cannot route (a spinning broker
+    // uses ~200 ticks).
+    let (_, ticks) = sc.idle_cost(broker);
+    std::thread::sleep(secs(2));
+    let (_, ticks_after) = sc.idle_cost(broker);
+    let cpu = ticks_after - ticks;
+    assert!(
+        cpu <= 20,
+        "DC1 used {cpu} ticks of CPU in 2 s with nothing to do\n{}",
+        sc.report()
+    );
+    let _ = go_on.send(());
+    let outcome = fake
+        .join()
+        .unwrap_or_else(|_| Err("the fake peer panicked".into()));
     if let Err(e) = outcome {
         sc.fail(&e);
     }

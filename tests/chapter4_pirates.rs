@@ -1063,20 +1063,6 @@ fn our_workers_serve_through_a_queue_that_speaks_the_cpp_dialect() {
     }
 }
 
-/// Voluntary context switches of a process's main thread so far: one per
-/// time it blocked and woke. A loop that sleeps in `poll` until something
-/// happens adds none while nothing happens; one that polls with a short
-/// timeout adds one per timeout.
-fn main_thread_wakeups(sc: &Scenario, pid: common::Pid) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", sc.os_pid(pid)))
-        .unwrap_or_else(|e| sc.fail(&format!("no /proc status: {e}")));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| sc.fail("no voluntary_ctxt_switches line"))
-}
-
 /// Starts `queue` (with `-v`), registers one hand-made DEALER worker (its
 /// READY as the queue's worker socket expects it) and returns it connected.
 fn one_raw_worker(sc: &mut Scenario, queue: common::Pid, ready: &'static [&'static [u8]]) {
@@ -1095,13 +1081,18 @@ fn simple_pirate_queue_sleeps_while_nothing_happens() {
     let mut sc = Scenario::new("simplepirate-idle");
     let queue = sc.start("spqueue", bin!("spqueue"), &["-v"]);
     one_raw_worker(&mut sc, queue, &[b"", b"\x01"]);
-    // Two idle seconds, a worker waiting: the queue blocks in its poll. A
-    // queue that polled every millisecond (a timeout of 1 instead of -1)
-    // would wake about 2,000 times.
-    let before = main_thread_wakeups(&sc, queue);
+    // Two idle seconds, a worker waiting: the queue blocks in its poll. With
+    // a timeout of 1 ms instead of -1 it would wake about 2,000 times, or
+    // (our poll rounds what is left of 1 ms down to 0) spin.
+    let (wakeups, ticks) = sc.idle_cost(queue);
     std::thread::sleep(secs(2));
-    let woke = main_thread_wakeups(&sc, queue) - before;
-    assert!(woke <= 50, "spqueue woke {woke} times in 2 idle seconds");
+    let (wakeups_after, ticks_after) = sc.idle_cost(queue);
+    let (woke, cpu) = (wakeups_after - wakeups, ticks_after - ticks);
+    // A spinning queue would use ~200 ticks (2 s of CPU).
+    assert!(
+        woke <= 50 && cpu <= 20,
+        "spqueue woke {woke} times and used {cpu} ticks of CPU in 2 idle seconds"
+    );
     sc.stop_cleanly(queue, secs(10));
 }
 

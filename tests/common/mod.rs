@@ -385,6 +385,35 @@ impl Scenario {
             .unwrap_or(0)
     }
 
+    /// What a process has cost so far: voluntary context switches of its
+    /// main thread (one each time it blocked and woke) and CPU time of all
+    /// its threads, in clock ticks (utime + stime). A loop that sleeps in
+    /// `poll` until something happens adds neither while nothing happens;
+    /// one that polls with a short timeout adds a wake-up per timeout, and
+    /// one whose timeout is zero spins, adding CPU time.
+    pub fn idle_cost(&self, pid: Pid) -> (u64, u64) {
+        let proc_file = |name: &str| {
+            std::fs::read_to_string(format!("/proc/{}/{name}", self.os_pid(pid)))
+                .unwrap_or_else(|e| self.fail(&format!("no /proc {name}: {e}")))
+        };
+        let wakeups = proc_file("status")
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| self.fail("no voluntary_ctxt_switches line"));
+        let ticks = proc_file("stat")
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or_else(|| self.fail("no utime/stime in /proc stat"));
+        (wakeups, ticks)
+    }
+
     /// Everything the process printed so far (all its runs, if restarted).
     pub fn output(&self, pid: Pid) -> String {
         self.procs[pid.0].output.text()
