@@ -103,6 +103,25 @@ fn until_converged(
     }
 }
 
+/// Dumps every node until all hold `keys` keys with one digest.
+fn until_agreed(net: &mut Network, nodes: &[(usize, Pid)], keys: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let dumps: Vec<(Vec<String>, String)> =
+            nodes.iter().map(|&(h, p)| dump(net, h, p)).collect();
+        if dumps.iter().all(|d| d.1 == dumps[0].1 && d.0.len() == keys) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "no agreement within {timeout:?}: {dumps:?}\n{}",
+                net.report()
+            );
+        }
+        std::thread::sleep(ms(100));
+    }
+}
+
 /// Waits until `pid` on `host` printed a line equal to `line`.
 fn until_line(net: &mut Network, host: usize, pid: Pid, line: &str, timeout: Duration) {
     let want = line.to_string();
@@ -134,7 +153,12 @@ fn three_hosts_converge_and_late_joiners_get_the_map_or_their_subtree_by_snapsho
             pid,
             &format!("set /{}/a {} was here", names[h], names[h]),
         );
-        type_line(&mut net, h, pid, "set /shared/x first");
+        type_line(
+            &mut net,
+            h,
+            pid,
+            &format!("set /shared/x first-{}", names[h]),
+        );
     }
     // Once they all see each other, writes travel by SHOUT.
     for &(h, pid) in &nodes {
@@ -142,6 +166,12 @@ fn three_hosts_converge_and_late_joiners_get_the_map_or_their_subtree_by_snapsho
             until_line(&mut net, h, pid, &format!("* {other} joined KV"), secs(10));
         }
     }
+    // The three first writes to /shared/x are concurrent (a node that read
+    // its stdin after the others' pushes gives its write a higher clock:
+    // seen in CI), and whichever wins must have reached cid before it
+    // writes again, or its "last" is concurrent too and may lose. The
+    // values differ, so one digest everywhere means one version everywhere.
+    until_agreed(&mut net, &nodes, 4, secs(20));
     type_line(&mut net, 1, nodes[1].1, "set /bob/b two words");
     type_line(&mut net, 2, nodes[2].1, "set /shared/x last");
     type_line(&mut net, 0, nodes[0].1, "set /ann/gone soon");
