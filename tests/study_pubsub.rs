@@ -42,12 +42,16 @@ fn sent(sc: &Scenario, publisher: Pid) -> u64 {
 #[test]
 fn tssub_counts_exactly_what_tspub_sent_on_every_topic_when_nothing_is_dropped() {
     let mut sc = Scenario::new("tspub-lossless");
-    let sub = sc.start("tssub", bin!("tssub"), &["--json"]);
+    // Queues of 100,000 at both ends: a loaded machine that stalls the
+    // subscriber for a second must not turn "nothing dropped" into drops
+    // (with the default 1000, CI lost 133 of 5,000).
+    let sub = sc.start("tssub", bin!("tssub"), &["--json", "--rcvhwm", "100000"]);
     let publ = sc.start(
         "tspub",
         bin!("tspub"),
         &[
-            "--name", "A", "--rate", "3000", "--count", "6000", "--topics", "3",
+            "--name", "A", "--rate", "3000", "--count", "6000", "--topics", "3", "--sndhwm",
+            "100000",
         ],
     );
     assert_eq!(sc.wait_exit(publ, secs(30)), 0, "{}", sc.report());
@@ -159,11 +163,16 @@ fn abort_after_ms_fires_with_exit_code_2_when_the_subscriber_is_slow() {
 fn abort_after_ms_never_fires_when_the_subscriber_keeps_up() {
     let mut sc = Scenario::new("tssub-no-abort");
     let limit = ms(1000).as_millis().to_string();
-    let sub = sc.start("tssub", bin!("tssub"), &["--abort-after-ms", &limit]);
+    // Large queues, as in the lossless test above.
+    let sub = sc.start(
+        "tssub",
+        bin!("tssub"),
+        &["--abort-after-ms", &limit, "--rcvhwm", "100000"],
+    );
     let publ = sc.start(
         "tspub",
         bin!("tspub"),
-        &["--rate", "2000", "--duration-s", "3"],
+        &["--rate", "2000", "--duration-s", "3", "--sndhwm", "100000"],
     );
     assert_eq!(sc.wait_exit(publ, secs(30)), 0, "{}", sc.report());
     assert_eq!(sc.wait_exit(sub, secs(30)), 0, "{}", sc.report());
