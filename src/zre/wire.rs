@@ -754,6 +754,31 @@ mod tests {
         ]
     }
 
+    /// The ids and names of RFC 36 (and zyre's three extra commands), in
+    /// the order of `every_command`: log lines name commands by these.
+    #[test]
+    fn every_command_has_its_rfc_id_and_name() {
+        let table: Vec<(u8, &str)> = every_command()
+            .iter()
+            .map(|command| (command.id(), command.name()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                (1, "HELLO"),
+                (2, "WHISPER"),
+                (3, "SHOUT"),
+                (4, "JOIN"),
+                (5, "LEAVE"),
+                (6, "PING"),
+                (7, "PING-OK"),
+                (8, "ELECT"),
+                (9, "LEADER"),
+                (10, "GOODBYE"),
+            ]
+        );
+    }
+
     #[test]
     fn every_command_round_trips() {
         for (n, command) in every_command().into_iter().enumerate() {
@@ -864,6 +889,56 @@ mod tests {
         }
     }
 
+    /// The longstr bound is exactly 16 KiB, both ways: a header value of
+    /// 16,384 bytes goes out and comes back; one byte more is refused by the
+    /// encoder, and by the decoder when a peer sends it anyway.
+    #[test]
+    fn a_longstr_of_16_kib_passes_and_one_byte_more_does_not() {
+        let hello = |value: String| Message {
+            sequence: 1,
+            command: Command::Hello {
+                endpoint: String::new(),
+                groups: vec![],
+                status: 0,
+                name: String::new(),
+                headers: [("k".to_string(), value)].into_iter().collect(),
+            },
+        };
+        let at_limit = hello("v".repeat(16 * 1024));
+        let frames = at_limit.encode().expect("16 KiB is allowed");
+        assert_eq!(Message::decode(&frames), Ok(at_limit));
+
+        let over = hello("v".repeat(16 * 1024 + 1));
+        let refused = over.encode().expect_err("one byte over 16 KiB");
+        // What a log line says about it.
+        assert_eq!(
+            refused.to_string(),
+            "header value of 16385 bytes (at most 16384)"
+        );
+        // The same bytes as the 16 KiB HELLO with the value one byte longer.
+        let mut frame = frames[0].clone();
+        let len_at = frame.len() - 16 * 1024 - 4;
+        frame[len_at..len_at + 4].copy_from_slice(&(16 * 1024 + 1u32).to_be_bytes());
+        frame.push(b'v');
+        let refused = decode_one(&frame).expect_err("one byte over 16 KiB");
+        assert_eq!(
+            refused,
+            DecodeError::TooLong {
+                field: "header value",
+                len: 16 * 1024 + 1,
+                max: MAX_LONGSTR,
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            "header value of 16385 bytes (at most 16384)"
+        );
+        assert_eq!(
+            DecodeError::Signature([0xAA, 0xA0]).to_string(),
+            "signature AAA0"
+        );
+    }
+
     #[test]
     fn bad_headers_are_rejected() {
         assert_eq!(Message::decode::<&[u8]>(&[]), Err(DecodeError::NoFrames));
@@ -931,6 +1006,15 @@ mod tests {
                 ..
             })
         ));
+        // A header takes at least 5 bytes (a name length and a value
+        // length): two headers in 8 bytes cannot be, whatever they hold.
+        let mut hello = b"\xAA\xA1\x01\x02\x00\x01\x00\x00\x00\x00\x00\x00\x00".to_vec();
+        hello.extend_from_slice(&2u32.to_be_bytes());
+        hello.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decode_one(&hello),
+            Err(DecodeError::Truncated { field: "headers" })
+        );
         let mut hello = b"\xAA\xA1\x01\x02\x00\x01\x00\x00\x00\x00\x01".to_vec();
         hello.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
         assert!(matches!(
@@ -953,6 +1037,48 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Every count bound lets exactly its maximum through, both ways, and
+    /// refuses one more when encoding.
+    #[test]
+    fn counts_at_their_limits_pass_and_one_more_does_not() {
+        let hello = |groups: usize, headers: usize| Message {
+            sequence: 1,
+            command: Command::Hello {
+                endpoint: String::new(),
+                groups: (0..groups).map(|n| format!("g{n}")).collect(),
+                status: 0,
+                name: String::new(),
+                headers: (0..headers)
+                    .map(|n| (format!("h{n}"), String::new()))
+                    .collect(),
+            },
+        };
+        let whisper = |frames: usize| Message {
+            sequence: 1,
+            command: Command::Whisper {
+                content: vec![b"x".to_vec(); frames],
+            },
+        };
+        for at_limit in [
+            hello(MAX_GROUPS, 0),
+            hello(0, MAX_HEADERS),
+            whisper(MAX_CONTENT_FRAMES),
+        ] {
+            let frames = at_limit.encode().expect("a count at its limit");
+            assert_eq!(Message::decode(&frames), Ok(at_limit));
+        }
+        for over in [
+            hello(MAX_GROUPS + 1, 0),
+            hello(0, MAX_HEADERS + 1),
+            whisper(MAX_CONTENT_FRAMES + 1),
+        ] {
+            assert!(matches!(
+                over.encode(),
+                Err(EncodeError::TooMany { count, max, .. }) if count == max + 1
+            ));
+        }
     }
 
     #[test]
