@@ -629,6 +629,32 @@ mod tests {
         let forwarded = Properties::parse(&big).unwrap().forwarded().unwrap();
         assert_eq!(&forwarded.raw[..3], &[0xde, 0x00, 0x11]);
         assert_eq!(forwarded.hops, 1);
+        // A small map a client wrote with a longer header than it needed
+        // (map16, map32: valid MessagePack) is forwarded too, re-headed as the
+        // fixmap it fits in.
+        for header in [&[0xde, 0x00, 0x01][..], &[0xdf, 0x00, 0x00, 0x00, 0x01]] {
+            let mut raw = header.to_vec();
+            raw.extend_from_slice(&hex("a1 78 c4 02 01 02"));
+            let forwarded = Properties::parse(&raw).unwrap().forwarded();
+            assert_eq!(
+                forwarded.map(|p| p.raw),
+                Some(hex("82 a1 78 c4 02 01 02 a4 68 6f 70 73 01")),
+                "header {header:02x?}"
+            );
+        }
+        // The grown map must still fit the bound: `hops` adds 6 bytes, so a
+        // map of MAX_PROPERTIES - 6 bytes is forwarded and one byte longer
+        // is not. The map: {"x": <bin16 of n bytes>}, 6 + n bytes.
+        let map_of = |len: usize| {
+            let n = (len - 6) as u16;
+            let mut raw = hex("81 a1 78 c5");
+            raw.extend_from_slice(&n.to_be_bytes());
+            raw.resize(len, 0x55);
+            Properties::parse(&raw).unwrap()
+        };
+        let fits = map_of(MAX_PROPERTIES - 6).forwarded().expect("grows to the bound");
+        assert_eq!(fits.raw.len(), MAX_PROPERTIES);
+        assert_eq!(map_of(MAX_PROPERTIES - 5).forwarded(), None);
     }
 
     /// The two examples of §7 of the spec, byte for byte.
