@@ -652,7 +652,9 @@ mod tests {
             raw.resize(len, 0x55);
             Properties::parse(&raw).unwrap()
         };
-        let fits = map_of(MAX_PROPERTIES - 6).forwarded().expect("grows to the bound");
+        let fits = map_of(MAX_PROPERTIES - 6)
+            .forwarded()
+            .expect("grows to the bound");
         assert_eq!(fits.raw.len(), MAX_PROPERTIES);
         assert_eq!(map_of(MAX_PROPERTIES - 5).forwarded(), None);
     }
@@ -778,6 +780,18 @@ mod tests {
         let long_environment = "e".repeat(MAX_ENVIRONMENT + 1);
         let raw = Properties::build(None, 0, Some(&long_environment), false, None).raw;
         assert!(Properties::parse(&raw).is_err());
+        // Each text bound lets exactly its maximum through.
+        let environment = "e".repeat(MAX_ENVIRONMENT);
+        let raw = Properties::build(None, 0, Some(&environment), false, None).raw;
+        assert_eq!(Properties::parse(&raw).unwrap().environment, environment);
+        let empty = Properties::build(None, 0, Some(""), false, None).raw;
+        assert!(Properties::parse(&empty).is_err());
+        let reason = "r".repeat(MAX_NAME);
+        let raw = Properties::build(None, 0, None, false, Some(&reason)).raw;
+        assert_eq!(Properties::parse(&raw).unwrap().reason, Some(reason));
+        let long_reason = "r".repeat(MAX_NAME + 1);
+        let raw = Properties::build(None, 0, None, false, Some(&long_reason)).raw;
+        assert!(Properties::parse(&raw).is_err());
     }
 
     #[test]
@@ -808,9 +822,24 @@ mod tests {
                 error.what
             );
         }
+        // Exactly at their bounds, a service, an address and a correlation
+        // id pass.
+        let at_limits = with(2, &[b'x'; MAX_NAME]);
+        let mut at_limits_frames = at_limits.clone();
+        at_limits_frames[3] = vec![b'a'; MAX_NAME];
+        at_limits_frames[5] = vec![b'c'; MAX_CORRELATION];
+        for frames in [at_limits, at_limits_frames] {
+            assert!(parse_client(&frames).is_ok(), "{frames:?}");
+        }
         // Bad properties: still answerable, the correlation is known.
         let error = parse_client(&with(4, &hex("92 01 02"))).unwrap_err();
         assert_eq!(error.correlation.as_deref(), Some(&b"42"[..]));
+        // ... unless the correlation id is itself invalid: no answer then.
+        for correlation in [&b""[..], &[b'c'; MAX_CORRELATION + 1]] {
+            let mut frames = with(4, &hex("92 01 02"));
+            frames[5] = correlation.to_vec();
+            assert_eq!(parse_client(&frames).unwrap_err().correlation, None);
+        }
         // Trailing frames after PING, and a worker READY with extra frames.
         let mut ping = ClientCommand::Ping.to_frames(false);
         ping.push(b"x".to_vec());
