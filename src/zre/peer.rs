@@ -387,6 +387,7 @@ mod tests {
         assert!(peer.is_ready());
         assert_eq!(peer.name(), "peer");
         assert_eq!(peer.address(), "tcp://10.0.0.2:49200");
+        assert_eq!(peer.endpoint(), "tcp://10.0.0.2:49200");
         assert_eq!(peer.headers().get("X-A").map(String::as_str), Some("b"));
         assert_eq!(peer.groups().iter().collect::<Vec<_>>(), ["A", "B"]);
         assert_eq!(peer.status(), 9);
@@ -497,6 +498,28 @@ mod tests {
                 got: 7
             })
         );
+        // What the log line that drops such a peer says.
+        let texts = [
+            Invalid::StatusMismatch {
+                expected: 6,
+                got: 7,
+            }
+            .to_string(),
+            Invalid::MessagesLost {
+                expected: 4,
+                got: 5,
+            }
+            .to_string(),
+            Invalid::TooManyGroups.to_string(),
+        ];
+        assert_eq!(
+            texts,
+            [
+                "JOIN/LEAVE missed (status 7, expected 6)".to_string(),
+                "messages lost (sequence 5, expected 4)".to_string(),
+                format!("more than {MAX_GROUPS} groups"),
+            ]
+        );
         let mut peer = ready_peer(now);
         assert!(matches!(
             peer.receive(&leave(2, "A", 5), now),
@@ -524,6 +547,18 @@ mod tests {
                 &join(sequence + 1, "one too many", status.wrapping_add(1)),
                 now
             ),
+            Outcome::Invalid(Invalid::TooManyGroups)
+        );
+        // A HELLO may list exactly MAX_GROUPS groups (a peer built without
+        // our decoder's bound could list more).
+        let names: Vec<String> = (0..=MAX_GROUPS).map(|n| n.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut peer = Peer::new(UUID, String::new(), now, Timing::default());
+        assert_eq!(peer.receive(&hello(1, &names[..MAX_GROUPS], 0), now), OK);
+        assert_eq!(peer.groups().len(), MAX_GROUPS);
+        let mut peer = Peer::new(UUID, String::new(), now, Timing::default());
+        assert_eq!(
+            peer.receive(&hello(1, &names, 0), now),
             Outcome::Invalid(Invalid::TooManyGroups)
         );
     }
