@@ -635,5 +635,13 @@ mod tests {
             Change::RequestFromClient.log_line(true),
             "I: request from client, ready as active"
         );
+        assert_eq!(
+            Fatal::DualActives.log_line(),
+            "E: fatal error - dual actives, aborting"
+        );
+        assert_eq!(
+            Fatal::DualPassives.log_line(),
+            "E: fatal error - dual passives, aborting"
+        );
     }
 }
