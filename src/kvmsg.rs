@@ -387,6 +387,70 @@ mod tests {
         msg.set_prop("ttl", "99999999999999999999999").unwrap();
         msg.stamp_expiry(u64::MAX - 1);
         assert_eq!(msg.expiry_ms(), Some(u64::MAX), "saturates");
+        // A ttl past ten years is cut to ten years (365-day years).
+        msg.set_prop("ttl", "999999999999").unwrap();
+        msg.stamp_expiry(1000);
+        assert_eq!(msg.expiry_ms(), Some(1000 + 315_360_000_000));
+    }
+
+    /// The five frames carry exactly what the accessors say, in the C's
+    /// order: key, sequence (8 bytes, big-endian), UUID, properties, body.
+    #[test]
+    fn the_frames_are_key_sequence_uuid_properties_body() {
+        let msg = KvMsg::with("/client/7", 1 << 40, vec![1u8, 0, 2]);
+        assert_eq!(
+            (msg.key(), msg.sequence(), msg.body()),
+            (&b"/client/7"[..], 1 << 40, &[1u8, 0, 2][..])
+        );
+        let wire = msg.to_message();
+        let expected: Vec<&[u8]> = vec![
+            b"/client/7",
+            &[0, 0, 1, 0, 0, 0, 0, 0],
+            b"",
+            b"",
+            &[1, 0, 2],
+        ];
+        assert_eq!(
+            (0..5).map(|i| wire.get(i).unwrap()).collect::<Vec<_>>(),
+            expected
+        );
+        let back = KvMsg::from_message(frames(&[b"k", &[0, 0, 0, 0, 0, 0, 1, 2], b"", b"", b"v"]))
+            .unwrap();
+        assert_eq!(
+            (back.key(), back.sequence(), back.body()),
+            (&b"k"[..], 258, &b"v"[..])
+        );
+
+        let mut msg = msg;
+        msg.set_key("k2");
+        msg.set_sequence(-7);
+        msg.set_body("b");
+        assert_eq!(
+            (msg.key(), msg.sequence(), msg.body()),
+            (&b"k2"[..], -7, &b"b"[..])
+        );
+        msg.set_key(vec![b'k'; MAX_KEY_BYTES + 10]);
+        assert_eq!(msg.key().len(), MAX_KEY_BYTES, "cut like kvmsg_fmt_key");
+        msg.set_uuid();
+        assert!(msg.uuid().is_some());
+        msg.clear_uuid();
+        assert_eq!(msg.uuid(), None);
+        msg.set_prop("ttl", "5").unwrap();
+        assert_eq!(msg.props(), [("ttl".to_string(), "5".to_string())]);
+        assert_eq!(msg.to_message().get(2), Some(&b""[..]));
+    }
+
+    /// Every fresh UUID says version 4 and the RFC 4122 variant (binary 10 in
+    /// the top bits of byte 8), whatever the random bits were.
+    #[test]
+    fn uuids_carry_version_4_and_the_rfc_4122_variant() {
+        let mut msg = KvMsg::new(0);
+        for _ in 0..64 {
+            msg.set_uuid();
+            let uuid = msg.uuid().unwrap();
+            assert_eq!(uuid[6] >> 4, 4, "{uuid:02x?}");
+            assert_eq!(uuid[8] >> 6, 0b10, "{uuid:02x?}");
+        }
     }
 
     #[test]
