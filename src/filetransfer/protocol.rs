@@ -814,12 +814,70 @@ mod tests {
         assert_eq!(check_prefix(".."), Err("`..` component"));
     }
 
+    /// The largest message each side may legally send fits the other's
+    /// `MAXMSGSIZE`, and neither limit is looser than that plus a little:
+    /// a request with a name of MAX_NAME bytes, a listing frame of
+    /// MAX_LIST_BYTES, a chunk of MAX_CHUNK.
+    #[test]
+    fn the_largest_legal_frames_fit_the_socket_limits_and_little_more() {
+        let name = "n".repeat(MAX_NAME);
+        for request in [
+            Request::Fetch {
+                name: name.clone(),
+                offset: u64::MAX,
+                length: MAX_CHUNK,
+                zstd: true,
+            },
+            Request::Stat { name: name.clone() },
+            Request::List {
+                prefix: name.clone(),
+            },
+        ] {
+            let largest = request.to_frames().iter().map(Vec::len).max().unwrap();
+            assert_eq!(largest, MAX_NAME);
+            assert!(largest as i64 <= SERVER_MAX_FRAME, "{request:?}");
+        }
+        assert!(SERVER_MAX_FRAME <= MAX_NAME as i64 + 4096);
+        assert!(MAX_LIST_BYTES as i64 <= CLIENT_MAX_FRAME);
+        assert!(i64::from(MAX_CHUNK) <= CLIENT_MAX_FRAME);
+        assert!(CLIENT_MAX_FRAME <= MAX_LIST_BYTES as i64 + 4096);
+    }
+
     #[test]
     fn statuses_and_hex() {
         assert_eq!(Status::parse(b"429"), Some(Status::BUSY));
         assert_eq!(Status::parse(b"42"), None);
         assert_eq!(Status::parse(b"+42"), None);
         assert_eq!(Status::REFUSED.to_frame(), b"403");
+        // What the client prints for each status.
+        let described: Vec<String> = [
+            Status::OK,
+            Status::HASHING,
+            Status::MALFORMED,
+            Status::REFUSED,
+            Status::NOT_FOUND,
+            Status::TOO_LARGE,
+            Status::BUSY,
+            Status::READ_ERROR,
+            Status(299),
+        ]
+        .into_iter()
+        .map(Status::describe)
+        .collect();
+        assert_eq!(
+            described,
+            [
+                "200 ok",
+                "202 hashing",
+                "400 malformed request",
+                "403 refused",
+                "404 not found",
+                "413 too large",
+                "429 busy",
+                "500 read error",
+                "299 unknown status",
+            ]
+        );
         let h = hash(b"abc");
         assert_eq!(from_hex(&hex(&h)), Some(h));
         assert_eq!(from_hex("zz"), None);
