@@ -792,6 +792,36 @@ mod tests {
         assert_eq!(parse_reply(vec![b"XXXX".to_vec()]), Parsed::NotOurs);
     }
 
+    /// A listing may hold exactly MAX_LIST_ENTRIES entries and be exactly
+    /// MAX_LIST_BYTES long (the size is checked before anything is decoded,
+    /// so the error says which bound was hit).
+    #[test]
+    fn listings_are_bounded_at_exactly_their_limits() {
+        let entries = |n: usize| {
+            let entry = Entry {
+                name: "a".into(),
+                size: 1,
+            };
+            encode_listing(&vec![entry; n])
+        };
+        assert_eq!(
+            decode_listing(&entries(MAX_LIST_ENTRIES)).map(|e| e.len()),
+            Ok(MAX_LIST_ENTRIES)
+        );
+        assert_eq!(
+            decode_listing(&entries(MAX_LIST_ENTRIES + 1)),
+            Err("listing of more than 100,000 entries")
+        );
+        assert_eq!(
+            decode_listing(&vec![0xc1; MAX_LIST_BYTES]),
+            Err("the listing is not a MessagePack list of [name, size]")
+        );
+        assert_eq!(
+            decode_listing(&vec![0xc1; MAX_LIST_BYTES + 1]),
+            Err("listing larger than 16 MiB")
+        );
+    }
+
     #[test]
     fn names_are_relative_and_plain() {
         for good in ["a", "a/b", "a.b/.c/..d", "dir/file name", "é"] {
@@ -833,9 +863,12 @@ mod tests {
                 prefix: name.clone(),
             },
         ] {
-            let largest = request.to_frames().iter().map(Vec::len).max().unwrap();
+            let frames = request.to_frames();
+            let largest = frames.iter().map(Vec::len).max().unwrap();
             assert_eq!(largest, MAX_NAME);
             assert!(largest as i64 <= SERVER_MAX_FRAME, "{request:?}");
+            // A name of exactly MAX_NAME bytes is legal.
+            assert_eq!(parse(&views(&frames)), Parsed::Ok(request));
         }
         assert!(SERVER_MAX_FRAME <= MAX_NAME as i64 + 4096);
         assert!(MAX_LIST_BYTES as i64 <= CLIENT_MAX_FRAME);
