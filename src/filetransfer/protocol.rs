@@ -842,6 +842,11 @@ mod tests {
         }
         assert_eq!(check_prefix(""), Ok(()));
         assert_eq!(check_prefix(".."), Err("`..` component"));
+        assert_eq!(check_name(&"n".repeat(MAX_NAME)), Ok(()));
+        assert_eq!(
+            check_name(&"n".repeat(MAX_NAME + 1)),
+            Err("name longer than 1024 bytes")
+        );
     }
 
     /// The largest message each side may legally send fits the other's
