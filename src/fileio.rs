@@ -272,8 +272,7 @@ pub fn serve_requests(pipe: &Pipe, router: &zmq::Socket, file: &File) -> Result<
 /// Receives one chunk on the client's DEALER (interruptible); extra frames,
 /// which our servers never send, are read and ignored.
 pub fn recv_chunk(dealer: &zmq::Socket) -> Result<zmq::Message, Error> {
-    interrupt::wait_readable(dealer, -1)?;
-    let chunk = interrupt::retry_eintr(|| dealer.recv_msg(0))?;
+    let chunk = interrupt::recv_blocking(dealer, || dealer.recv_msg(0))?;
     while dealer.get_rcvmore()? {
         interrupt::retry_eintr(|| dealer.recv_msg(0))?;
     }

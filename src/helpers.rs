@@ -64,8 +64,7 @@ pub fn send_more(socket: &zmq::Socket, text: &str) -> Result<(), Error> {
 /// with `Error::Interrupted` on Ctrl-C. Bytes that are not UTF-8 are replaced,
 /// never a panic. Unlike `s_recv` the text is not truncated at 255 bytes.
 pub fn recv_string(socket: &zmq::Socket) -> Result<String, Error> {
-    interrupt::wait_readable(socket, -1)?;
-    let bytes = interrupt::retry_eintr(|| socket.recv_bytes(0))?;
+    let bytes = interrupt::recv_blocking(socket, || socket.recv_bytes(0))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -153,6 +153,82 @@ pub fn wait_readable(socket: &zmq::Socket, timeout_ms: i64) -> Result<bool, Erro
     Ok(poll(&[socket], timeout_ms)?[0])
 }
 
+/// How long one blocking receive in [`recv_within`] waits before it looks at
+/// the interrupt flag again, when the signal woke some other thread.
+const RECV_WAKE_MS: i64 = 100;
+
+/// Runs `receive` (a blocking receive on `socket`, such as
+/// `|| socket.recv_multipart(0)`) until it returns a message, however long
+/// that takes; `Error::Interrupted` on Ctrl-C/SIGTERM. See [`recv_within`].
+pub fn recv_blocking<T>(
+    socket: &zmq::Socket,
+    receive: impl FnMut() -> zmq::Result<T>,
+) -> Result<T, Error> {
+    match recv_within(socket, -1, receive)? {
+        Some(message) => Ok(message),
+        None => unreachable!("a receive without a time limit returned no message"),
+    }
+}
+
+/// Runs `receive` (a blocking receive on `socket`) until it returns a
+/// message, `Ok(None)` after `timeout_ms` (-1: no limit), without a poll: the
+/// cheapest wait libzmq has, the one the C and C++ examples use.
+///
+/// A plain blocking `zmq_recv` cannot watch the self-pipe, so once
+/// [`catch_signals`] was called the wait is cut into slices of at most 100 ms
+/// (`ZMQ_RCVTIMEO`, set for the call and put back after it): a signal
+/// delivered to this thread ends the wait at once with `EINTR`, one delivered
+/// to another thread within 100 ms; either way the result is
+/// `Error::Interrupted`. Compared with [`wait_readable`] and then a receive,
+/// this makes three fewer system calls per message (no `zmq_poll` over two
+/// descriptors with its non-blocking first pass): a tenth of the Freelance
+/// round trip with three servers on two cores.
+pub fn recv_within<T>(
+    socket: &zmq::Socket,
+    timeout_ms: i64,
+    mut receive: impl FnMut() -> zmq::Result<T>,
+) -> Result<Option<T>, Error> {
+    let deadline = deadline_after(timeout_ms);
+    let previous = socket.get_rcvtimeo()?;
+    let mut slice = previous;
+    let result = loop {
+        if interrupted() {
+            break Err(Error::Interrupted);
+        }
+        // What is left of the caller's time, rounded up, so that a fraction
+        // of a millisecond is waited for rather than spun through.
+        let left = match deadline {
+            None => -1,
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .as_micros()
+                .div_ceil(1000) as i64,
+        };
+        let wanted = match (left, wake_fd().is_some()) {
+            (-1, true) => RECV_WAKE_MS,
+            (left, true) => left.min(RECV_WAKE_MS),
+            (left, false) => left,
+        } as i32;
+        if wanted != slice {
+            socket.set_rcvtimeo(wanted)?;
+            slice = wanted;
+        }
+        match receive() {
+            Ok(message) => break Ok(Some(message)),
+            Err(zmq::Error::EAGAIN) if left == 0 => break Ok(None),
+            Err(zmq::Error::EAGAIN) => continue,
+            Err(zmq::Error::EINTR) if signalled_soon() => break Err(Error::Interrupted),
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => break Err(e.into()),
+        }
+    };
+    if slice != previous {
+        // Best effort: a socket whose context is gone (ETERM) has no options.
+        let _ = socket.set_rcvtimeo(previous);
+    }
+    result
+}
+
 /// `zmq_proxy(frontend, backend)` that Ctrl-C/SIGTERM can stop: returns
 /// `Error::Interrupted` once a signal arrived, so the caller can close its
 /// sockets and exit cleanly.
@@ -274,6 +350,63 @@ mod tests {
         assert_eq!(poll_any(&items, 5000).unwrap(), [false, true]);
         tx.send("x", 0).unwrap();
         assert_eq!(poll_any(&items, 5000).unwrap(), [true, true]);
+    }
+
+    fn pair(name: &str) -> (zmq::Context, zmq::Socket, zmq::Socket) {
+        let context = zmq::Context::new();
+        let rx = context.socket(zmq::PAIR).unwrap();
+        rx.bind(&format!("inproc://{name}")).unwrap();
+        let tx = context.socket(zmq::PAIR).unwrap();
+        tx.connect(&format!("inproc://{name}")).unwrap();
+        (context, rx, tx)
+    }
+
+    #[test]
+    fn recv_within_keeps_the_callers_limit_not_the_sockets() {
+        let (_context, rx, _tx) = pair("recv-within-limit");
+        // The socket's own timeout is far longer than the call's: the call's wins.
+        rx.set_rcvtimeo(5000).unwrap();
+        let started = Instant::now();
+        let got = recv_within(&rx, 200, || rx.recv_bytes(0)).unwrap();
+        let waited = started.elapsed();
+        assert_eq!(got, None);
+        assert!(
+            waited >= Duration::from_millis(200),
+            "gave up early: {waited:?}"
+        );
+        assert!(waited < Duration::from_millis(2000), "waited {waited:?}");
+        assert_eq!(
+            rx.get_rcvtimeo().unwrap(),
+            5000,
+            "the socket's timeout is put back"
+        );
+    }
+
+    #[test]
+    fn recv_within_zero_only_takes_what_is_waiting() {
+        let (_context, rx, tx) = pair("recv-within-zero");
+        assert_eq!(recv_within(&rx, 0, || rx.recv_bytes(0)).unwrap(), None);
+        tx.send("waiting", 0).unwrap();
+        // inproc delivery is immediate once the pipe exists.
+        let got = recv_within(&rx, 1000, || rx.recv_multipart(0)).unwrap();
+        assert_eq!(got, Some(vec![b"waiting".to_vec()]));
+        assert_eq!(rx.get_rcvtimeo().unwrap(), -1);
+    }
+
+    #[test]
+    fn recv_blocking_outwaits_a_short_socket_timeout() {
+        let (_context, rx, tx) = pair("recv-blocking-wait");
+        // A socket timeout of 10 ms must not end a wait without a limit: the
+        // message comes ten times later than that.
+        rx.set_rcvtimeo(10).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            tx.send("late", 0).unwrap();
+            tx
+        });
+        assert_eq!(recv_blocking(&rx, || rx.recv_bytes(0)).unwrap(), b"late");
+        assert_eq!(rx.get_rcvtimeo().unwrap(), 10);
+        drop(sender.join());
     }
 
     #[test]

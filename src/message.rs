@@ -44,8 +44,8 @@ impl Message {
     /// `Error::Interrupted` if Ctrl-C/SIGTERM arrives while waiting (once
     /// [`interrupt::catch_signals`] was called).
     pub fn recv(socket: &zmq::Socket) -> Result<Message, Error> {
-        interrupt::wait_readable(socket, -1)?;
-        Message::recv_now(socket)
+        let frames = interrupt::recv_blocking(socket, || socket.recv_multipart(0))?;
+        Ok(Message::from_frames(frames))
     }
 
     /// Receives one whole message if one is already waiting, else `Ok(None)`.
@@ -60,11 +60,8 @@ impl Message {
     /// Receives a message, waiting at most `timeout_ms` (-1: no limit).
     /// `Ok(None)` means the time ran out.
     pub fn recv_timeout(socket: &zmq::Socket, timeout_ms: i64) -> Result<Option<Message>, Error> {
-        if interrupt::wait_readable(socket, timeout_ms)? {
-            Message::recv_now(socket).map(Some)
-        } else {
-            Ok(None)
-        }
+        let frames = interrupt::recv_within(socket, timeout_ms, || socket.recv_multipart(0))?;
+        Ok(frames.map(Message::from_frames))
     }
 
     /// Receives a message with a plain blocking call, for sockets a poll has
