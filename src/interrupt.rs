@@ -197,17 +197,16 @@ pub fn recv_within<T>(
         }
         // What is left of the caller's time, rounded up, so that a fraction
         // of a millisecond is waited for rather than spun through.
-        let left = match deadline {
-            None => -1,
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
+        let left = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
                 .as_micros()
-                .div_ceil(1000) as i64,
-        };
+                .div_ceil(1000) as i64
+        });
         let wanted = match (left, wake_fd().is_some()) {
-            (-1, true) => RECV_WAKE_MS,
-            (left, true) => left.min(RECV_WAKE_MS),
-            (left, false) => left,
+            (None, false) => -1,
+            (None, true) => RECV_WAKE_MS,
+            (Some(left), false) => left,
+            (Some(left), true) => left.min(RECV_WAKE_MS),
         } as i32;
         if wanted != slice {
             socket.set_rcvtimeo(wanted)?;
@@ -215,7 +214,7 @@ pub fn recv_within<T>(
         }
         match receive() {
             Ok(message) => break Ok(Some(message)),
-            Err(zmq::Error::EAGAIN) if left == 0 => break Ok(None),
+            Err(zmq::Error::EAGAIN) if left == Some(0) => break Ok(None),
             Err(zmq::Error::EAGAIN) => continue,
             Err(zmq::Error::EINTR) if signalled_soon() => break Err(Error::Interrupted),
             Err(zmq::Error::EINTR) => continue,
@@ -407,6 +406,155 @@ mod tests {
         assert_eq!(recv_blocking(&rx, || rx.recv_bytes(0)).unwrap(), b"late");
         assert_eq!(rx.get_rcvtimeo().unwrap(), 10);
         drop(sender.join());
+    }
+
+    /// Set in the child process that the signal tests start: how it waits.
+    const SIGNAL_CHILD: &str = "ZGUIDE_INTERRUPT_TEST_CHILD";
+
+    /// Not a test of its own: the child process of the two signal tests
+    /// below (it returns at once when run without them). It installs the
+    /// handler, optionally blocks SIGTERM in this thread so that the signal
+    /// must go to another one, and waits in `recv_blocking` for a message
+    /// nobody sends.
+    #[test]
+    fn signal_child() {
+        let Ok(mode) = std::env::var(SIGNAL_CHILD) else {
+            return;
+        };
+        catch_signals();
+        let (_context, rx, _tx) = pair("signal-child");
+        if mode == "elsewhere" {
+            // SAFETY: a signal set on the stack, changed with libc's own calls.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                assert_eq!(
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+                    0
+                );
+            }
+        }
+        if mode == "limit" {
+            // No signal comes: a limit of 350 ms is waited for in four
+            // slices (100, 100, 100, 50 ms), and all of it.
+            rx.set_rcvtimeo(5000).unwrap();
+            let started = Instant::now();
+            let result = recv_within(&rx, 350, || rx.recv_bytes(0));
+            println!("waited {} ms: {result:?}", started.elapsed().as_millis());
+            assert!(matches!(result, Ok(None)));
+            assert_eq!(rx.get_rcvtimeo().unwrap(), 5000);
+            return;
+        }
+        let mut sender = None;
+        if mode == "here" {
+            // A signal for this very thread, sent once it waits: its poll
+            // inside libzmq fails with EINTR. (The test harness runs tests
+            // on threads of its own, so a SIGTERM to the process may well go
+            // to another thread; that is the "elsewhere" case.)
+            // SAFETY: pthread_self() of this thread, which outlives the
+            // sender: it joins it below before it returns.
+            let waiting = unsafe { libc::pthread_self() } as usize;
+            sender = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                // SAFETY: see above; the thread is still waiting or done.
+                unsafe { libc::pthread_kill(waiting as libc::pthread_t, libc::SIGTERM) };
+            }));
+        }
+        println!("waiting");
+        let result = recv_blocking(&rx, || rx.recv_bytes(0));
+        if let Some(sender) = sender {
+            sender.join().unwrap();
+        }
+        println!("result: {result:?}");
+        assert!(matches!(result, Err(Error::Interrupted)));
+    }
+
+    /// Starts [`signal_child`] in `mode`, sends it SIGTERM once it waits
+    /// (in mode `elsewhere`; `here` signals itself), and returns how long it took to exit
+    /// after that and what it printed.
+    fn signal_the_child(mode: &str) -> (Duration, String) {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "interrupt::tests::signal_child", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(SIGNAL_CHILD, mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut output = String::new();
+        let limit = Instant::now() + Duration::from_secs(20);
+        let ready = if mode == "limit" { "waited" } else { "waiting" };
+        while !output.contains(ready) {
+            let left = limit.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => output += &(line + "\n"),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the child never waited: {output}");
+                }
+            }
+        }
+        let signalled = Instant::now();
+        if mode == "elsewhere" {
+            // SAFETY: kill(2) on the pid of a child we started and still own.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        }
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if signalled.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("the child still waits 10 s after SIGTERM: {output}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = signalled.elapsed();
+        output.extend(lines.try_iter().map(|line| line + "\n"));
+        assert!(status.success(), "the child failed ({status}): {output}");
+        (took, output)
+    }
+
+    #[test]
+    fn a_signal_to_the_waiting_thread_ends_recv_blocking() {
+        let (took, output) = signal_the_child("here");
+        assert!(output.contains("result: Err(Interrupted)"), "{output}");
+        assert!(took < Duration::from_secs(2), "took {took:?}: {output}");
+    }
+
+    #[test]
+    fn a_signal_to_another_thread_ends_recv_blocking_within_a_slice() {
+        // The waiting thread blocks SIGTERM, so only the flag, read between
+        // slices of 100 ms, can end its wait.
+        let (took, output) = signal_the_child("elsewhere");
+        assert!(output.contains("result: Err(Interrupted)"), "{output}");
+        assert!(took < Duration::from_secs(2), "took {took:?}: {output}");
+    }
+
+    #[test]
+    fn recv_within_a_limit_longer_than_a_slice_waits_all_of_it() {
+        let (_, output) = signal_the_child("limit");
+        let waited: u64 = output
+            .split("waited ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("no time in: {output}"));
+        assert!(
+            (350..2000).contains(&waited),
+            "waited {waited} ms: {output}"
+        );
+        assert!(output.contains(": Ok(None)"), "{output}");
     }
 
     #[test]
