@@ -735,4 +735,82 @@ mod tests {
         let next = accept(&mut store, 0, 1)[0];
         assert!(next > highest, "id {next} after {highest}");
     }
+
+    const EXIT_CHILD: &str = "ZGUIDE_STORE_EXIT_CHILD";
+    const EXIT_TEST: &str = "broker::store::tests::a_forget_is_durable_only_once_synced";
+
+    /// The child of [`a_forget_is_durable_only_once_synced`]: three requests
+    /// accepted (durably), the first forgotten at once (so not durably),
+    /// `sync` called or not, then the process ends without the store's
+    /// destructor, as a crash would.
+    fn forget_then_exit(path: &Path, sync: bool) -> ! {
+        let mut store = Store::open(path).unwrap();
+        accept(&mut store, 0, 3);
+        store.forget(&[0]).unwrap();
+        if sync {
+            store.sync().unwrap();
+        }
+        std::process::exit(0);
+    }
+
+    /// What survives the child's end, by whether it synced.
+    fn after_exit(sync: bool) -> Vec<u64> {
+        let dir = TempDir::new(if sync { "synced" } else { "unsynced" });
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([EXIT_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(EXIT_CHILD, format!("{}:{}", sync, dir.db().display()))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "child {status}");
+        let mut store = Store::open(&dir.db()).unwrap();
+        correlations(&store.load().unwrap())
+    }
+
+    #[test]
+    fn a_forget_is_durable_only_once_synced() {
+        if let Ok(spec) = std::env::var(EXIT_CHILD) {
+            let (sync, path) = spec.split_once(':').unwrap();
+            forget_then_exit(Path::new(path), sync == "true");
+        }
+        // A forget within FORGET_SYNC_INTERVAL of the last durable commit
+        // is not fsync'd: a crash brings the request back (answered twice,
+        // dropped by the client by correlation id), as documented.
+        assert_eq!(after_exit(false), vec![0, 1, 2]);
+        // `sync` makes it durable.
+        assert_eq!(after_exit(true), vec![1, 2]);
+    }
+
+    #[test]
+    fn load_logs_ten_bad_records_and_counts_the_rest() {
+        crate::log_limit::captured::install();
+        let dir = TempDir::new("many-bad");
+        let mut store = Store::open(&dir.db()).unwrap();
+        accept(&mut store, 0, 1);
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(REQUESTS).unwrap();
+                for key in 100..100 + LOGGED_BAD_RECORDS as u64 + 3 {
+                    table.insert(key, &b"garbage"[..]).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        assert_eq!(correlations(&store.load().unwrap()), vec![0]);
+        let about_this_store =
+            crate::log_limit::captured::lines_with(&dir.db().display().to_string());
+        let deleted = about_this_store
+            .iter()
+            .filter(|line| line.contains(": record "))
+            .count();
+        assert_eq!(deleted, LOGGED_BAD_RECORDS, "{about_this_store:#?}");
+        let summary: Vec<&String> = about_this_store
+            .iter()
+            .filter(|line| line.contains("more bad records deleted"))
+            .collect();
+        assert_eq!(summary.len(), 1, "{about_this_store:#?}");
+        assert!(summary[0].contains(": 3 more bad"), "{summary:?}");
+        assert_eq!(store.len().unwrap(), 1);
+    }
 }
