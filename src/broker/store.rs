@@ -563,6 +563,32 @@ mod tests {
     }
 
     #[test]
+    fn a_request_at_every_bound_is_kept_and_one_byte_more_is_refused() {
+        let dir = TempDir::new("at-bounds");
+        let mut store = Store::open(&dir.db()).unwrap();
+        let mut largest = request(1);
+        largest.service = vec![b's'; MAX_NAME];
+        largest.address = vec![b'a'; MAX_NAME];
+        largest.correlation = vec![b'7'; MAX_CORRELATION];
+        largest.body = vec![vec![b'b'; 1]; MAX_BODY_FRAMES];
+        largest.body[0] = vec![b'B'; MAX_BODY_FRAME];
+        let client = vec![b'k'; MAX_CLIENT];
+        assert_eq!(store.accept(&[(&client, &largest)]).unwrap(), vec![0]);
+        let stored = store.load().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].client, client);
+        assert_eq!(stored[0].request, largest);
+
+        let mut frame_too_big = request(2);
+        frame_too_big.body[0] = vec![b'B'; MAX_BODY_FRAME + 1];
+        assert!(store.accept(&[(b"C", &frame_too_big)]).is_err());
+        let mut service_too_long = request(3);
+        service_too_long.service = vec![b's'; MAX_NAME + 1];
+        assert!(store.accept(&[(b"C", &service_too_long)]).is_err());
+        assert_eq!(store.len().unwrap(), 1);
+    }
+
+    #[test]
     fn records_that_do_not_decode_or_break_a_bound_are_deleted_by_load() {
         let dir = TempDir::new("garbage");
         let mut store = Store::open(&dir.db()).unwrap();
