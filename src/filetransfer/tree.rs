@@ -394,6 +394,23 @@ mod tests {
     }
 
     #[test]
+    fn hash_file_grows_a_small_buffer_to_64_kib_and_keeps_a_larger_one() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for (given, kept) in [(0, 65_536), (10_000, 65_536), (1 << 20, 1 << 20)] {
+            let mut buffer = vec![0u8; given];
+            let size = data.len() as u64;
+            let (whole, _) = Leaves::hash_file(size, &mut buffer, |offset, piece: &mut [u8]| {
+                let at = offset as usize;
+                piece.copy_from_slice(&data[at..at + piece.len()]);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(whole, protocol::hash(&data), "buffer of {given}");
+            assert_eq!(buffer.len(), kept, "buffer of {given}");
+        }
+    }
+
+    #[test]
     fn leaves_stay_few_for_huge_files() {
         assert_eq!(Leaves::leaf_for(1), MIN_LEAF);
         assert_eq!(Leaves::leaf_for(1 << 30), MIN_LEAF);
