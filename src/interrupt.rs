@@ -10,6 +10,13 @@
 //! drained, so once a signal has arrived every later poll returns at once: a
 //! program cannot miss it, whichever thread happens to be blocked.
 //!
+//! A plain blocking receive cannot watch the pipe, and a poll of two
+//! descriptors before every receive costs a request-reply server a third more
+//! system calls than the C's blocking `zmq_recv`. So [`recv_within`] (behind
+//! `Message::recv`) receives with a blocking call cut into 100 ms slices: a
+//! signal delivered to the waiting thread ends it at once (`EINTR`), one
+//! delivered to another thread at the end of the slice.
+//!
 //! Until [`catch_signals`] is called the functions here behave like plain
 //! ZeroMQ calls, and the default signal action (terminate) stays in force.
 //!
