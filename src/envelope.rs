@@ -206,6 +206,12 @@ mod tests {
         assert_eq!(worker, b"W");
         assert!(check(&reply.unwrap()).is_ok());
         assert!(from_worker(Message::from_frames(["W", "\x01"]), b"\x01").is_err());
+        // One frame that is not the signal is a reply (a C++ worker's text
+        // reply, say), and the signal with more after it is not the signal.
+        let (_, one) = from_worker(Message::from_frames(["W", "", "OK"]), b"\x01").unwrap();
+        assert_eq!(one, Some(Message::from_frames(["OK"])));
+        let (_, more) = from_worker(Message::from_frames(["W", "", "\x01", "x"]), b"\x01").unwrap();
+        assert_eq!(more, Some(Message::from_frames(["\x01", "x"])));
     }
 
     #[test]
@@ -259,5 +265,17 @@ mod tests {
             &Message::from_frames(["C1", "", "OK"]),
             &peers
         ));
+    }
+
+    #[test]
+    fn the_cpp_peer_shape_is_chosen_by_the_environment() {
+        // No other unit test reads this variable, so setting it here cannot
+        // change another test's result.
+        std::env::set_var("ZGUIDE_PEER_DELIMITER", "1");
+        assert_eq!(PeerShape::from_env(), PeerShape::Cpp);
+        std::env::set_var("ZGUIDE_PEER_DELIMITER", "0");
+        assert_eq!(PeerShape::from_env(), PeerShape::C);
+        std::env::remove_var("ZGUIDE_PEER_DELIMITER");
+        assert_eq!(PeerShape::from_env(), PeerShape::C);
     }
 }

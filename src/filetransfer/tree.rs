@@ -367,6 +367,8 @@ mod tests {
         assert_eq!(whole, protocol::hash(&data));
         let leaves = leaves.expect("longer than a leaf");
         assert_eq!(leaves.leaf(), MIN_LEAF);
+        // 13 leaves of 64 KiB (the last one short), 32 bytes each.
+        assert_eq!(leaves.bytes(), 13 * HASH_LEN);
         for chunks in [&[65_536u64][..], &[131_072], &[1 << 20], &[262_144, 65_536]] {
             for (offset, length) in pieces(size, chunks) {
                 let piece = &data[offset as usize..(offset + length) as usize];
