@@ -265,6 +265,20 @@ mod tests {
             &Message::from_frames(["C1", "", "OK"]),
             &peers
         ));
+        // A worker's reply: to a peer it must be a peer request's shape, to
+        // our own client an envelope.
+        assert!(check_reply(&Message::from_frames(["DC2", "C1", "", "OK"]), &peers).is_ok());
+        assert!(check_reply(&Message::from_frames(["C1", "", "OK"]), &peers).is_ok());
+        assert!(check_reply(&Message::from_frames(["DC2", "OK"]), &peers).is_err());
+        assert!(check_reply(&Message::from_frames(["C1", "OK"]), &peers).is_err());
+    }
+
+    #[test]
+    fn show_frame_prints_the_length_and_the_escaped_data() {
+        assert_eq!(show_frame("Worker: ", b"OK"), "Worker: [002] OK");
+        let shown = show_frame("W: ", b"\x1b[31m");
+        assert!(shown.starts_with("W: [005] "), "{shown}");
+        assert!(!shown.contains('\x1b'), "{shown}");
     }
 
     #[test]
