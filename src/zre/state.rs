@@ -1297,6 +1297,47 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_holds_exactly_and_replacing_a_value_costs_only_the_difference() {
+        let mut map = Map::new("/").unwrap();
+        let put = |map: &mut Map, key: &str, clock: u64, len: usize| {
+            map.apply(&Update {
+                key: key.to_string(),
+                version: Version {
+                    clock,
+                    origin: uuid(1),
+                },
+                value: vec![b'x'; len],
+            })
+        };
+        // 64 entries of exactly 1 MiB each (a 4-byte key and the rest value)
+        // fill MAX_MAP_BYTES to the byte: every one is stored.
+        let entry = MAX_MAP_BYTES / 64;
+        for i in 0..64 {
+            let key = format!("/b{i:02}");
+            assert_eq!(
+                put(&mut map, &key, 1, entry - key.len()),
+                Applied::Stored,
+                "{key}"
+            );
+        }
+        // One byte more is refused.
+        assert_eq!(put(&mut map, "/z", 2, 1), Applied::Full);
+        // Replacing a value counts what it replaces, again and again.
+        for clock in 3..6 {
+            assert_eq!(put(&mut map, "/b00", clock, entry - 4), Applied::Stored);
+        }
+        assert_eq!(put(&mut map, "/b01", 6, entry - 4 + 1), Applied::Full);
+        assert_eq!(put(&mut map, "/b01", 7, entry - 4 - 10), Applied::Stored);
+        // The 10 bytes freed hold a 10-byte entry, not one byte more.
+        assert_eq!(put(&mut map, "/zz", 8, 8), Applied::Full);
+        assert_eq!(put(&mut map, "/z", 9, 8), Applied::Stored);
+        // A delete frees its entry's bytes.
+        assert_eq!(put(&mut map, "/b02", 10, 0), Applied::Stored);
+        assert_eq!(put(&mut map, "/new", 11, entry - 4), Applied::Stored);
+        assert_eq!(map.len(), 65);
+    }
+
+    #[test]
     fn keys_must_be_paths() {
         assert_eq!(check_key(b"/a/b"), Ok("/a/b".into()));
         assert!(check_key(b"a").is_err());
@@ -1440,6 +1481,18 @@ mod tests {
         ];
         for content in &bad {
             assert!(KvMessage::decode(content).is_err(), "{content:?}");
+        }
+        // A KVPUB must carry exactly one kvmsg; said as such.
+        for content in [
+            vec![KVPUB.to_vec()],
+            [good.clone(), vec![b"x".to_vec()]].concat(),
+        ] {
+            assert_eq!(
+                KvMessage::decode(&content),
+                Err(Rejected::Malformed(
+                    "KVPUB without exactly one kvmsg".into()
+                ))
+            );
         }
         // Random frames: never a panic.
         use rand::{Rng, SeedableRng};
