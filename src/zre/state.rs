@@ -1466,6 +1466,13 @@ mod tests {
                 b"99999999999999999999999".to_vec(),
             ],
             vec![KVEND.to_vec(), b"KV".to_vec(), b"/".to_vec(), b"".to_vec()],
+            // Rust's parse takes a leading '+'; the protocol's digits do not.
+            vec![
+                KVEND.to_vec(),
+                b"KV".to_vec(),
+                b"/".to_vec(),
+                b"+5".to_vec(),
+            ],
             [
                 vec![KVSNAP.to_vec(), b"KV".to_vec(), b"/".to_vec()],
                 good[1..5].to_vec(),
