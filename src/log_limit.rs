@@ -195,6 +195,30 @@ mod tests {
     }
 
     #[test]
+    fn warn_and_complain_write_lines_within_their_limits() {
+        captured::install();
+        // A window of two lines an hour: two of three get through.
+        let mut window = Window::new(2, Duration::from_secs(3600));
+        for n in 0..3 {
+            window.warn(format_args!("window-marker {n}"));
+        }
+        assert_eq!(
+            captured::lines_with("window-marker"),
+            ["window-marker 0", "window-marker 1"]
+        );
+        // The process-wide complaints: some of a burst get through, never
+        // more than two periods' worth (the burst may straddle a second).
+        for n in 0..3 * COMPLAINTS_PER_SECOND {
+            complain(format_args!("complaint-marker {n}"));
+        }
+        let complaints = captured::lines_with("complaint-marker").len() as u32;
+        assert!(
+            (1..=2 * COMPLAINTS_PER_SECOND).contains(&complaints),
+            "{complaints} complaints logged"
+        );
+    }
+
+    #[test]
     fn sparse_logs_powers_of_two() {
         let mut sparse = Sparse::default();
         let logged: Vec<u64> = (0..1000).filter_map(|_| sparse.note()).collect();

@@ -405,10 +405,21 @@ mod tests {
             }
         };
         assert!(!reader.is_live(endpoint), "nothing listens yet");
+        assert_eq!(reader.handshakes(), 0);
         for round in 0..2 {
             let sender_context = zmq::Context::new();
             let sender = new(&sender_context, zmq::DEALER).bind(endpoint).unwrap();
             wait_until(true);
+            // Each connection is one more handshake.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while reader.handshakes() != round + 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: {} handshakes",
+                    reader.handshakes()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             for n in 0..MESSAGES {
                 let body = n.to_string();
                 let frames: [&[u8]; 4] = [b"a", b"b", b"c", body.as_bytes()];
