@@ -227,6 +227,36 @@ fn flclient2_drops_malformed_and_stale_replies() {
     );
 }
 
+#[test]
+fn flclient2_cpp_speaks_the_binary_sequence_of_the_cpp_flserver2() {
+    let mut sc = Scenario::new("freelance2-cpp");
+    // A fake `flserver2.cpp`: it takes the sequence as a 4-byte big-endian
+    // integer (zmqpp's `get(uint)` asserts on the size) and echoes it.
+    let fake = sc.in_namespace_background(|| {
+        let ctx = zmq::Context::new();
+        let server = wire::probe(&ctx, zmq::ROUTER).bind("tcp://*:5555");
+        let mut sequences = Vec::new();
+        for _ in 0..3 {
+            let request = wire::recv(&server, "fake C++ server");
+            let (id, sequence) = (&request[0], &request[2]);
+            sequences.push(sequence.clone());
+            wire::send(&server, &[id, b"", sequence, b"OK"]);
+        }
+        sequences
+    });
+    let c = client(
+        &mut sc,
+        "flclient2 --cpp",
+        bin!("flclient2"),
+        &["--cpp", &endpoint(5555)],
+        "3",
+    );
+    assert_finished(&mut sc, c);
+    let sequences = join(&sc, fake);
+    let expected: Vec<Vec<u8>> = (1u32..=3).map(|n| n.to_be_bytes().to_vec()).collect();
+    assert_eq!(sequences, expected, "{}", sc.report());
+}
+
 // ---- §35 Model Three -----------------------------------------------------
 
 /// Starts `flserver3` for `port` (identity `tcp://localhost:<port>`).

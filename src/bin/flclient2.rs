@@ -19,6 +19,12 @@
 //!
 //! `ZGUIDE_REQUESTS` sets the number of requests (default 10,000, the C's).
 //!
+//! `flclient2 --cpp <endpoint>…` speaks the dialect of the guide's
+//! `flserver2.cpp`: the sequence number as a 4-byte big-endian integer
+//! (zmqpp's `push_back(uint)`) instead of decimal text. The C++ server
+//! asserts on a 4-byte frame, so without `--cpp` it dies on our first
+//! request; our `flserver2` echoes the frame it got and serves both.
+//!
 //! Differs from the C: a reply that is not three frames made the C `assert`
 //! and die; here it is logged (sparsely, escaped) and dropped. Sends never
 //! block: a copy for a server whose queue is full is dropped. After
@@ -44,15 +50,18 @@ struct Flclient {
     servers: usize,
     sequence: u64,
     malformed: Sparse,
+    /// Sequence numbers as 4-byte big-endian integers (the C++ dialect).
+    binary_sequence: bool,
 }
 
 impl Flclient {
-    fn new(context: &zmq::Context) -> Result<Flclient, Error> {
+    fn new(context: &zmq::Context, binary_sequence: bool) -> Result<Flclient, Error> {
         Ok(Flclient {
             socket: socket::new(context, zmq::DEALER).linger(0).build()?,
             servers: 0,
             sequence: 0,
             malformed: Sparse::default(),
+            binary_sequence,
         })
     }
 
@@ -75,14 +84,21 @@ impl Flclient {
     fn request(&mut self, mut request: Message) -> Result<Option<Message>, Error> {
         // Prefix the request with a sequence number and an empty envelope.
         self.sequence += 1;
-        let sequence = self.sequence.to_string();
-        request.push(sequence.as_str());
+        let sequence = if self.binary_sequence {
+            (self.sequence as u32).to_be_bytes().to_vec()
+        } else {
+            self.sequence.to_string().into_bytes()
+        };
+        request.push(sequence.clone());
         request.push("");
 
         // Blast the request to all connected servers.
         for _ in 0..self.servers {
             if !request.clone().send_or_drop(&self.socket)? {
-                log::debug!("a server's queue is full; its copy of request {sequence} dropped");
+                log::debug!(
+                    "a server's queue is full; its copy of request {} dropped",
+                    self.sequence
+                );
             }
         }
         // Wait for a matching reply to arrive from anywhere.
@@ -104,7 +120,7 @@ impl Flclient {
                 continue;
             }
             reply.pop();
-            if reply.pop().as_deref() == Some(sequence.as_bytes()) {
+            if reply.pop().as_deref() == Some(sequence.as_slice()) {
                 return Ok(Some(reply));
             }
         }
@@ -112,7 +128,11 @@ impl Flclient {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let binary_sequence = args.get(1).is_some_and(|a| a == "--cpp");
+    if binary_sequence {
+        args.remove(1);
+    }
     if args.len() == 1 {
         println!("I: syntax: {} <endpoint> ...", args[0]);
         return ExitCode::SUCCESS;
@@ -121,7 +141,7 @@ fn main() -> ExitCode {
     let code = program::run(|| {
         let context = zmq::Context::new();
         // Create a new freelance client object, connected to each endpoint.
-        let mut client = Flclient::new(&context)?;
+        let mut client = Flclient::new(&context, binary_sequence)?;
         for endpoint in &args[1..] {
             client.connect(endpoint)?;
         }
