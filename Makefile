@@ -99,7 +99,9 @@ MUTANTS_LIB_FILES = --file src/message.rs --file src/envelope.rs --file src/help
 	--file src/interrupt.rs --file src/reactor.rs --file src/actor.rs --file src/socket.rs \
 	--file src/program.rs --file src/heartbeat.rs --file src/ppp.rs --file src/mdp/protocol.rs \
 	--file src/mdp/titanic.rs --file src/zre/wire.rs --file src/zre/peer.rs \
-	--file src/broker/protocol.rs --file src/kvmsg.rs --file src/bstar.rs
+	--file src/broker/protocol.rs --file src/kvmsg.rs --file src/bstar.rs \
+	--file src/filetransfer/protocol.rs --file src/filetransfer/tree.rs --file src/broker/store.rs \
+	--file src/zre/state.rs --file src/log_limit.rs
 mutants:
 	$(CARGO) mutants --no-shuffle $(MUTANTS_LIB_FILES) $(MUTANTS_ARGS) -C --lib --test-tool nextest
 	$(CARGO) mutants --no-shuffle --file src/bstar.rs $(MUTANTS_ARGS) -C --test -C chapter4_binarystar --test-tool nextest
