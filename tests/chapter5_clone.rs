@@ -143,6 +143,14 @@ fn clone2_late_client_gets_a_snapshot() {
     );
     let (bad, entries, end) = sc.in_namespace(|| {
         let ctx = zmq::Context::new();
+        // Wait until the server publishes: the client's snapshot may have come
+        // before its first update (the map empty), and so could ours on a
+        // loaded machine. An update is published just before it goes down the
+        // inproc pipe to the state manager, which applies it before it reads
+        // a request that comes later over TCP.
+        let subscriber = probe(&ctx, zmq::SUB).connect("tcp://localhost:5557");
+        subscriber.set_subscribe(b"").unwrap();
+        recv(&subscriber, "probe waiting for an update");
         let dealer = probe(&ctx, zmq::DEALER).connect("tcp://localhost:5556");
         send(&dealer, &[b"GIMME"]);
         send(&dealer, &[b"ICANHAZ?"]);
