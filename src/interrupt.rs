@@ -244,8 +244,11 @@ pub fn recv_within<T>(
 /// threads and the signal thread around, that is luck. So we run
 /// `zmq_proxy_steerable` instead, with a control PAIR socket whose other end
 /// belongs to a small watcher thread: the watcher waits for the signal and
-/// sends the proxy `TERMINATE`. Without [`catch_signals`] this is plain
-/// `zmq_proxy`. `context` must be the sockets' context (for the inproc pipe).
+/// sends the proxy `TERMINATE`. The proxy reads that only between bursts,
+/// so if it is stuck in a send behind a full backend the watcher also passes
+/// the signal on to the proxy's thread (`pthread_kill`, every 100 ms until
+/// the proxy returns), which ends the send with `EINTR`. Without
+/// [`catch_signals`] this is plain `zmq_proxy`. `context` must be the sockets' context (for the inproc pipe).
 pub fn proxy(
     context: &zmq::Context,
     frontend: &mut zmq::Socket,
@@ -278,12 +281,31 @@ pub fn proxy_with_capture(
     let watcher_end = context.socket(zmq::PAIR)?;
     watcher_end.connect(&endpoint)?;
 
+    // SAFETY: pthread_self() has no preconditions; this thread runs the
+    // proxy and outlives the watcher (the scope below joins it).
+    let proxy_thread = unsafe { libc::pthread_self() };
+    let proxy_done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let control = &mut control;
+        let proxy_done = &proxy_done;
         scope.spawn(move || {
             // Readable pipe: the proxy ended on its own; nothing to do.
             if let Err(Error::Interrupted) = wait_readable(&watcher_end, -1) {
                 let _ = watcher_end.send("TERMINATE", zmq::DONTWAIT);
+                // The proxy reads TERMINATE only between bursts. Inside one
+                // it sends with blocking calls, and behind a full backend
+                // (a slow worker) a burst of 1000 requests can take the
+                // worker's time for each. Only a signal on the proxy's own
+                // thread cuts such a send short (EINTR), and the user's went
+                // to whichever thread the kernel chose: so pass it on to
+                // the proxy's thread until the proxy has returned. (A
+                // second SIGINT only sets the flag again.)
+                while !proxy_done.load(Ordering::SeqCst) {
+                    // SAFETY: the proxy's thread is alive until the scope
+                    // has joined this one.
+                    unsafe { libc::pthread_kill(proxy_thread, libc::SIGINT) };
+                    std::thread::sleep(Duration::from_millis(RECV_WAKE_MS as u64));
+                }
             }
         });
         // EINTR before the handler set the flag: run on; TERMINATE follows.
@@ -291,6 +313,7 @@ pub fn proxy_with_capture(
             Some(capture) => zmq::proxy_steerable_with_capture(frontend, backend, capture, control),
             None => zmq::proxy_steerable(frontend, backend, control),
         });
+        proxy_done.store(true, Ordering::SeqCst);
         if !interrupted() {
             let _ = control.send("", zmq::DONTWAIT); // let the watcher go
         }
@@ -431,16 +454,38 @@ mod tests {
         catch_signals();
         let (_context, rx, _tx) = pair("signal-child");
         if mode == "elsewhere" {
-            // SAFETY: a signal set on the stack, changed with libc's own calls.
-            unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                assert_eq!(
-                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
-                    0
-                );
+            block_sigterm_here();
+        }
+        if mode == "proxy" {
+            // A proxy stuck in a blocking send: its backend holds two
+            // messages (SNDHWM 1 + RCVHWM 1 over inproc) and nobody reads
+            // them, ten are waiting at the frontend. SIGTERM is blocked on
+            // this thread (so the watcher thread inherits that too): the
+            // user's signal lands elsewhere, and TERMINATE alone would wait
+            // for the end of a burst that never ends.
+            block_sigterm_here();
+            let context = zmq::Context::new();
+            let mut frontend = context.socket(zmq::PULL).unwrap();
+            frontend.bind("inproc://proxy-front").unwrap();
+            let feeder = context.socket(zmq::PUSH).unwrap();
+            feeder.connect("inproc://proxy-front").unwrap();
+            let mut backend = context.socket(zmq::PUSH).unwrap();
+            backend.set_sndhwm(1).unwrap();
+            backend.bind("inproc://proxy-back").unwrap();
+            let stuck = context.socket(zmq::PULL).unwrap();
+            stuck.set_rcvhwm(1).unwrap();
+            stuck.connect("inproc://proxy-back").unwrap();
+            for n in 0..10 {
+                feeder.send(&format!("task {n}"), 0).unwrap();
             }
+            println!("waiting");
+            let result = proxy(&context, &mut frontend, &mut backend);
+            println!("result: {result:?}");
+            assert!(matches!(result, Err(Error::Interrupted)));
+            for socket in [&frontend, &feeder, &backend, &stuck] {
+                socket.set_linger(0).unwrap();
+            }
+            return;
         }
         if mode == "limit" {
             // No signal comes: a limit of 350 ms is waited for in four
@@ -475,6 +520,21 @@ mod tests {
         }
         println!("result: {result:?}");
         assert!(matches!(result, Err(Error::Interrupted)));
+    }
+
+    /// Blocks SIGTERM on the calling thread (and the threads it starts), so
+    /// that a SIGTERM to the process is delivered to some other thread.
+    fn block_sigterm_here() {
+        // SAFETY: a signal set on the stack, changed with libc's own calls.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            assert_eq!(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+                0
+            );
+        }
     }
 
     /// Starts [`signal_child`] in `mode`, sends it SIGTERM once it waits
@@ -512,7 +572,7 @@ mod tests {
             }
         }
         let signalled = Instant::now();
-        if mode == "elsewhere" {
+        if mode == "elsewhere" || mode == "proxy" {
             // SAFETY: kill(2) on the pid of a child we started and still own.
             assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
         }
@@ -544,6 +604,15 @@ mod tests {
         // The waiting thread blocks SIGTERM, so only the flag, read between
         // slices of 100 ms, can end its wait.
         let (took, output) = signal_the_child("elsewhere");
+        assert!(output.contains("result: Err(Interrupted)"), "{output}");
+        assert!(took < Duration::from_secs(2), "took {took:?}: {output}");
+    }
+
+    #[test]
+    fn a_signal_to_another_thread_ends_a_proxy_stuck_in_a_send() {
+        // TERMINATE cannot reach a proxy blocked in a send; the signal passed
+        // on to its thread does.
+        let (took, output) = signal_the_child("proxy");
         assert!(output.contains("result: Err(Interrupted)"), "{output}");
         assert!(took < Duration::from_secs(2), "took {took:?}: {output}");
     }

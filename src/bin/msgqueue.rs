@@ -17,8 +17,10 @@
 //! to 1000 requests in one burst with blocking sends, so behind a slow worker
 //! whose queue is full, replies wait until the burst is through (a flood of
 //! requests can delay everybody's replies by the time the worker needs for
-//! the burst). Ctrl-C still ends it at once. Write the loop by hand, as
-//! `rrbroker` does, when that matters.
+//! the burst). Ctrl-C still ends it at once (`interrupt::proxy` passes the
+//! signal on to the proxy's thread, whose blocked send then fails with
+//! `EINTR`; `TERMINATE` alone would wait for the burst's end). Write the loop
+//! by hand, as `rrbroker` does, when that matters.
 //!
 //! Differs from the C: `interrupt::proxy` runs the proxy so that
 //! Ctrl-C/SIGTERM stops it (a steerable proxy told `TERMINATE`) and the
