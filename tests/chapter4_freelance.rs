@@ -387,6 +387,35 @@ fn echo_works(sc: &Scenario) {
     });
 }
 
+/// A fresh REQ client gets its echo, or else a second one does.
+///
+/// libzmq 4.3.4's REP (the C's socket, kept here) may silently drop one
+/// reply after garbage: a request without an empty delimiter frame, read
+/// after its sender has gone, leaves the ROUTER inside REP believing it is
+/// in the middle of a reply (`router_t::rollback` resets `_more_out` only
+/// when it has a pipe to roll back), so the next reply, to whichever client,
+/// is dropped as the tail of that one. The server received the request and
+/// sent the reply (checked with counters in flserver1: every request
+/// echoed, none refused by the send), and the one after is answered. In
+/// loops of this test's garbage against one server it cost 6 replies in 300
+/// rounds and 6 in 200. A client retries (flclient1 does); a second loss in
+/// a row would be a bug of ours.
+fn echo_works_after_garbage(sc: &Scenario) {
+    let first = sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let req = wire::probe(&ctx, zmq::REQ).connect("tcp://localhost:5555");
+        wire::send(&req, &[b"Hello world"]);
+        wire::try_recv(&req, "echo probe")
+    });
+    match first {
+        Ok(reply) => assert_eq!(reply, frames(&[b"Hello world"])),
+        Err(e) => {
+            eprintln!("{e}: a reply lost after garbage (libzmq's REP), asking again");
+            echo_works(sc);
+        }
+    }
+}
+
 #[test]
 fn flserver1_shrugs_off_garbage_oversized_frames_and_clients_that_never_read() {
     let mut sc = Scenario::new("freelance1-hostile");
@@ -402,9 +431,9 @@ fn flserver1_shrugs_off_garbage_oversized_frames_and_clients_that_never_read() {
         // some with one, and a PING nobody expects.
         attack::send_all(&dealers, attack::random_messages(33, 500, 5, 64));
         // The echoes of random messages that had an empty frame come back
-        // too; the PING's echo is among them. The server drops a reply it
-        // cannot queue at once (its policy), so under a loaded machine one
-        // PING may go unanswered: up to three, each waited for 5 s.
+        // too; the PING's echo is among them. libzmq's REP may lose one
+        // reply after garbage (see `echo_works_after_garbage`), so up to
+        // three PINGs, each waited for 5 s.
         let mut failures = Vec::new();
         for _ in 0..3 {
             wire::send(&dealers[0], &[b"", b"PING"]);
@@ -419,7 +448,7 @@ fn flserver1_shrugs_off_garbage_oversized_frames_and_clients_that_never_read() {
         let big = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
         attack::oversized_frame(&big, &[b""], 100 << 10);
     });
-    echo_works(&sc);
+    echo_works_after_garbage(&sc);
     flood_without_reading(&sc, &[b"", &[b'x'; 60 << 10]], server);
     echo_works(&sc);
     sc.stop_cleanly(server, secs(5));

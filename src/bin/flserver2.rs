@@ -22,8 +22,10 @@
 //! Limits: frames up to 64 KiB (a bigger one makes libzmq drop that client's
 //! connection); at most 100 unread replies per client, after which libzmq's
 //! REP drops that client's replies, so a client that stops reading neither
-//! blocks nor grows the server. Ctrl-C/SIGTERM: prints `W: interrupted` and
-//! exits 0, as the C.
+//! blocks nor grows the server. libzmq's REP may drop one reply after an
+//! envelope-less message from a client that has gone (see `flserver1`);
+//! flclient2 asks every server, so another answers. Ctrl-C/SIGTERM: prints
+//! `W: interrupted` and exits 0, as the C.
 
 use std::process::ExitCode;
 
