@@ -698,6 +698,7 @@ mod tests {
 
     #[test]
     fn a_request_resets_the_back_off_and_junk_is_ignored() {
+        crate::log_limit::captured::install();
         let context = zmq::Context::new();
         let (router, endpoint) = broker(&context);
         let options = WorkerOptions {
@@ -721,6 +722,12 @@ mod tests {
         ] {
             router.send_multipart(junk, 0).unwrap();
         }
+        // A well-formed command only a worker sends: named in the log.
+        let ready = WorkerCommand::Ready {
+            service: b"echo".to_vec(),
+            properties: Properties::build(None, 0, None, false, None),
+        };
+        to(&router, &id, ready);
         to(&router, &id, request(b"1", b"x"));
         let (_, reply, _) = next_command(&router);
         assert!(matches!(reply, WorkerCommand::Reply { .. }), "{reply:?}");
@@ -732,6 +739,11 @@ mod tests {
         assert!((230..800).contains(&gap), "150 + 100 ms, got {gap}");
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
+        assert!(
+            !crate::log_limit::captured::lines_with("worker: unexpected READY from the broker")
+                .is_empty(),
+            "the READY was not named"
+        );
     }
 
     #[test]
@@ -783,6 +795,12 @@ mod tests {
         to(&passive, &id, WorkerCommand::Disconnect);
         let refused = Instant::now();
         let (id, ready, at) = next_command(&active);
+        let warned = format!("broker at {first} sent DISCONNECT; reconnecting to {second} in");
+        assert_eq!(
+            crate::log_limit::captured::lines_with(&warned).len(),
+            1,
+            "{warned}"
+        );
         assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
         // The back-off (100 ms) applies; not 500 ms of silence either.
         let gap = at - refused;
@@ -843,5 +861,155 @@ mod tests {
         for (gap, expected) in gaps.iter().zip([100, 200, 400]) {
             assert!(*gap + 10 >= expected, "gaps {gaps:?}");
         }
+    }
+
+    /// CPU time this thread has used so far.
+    fn thread_cpu() -> Duration {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec we own.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) },
+            0
+        );
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    }
+
+    #[test]
+    fn the_environment_is_the_one_given_or_default() {
+        let context = zmq::Context::new();
+        let (_router, endpoint) = broker(&context);
+        let worker = Worker::with_context(&context, options(&endpoint)).unwrap();
+        assert_eq!(worker.environment(), "test");
+        let plain = WorkerOptions {
+            environment: None,
+            ..options(&endpoint)
+        };
+        let worker = Worker::with_context(&context, plain).unwrap();
+        assert_eq!(worker.environment(), "default");
+    }
+
+    #[test]
+    fn a_bad_first_endpoint_fails_but_a_bad_failover_is_skipped() {
+        let context = zmq::Context::new();
+        let bad = "tcp://no port here".to_string();
+        let first_bad = WorkerOptions {
+            endpoint: bad.clone(),
+            ..WorkerOptions::default()
+        };
+        assert!(matches!(
+            Worker::with_context(&context, first_bad),
+            Err(Error::Endpoint { .. })
+        ));
+        // Broker, bad failover, broker: DISCONNECT sends the worker on to
+        // the bad one, refused (no connect counted), then after a second
+        // back-off back to the broker.
+        let (router, endpoint) = broker(&context);
+        let ring = WorkerOptions {
+            liveness: 100,
+            failover: vec![bad],
+            ..options(&endpoint)
+        };
+        let mut worker = Worker::with_context(&context, ring).unwrap();
+        let (id, ready, _) = next_command(&router);
+        assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
+        to(&router, &id, WorkerCommand::Disconnect);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while worker.connects() < 2 && Instant::now() < deadline {
+            assert_eq!(
+                worker.recv_timeout(Duration::from_millis(50)).unwrap(),
+                None
+            );
+        }
+        assert_eq!((worker.connects(), worker.endpoint()), (2, &endpoint[..]));
+        let (id_again, ready, _) = next_command(&router);
+        assert!(matches!(ready, WorkerCommand::Ready { .. }), "{ready:?}");
+        assert_ne!(id_again, id);
+    }
+
+    #[test]
+    fn waiting_through_a_back_off_takes_the_whole_timeout_and_no_cpu() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let slow = WorkerOptions {
+            heartbeat: Duration::from_millis(300),
+            reconnect_initial: Duration::from_secs(5),
+            reconnect_max: Duration::from_secs(5),
+            ..options(&endpoint)
+        };
+        let mut worker = Worker::with_context(&context, slow).unwrap();
+        let (id, _, _) = next_command(&router);
+        // Idle and connected: the waits are for the heartbeat, the broker's
+        // silence and the caller's limit, not a spin between them.
+        let cpu = thread_cpu();
+        let started = Instant::now();
+        assert_eq!(
+            worker.recv_timeout(Duration::from_millis(600)).unwrap(),
+            None
+        );
+        let (waited, spent) = (started.elapsed(), thread_cpu() - cpu);
+        assert!(waited >= Duration::from_millis(590), "{waited:?}");
+        assert!(
+            spent < Duration::from_millis(150),
+            "{spent:?} of CPU in {waited:?}"
+        );
+        // In the back-off after a DISCONNECT: the same, and no reconnect yet.
+        to(&router, &id, WorkerCommand::Disconnect);
+        let cpu = thread_cpu();
+        let started = Instant::now();
+        assert_eq!(
+            worker.recv_timeout(Duration::from_millis(600)).unwrap(),
+            None
+        );
+        let (waited, spent) = (started.elapsed(), thread_cpu() - cpu);
+        assert!(waited >= Duration::from_millis(590), "{waited:?}");
+        assert!(
+            spent < Duration::from_millis(150),
+            "{spent:?} of CPU in {waited:?}"
+        );
+        assert_eq!(worker.connects(), 1);
+    }
+
+    #[test]
+    fn a_reply_waits_liveness_heartbeats_for_a_broker_that_does_not_read() {
+        let context = zmq::Context::new();
+        // The broker's queue takes one message; the worker's holds 1000.
+        let router = context.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.set_rcvhwm(1).unwrap();
+        let endpoint = format!(
+            "inproc://worker-test-{}",
+            ENDPOINTS.fetch_add(1, Ordering::SeqCst)
+        );
+        router.bind(&endpoint).unwrap();
+        let patient = WorkerOptions {
+            heartbeat: Duration::from_millis(300),
+            ..options(&endpoint)
+        };
+        let mut worker = Worker::with_context(&context, patient).unwrap();
+        let (id, _, _) = next_command(&router);
+        // Requests keep coming, replies are never read: at some point a
+        // reply finds no room, and waits 3 × 300 ms for it.
+        for n in 0..5000u32 {
+            to(&router, &id, request(&n.to_be_bytes(), b"x"));
+            let incoming = worker
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .expect("the request");
+            let started = Instant::now();
+            match worker.reply(&incoming, Status::OK, vec![b"x".to_vec()], None) {
+                Ok(()) => continue,
+                Err(Error::Timeout) => {
+                    let waited = started.elapsed();
+                    assert!(waited >= Duration::from_millis(850), "{waited:?} after {n}");
+                    assert!(n >= 900, "the queue held only {n} replies");
+                    return;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("5000 replies went into a broker that reads nothing");
     }
 }
