@@ -855,4 +855,86 @@ mod tests {
         let mut again = vec![Vec::new()];
         pump(&mut [&mut server], &mut again, |d| has(&d[0], "X", "x"));
     }
+
+    #[test]
+    fn gossip_sockets_heartbeat_and_have_room_for_one_whole_table() {
+        let context = zmq::Context::new();
+        let remotes = ["inproc://gossip-options".to_string()];
+        let gossip = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &remotes).unwrap();
+        assert_eq!(gossip.sockets().len(), 2);
+        for socket in gossip.sockets() {
+            assert_eq!(socket.get_heartbeat_ivl().unwrap(), 1000);
+            assert_eq!(socket.get_heartbeat_timeout().unwrap(), 5000);
+            // A HELLO's answer (every tuple) fits; a peer that never reads
+            // is dropped after about one table, not a hundred.
+            let hwm = socket.get_sndhwm().unwrap() as usize;
+            assert!(hwm > MAX_TUPLES && hwm < 2 * MAX_TUPLES, "SNDHWM {hwm}");
+        }
+    }
+
+    #[test]
+    fn ticks_come_when_due_and_the_next_is_always_ahead() {
+        let context = zmq::Context::new();
+        let mut gossip = Gossip::new(&context, None, &[]).unwrap();
+        let due = gossip.ping_at;
+        let early = due - Duration::from_millis(1);
+        gossip.tick(early);
+        assert_eq!(gossip.ping_at, due, "a ping round before it was due");
+        assert_eq!(gossip.check_at, early + CHECK_INTERVAL);
+        gossip.tick(due);
+        assert_eq!(gossip.ping_at, due + PING_INTERVAL);
+        assert_eq!(gossip.next_tick(), early + CHECK_INTERVAL);
+    }
+
+    #[test]
+    fn a_server_forgets_a_client_silent_for_the_expiry_and_no_sooner() {
+        let context = zmq::Context::new();
+        let mut server = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &[]).unwrap();
+        let start = server.started;
+        let first = start + CLIENT_EXPIRY - Duration::from_millis(1);
+        let second = first + PING_INTERVAL;
+        server.clients.insert(b"quiet".to_vec(), start);
+        server
+            .clients
+            .insert(b"edge".to_vec(), second - CLIENT_EXPIRY);
+        server.clients.insert(b"chatty".to_vec(), first);
+        server.tick(first);
+        let known = |server: &Gossip, id: &[u8]| server.clients.contains_key(id);
+        assert!(known(&server, b"quiet") && known(&server, b"edge") && known(&server, b"chatty"));
+        server.tick(second);
+        assert!(!known(&server, b"quiet"), "silent longer than the expiry");
+        assert!(!known(&server, b"edge"), "silent for exactly the expiry");
+        assert!(known(&server, b"chatty"));
+    }
+
+    #[test]
+    fn a_remote_never_reached_is_named_once_after_five_seconds() {
+        crate::log_limit::captured::install();
+        let lines = crate::log_limit::captured::lines_with;
+        let context = zmq::Context::new();
+        let never = "inproc://gossip-never-bound".to_string();
+        let mut gossip = Gossip::new(&context, None, &[never.clone()]).unwrap();
+        let line = format!("gossip: no connection to {never} after 5 s");
+        let start = gossip.started;
+        gossip.tick(start + SILENT_REMOTE - Duration::from_millis(1));
+        assert!(lines(&line).is_empty(), "named too early");
+        gossip.tick(start + SILENT_REMOTE + PING_INTERVAL);
+        assert_eq!(lines(&line).len(), 1);
+        gossip.tick(start + SILENT_REMOTE + 3 * PING_INTERVAL);
+        assert_eq!(lines(&line).len(), 1, "named again");
+        // One that answered (a handshake, so it was greeted) is never named.
+        let server = context.socket(zmq::ROUTER).unwrap();
+        server.set_linger(0).unwrap();
+        server.bind("tcp://127.0.0.1:*").unwrap();
+        let reached = server.get_last_endpoint().unwrap().unwrap();
+        let mut gossip = Gossip::new(&context, None, &[reached.clone()]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gossip.remotes[0].greeted == 0 {
+            assert!(Instant::now() < deadline, "no handshake with {reached}");
+            server.poll(zmq::POLLIN, 10).unwrap();
+            gossip.tick(Instant::now());
+        }
+        gossip.tick(gossip.started + 2 * SILENT_REMOTE);
+        assert!(lines(&format!("no connection to {reached}")).is_empty());
+    }
 }
