@@ -937,4 +937,120 @@ mod tests {
         gossip.tick(gossip.started + 2 * SILENT_REMOTE);
         assert!(lines(&format!("no connection to {reached}")).is_empty());
     }
+
+    /// Sends `command` from the raw client `raw` and runs the server until
+    /// the client hears an answer (5 s at most).
+    fn answer_to(server: &mut Gossip, raw: &zmq::Socket, command: &Command) -> Command {
+        raw.send(command.encode().unwrap(), 0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < deadline, "no answer to {command:?}");
+            let socket = server.server.as_ref().unwrap();
+            let readable = socket.poll(zmq::POLLIN, 10).unwrap() > 0;
+            server.read(&[readable]);
+            if let Ok(frame) = raw.recv_bytes(zmq::DONTWAIT) {
+                return Command::decode(&frame).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_ping_is_answered_pong_only_after_hello() {
+        let context = zmq::Context::new();
+        let mut server = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &[]).unwrap();
+        let raw = context.socket(zmq::DEALER).unwrap();
+        raw.set_linger(0).unwrap();
+        raw.connect(&server.server_endpoint().unwrap()).unwrap();
+        assert_eq!(
+            answer_to(&mut server, &raw, &Command::Ping),
+            Command::Invalid
+        );
+        // An empty table: HELLO has no answer, the PING after it has.
+        raw.send(Command::Hello.encode().unwrap(), 0).unwrap();
+        assert_eq!(answer_to(&mut server, &raw, &Command::Ping), Command::Pong);
+        assert_eq!(answer_to(&mut server, &raw, &Command::Ping), Command::Pong);
+    }
+
+    #[test]
+    fn a_full_server_forgets_its_quietest_client_for_a_new_one_only() {
+        let context = zmq::Context::new();
+        let mut server = Gossip::new(&context, Some("tcp://127.0.0.1:*"), &[]).unwrap();
+        let start = Instant::now();
+        for n in 0..MAX_CLIENTS {
+            let heard = start + Duration::from_millis(n as u64);
+            server
+                .clients
+                .insert(format!("client {n}").into_bytes(), heard);
+        }
+        let later = start + Duration::from_secs(10);
+        // A known client says HELLO again: nobody is forgotten.
+        server.welcome(b"client 7".to_vec(), later);
+        assert_eq!(server.clients.len(), MAX_CLIENTS);
+        assert!(server.clients.contains_key(&b"client 0"[..]));
+        server.welcome(b"newcomer".to_vec(), later);
+        assert_eq!(server.clients.len(), MAX_CLIENTS);
+        assert!(
+            !server.clients.contains_key(&b"client 0"[..]),
+            "the quietest stays"
+        );
+        assert!(server.clients.contains_key(&b"newcomer"[..]));
+    }
+
+    #[test]
+    fn tuple_bounds_hold_at_their_limits() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let mut gossip = Gossip::new(&context, None, &[]).unwrap();
+        let longest_key = "k".repeat(255);
+        gossip.publish(&longest_key, &"v".repeat(MAX_VALUE));
+        assert!(
+            gossip.tuples().contains_key(&longest_key),
+            "the bounds are allowed"
+        );
+        gossip.publish(&"k".repeat(256), "v");
+        gossip.publish("a long value", &"v".repeat(MAX_VALUE + 1));
+        assert_eq!(gossip.tuples().len(), 1);
+        // Full: no new key, but a known one may still change.
+        for n in 1..MAX_TUPLES {
+            gossip.publish(&format!("{n:05}"), "x");
+        }
+        assert_eq!(gossip.tuples().len(), MAX_TUPLES);
+        gossip.publish("one too many", "x");
+        gossip.publish("two too many", "x");
+        assert_eq!(gossip.tuples().len(), MAX_TUPLES);
+        assert!(!gossip.tuples().contains_key("one too many"));
+        gossip.publish("00001", "changed");
+        assert_eq!(gossip.tuples()["00001"], "changed");
+        let warning = format!("gossip: {MAX_TUPLES} tuples known, ignoring new ones");
+        assert_eq!(crate::log_limit::captured::lines_with(&warning).len(), 1);
+    }
+
+    #[test]
+    fn a_remote_hears_hello_before_any_tuple() {
+        let context = zmq::Context::new();
+        // Nobody listens there yet: a tuple published now waits for the
+        // handshake and comes after HELLO, not queued before it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("tcp://127.0.0.1:{port}");
+        let mut gossip = Gossip::new(&context, None, &[endpoint.clone()]).unwrap();
+        gossip.publish("K", "v");
+        let fake = context.socket(zmq::ROUTER).unwrap();
+        fake.set_linger(0).unwrap();
+        fake.bind(&endpoint).unwrap();
+        let mut heard = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while heard.len() < 2 {
+            assert!(Instant::now() < deadline, "heard only {heard:?}");
+            if fake.poll(zmq::POLLIN, 10).unwrap() > 0 {
+                let frames = fake.recv_multipart(0).unwrap();
+                heard.push(Command::decode(&frames[1]).unwrap());
+            }
+            gossip.tick(Instant::now());
+        }
+        assert_eq!(heard, [Command::Hello, publish("K", "v")]);
+    }
 }
