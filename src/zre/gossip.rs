@@ -913,7 +913,7 @@ mod tests {
         let lines = crate::log_limit::captured::lines_with;
         let context = zmq::Context::new();
         let never = "inproc://gossip-never-bound".to_string();
-        let mut gossip = Gossip::new(&context, None, &[never.clone()]).unwrap();
+        let mut gossip = Gossip::new(&context, None, std::slice::from_ref(&never)).unwrap();
         let line = format!("gossip: no connection to {never} after 5 s");
         let start = gossip.started;
         gossip.tick(start + SILENT_REMOTE - Duration::from_millis(1));
@@ -927,7 +927,7 @@ mod tests {
         server.set_linger(0).unwrap();
         server.bind("tcp://127.0.0.1:*").unwrap();
         let reached = server.get_last_endpoint().unwrap().unwrap();
-        let mut gossip = Gossip::new(&context, None, &[reached.clone()]).unwrap();
+        let mut gossip = Gossip::new(&context, None, std::slice::from_ref(&reached)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while gossip.remotes[0].greeted == 0 {
             assert!(Instant::now() < deadline, "no handshake with {reached}");
@@ -1036,7 +1036,7 @@ mod tests {
             .unwrap()
             .port();
         let endpoint = format!("tcp://127.0.0.1:{port}");
-        let mut gossip = Gossip::new(&context, None, &[endpoint.clone()]).unwrap();
+        let mut gossip = Gossip::new(&context, None, std::slice::from_ref(&endpoint)).unwrap();
         gossip.publish("K", "v");
         let fake = context.socket(zmq::ROUTER).unwrap();
         fake.set_linger(0).unwrap();
