@@ -1393,4 +1393,34 @@ mod tests {
         assert_eq!(client.resent(), 2, "3 attempts in all");
         assert!(client.failovers() >= 2, "{}", client.failovers());
     }
+
+    #[test]
+    fn names_and_environments_are_checked_at_their_bounds() {
+        assert!(check_service(&[b's'; protocol::MAX_NAME]).is_ok());
+        assert!(check_service(&[b's'; protocol::MAX_NAME + 1]).is_err());
+        assert!(check_service(b"").is_err());
+        assert!(check_service(b"two words").is_err());
+        assert!(check_service(b"~!").is_ok());
+        assert!(check_environment(&"e".repeat(protocol::MAX_ENVIRONMENT)).is_ok());
+        assert!(check_environment(&"e".repeat(protocol::MAX_ENVIRONMENT + 1)).is_err());
+        assert!(check_environment("").is_err());
+    }
+
+    #[test]
+    fn ceil_ms_rounds_up_to_whole_milliseconds() {
+        assert_eq!(ceil_ms(Duration::ZERO), 0);
+        assert_eq!(ceil_ms(Duration::from_micros(1)), 1);
+        assert_eq!(ceil_ms(Duration::from_micros(1999)), 2);
+        assert_eq!(ceil_ms(Duration::from_millis(2500)), 2500);
+        assert_eq!(ceil_ms(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn deadline_in_is_that_far_ahead() {
+        let before = SystemTime::now();
+        let options = RequestOptions::deadline_in(Duration::from_secs(60));
+        let deadline = options.deadline.expect("a deadline");
+        let ahead = deadline.duration_since(before).expect("in the future");
+        assert!(ahead >= Duration::from_secs(60) && ahead < Duration::from_secs(61));
+    }
 }
