@@ -867,6 +867,7 @@ pub fn load_curve(
 mod tests {
     use super::*;
     use crate::broker::protocol::Status;
+    use crate::broker::thread_cpu;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     static ENDPOINTS: AtomicUsize = AtomicUsize::new(0);
@@ -1105,7 +1106,9 @@ mod tests {
             .filter(|f| f[1..] == ClientCommand::Ping.to_frames(false)[..])
             .count();
         assert!(pings >= 3 && pings == got.len(), "{got:?}");
-        let gone = crate::log_limit::captured::lines_with("no word from the broker");
+        let gone = crate::log_limit::captured::lines_with(&format!(
+            "no word from the broker at {endpoint} "
+        ));
         assert_eq!(gone.len(), 1, "logged once: {gone:?}");
         // No failover endpoint: it stays where it is.
         assert_eq!((client.failovers(), client.endpoint()), (0, &endpoint[..]));
@@ -1115,7 +1118,8 @@ mod tests {
         router.send_multipart(pong, 0).unwrap();
         assert_eq!(client.recv(Duration::from_millis(50)).unwrap(), None);
         assert_eq!(
-            crate::log_limit::captured::lines_with("answers again").len(),
+            crate::log_limit::captured::lines_with(&format!("broker at {endpoint} answers again"))
+                .len(),
             1
         );
     }
@@ -1304,13 +1308,15 @@ mod tests {
                 .unwrap();
         let started = Instant::now();
         let mut sent = Vec::new();
-        for n in 0..3 {
+        // Correlations that sort against the order sent: the resends follow
+        // the sending order, not the ids'.
+        for (n, correlation) in ["z", "y", "x"].into_iter().enumerate() {
             let body = vec![format!("body {n}").into_bytes()];
-            sent.push(
-                client
-                    .send("echo", body, &RequestOptions::default())
-                    .unwrap(),
-            );
+            let options = RequestOptions {
+                correlation: Some(correlation.as_bytes().to_vec()),
+                ..RequestOptions::default()
+            };
+            sent.push(client.send("echo", body, &options).unwrap());
         }
         for correlation in &sent {
             let (_, request) = request_in(&next(&first).0);
@@ -1422,5 +1428,211 @@ mod tests {
         let deadline = options.deadline.expect("a deadline");
         let ahead = deadline.duration_since(before).expect("in the future");
         assert!(ahead >= Duration::from_secs(60) && ahead < Duration::from_secs(61));
+    }
+
+    #[test]
+    fn addresses_routing_ids_and_correlations_are_checked_at_their_bounds() {
+        let context = zmq::Context::new();
+        let (_router, endpoint) = broker(&context);
+        let make = |address: usize, identity: Option<Vec<u8>>| {
+            let options = ClientOptions {
+                address: vec![b'a'; address],
+                identity,
+                ..options(&endpoint, 5000, 1)
+            };
+            Client::with_context(&context, options).map(|client| client.identity().to_vec())
+        };
+        assert!(make(protocol::MAX_NAME, None).is_ok());
+        assert!(make(protocol::MAX_NAME + 1, None).is_err());
+        assert_eq!(make(0, Some(b"x".to_vec())).unwrap(), b"x");
+        assert_eq!(make(0, Some(vec![b'i'; 255])).unwrap(), vec![b'i'; 255]);
+        assert!(make(0, Some(vec![b'i'; 256])).is_err());
+        assert!(make(0, Some(Vec::new())).is_err());
+        assert!(make(0, Some(vec![0, b'x'])).is_err(), "reserved by libzmq");
+
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let with = |correlation: Vec<u8>| RequestOptions {
+            correlation: Some(correlation),
+            ..RequestOptions::default()
+        };
+        let longest = vec![b'c'; protocol::MAX_CORRELATION];
+        assert_eq!(
+            client
+                .send("echo", Vec::new(), &with(longest.clone()))
+                .unwrap(),
+            longest
+        );
+        let too_long = vec![b'c'; protocol::MAX_CORRELATION + 1];
+        assert!(client.send("echo", Vec::new(), &with(too_long)).is_err());
+        assert!(client.send("echo", Vec::new(), &with(Vec::new())).is_err());
+        assert_eq!(client.pending(), 1);
+    }
+
+    #[test]
+    fn an_idle_client_sleeps_between_pings_before_and_after_the_broker_goes_silent() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let quick = ClientOptions {
+            ping_interval: Duration::from_millis(100),
+            broker_ttl: Duration::from_millis(300),
+            ..options(&endpoint, 5000, 1)
+        };
+        let mut client = Client::with_context(&context, quick).unwrap();
+        // 0-300 ms the broker counts as alive, then as silent: in both the
+        // client wakes for its PINGs and the broker's time to live, and
+        // sleeps in between.
+        let cpu = thread_cpu();
+        let started = Instant::now();
+        assert_eq!(client.recv(Duration::from_millis(800)).unwrap(), None);
+        let (waited, spent) = (started.elapsed(), thread_cpu() - cpu);
+        assert!(waited >= Duration::from_millis(790), "{waited:?}");
+        assert!(
+            spent < Duration::from_millis(150),
+            "{spent:?} of CPU in {waited:?}"
+        );
+        let pings = all_within(&router, 0).iter().filter(|f| is_ping(f)).count();
+        assert!((5..=12).contains(&pings), "{pings} PINGs in {waited:?}");
+    }
+
+    #[test]
+    fn request_gives_up_on_its_own_last_attempt_not_on_another_requests() {
+        let context = zmq::Context::new();
+        let (_router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 100, 1)).unwrap();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = client
+                .send("echo", vec![b"first".to_vec()], &RequestOptions::default())
+                .unwrap();
+            // Sent later, so given up later than `first`.
+            std::thread::sleep(Duration::from_millis(50));
+            let outcome = client.request("echo", Vec::new(), &RequestOptions::default());
+            let pending = client.pending();
+            let kept = client.recv(Duration::ZERO).unwrap();
+            let _ = done.send((first, outcome, pending, kept));
+        });
+        let (first, outcome, pending, kept) = result
+            .recv_timeout(Duration::from_secs(5))
+            .expect("request still waiting 5 s after its only attempt timed out");
+        assert!(matches!(outcome, Err(Error::Timeout)), "{outcome:?}");
+        assert_eq!(pending, 0, "returned before its own request gave up");
+        assert_eq!(
+            kept,
+            Some(Event::GaveUp {
+                correlation: first,
+                service: b"echo".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_or_ping_from_the_broker_is_counted_and_named() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let correlation = client
+            .send("echo", Vec::new(), &RequestOptions::default())
+            .unwrap();
+        let (id, request) = request_in(&next(&router).0);
+        for command in [ClientCommand::Request(request.clone()), ClientCommand::Ping] {
+            let mut frames = vec![id.clone()];
+            frames.extend(command.to_frames(false));
+            router.send_multipart(frames, 0).unwrap();
+        }
+        answer(&router, &id, &request, Status::OK);
+        let reply = reply_of(client.recv(Duration::from_secs(5)).unwrap());
+        assert_eq!(reply.correlation, correlation);
+        assert_eq!(client.malformed(), 2);
+        for what in ["REQUEST", "PING"] {
+            let line = format!("client: unexpected {what} from the broker: dropped");
+            assert!(
+                !crate::log_limit::captured::lines_with(&line).is_empty(),
+                "no warning {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resend_that_goes_out_is_not_logged_as_dropped() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 100, 2)).unwrap();
+        let probe = RequestOptions {
+            correlation: Some(b"resend-log-probe".to_vec()),
+            ..RequestOptions::default()
+        };
+        client.send("echo", Vec::new(), &probe).unwrap();
+        assert!(matches!(
+            client.recv(Duration::from_secs(2)).unwrap(),
+            Some(Event::GaveUp { .. })
+        ));
+        assert_eq!(client.resent(), 1);
+        let (_, first) = request_in(&next(&router).0);
+        let (_, second) = request_in(&next(&router).0);
+        assert_eq!(first.correlation, second.correlation);
+        let dropped = crate::log_limit::captured::lines_with("resend of resend-log-probe dropped");
+        assert!(dropped.is_empty(), "{dropped:?}");
+    }
+
+    #[test]
+    fn a_send_waits_for_room_while_the_broker_catches_up() {
+        let context = zmq::Context::new();
+        let (router, endpoint) = broker(&context);
+        let mut client = Client::with_context(&context, options(&endpoint, 5000, 1)).unwrap();
+        let none = RequestOptions::default();
+        // Fill the queue while the broker reads nothing.
+        let mut sent = 0;
+        while client.socket.get_events().unwrap().contains(zmq::POLLOUT) {
+            client.send("echo", Vec::new(), &none).unwrap();
+            sent += 1;
+            assert!(sent < MAX_PENDING / 2, "the queue never filled");
+        }
+        // Now the broker reads: the next sends wait for room, then go.
+        let reader = std::thread::spawn(move || {
+            let mut got = 0;
+            while got < sent + 100 {
+                next(&router);
+                got += 1;
+            }
+        });
+        for _ in 0..100 {
+            client.send("echo", Vec::new(), &none).unwrap();
+        }
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn dropping_a_client_with_requests_queued_does_not_hold_its_context_up() {
+        let context = zmq::Context::new();
+        let mut opts = options("tcp://127.0.0.1:9", 5000, 1); // nobody listens
+        opts.environment = None;
+        let mut client = Client::with_context(&context, opts).unwrap();
+        client
+            .send("echo", vec![vec![0; 1000]], &RequestOptions::default())
+            .unwrap();
+        let started = Instant::now();
+        drop(client);
+        drop(context);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(300),
+            "{took:?} (LINGER is 1 s)"
+        );
+    }
+
+    #[test]
+    fn curve_settings_come_from_both_key_files_or_none() {
+        let dir = std::env::temp_dir().join(format!("client-curve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ours, server) = (Keys::generate().unwrap(), Keys::generate().unwrap());
+        ours.save(&dir.join("client")).unwrap();
+        server.save(&dir.join("broker")).unwrap();
+        let loaded = load_curve(Some(&dir.join("client")), Some(&dir.join("broker"))).unwrap();
+        assert_eq!(loaded, Some((ours, server.public)));
+        assert_eq!(load_curve(None, None).unwrap(), None);
+        assert!(load_curve(Some(&dir.join("client")), None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

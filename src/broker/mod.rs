@@ -42,6 +42,22 @@ pub mod state;
 pub mod store;
 pub mod worker;
 
+/// CPU time the calling thread has used so far: tests check with it that a
+/// wait sleeps rather than spins.
+#[cfg(test)]
+pub(crate) fn thread_cpu() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) },
+        0
+    );
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 /// The most names the name service (`mmi.register`) keeps.
 pub const MAX_NAMES: usize = 10_000;
 

@@ -434,6 +434,7 @@ impl Drop for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::thread_cpu;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -861,20 +862,6 @@ mod tests {
         for (gap, expected) in gaps.iter().zip([100, 200, 400]) {
             assert!(*gap + 10 >= expected, "gaps {gaps:?}");
         }
-    }
-
-    /// CPU time this thread has used so far.
-    fn thread_cpu() -> Duration {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec we own.
-        assert_eq!(
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) },
-            0
-        );
-        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
     }
 
     #[test]
