@@ -1519,4 +1519,279 @@ mod tests {
             let _ = KvMessage::decode(&content);
         }
     }
+
+    #[test]
+    fn accessors_and_the_digest_say_what_the_map_holds() {
+        let mut map = Map::new("/s/").unwrap();
+        assert_eq!(map.subtree(), "/s/");
+        assert!(map.is_empty());
+        // FNV-1a's offset basis: nothing fed yet.
+        assert_eq!(map.digest(), 0xcbf2_9ce4_8422_2325);
+        map.write(uuid(1), "/s/k", b"v".to_vec()).unwrap();
+        assert!(!map.is_empty());
+        // The digest by hand: FNV-1a over each length (8 bytes, big-endian)
+        // and its bytes, key then value.
+        let mut expected: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [&b"/s/k"[..], b"v"] {
+            for &b in (part.len() as u64).to_be_bytes().iter().chain(part) {
+                expected ^= u64::from(b);
+                expected = expected.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        assert_eq!(map.digest(), expected);
+        // A delete leaves a tombstone, which the digest does not see.
+        map.write(uuid(1), "/s/k", Vec::new()).unwrap();
+        assert!(map.is_empty());
+        assert_eq!(map.digest(), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn a_value_of_the_largest_size_passes_and_one_byte_more_does_not() {
+        let largest = Update {
+            value: vec![b'v'; MAX_VALUE_BYTES],
+            ..up("/k", 1, 1, "")
+        };
+        assert_eq!(Update::from_kvmsg(&largest.to_kvmsg()), Ok(largest.clone()));
+        let over = Update {
+            value: vec![b'v'; MAX_VALUE_BYTES + 1],
+            ..largest
+        };
+        assert_eq!(
+            Update::from_kvmsg(&over.to_kvmsg()),
+            Err(Rejected::ValueTooLarge(MAX_VALUE_BYTES + 1))
+        );
+        assert_eq!(
+            Rejected::ValueTooLarge(MAX_VALUE_BYTES + 1).to_string(),
+            format!(
+                "a {}-byte value, over {MAX_VALUE_BYTES}",
+                MAX_VALUE_BYTES + 1
+            )
+        );
+        assert_eq!(Rejected::NoOrigin.to_string(), "no origin UUID");
+    }
+
+    #[test]
+    fn a_snapshot_batch_closes_early_past_its_byte_bound() {
+        // Ten 1 MiB values: a batch closes once it holds 4 MiB, so 4 + 4 + 2.
+        let mut map = Map::new("/").unwrap();
+        for i in 0..10 {
+            map.write(uuid(1), &format!("/big/{i}"), vec![b'x'; MAX_VALUE_BYTES])
+                .unwrap();
+        }
+        let sizes: Vec<usize> = snapshot(&map, "KV", "/")
+            .iter()
+            .map(|content| match KvMessage::decode(content).unwrap() {
+                KvMessage::Snap { updates, .. } => updates.len(),
+                KvMessage::End { count, .. } => count as usize,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sizes, [4, 4, 2, 10], "three KVSNAPs, then KVEND 10");
+    }
+
+    // The replica on a real node, its peer a second node the test drives by
+    // hand (UDP beacons on loopback, on a port no other test uses).
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn node(context: &zmq::Context, port: u16, name: &str) -> Node {
+        let config = super::super::node::NodeConfig {
+            name: Some(name.into()),
+            port,
+            interval: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let node = Node::new(context, config).unwrap();
+        node.start().unwrap();
+        node
+    }
+
+    /// Waits (at most [`WAIT`]) until `node` sees `peer` join `group`.
+    fn await_join(node: &Node, peer: Uuid, group: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{}: no JOIN of {group}", node.name());
+            if let Some(Event::Join {
+                peer: p, group: g, ..
+            }) = node.recv_timeout(left).unwrap()
+            {
+                if p == peer && g == group {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs the replica (its node's events and its timers) and reads what
+    /// `driver` gets from it, until `stop` says so (at most [`WAIT`]).
+    /// Returns the replica's changes and the messages `driver` got.
+    fn run(
+        replica: &mut Replica,
+        host: &Node,
+        driver: &Node,
+        mut stop: impl FnMut(&Replica, &[Change], &[KvMessage]) -> bool,
+    ) -> (Vec<Change>, Vec<KvMessage>) {
+        let deadline = Instant::now() + WAIT;
+        let (mut changes, mut got) = (Vec::new(), Vec::new());
+        while !stop(replica, &changes, &got) {
+            assert!(
+                Instant::now() < deadline,
+                "not done in {WAIT:?}: {:?}, changes {changes:?}, driver got {got:?}",
+                replica.phase()
+            );
+            let slice = Duration::from_millis(10);
+            let wait = replica.next_timeout().map_or(slice, |t| t.min(slice));
+            if let Some(event) = host.recv_timeout(wait).unwrap() {
+                changes.extend(replica.handle(&event).unwrap());
+            }
+            changes.extend(replica.tick().unwrap());
+            if let Some(Event::Whisper { peer, content, .. } | Event::Shout { peer, content, .. }) =
+                driver.recv_timeout(Duration::from_millis(1)).unwrap()
+            {
+                if peer == host.uuid() {
+                    got.push(KvMessage::decode(&content).unwrap());
+                }
+            }
+        }
+        (changes, got)
+    }
+
+    fn is_get(message: &KvMessage) -> bool {
+        matches!(message, KvMessage::Get { .. })
+    }
+
+    #[test]
+    fn a_replica_joins_in_order_serves_snapshots_and_shouts_its_writes() {
+        let context = zmq::Context::new();
+        let (host, driver) = (node(&context, 5854, "host"), node(&context, 5854, "driver"));
+        driver.join("KV").unwrap();
+        await_join(&host, driver.uuid(), "KV");
+        let long = Timing {
+            settle: Duration::from_secs(3),
+            request: Duration::from_secs(3),
+        };
+        let mut replica = Replica::new(&host, "KV", "/", long).unwrap();
+        assert_eq!(replica.group(), "KV");
+        assert!(!replica.is_synced());
+        await_join(&driver, host.uuid(), "KV");
+
+        // Step 3: one update received (queued) starts the snapshot request.
+        driver
+            .shout("KV", KvMessage::Pub(up("/a", 5, 9, "new")).encode())
+            .unwrap();
+        let (_, got) = run(&mut replica, &host, &driver, |_, _, got| {
+            got.iter().any(is_get)
+        });
+        assert!(got.contains(&KvMessage::Get {
+            group: "KV".into(),
+            subtree: "/".into()
+        }));
+        assert!(matches!(
+            replica.phase(),
+            Phase::Requesting { source, attempt: 1, .. } if *source == driver.uuid()
+        ));
+        // Steps 5-6: the snapshot, then the queue (whose /a is newer).
+        let snap = KvMessage::Snap {
+            group: "KV".into(),
+            subtree: "/".into(),
+            updates: vec![up("/a", 4, 9, "old"), up("/b", 3, 9, "b")],
+        };
+        let end = KvMessage::End {
+            group: "KV".into(),
+            subtree: "/".into(),
+            count: 2,
+        };
+        driver.whisper(&host.uuid(), snap.encode()).unwrap();
+        driver.whisper(&host.uuid(), end.encode()).unwrap();
+        let (changes, _) = run(&mut replica, &host, &driver, |replica, _, _| {
+            replica.is_synced()
+        });
+        assert!(changes.contains(&Change::Synced {
+            source: Some(driver.uuid()),
+            snapshot: 2,
+            queued: 1
+        }));
+        assert_eq!(replica.get("/a"), Some(&b"new"[..]));
+        assert_eq!(replica.get("/b"), Some(&b"b"[..]));
+        assert_eq!(replica.get("/c"), None);
+        assert_eq!(replica.next_timeout(), None);
+
+        // Serving: a KVGET gets the entries and KVEND; a second one at once
+        // is dropped (at most one per GET_INTERVAL per peer).
+        let get = KvMessage::Get {
+            group: "KV".into(),
+            subtree: "/".into(),
+        };
+        driver.whisper(&host.uuid(), get.encode()).unwrap();
+        driver.whisper(&host.uuid(), get.encode()).unwrap();
+        let (_, got) = run(&mut replica, &host, &driver, |_, _, got| {
+            got.iter()
+                .any(|m| matches!(m, KvMessage::End { count: 2, .. }))
+        });
+        let served: Vec<&str> = got
+            .iter()
+            .filter_map(|m| match m {
+                KvMessage::Snap { updates, .. } => Some(updates),
+                _ => None,
+            })
+            .flatten()
+            .map(|u| u.key.as_str())
+            .collect();
+        assert_eq!(served, ["/a", "/b"]);
+        // Writes are shouted with the next Lamport clock; then the second
+        // KVGET has had its chance to be (wrongly) answered.
+        let written = replica.set("/c", "c").unwrap();
+        assert_eq!(written.version.clock, 6);
+        assert_eq!(written.version.origin, host.uuid());
+        assert!(replica.set("/c", "").is_err(), "a delete says so");
+        replica.delete("/c").unwrap();
+        let (_, got) = run(&mut replica, &host, &driver, |_, _, got| {
+            got.iter()
+                .any(|m| matches!(m, KvMessage::Pub(u) if u.key == "/c" && u.value.is_empty()))
+        });
+        assert_eq!(
+            got.first(),
+            Some(&KvMessage::Pub(written)),
+            "the second KVGET was answered: {got:?}"
+        );
+        assert_eq!(replica.get("/c"), None);
+    }
+
+    #[test]
+    fn a_silent_source_is_asked_three_times_then_the_replica_goes_on() {
+        let context = zmq::Context::new();
+        let (host, driver) = (node(&context, 5855, "host"), node(&context, 5855, "driver"));
+        driver.join("KV").unwrap();
+        await_join(&host, driver.uuid(), "KV");
+        let short = Timing {
+            settle: Duration::from_millis(100),
+            request: Duration::from_millis(150),
+        };
+        let started = Instant::now();
+        let mut replica = Replica::new(&host, "KV", "/", short).unwrap();
+        let (changes, got) = run(&mut replica, &host, &driver, |replica, _, _| {
+            replica.is_synced()
+        });
+        let took = started.elapsed();
+        assert_eq!(
+            changes,
+            [Change::Synced {
+                source: None,
+                snapshot: 0,
+                queued: 0
+            }]
+        );
+        // 100 ms of settling, then three requests 150 ms apart.
+        assert!(
+            took >= Duration::from_millis(540) && took < Duration::from_millis(3000),
+            "{took:?}"
+        );
+        // Every KVGET sent has reached the driver by now or soon: three.
+        let (_, more) = run(&mut replica, &host, &driver, |_, _, more| {
+            got.iter().chain(more).filter(|m| is_get(m)).count() >= MAX_REQUESTS as usize
+        });
+        let gets = got.iter().chain(&more).filter(|m| is_get(m)).count();
+        assert_eq!(gets, MAX_REQUESTS as usize);
+    }
 }
