@@ -2320,6 +2320,7 @@ mod tests {
     #[test]
     fn curve_nodes_meet_only_curve_nodes_and_a_trust_list_keeps_strangers_out() {
         use crate::curve::Keys;
+        crate::log_limit::captured::install();
         // A context each: a trust list is a ZAP handler, one per context.
         let contexts: Vec<zmq::Context> = (0..4).map(|_| zmq::Context::new()).collect();
         let keys: Vec<Keys> = (0..3).map(|_| Keys::generate().unwrap()).collect();
@@ -2364,6 +2365,12 @@ mod tests {
         // By now each has heard the others' beacons many times over (every
         // 50 ms): tess and ugo never met, and pat met no one.
         assert_eq!(events[1].count(is_enter(ugo)), 0, "tess let a stranger in");
+        // Said once per stranger, not once per beacon (at most once: pat's
+        // beacons make complaints too, and the process-wide window may
+        // hold that one line back).
+        let refused = format!("peer {} has a CURVE key we do not trust", hex(&ugo));
+        let said = crate::log_limit::captured::lines_with(&refused);
+        assert!(said.len() <= 1, "{said:?}");
         assert_eq!(
             events[2].count(is_enter(tess)),
             0,
@@ -2553,5 +2560,38 @@ mod tests {
         assert_eq!(node.name(), &hex(&node.uuid())[..6], "default name");
         assert!(node.join(&"g".repeat(256)).is_err());
         assert_eq!(mailbox_ip(udp::DEFAULT_BROADCAST), Ipv4Addr::LOCALHOST);
+    }
+
+    #[test]
+    fn the_mailbox_binds_on_the_interface_the_beacons_leave_by() {
+        let list = udp::interfaces().unwrap();
+        for interface in &list {
+            if let Some(broadcast) = interface.broadcast.filter(|b| !b.is_loopback()) {
+                let first = list
+                    .iter()
+                    .find(|i| i.broadcast == Some(broadcast))
+                    .unwrap();
+                assert_eq!(mailbox_ip(broadcast), first.address, "{list:?}");
+            }
+        }
+        // 255.255.255.255, or a broadcast address of no interface here: the
+        // first interface with a broadcast address that is not loopback.
+        let wide = match list
+            .iter()
+            .find(|i| !i.address.is_loopback() && i.broadcast.is_some())
+        {
+            Some(interface) => interface.address,
+            None => Ipv4Addr::LOCALHOST,
+        };
+        assert_eq!(mailbox_ip(Ipv4Addr::BROADCAST), wide, "{list:?}");
+        assert_eq!(mailbox_ip(Ipv4Addr::new(198, 51, 100, 255)), wide);
+    }
+
+    #[test]
+    fn content_is_checked_against_the_frame_bound() {
+        let frames = |n: usize| vec![b"x".to_vec(); n];
+        assert!(check_content(&frames(wire::MAX_CONTENT_FRAMES)).is_ok());
+        assert!(check_content(&frames(wire::MAX_CONTENT_FRAMES + 1)).is_err());
+        assert!(check_content(&[]).is_ok());
     }
 }
