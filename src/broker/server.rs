@@ -1813,4 +1813,250 @@ mod tests {
             WorkerInput::Invalid(_)
         ));
     }
+
+    static ENDPOINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A broker bound to a fresh inproc endpoint of `context`, never run:
+    /// the tests call its steps.
+    fn broker(context: &zmq::Context) -> (Broker, String) {
+        let n = ENDPOINTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let endpoint = format!("inproc://server-test-{n}");
+        let options = Options {
+            binds: vec![endpoint.clone()],
+            ..Options::default()
+        };
+        (Broker::new(context, options).unwrap(), endpoint)
+    }
+
+    fn frames(parts: &[&[u8]]) -> Frames {
+        parts.iter().map(|p| p.to_vec()).collect()
+    }
+
+    /// The request in `inbound`, with the dialect and routing id of its
+    /// token; panics on anything else.
+    fn request_of(inbound: Inbound) -> (ClientDialect, Vec<u8>, Request, bool) {
+        let (token, request, management) = match inbound {
+            Inbound::Request { token, request } => (token, request, false),
+            Inbound::Management { token, request } => (token, request, true),
+            _ => panic!("not a request"),
+        };
+        let (dialect, routing_id) = split_token(&token).unwrap();
+        (dialect, routing_id.to_vec(), request, management)
+    }
+
+    fn worker_of(inbound: Inbound) -> (WorkerDialect, WorkerInput) {
+        match inbound {
+            Inbound::Worker {
+                dialect, command, ..
+            } => (dialect, command),
+            _ => panic!("not a worker's message"),
+        }
+    }
+
+    fn is_malformed(inbound: &Inbound) -> bool {
+        matches!(inbound, Inbound::Malformed { .. })
+    }
+
+    #[test]
+    fn every_dialect_is_known_by_its_signature_and_its_empty_frame() {
+        let context = zmq::Context::new();
+        let (mut broker, _) = broker(&context);
+        let mut classify = |parts: &[&[u8]]| broker.classify(frames(parts));
+
+        // MDP/0.1 clients, with the REQ socket's empty frame or without.
+        for parts in [
+            &[&b"C"[..], b"", b"MDPC01", b"echo", b"hi"][..],
+            &[&b"C"[..], b"MDPC01", b"echo", b"hi"][..],
+        ] {
+            let (dialect, id, request, management) = request_of(classify(parts));
+            assert_eq!(
+                (dialect, &id[..], management),
+                (ClientDialect::Mdp01, &b"C"[..], false)
+            );
+            assert_eq!(
+                (request.service, request.body),
+                (b"echo".to_vec(), vec![b"hi".to_vec()])
+            );
+        }
+        let (_, _, request, management) =
+            request_of(classify(&[b"C", b"MDPC01", b"mmi.service", b"echo"]));
+        assert!(management, "{request:?}");
+        // MDP/0.2: RFC 18 (REQUEST 0x01, no empty frame) and majortomo
+        // (REQUEST 0x02 after an empty frame).
+        let (dialect, _, request, _) =
+            request_of(classify(&[b"C", b"MDPC02", b"\x01", b"echo", b"x"]));
+        assert_eq!(
+            (dialect, request.body),
+            (ClientDialect::Rfc18, vec![b"x".to_vec()])
+        );
+        let (dialect, _, _, _) = request_of(classify(&[b"C", b"", b"MDPC02", b"\x02", b"echo"]));
+        assert_eq!(dialect, ClientDialect::Majortomo);
+        assert!(is_malformed(&classify(&[
+            b"C", b"MDPC02", b"\x02", b"echo"
+        ])));
+        assert!(is_malformed(&classify(&[
+            b"C", b"", b"MDPC02", b"\x01", b"echo"
+        ])));
+        // An MDP service name: 1-255 bytes.
+        let longest = [b's'; protocol::MAX_NAME];
+        let (_, _, request, _) = request_of(classify(&[b"C", b"MDPC01", &longest]));
+        assert_eq!(request.service.len(), protocol::MAX_NAME);
+        let too_long = [b's'; protocol::MAX_NAME + 1];
+        assert!(is_malformed(&classify(&[b"C", b"MDPC01", &too_long])));
+        assert!(is_malformed(&classify(&[b"C", b"MDPC01", b""])));
+        assert!(is_malformed(&classify(&[b"C", b"MDPC01"])));
+
+        // SBP/1 clients, with or without the empty frame.
+        for leading_empty in [false, true] {
+            let request = Request {
+                service: b"echo".to_vec(),
+                address: Vec::new(),
+                properties: Properties::default(),
+                correlation: b"7".to_vec(),
+                body: vec![b"x".to_vec()],
+            };
+            let mut message = vec![b"S".to_vec()];
+            message.extend(ClientCommand::Request(request.clone()).to_frames(leading_empty));
+            let (dialect, id, got, management) = request_of(broker.classify(message));
+            assert_eq!(dialect, ClientDialect::Sbp { leading_empty });
+            assert_eq!(
+                (&id[..], got.correlation, management),
+                (&b"S"[..], request.correlation, false)
+            );
+            let mut ping = vec![b"S".to_vec()];
+            ping.extend(ClientCommand::Ping.to_frames(leading_empty));
+            assert!(matches!(
+                broker.classify(ping),
+                Inbound::Ping { routing_id, leading_empty: empty } if routing_id == b"S" && empty == leading_empty
+            ));
+            let mut pong = vec![b"S".to_vec()];
+            pong.extend(ClientCommand::Pong.to_frames(leading_empty));
+            assert!(matches!(
+                broker.classify(pong),
+                Inbound::Malformed { answer: None }
+            ));
+        }
+        // A broken SBP/1 request whose correlation can be read gets a 400.
+        let answer = broker.classify(frames(&[
+            b"S", b"SBPC01", b"\x01", b"echo", b"", b"junk", b"9",
+        ]));
+        match answer {
+            Inbound::Malformed {
+                answer: Some((token, reply)),
+            } => {
+                assert_eq!(
+                    split_token(&token),
+                    Some((
+                        ClientDialect::Sbp {
+                            leading_empty: false
+                        },
+                        &b"S"[..]
+                    ))
+                );
+                assert_eq!(
+                    (reply.status, reply.correlation),
+                    (Status::MALFORMED, b"9".to_vec())
+                );
+            }
+            _ => panic!("no 400 answer"),
+        }
+
+        // Workers: MDP/0.1, MDP/0.2 both ways, SBP/1 both ways.
+        let mut classify = |parts: &[&[u8]]| broker.classify(frames(parts));
+        let (dialect, command) = worker_of(classify(&[b"W", b"", b"MDPW01", b"\x01", b"echo"]));
+        assert_eq!(dialect, WorkerDialect::Mdp01);
+        assert!(matches!(command, WorkerInput::Ready { service, .. } if service == b"echo"));
+        for (parts, leading_empty) in [
+            (&[&b"W"[..], b"MDPW02", b"\x01", b"echo"][..], false),
+            (&[&b"W"[..], b"", b"MDPW02", b"\x01", b"echo"][..], true),
+        ] {
+            let (dialect, command) = worker_of(classify(parts));
+            assert_eq!(dialect, WorkerDialect::Mdp02 { leading_empty });
+            assert!(matches!(command, WorkerInput::Ready { .. }));
+        }
+        for leading_empty in [false, true] {
+            let ready = protocol::WorkerCommand::Ready {
+                service: b"echo".to_vec(),
+                properties: Properties::default(),
+            };
+            let mut message = vec![b"W".to_vec()];
+            message.extend(ready.to_frames(leading_empty));
+            let (dialect, command) = worker_of(broker.classify(message));
+            assert_eq!(dialect, WorkerDialect::Sbp { leading_empty });
+            assert!(matches!(command, WorkerInput::Ready { service, .. } if service == b"echo"));
+        }
+
+        // Routing ids of 1-254 bytes (libzmq's own are 5); anything else,
+        // and unknown signatures, are dropped.
+        let mut classify = |parts: &[&[u8]]| broker.classify(frames(parts));
+        let longest = [b'r'; protocol::MAX_NAME - 1];
+        assert!(!is_malformed(&classify(&[&longest, b"MDPC01", b"echo"])));
+        let too_long = [b'r'; protocol::MAX_NAME];
+        assert!(is_malformed(&classify(&[&too_long, b"MDPC01", b"echo"])));
+        assert!(is_malformed(&classify(&[b"", b"MDPC01", b"echo"])));
+        assert!(is_malformed(&classify(&[])));
+        assert!(is_malformed(&classify(&[b"C", b"HTTP/1.1", b"echo"])));
+        assert!(is_malformed(&classify(&[
+            b"C", b"", b"", b"MDPC01", b"echo"
+        ])));
+    }
+
+    #[test]
+    fn kept_replies_are_bounded_sent_in_order_when_their_client_comes_and_expire() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker(&context);
+        broker.park(b"C", frames(&[b"C", b"first"]), Some(7));
+        broker.park(b"C", frames(&[b"C", b"second"]), None);
+        let size = (1 + 64) + (5 + 64) + (1 + 64) + (6 + 64);
+        assert_eq!(broker.parked_bytes, size);
+        // Not yet expired.
+        broker.expire_parked(Instant::now());
+        assert_eq!(broker.parked_bytes, size);
+        // The client comes: its first message sends what was kept, oldest
+        // first, and frees it.
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.set_identity(b"C").unwrap();
+        client.set_linger(0).unwrap();
+        client.set_rcvtimeo(5000).unwrap();
+        client.connect(&endpoint).unwrap();
+        client.send(&b"MDPC01"[..], zmq::SNDMORE).unwrap();
+        client.send(&b"echo"[..], 0).unwrap();
+        let arrived = broker.socket.recv_multipart(0).unwrap();
+        assert!(!is_malformed(&broker.classify(arrived)));
+        assert_eq!(client.recv_multipart(0).unwrap(), [b"first".to_vec()]);
+        assert_eq!(client.recv_multipart(0).unwrap(), [b"second".to_vec()]);
+        assert_eq!((broker.parked_bytes, broker.parked.len()), (0, 0));
+        assert_eq!(broker.to_forget, [7], "delivered: forgotten in the store");
+
+        // Nobody comes for these: they expire after PARKED_EXPIRY.
+        broker.to_forget.clear();
+        broker.park(b"D", frames(&[b"D", b"x"]), Some(8));
+        broker.park(b"E", frames(&[b"E", b"y"]), Some(9));
+        broker.expire_parked(Instant::now() + PARKED_EXPIRY - Duration::from_secs(1));
+        assert_eq!(broker.parked.len(), 2);
+        broker.expire_parked(Instant::now() + PARKED_EXPIRY + Duration::from_millis(1));
+        assert_eq!((broker.parked_bytes, broker.parked.len()), (0, 0));
+        broker.to_forget.sort_unstable();
+        assert_eq!(broker.to_forget, [8, 9]);
+
+        // Bounds: the bytes (exactly reached, then one more) ...
+        broker.to_forget.clear();
+        let dropped = broker.figures.dropped_sends;
+        broker.park(b"F", vec![vec![0; MAX_PARKED_BYTES - 64]], None);
+        assert_eq!(broker.parked_bytes, MAX_PARKED_BYTES);
+        broker.park(b"G", frames(&[b""]), Some(10));
+        assert_eq!(broker.parked_bytes, MAX_PARKED_BYTES);
+        assert_eq!(broker.figures.dropped_sends, dropped + 1);
+        assert_eq!(broker.to_forget, [10], "dropped: forgotten too");
+        broker.expire_parked(Instant::now() + PARKED_EXPIRY * 2);
+        // ... and the count per client.
+        for _ in 0..MAX_PARKED_PER_CLIENT {
+            broker.park(b"H", frames(&[b"h"]), None);
+        }
+        broker.park(b"H", frames(&[b"h"]), None);
+        assert_eq!(broker.parked[&b"H".to_vec()].len(), MAX_PARKED_PER_CLIENT);
+        assert_eq!(broker.figures.dropped_sends, dropped + 2);
+        broker.park(b"I", frames(&[b"i"]), None);
+        assert_eq!(broker.parked[&b"I".to_vec()].len(), 1, "per client");
+    }
 }
