@@ -2155,12 +2155,33 @@ mod tests {
         let answer = received();
         assert_eq!((answer.sequence, answer.command), (2, Command::PingOk));
 
-        // A JOIN with the wrong status (3 + 1 is 4): removed, not aborted.
+        // A JOIN of a group it is in and a LEAVE of one it is not in count
+        // (status 4 and 5) but change nothing: no event.
         send(
             3,
             Command::Join {
-                group: "H".into(),
+                group: "G".into(),
+                status: 4,
+            },
+        );
+        send(
+            4,
+            Command::Leave {
+                group: "K".into(),
                 status: 5,
+            },
+        );
+        send(5, Command::Ping);
+        assert_eq!(received().command, Command::PingOk);
+        let membership = |e: &Event| matches!(e, Event::Join { peer, .. } | Event::Leave { peer, .. } if *peer == fake);
+        assert_eq!(events.count(membership), 0, "an event without a change");
+
+        // A JOIN with the wrong status (5 + 1 is 6): removed, not aborted.
+        send(
+            6,
+            Command::Join {
+                group: "H".into(),
+                status: 7,
             },
         );
         events.expect("EXIT after a missed JOIN", is_exit(fake));
