@@ -2175,10 +2175,15 @@ mod tests {
         assert_eq!(received().command, Command::PingOk);
         let membership = |e: &Event| matches!(e, Event::Join { peer, .. } | Event::Leave { peer, .. } if *peer == fake);
         assert_eq!(events.count(membership), 0, "an event without a change");
+        // With beacons a GOODBYE changes nothing (the port-0 beacon says it).
+        send(6, Command::Goodbye);
+        send(7, Command::Ping);
+        assert_eq!(received().command, Command::PingOk);
+        assert_eq!(events.count(is_exit(fake)), 0, "GOODBYE without gossip");
 
         // A JOIN with the wrong status (5 + 1 is 6): removed, not aborted.
         send(
-            6,
+            8,
             Command::Join {
                 group: "H".into(),
                 status: 7,
