@@ -2528,8 +2528,10 @@ mod tests {
         let mut events = Events::of(&node);
         let mut zed = FakePeer::new(&context, [0x0A; 16], &mailbox, &["G"]);
         let mut yan = FakePeer::new(&context, [0x0B; 16], &mailbox, &["G"]);
+        let mut xio = FakePeer::new(&context, [0x0C; 16], &mailbox, &["G"]);
         events.expect("JOIN zed", is_join(zed.uuid, "G"));
         events.expect("JOIN yan", is_join(yan.uuid, "G"));
+        events.expect("JOIN xio", is_join(xio.uuid, "G"));
         let (zed_id, yan_id) = (hex(&zed.uuid), hex(&yan.uuid));
         let elect = |challenger: &str| Command::Elect {
             group: "G".into(),
@@ -2540,26 +2542,40 @@ mod tests {
             leader: leader.into(),
         };
 
+        // zed's wave (the lowest id wins) is sent on to the other members.
         zed.send(elect(&zed_id));
         assert_eq!(yan.next(), elect(&zed_id), "zed's wave sent on to yan");
-        // yan's own, worse, challenger is ignored; then yan's echo of zed's.
+        assert_eq!(xio.next(), elect(&zed_id), "zed's wave sent on to xio");
+        // yan's own, worse, challenger is ignored; yan's and xio's echoes of
+        // zed's are counted (not a new wave), and with every member's the
+        // echo goes to the father alone.
         yan.send(elect(&yan_id));
         yan.send(elect(&zed_id));
+        xio.send(elect(&zed_id));
         assert_eq!(zed.next(), elect(&zed_id), "the echo to the father");
         zed.send(leader(&zed_id));
         assert_eq!(zed.next(), leader(&zed_id));
         assert_eq!(yan.next(), leader(&zed_id));
+        assert_eq!(xio.next(), leader(&zed_id));
+        // Until every member's LEADER is in, the wave goes on: a worse
+        // challenger is still ignored.
+        yan.send(elect(&yan_id));
         yan.send(leader(&zed_id));
-        // The wave is over: a new one from yan starts afresh and goes to zed.
+        xio.send(leader(&zed_id));
+        // (xio's PING-OK: its LEADER has been read, and nothing came first.)
+        xio.send(Command::Ping);
+        assert_eq!(xio.next(), Command::PingOk);
+        // The wave is over: a new one from yan starts afresh.
         yan.send(elect(&yan_id));
         assert_eq!(zed.next(), elect(&yan_id));
+        assert_eq!(xio.next(), elect(&yan_id));
         // Nothing else was sent: in particular no second echo or LEADER.
         zed.outbox.send("not ZRE", 0).unwrap();
-        zed.inbox.set_rcvtimeo(300).unwrap();
-        yan.inbox.set_rcvtimeo(300).unwrap();
-        assert!(zed.inbox.recv_multipart(0).is_err(), "zed got more");
-        let extra = yan.inbox.recv_multipart(0);
-        assert!(extra.is_err(), "yan got more: {extra:?}");
+        for (name, peer) in [("zed", &zed), ("yan", &yan), ("xio", &xio)] {
+            peer.inbox.set_rcvtimeo(300).unwrap();
+            let extra = peer.inbox.recv_multipart(0);
+            assert!(extra.is_err(), "{name} got more: {extra:?}");
+        }
     }
 
     #[test]
@@ -2619,5 +2635,139 @@ mod tests {
         assert!(check_content(&frames(wire::MAX_CONTENT_FRAMES)).is_ok());
         assert!(check_content(&frames(wire::MAX_CONTENT_FRAMES + 1)).is_err());
         assert!(check_content(&[]).is_ok());
+    }
+
+    #[test]
+    fn gossip_tuples_naming_us_or_an_endpoint_that_is_not_tcp_are_not_followed() {
+        use super::super::gossip::Command as Gossip;
+        let context = zmq::Context::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let seed = format!("tcp://127.0.0.1:{port}");
+        let node = Node::new(
+            &context,
+            NodeConfig {
+                gossip_bind: Some(seed.clone()),
+                timing: Timing {
+                    evasive: Duration::from_millis(100),
+                    expired: Duration::from_millis(800),
+                },
+                ..config(5853, "seed")
+            },
+        )
+        .unwrap();
+        node.start().unwrap();
+        // Three mailboxes a tuple may point the node at.
+        let mailbox = |endpoint: &str| {
+            let inbox = socket::new(&context, zmq::ROUTER)
+                .linger(0)
+                .bind(endpoint)
+                .unwrap();
+            let bound = inbox.get_last_endpoint().unwrap().unwrap();
+            (inbox, bound)
+        };
+        let ipc = std::env::temp_dir().join(format!("zre-gossip-test-{}", std::process::id()));
+        let (ours, ours_endpoint) = mailbox("tcp://127.0.0.1:*");
+        let (not_tcp, not_tcp_endpoint) = mailbox(&format!("ipc://{}", ipc.display()));
+        let (good, good_endpoint) = mailbox("tcp://127.0.0.1:*");
+        // A gossip client publishes them, in this order.
+        let client = socket::new(&context, zmq::DEALER)
+            .linger(0)
+            .connect(&seed)
+            .unwrap();
+        let publish = |uuid: Uuid, endpoint: &str| {
+            let tuple = Gossip::Publish {
+                key: hex(&uuid),
+                value: endpoint.to_string(),
+                ttl: 600,
+            };
+            client.send(tuple.encode().unwrap(), 0).unwrap();
+        };
+        client.send(Gossip::Hello.encode().unwrap(), 0).unwrap();
+        publish(node.uuid(), &ours_endpoint);
+        publish([0x77; 16], &not_tcp_endpoint);
+        publish([0x55; 16], &good_endpoint);
+        // The last one is followed: the node says HELLO there ...
+        good.set_rcvtimeo(10_000).unwrap();
+        let hello = good.recv_multipart(0).expect("a HELLO from the node");
+        let hello = wire::Message::decode(&hello[1..]).unwrap();
+        assert!(matches!(hello.command, Command::Hello { .. }));
+        // ... and neither of the others, read before it, was.
+        for (name, inbox) in [("our own UUID", &ours), ("an ipc endpoint", &not_tcp)] {
+            inbox.set_rcvtimeo(300).unwrap();
+            let got = inbox.recv_multipart(0);
+            assert!(got.is_err(), "the node followed {name}: {got:?}");
+        }
+        // The peer it followed never says HELLO: it is PINGed when evasive
+        // and dropped when expired, and, never having entered, makes no
+        // event on the way.
+        let ping = good.recv_multipart(0).expect("a PING when evasive");
+        let ping = wire::Message::decode(&ping[1..]).unwrap();
+        assert_eq!(ping.command, Command::Ping);
+        let quiet_until = Instant::now() + Duration::from_millis(1500);
+        while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+            if let Some(event) = node.recv_timeout(left).unwrap() {
+                assert!(
+                    !matches!(
+                        event,
+                        Event::Evasive { .. } | Event::Silent { .. } | Event::Exit { .. }
+                    ),
+                    "{event:?}"
+                );
+            }
+        }
+        let _ = std::fs::remove_file(&ipc);
+    }
+
+    #[test]
+    fn a_gossip_key_is_a_uuid_in_32_hex_digits() {
+        assert_eq!(uuid_from_hex(&"0A".repeat(16)), Some([0x0A; 16]));
+        assert_eq!(uuid_from_hex(&"fe".repeat(16)), Some([0xFE; 16]));
+        let mut counting = String::new();
+        for n in 0..16u8 {
+            counting.push_str(&format!("{n:02x}"));
+        }
+        let expected: Vec<u8> = (0..16).collect();
+        assert_eq!(uuid_from_hex(&counting).map(|u| u.to_vec()), Some(expected));
+        assert_eq!(uuid_from_hex(&"0A".repeat(15)), None);
+        assert_eq!(uuid_from_hex(&format!("{}0", "0A".repeat(16))), None);
+        assert_eq!(uuid_from_hex(&format!("{}zz", "0A".repeat(15))), None);
+        // 32 bytes but not ASCII: refused, not sliced inside a character.
+        assert_eq!(uuid_from_hex(&format!("é{}", "0".repeat(30))), None);
+    }
+
+    #[test]
+    fn a_message_is_kept_to_its_first_max_frames() {
+        let context = zmq::Context::new();
+        let (sender, receiver) = (
+            context.socket(zmq::PAIR).unwrap(),
+            context.socket(zmq::PAIR).unwrap(),
+        );
+        receiver.bind("inproc://recv-bounded").unwrap();
+        sender.connect("inproc://recv-bounded").unwrap();
+        let read = || {
+            let mut items = [receiver.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, 5000).unwrap();
+            match recv_bounded(&receiver).unwrap() {
+                Inbound::Message { frames, complete } => (frames, complete),
+                Inbound::None => panic!("nothing to read"),
+            }
+        };
+        let numbered = |n: usize| {
+            (0..n)
+                .map(|i| i.to_string().into_bytes())
+                .collect::<Vec<_>>()
+        };
+        sender.send_multipart(numbered(MAX_FRAMES), 0).unwrap();
+        assert_eq!(read(), (numbered(MAX_FRAMES), true));
+        sender.send_multipart(numbered(MAX_FRAMES + 5), 0).unwrap();
+        assert_eq!(read(), (numbered(MAX_FRAMES), false));
+        // The rest of the long one was read and dropped.
+        sender.send("next", 0).unwrap();
+        assert_eq!(read(), (vec![b"next".to_vec()], true));
+        assert!(matches!(recv_bounded(&receiver).unwrap(), Inbound::None));
     }
 }
