@@ -700,4 +700,110 @@ mod tests {
         assert_eq!(backup.vote(later), (true, Some(Change::Failover)));
         assert!(backup.serving());
     }
+
+    fn accept(seq: u64, token: &[u8], request: &Request) -> Vec<Vec<u8>> {
+        let mut frames = vec![
+            SIGNATURE.to_vec(),
+            vec![ACCEPT],
+            seq.to_be_bytes().to_vec(),
+            token.to_vec(),
+        ];
+        frames.extend(ClientCommand::Request(request.clone()).to_frames(false));
+        frames
+    }
+
+    /// Updates are applied in step only; a snapshot replaces the replica
+    /// whole; broken messages and tokens are refused, never a panic.
+    #[test]
+    fn the_replica_takes_updates_in_step_only_and_snapshots_whole() {
+        let context = zmq::Context::new();
+        let mut backup = pair(&context, Role::Backup, "apply");
+        // Not in step: updates wait for the snapshot.
+        assert!(backup.apply(&accept(1, b"C", &request("early"))).is_ok());
+        assert_eq!(backup.logged(), 0, "applied out of step");
+        // A snapshot (ENTRY…, END) replaces whatever was there.
+        backup.log.insert(40, b"C".to_vec(), request("stale"));
+        backup.incoming = Some(Vec::new());
+        let mut entry_frames = accept(7, b"C", &request("kept"));
+        entry_frames[1] = vec![ENTRY];
+        assert!(backup.apply(&entry_frames).is_ok());
+        let end = vec![SIGNATURE.to_vec(), vec![END], 9u64.to_be_bytes().to_vec()];
+        assert!(backup.apply(&end).is_ok());
+        assert!(backup.in_step);
+        assert_eq!((backup.seq, backup.logged()), (9, 1));
+        // In step: the next ACCEPT is applied.
+        assert!(backup.apply(&accept(10, b"D", &request("next"))).is_ok());
+        assert_eq!(replica(&mut backup), [b"kept".to_vec(), b"next".to_vec()]);
+        // Broken messages.
+        assert!(backup.apply(&[SIGNATURE.to_vec()]).is_err());
+        assert!(backup.apply(&[]).is_err());
+        assert!(backup.apply(&[b"SBPP02".to_vec(), vec![STATE]]).is_err());
+        // A client token is 1-255 bytes.
+        let longest = vec![b't'; protocol::MAX_NAME];
+        assert!(entry(&accept(1, &longest, &request("x"))[3..]).is_ok());
+        let too_long = vec![b't'; protocol::MAX_NAME + 1];
+        assert!(entry(&accept(1, &too_long, &request("x"))[3..]).is_err());
+        assert!(entry(&accept(1, b"", &request("x"))[3..]).is_err());
+    }
+
+    /// The ROUTER drops what is not the pair's, and a broker that is not
+    /// active sends no snapshot; STATE goes out once per heartbeat.
+    #[test]
+    fn strangers_and_early_snapshot_requests_get_nothing_and_state_goes_once_a_heartbeat() {
+        let context = zmq::Context::new();
+        let mut primary = pair(&context, Role::Primary, "router");
+        let stranger = context.socket(zmq::DEALER).unwrap();
+        stranger.set_linger(0).unwrap();
+        stranger.connect("inproc://router-primary").unwrap();
+        stranger.send(SIGNATURE, 0).unwrap();
+        stranger
+            .send_multipart([SIGNATURE, &[SNAPSHOT][..]], 0)
+            .unwrap();
+        stranger
+            .send_multipart([SIGNATURE, &[STATE][..], b"9"], 0)
+            .unwrap();
+        let now = Instant::now();
+        // Read all three (inproc: they are there).
+        let events = primary.read_router(now);
+        assert!(events.fatal.is_none() && events.changes.is_empty());
+        let mut items = [stranger.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, 200).unwrap();
+        assert!(
+            !items[0].is_readable(),
+            "a snapshot from a broker not active"
+        );
+
+        // STATE: at the first tick, then not again before a heartbeat.
+        let backup = pair(&context, Role::Backup, "router");
+        primary.tick(now);
+        primary.tick(now);
+        assert!(primary.next_tick() >= now + bstar::HEARTBEAT);
+        let mut states = 0;
+        let mut items = [backup.router.as_poll_item(zmq::POLLIN)];
+        while zmq::poll(&mut items, 200).unwrap() > 0 {
+            backup.router.recv_multipart(0).unwrap();
+            states += 1;
+        }
+        assert_eq!(states, 1);
+    }
+
+    /// Past MAX_LOG requests the active stops replicating new ones, counts
+    /// them, and says so once.
+    #[test]
+    fn a_full_log_drops_new_requests_counts_them_and_says_so_once() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let mut primary = pair(&context, Role::Primary, "full");
+        let one = request("x");
+        for n in 0..MAX_LOG {
+            let token = n.to_be_bytes();
+            primary.accepted(&token, &one);
+        }
+        assert_eq!((primary.logged(), primary.dropped), (MAX_LOG, 0));
+        primary.accepted(b"late", &one);
+        primary.accepted(b"later", &one);
+        assert_eq!((primary.logged(), primary.dropped), (MAX_LOG, 2));
+        let said = crate::log_limit::captured::lines_with("the pair's log holds");
+        assert_eq!(said.len(), 1, "{said:?}");
+    }
 }
