@@ -524,6 +524,7 @@ fn send_reply(
 }
 
 /// What a reader tells the ROUTER thread about a reply, for the figures.
+#[derive(Clone, Copy)]
 struct Accounting {
     status: u16,
     chunk: bool,
@@ -536,7 +537,7 @@ struct Accounting {
 }
 
 impl Accounting {
-    fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(20);
         bytes.extend_from_slice(&self.status.to_be_bytes());
         bytes
@@ -1325,5 +1326,151 @@ mod tests {
         }
         assert_eq!(cache.hashes.len(), STAT_CACHE_ENTRIES);
         assert_eq!(cache.order.len(), STAT_CACHE_ENTRIES);
+    }
+
+    /// The ROUTER thread's scheduling, with the test as the readers: jobs
+    /// go out in turn between clients, at most half the pool each; a client
+    /// past its outstanding bound is refused; a reader's reply frees its
+    /// slot and is counted.
+    #[test]
+    fn the_readers_are_shared_in_turn_between_clients_within_their_bounds() {
+        let (base, root) = tree("schedule");
+        let context = zmq::Context::new();
+        let endpoint = format!("inproc://fileserver-schedule-{}", std::process::id());
+        let options = ServerOptions {
+            root,
+            binds: vec![endpoint.clone()],
+            readers: 4,
+            max_outstanding: 3,
+            ..ServerOptions::default()
+        };
+        let mut server = Server::new(&context, options).unwrap();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        server.jobs = Some(jobs); // the real readers end: their queue closed
+        let stat = |name: &str| Request::Stat { name: name.into() }.to_frames();
+        let handed = |queue: &mpsc::Receiver<Job>| -> Vec<String> {
+            queue
+                .try_iter()
+                .map(|job| match job.request {
+                    Request::Stat { name } => {
+                        format!("{}:{name}", String::from_utf8_lossy(&job.identity))
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        // Alone, a client still gets half the pool at most.
+        for name in ["a0", "a1", "a2"] {
+            server.request(b"A".to_vec(), stat(name)).unwrap();
+        }
+        server.dispatch();
+        assert_eq!(handed(&queue), ["A:a0", "A:a1"]);
+        server.dispatch();
+        assert!(handed(&queue).is_empty(), "past its share");
+        // (A fresh start for the next part.)
+        server.peers.clear();
+        server.ring.clear();
+        server.in_pool = 0;
+        for (client, count) in [("A", 3), ("B", 3), ("C", 1)] {
+            for n in 0..count {
+                let name = format!("{}{n}", client.to_lowercase());
+                server.request(client.into(), stat(&name)).unwrap();
+            }
+        }
+        server.dispatch();
+        // Four readers, two at most per client, clients in turn.
+        assert_eq!(handed(&queue), ["A:a0", "B:b0", "C:c0", "A:a1"]);
+        server.dispatch();
+        assert!(handed(&queue).is_empty(), "the pool is full");
+        // A has 3 outstanding (2 in the pool, 1 queued): one more is
+        // refused (BUSY; A is not connected, so the refusal is dropped).
+        server.request(b"A".to_vec(), stat("a3")).unwrap();
+        assert_eq!((server.stats.refused, server.stats.dropped), (1, 1));
+        // A reader finishes one of A's jobs: the slot goes to B, whose turn
+        // comes before A's.
+        let done = |identity: &[u8], account: Accounting, reply: &[&[u8]]| {
+            let mut frames: VecDeque<zmq::Message> = [identity, &account.to_bytes()]
+                .iter()
+                .map(|f| zmq::Message::from(*f))
+                .collect();
+            frames.extend(reply.iter().map(|f| zmq::Message::from(*f)));
+            frames
+        };
+        let free = Accounting {
+            status: 200,
+            chunk: false,
+            compressed: false,
+            busy: false,
+            raw: 0,
+            wire: 0,
+        };
+        server.forward(done(b"A", free, &[])).unwrap();
+        server.dispatch();
+        assert_eq!(handed(&queue), ["B:b1"]);
+        // A `busy` reply (a STAT answered while the reader still hashes)
+        // does not free the slot.
+        let busy = Accounting { busy: true, ..free };
+        server.forward(done(b"B", busy, &[])).unwrap();
+        server.dispatch();
+        assert!(handed(&queue).is_empty(), "a busy reader's slot was given");
+
+        // Replies to a connected client are sent and counted.
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.set_identity(b"D").unwrap();
+        client.set_linger(0).unwrap();
+        client.set_rcvtimeo(5000).unwrap();
+        client.connect(&endpoint).unwrap();
+        // (Once its first message is read, the ROUTER knows its routing id.)
+        client.send("hello", 0).unwrap();
+        assert_eq!(server.router.recv_multipart(0).unwrap()[0], b"D");
+        let before = server.stats.clone();
+        let chunk = Accounting {
+            chunk: true,
+            compressed: true,
+            raw: 1000,
+            wire: 600,
+            ..free
+        };
+        server.forward(done(b"D", chunk, &[b"one"])).unwrap();
+        assert_eq!(client.recv_multipart(0).unwrap(), [b"one".to_vec()]);
+        let refused = Accounting {
+            status: 400,
+            ..free
+        };
+        server.forward(done(b"D", refused, &[b"two"])).unwrap();
+        assert_eq!(client.recv_multipart(0).unwrap(), [b"two".to_vec()]);
+        let stats = &server.stats;
+        assert_eq!(
+            (
+                stats.chunks - before.chunks,
+                stats.raw_bytes - before.raw_bytes,
+                stats.wire_bytes - before.wire_bytes,
+                stats.compressed - before.compressed,
+                stats.refused - before.refused,
+                stats.dropped - before.dropped,
+            ),
+            (1, 1000, 600, 1, 1, 0)
+        );
+        // A FETCH of MAX_CHUNK bytes is queued; one byte more is refused.
+        let fetch = |length: u32| {
+            Request::Fetch {
+                name: "a.txt".into(),
+                offset: 0,
+                length,
+                zstd: false,
+            }
+            .to_frames()
+        };
+        let refused_before = server.stats.refused;
+        server
+            .request(b"E".to_vec(), fetch(protocol::MAX_CHUNK))
+            .unwrap();
+        assert_eq!(server.stats.refused, refused_before);
+        server
+            .request(b"E".to_vec(), fetch(protocol::MAX_CHUNK + 1))
+            .unwrap();
+        assert_eq!(server.stats.refused, refused_before + 1);
+        assert_eq!(server.peers[&b"E".to_vec()].queued.len(), 1);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
