@@ -1812,6 +1812,20 @@ mod tests {
             mdp_worker(false, frames(&[b"\x01", b"echo", b"extra"])),
             WorkerInput::Invalid(_)
         ));
+        // A reply with no body; a reply without its empty frame; a command
+        // of two bytes.
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x03", b"C", b""])),
+            WorkerInput::Final { client, body } if client == b"C" && body.is_empty()
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x03", b"C"])),
+            WorkerInput::Invalid(_)
+        ));
+        assert!(matches!(
+            mdp_worker(false, frames(&[b"\x04\x04"])),
+            WorkerInput::Invalid(_)
+        ));
     }
 
     static ENDPOINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -1881,6 +1895,9 @@ mod tests {
         let (_, _, request, management) =
             request_of(classify(&[b"C", b"MDPC01", b"mmi.service", b"echo"]));
         assert!(management, "{request:?}");
+        // Each MDP request gets a correlation of its own.
+        let (_, _, again, _) = request_of(classify(&[b"C", b"MDPC01", b"mmi.service"]));
+        assert_ne!(request.correlation, again.correlation);
         // MDP/0.2: RFC 18 (REQUEST 0x01, no empty frame) and majortomo
         // (REQUEST 0x02 after an empty frame).
         let (dialect, _, request, _) =
@@ -1921,7 +1938,17 @@ mod tests {
             assert_eq!(dialect, ClientDialect::Sbp { leading_empty });
             assert_eq!(
                 (&id[..], got.correlation, management),
-                (&b"S"[..], request.correlation, false)
+                (&b"S"[..], request.correlation.clone(), false)
+            );
+            let mmi = Request {
+                service: b"mmi.service".to_vec(),
+                ..request.clone()
+            };
+            let mut message = vec![b"S".to_vec()];
+            message.extend(ClientCommand::Request(mmi).to_frames(leading_empty));
+            assert!(
+                request_of(broker.classify(message)).3,
+                "mmi.* is the broker's"
             );
             let mut ping = vec![b"S".to_vec()];
             ping.extend(ClientCommand::Ping.to_frames(leading_empty));
@@ -1957,6 +1984,7 @@ mod tests {
                     (reply.status, reply.correlation),
                     (Status::MALFORMED, b"9".to_vec())
                 );
+                assert_eq!(reply.service, b"echo");
             }
             _ => panic!("no 400 answer"),
         }
@@ -2048,6 +2076,11 @@ mod tests {
         assert_eq!(broker.parked_bytes, MAX_PARKED_BYTES);
         assert_eq!(broker.figures.dropped_sends, dropped + 1);
         assert_eq!(broker.to_forget, [10], "dropped: forgotten too");
+        broker.expire_parked(Instant::now() + PARKED_EXPIRY * 2);
+        // (The bound is on the sum: a small reply and a 2 MiB one fit.)
+        broker.park(b"F", frames(&[b"x"]), None);
+        broker.park(b"F", vec![vec![0; 2 << 20]], None);
+        assert_eq!(broker.parked[&b"F".to_vec()].len(), 2);
         broker.expire_parked(Instant::now() + PARKED_EXPIRY * 2);
         // ... and the count per client.
         for _ in 0..MAX_PARKED_PER_CLIENT {
