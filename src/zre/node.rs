@@ -543,6 +543,17 @@ impl Node {
     }
 }
 
+/// The agent's `ERR` reply for `e`. [`Node::request`] makes its text an
+/// [`Error::Protocol`] again, so a protocol error sends its reason alone
+/// (the caller would otherwise read "protocol error: protocol error: …").
+fn refused(e: Error) -> Message {
+    let text = match e {
+        Error::Protocol(why) => why,
+        other => other.to_string(),
+    };
+    Message::from_frames([b"ERR".to_vec(), text.into_bytes()])
+}
+
 fn check_content(content: &[Vec<u8>]) -> Result<(), Error> {
     if content.len() > wire::MAX_CONTENT_FRAMES {
         return Err(wire::EncodeError::TooMany {
@@ -769,6 +780,11 @@ enum Inbound {
     },
 }
 
+/// Turns of every agent's loop in this process, for the test that an idle
+/// node sleeps between its timers.
+#[cfg(test)]
+static AGENT_TURNS: AtomicU64 = AtomicU64::new(0);
+
 /// Frames kept of one inbound message: routing id, frame 0, content.
 const MAX_FRAMES: usize = 2 + wire::MAX_CONTENT_FRAMES;
 
@@ -813,6 +829,8 @@ impl Agent {
             .max(Duration::from_millis(10));
         let mut reap_at = Instant::now() + reap;
         loop {
+            #[cfg(test)]
+            AGENT_TURNS.fetch_add(1, Ordering::Relaxed);
             let wake_at = self
                 .gossip
                 .as_ref()
@@ -882,13 +900,13 @@ impl Agent {
         match command.as_slice() {
             b"START" => match self.start() {
                 Ok(endpoint) => reply.push(endpoint.into_bytes()),
-                Err(e) => return Message::from_frames([b"ERR".to_vec(), e.to_string().into()]),
+                Err(e) => return refused(e),
             },
             b"STOP" => self.stop(),
             b"ENDPOINT" => reply.extend(self.endpoint.clone().map(String::into_bytes)),
             b"JOIN" => {
                 if let Err(e) = self.join(text_arg) {
-                    return Message::from_frames([b"ERR".to_vec(), e.to_string().into()]);
+                    return refused(e);
                 }
             }
             b"LEAVE" => self.leave(&text_arg),
@@ -1767,12 +1785,8 @@ fn bind_mailbox(
     // A peer that reconnects (a new DEALER, the same routing id) takes over
     // at once, instead of being refused until libzmq drops the old pipe.
     mailbox.set_router_handover(true)?;
-    let (low, high) = (*EPHEMERAL_PORTS.start(), *EPHEMERAL_PORTS.end());
-    let span = u32::from(high - low) + 1;
-    let start = rand::thread_rng().gen_range(0..span);
     let mut last = None;
-    for step in 0..span {
-        let port = low + ((start + step) % span) as u16;
+    for port in ports_in_turn(&EPHEMERAL_PORTS, rand::thread_rng().gen()) {
         let endpoint = format!("tcp://{}:{port}", IpAddr::V4(ip));
         match mailbox.bind(&endpoint) {
             Ok(()) => return Ok((mailbox, port)),
@@ -1791,6 +1805,15 @@ fn bind_mailbox(
         endpoint: last.unwrap_or_default(),
         source: zmq::Error::EADDRINUSE,
     })
+}
+
+/// Every port of `ports` once, from the one `start` picks (taken modulo
+/// the range's size) to the end, then from the range's start on.
+fn ports_in_turn(ports: &RangeInclusive<u16>, start: u32) -> impl Iterator<Item = u16> {
+    let (low, high) = (*ports.start(), *ports.end());
+    let span = u32::from(high - low) + 1;
+    let start = start % span;
+    (0..span).map(move |step| low + ((start + step) % span) as u16)
 }
 
 /// Reads one message without waiting, keeping at most [`MAX_FRAMES`]
@@ -2529,9 +2552,12 @@ mod tests {
         let mut zed = FakePeer::new(&context, [0x0A; 16], &mailbox, &["G"]);
         let mut yan = FakePeer::new(&context, [0x0B; 16], &mailbox, &["G"]);
         let mut xio = FakePeer::new(&context, [0x0C; 16], &mailbox, &["G"]);
+        // A ready peer in another group only: not a member of G's wave.
+        let wil = FakePeer::new(&context, [0x0D; 16], &mailbox, &["H"]);
         events.expect("JOIN zed", is_join(zed.uuid, "G"));
         events.expect("JOIN yan", is_join(yan.uuid, "G"));
         events.expect("JOIN xio", is_join(xio.uuid, "G"));
+        events.expect("JOIN wil", is_join(wil.uuid, "H"));
         let (zed_id, yan_id) = (hex(&zed.uuid), hex(&yan.uuid));
         let elect = |challenger: &str| Command::Elect {
             group: "G".into(),
@@ -2571,6 +2597,15 @@ mod tests {
         assert_eq!(xio.next(), elect(&yan_id));
         // Nothing else was sent: in particular no second echo or LEADER.
         zed.outbox.send("not ZRE", 0).unwrap();
+        // wil heard the node's HELLO (and maybe PINGs), nothing of G.
+        wil.inbox.set_rcvtimeo(300).unwrap();
+        while let Ok(frames) = wil.inbox.recv_multipart(0) {
+            let command = wire::Message::decode(&frames[1..]).unwrap().command;
+            assert!(
+                matches!(command, Command::Hello { .. } | Command::Ping),
+                "wil got {command:?}"
+            );
+        }
         for (name, peer) in [("zed", &zed), ("yan", &yan), ("xio", &xio)] {
             peer.inbox.set_rcvtimeo(300).unwrap();
             let extra = peer.inbox.recv_multipart(0);
@@ -2765,9 +2800,187 @@ mod tests {
         assert_eq!(read(), (numbered(MAX_FRAMES), true));
         sender.send_multipart(numbered(MAX_FRAMES + 5), 0).unwrap();
         assert_eq!(read(), (numbered(MAX_FRAMES), false));
+        // What a peer may send: its routing id, the command frame and
+        // wire::MAX_CONTENT_FRAMES content frames; not a frame more.
+        sender
+            .send_multipart(numbered(2 + wire::MAX_CONTENT_FRAMES + 1), 0)
+            .unwrap();
+        assert_eq!(read(), (numbered(2 + wire::MAX_CONTENT_FRAMES), false));
         // The rest of the long one was read and dropped.
         sender.send("next", 0).unwrap();
         assert_eq!(read(), (vec![b"next".to_vec()], true));
         assert!(matches!(recv_bounded(&receiver).unwrap(), Inbound::None));
+    }
+
+    #[test]
+    fn discovery_says_how_peers_are_found() {
+        let beacons = NodeConfig {
+            port: 5670,
+            broadcast: Ipv4Addr::new(127, 255, 255, 255),
+            interval: Duration::from_millis(250),
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            beacons.discovery(),
+            "beacons to 127.255.255.255:5670 every 250 ms"
+        );
+        let server = NodeConfig {
+            gossip_bind: Some("tcp://127.0.0.1:9999".into()),
+            ..NodeConfig::default()
+        };
+        assert_eq!(server.discovery(), "gossip (server tcp://127.0.0.1:9999)");
+        let seeds = NodeConfig {
+            gossip_connect: vec!["tcp://127.0.0.1:1".into(), "tcp://127.0.0.1:2".into()],
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            seeds.discovery(),
+            "gossip (seeds tcp://127.0.0.1:1 tcp://127.0.0.1:2)"
+        );
+        let both = NodeConfig {
+            gossip_bind: Some("tcp://127.0.0.1:9999".into()),
+            ..seeds
+        };
+        assert_eq!(
+            both.discovery(),
+            "gossip (server tcp://127.0.0.1:9999, seeds tcp://127.0.0.1:1 tcp://127.0.0.1:2)"
+        );
+    }
+
+    /// The agent's `ERR` reaches the caller as the protocol error it names,
+    /// not as an ended task.
+    #[test]
+    fn a_node_joins_at_most_max_groups_and_says_why_not() {
+        let context = zmq::Context::new();
+        let node = Node::new(&context, config(5846, "many")).unwrap();
+        for index in 0..wire::MAX_GROUPS {
+            node.join(&format!("g{index}")).unwrap();
+        }
+        node.join("g0").unwrap(); // in it already: no change, no error
+        match node.join("one more") {
+            Err(Error::Protocol(why)) => {
+                assert_eq!(why, "in 256 groups already (at most 256)")
+            }
+            other => panic!("the 257th group: {other:?}"),
+        }
+        node.leave("g0").unwrap();
+        node.join("one more").unwrap();
+    }
+
+    #[test]
+    fn the_mailbox_tries_every_port_of_the_range_once_in_turn() {
+        for start in [0u32, 1, 2, 3, 4, 6, u32::MAX] {
+            let ports: Vec<u16> = ports_in_turn(&(10..=13), start).collect();
+            assert_eq!(ports[0], 10 + (start % 4) as u16, "from {start}");
+            for pair in ports.windows(2) {
+                let next = if pair[0] == 13 { 10 } else { pair[0] + 1 };
+                assert_eq!(pair[1], next, "from {start}: {ports:?}");
+            }
+            let mut sorted = ports.clone();
+            sorted.sort();
+            assert_eq!(sorted, [10, 11, 12, 13], "from {start}");
+        }
+        let all: BTreeSet<u16> = ports_in_turn(&EPHEMERAL_PORTS, 12_345).collect();
+        assert_eq!(all, EPHEMERAL_PORTS.collect::<BTreeSet<u16>>());
+    }
+
+    /// The goodbye sent from a socket of its own after Ctrl-C.
+    #[test]
+    fn a_goodbye_of_our_own_reaches_the_beacon_port() {
+        let listener = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_read_timeout(Some(WAIT)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        send_goodbye(b"goodbye", Ipv4Addr::LOCALHOST, port).unwrap();
+        let mut buffer = [0u8; 64];
+        let (size, _) = listener.recv_from(&mut buffer).unwrap();
+        assert_eq!(&buffer[..size], b"goodbye");
+    }
+
+    /// Its beacons, then a port-0 beacon (goodbye) when it stops, from the
+    /// beacon's own socket, and by no other way.
+    #[test]
+    fn a_stopping_node_says_goodbye_by_beacon() {
+        let context = zmq::Context::new();
+        let listener = Beacon::new(&context, 5847, udp::DEFAULT_BROADCAST).unwrap();
+        listener.subscribe(b"ZRE").unwrap();
+        let node = Node::new(&context, config(5847, "leaving")).unwrap();
+        let uuid = node.uuid();
+        // The node's next beacon within `within`: its source and port.
+        let next = |within: Duration| {
+            let deadline = Instant::now() + within;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                let heard = listener.recv_timeout(left.as_millis() as i64).unwrap()?;
+                if let Some(beacon) = wire::Beacon::decode(&heard.payload) {
+                    if beacon.uuid == uuid {
+                        return Some((heard.from, beacon.port));
+                    }
+                }
+            }
+            None
+        };
+        node.start().unwrap();
+        let (source, port) = next(WAIT).expect("a beacon");
+        assert_ne!(port, 0);
+        node.stop().unwrap();
+        loop {
+            match next(WAIT).expect("a goodbye") {
+                (from, 0) => {
+                    assert_eq!(from, source, "the goodbye's source");
+                    break;
+                }
+                (from, _) => assert_eq!(from, source),
+            }
+        }
+        // The beacon may repeat its goodbye; nothing comes from elsewhere.
+        while let Some((from, port)) = next(QUIET) {
+            assert_eq!((from, port), (source, 0), "after the goodbye");
+        }
+    }
+
+    /// Between its timers the agent sleeps: an idle node's loop turns for
+    /// what it hears and for its reaps, not more. Counted in a
+    /// child process (this test binary, this test alone), so that other
+    /// tests' nodes do not count.
+    #[test]
+    fn an_idle_node_does_not_spin() {
+        const CHILD: &str = "ZGUIDE_ZRE_IDLE_CHILD";
+        const IDLE: Duration = Duration::from_secs(1);
+        if std::env::var_os(CHILD).is_some() {
+            let context = zmq::Context::new();
+            let node = Node::new(&context, config(5845, "idle")).unwrap();
+            node.start().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let before = AGENT_TURNS.load(Ordering::Relaxed);
+            std::thread::sleep(IDLE);
+            println!(
+                "idle turns {}",
+                AGENT_TURNS.load(Ordering::Relaxed) - before
+            );
+            return;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "zre::node::tests::an_idle_node_does_not_spin",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let turns: u64 = stdout
+            .lines()
+            .find_map(|line| line.split_once("idle turns "))
+            .and_then(|(_, micros)| micros.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no figure from the child: {stdout}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        // No peer here, so a turn a reap (one a second; here 1 or 2); a loop
+        // that did not wait turns tens of thousands of times.
+        assert!(turns < 500, "{turns} turns in {IDLE:?} idle");
     }
 }
