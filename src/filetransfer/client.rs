@@ -1248,4 +1248,709 @@ mod tests {
             assert!(Client::new(good).is_ok(), "{chunk_size}");
         }
     }
+
+    // ---- A client against a scripted server -------------------------------
+
+    use std::collections::BTreeSet;
+    use std::thread::JoinHandle;
+
+    /// The longest any one expected message may take.
+    const WAIT_MS: i32 = 10_000;
+
+    /// A fresh directory under the system's temporary one, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let unique = format!(
+                "zguide-ftclient-{name}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            );
+            let dir = std::env::temp_dir().join(unique);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `length` bytes, none of its 1 KiB chunks all zero.
+    fn content(length: usize) -> Vec<u8> {
+        (0..length).map(|i| (i * 7 % 251) as u8 + 1).collect()
+    }
+
+    /// An SFT/1 server the test scripts: it reads each request and answers
+    /// as the case needs, or not at all.
+    struct FakeServer {
+        router: zmq::Socket,
+        endpoint: String,
+        _context: zmq::Context,
+    }
+
+    impl FakeServer {
+        fn new() -> FakeServer {
+            let context = zmq::Context::new();
+            let router = context.socket(zmq::ROUTER).unwrap();
+            router.set_linger(0).unwrap();
+            router.bind("tcp://127.0.0.1:*").unwrap();
+            let endpoint = router.get_last_endpoint().unwrap().unwrap();
+            FakeServer {
+                router,
+                endpoint,
+                _context: context,
+            }
+        }
+
+        /// The next request within `ms`: the client's routing id and it.
+        fn within(&self, ms: i32) -> Option<(Vec<u8>, Request)> {
+            self.router.set_rcvtimeo(ms).unwrap();
+            let frames = self.router.recv_multipart(0).ok()?;
+            let views: Vec<&[u8]> = frames[1..].iter().map(Vec::as_slice).collect();
+            match protocol::parse_request(&views) {
+                Parsed::Ok(request) => Some((frames[0].clone(), request)),
+                _ => panic!("not a request: {frames:?}"),
+            }
+        }
+
+        fn next(&self) -> (Vec<u8>, Request) {
+            self.within(WAIT_MS).expect("a request from the client")
+        }
+
+        fn answer(&self, id: &[u8], frames: Vec<Vec<u8>>) {
+            let mut message = vec![id.to_vec()];
+            message.extend(frames);
+            self.router.send_multipart(message, 0).unwrap();
+        }
+
+        /// CHUNK 200 with `data`, hashed as the chunk at `offset` of `good`
+        /// (so a `data` other than `good`'s bytes there is a bad copy).
+        fn chunk(&self, id: &[u8], name: &str, offset: u64, data: &[u8], good: &[u8]) {
+            let hash = tree::chunk_hash(offset, good);
+            let mut frames = protocol::chunk_head(name, offset, Encoding::Raw, &hash);
+            frames.push(data.to_vec());
+            self.answer(id, frames);
+        }
+
+        fn stat(&self, name: &str, file: &[u8]) {
+            match self.next() {
+                (id, Request::Stat { name: asked }) if asked == name => self.answer(
+                    &id,
+                    protocol::stat_ok(name, file.len() as u64, &protocol::hash(file)),
+                ),
+                other => panic!("wanted STAT {name}, got {other:?}"),
+            }
+        }
+    }
+
+    fn fetch_of(request: &Request) -> (u64, u32) {
+        match request {
+            Request::Fetch { offset, length, .. } => (*offset, *length),
+            other => panic!("wanted a FETCH, got {other:?}"),
+        }
+    }
+
+    /// Client options for the fake server: 1 KiB chunks, short timeouts.
+    fn options(server: &FakeServer) -> ClientOptions {
+        ClientOptions {
+            endpoint: server.endpoint.clone(),
+            window: 3,
+            chunk_size: 1024,
+            compress: false,
+            timeout: Duration::from_millis(300),
+            retries: 2,
+            chunk_retries: 2,
+            progress: Progress::Quiet,
+            ..ClientOptions::default()
+        }
+    }
+
+    type Outcome = (Result<(), Failure>, Totals);
+
+    /// `fetch_file(name, dest)` in a thread of its own.
+    fn spawn_fetch(options: ClientOptions, name: &str, dest: &Path) -> JoinHandle<Outcome> {
+        let (name, dest) = (name.to_string(), dest.to_path_buf());
+        std::thread::spawn(move || {
+            let mut client = Client::new(options).unwrap();
+            let result = client.fetch_file(&name, &dest);
+            (result, client.totals().clone())
+        })
+    }
+
+    fn join(handle: JoinHandle<Outcome>) -> Outcome {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !handle.is_finished() {
+            assert!(Instant::now() < deadline, "the client did not end in 30 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handle.join().unwrap()
+    }
+
+    /// Serves `file` as `name` to the end: every FETCH answered in order.
+    fn serve_rest(server: &FakeServer, name: &str, file: &[u8], handle: &JoinHandle<Outcome>) {
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                let (offset, length) = fetch_of(&request);
+                let range = offset as usize..offset as usize + length as usize;
+                server.chunk(&id, name, offset, &file[range.clone()], &file[range]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_arrives_through_bad_copies_duplicates_and_busy_answers_within_its_window() {
+        let dir = TempDir::new("window");
+        let dest = dir.0.join("out");
+        let file = content(8 << 10);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        let mut asked: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut in_flight: BTreeSet<u64> = BTreeSet::new();
+        let mut most_in_flight = 0;
+        let mut busy_at = None;
+        let mut pending: Vec<(Vec<u8>, u64, u32)> = Vec::new();
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                let (offset, length) = fetch_of(&request);
+                assert_eq!(length, 1024);
+                *asked.entry(offset).or_default() += 1;
+                if offset == 1024 && asked[&offset] == 2 {
+                    let waited = busy_at.map(|at: Instant| at.elapsed()).unwrap();
+                    assert!(
+                        waited >= Duration::from_millis(25),
+                        "asked again after {waited:?}"
+                    );
+                }
+                in_flight.insert(offset);
+                most_in_flight = most_in_flight.max(in_flight.len());
+                pending.push((id, offset, length));
+                if pending.len() < 2 {
+                    continue;
+                }
+            }
+            // Newest first: chunks arrive out of order.
+            while let Some((id, offset, length)) = pending.pop() {
+                let range = offset as usize..(offset + u64::from(length)) as usize;
+                let good = &file[range];
+                match (offset, asked[&offset]) {
+                    (1024, 1) => {
+                        let request = Request::Fetch {
+                            name: "f".into(),
+                            offset,
+                            length,
+                            zstd: false,
+                        };
+                        server.answer(&id, protocol::refusal(&request, Status::BUSY, "later"));
+                        busy_at = Some(Instant::now());
+                        continue;
+                    }
+                    (2048, 1) => {
+                        let mut bad = good.to_vec();
+                        bad[100] ^= 0xFF;
+                        server.chunk(&id, "f", offset, &bad, good);
+                        continue;
+                    }
+                    (3072, 1) => server.chunk(&id, "f", offset, good, good),
+                    _ => {}
+                }
+                server.chunk(&id, "f", offset, good, good);
+                in_flight.remove(&offset);
+            }
+        }
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
+        assert!(!suffixed(&dest, ".part").exists());
+        assert!(!suffixed(&dest, ".part.state").exists());
+        let twice: Vec<u64> = asked
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(o, _)| *o)
+            .collect();
+        assert_eq!(twice, [1024, 2048], "asked again: {asked:?}");
+        assert_eq!(asked.len(), 8, "{asked:?}");
+        assert_eq!(most_in_flight, 3, "the window is 3");
+        assert_eq!(
+            totals,
+            Totals {
+                bytes: 10 << 10,
+                wire_bytes: 10 << 10,
+                chunks: 10,
+                refetched: 1,
+                duplicates: 1,
+                malformed: 0,
+                files: 1,
+                reconnects: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_chunk_that_keeps_arriving_corrupt_fails_after_its_retries() {
+        let dir = TempDir::new("corrupt");
+        let file = content(2 << 10);
+        let server = FakeServer::new();
+        let options = ClientOptions {
+            window: 1,
+            ..options(&server)
+        };
+        let handle = spawn_fetch(options, "f", &dir.0.join("out"));
+        server.stat("f", &file);
+        let mut copies = 0;
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                assert_eq!(fetch_of(&request), (0, 1024), "only the first chunk");
+                copies += 1;
+                let mut bad = file[..1024].to_vec();
+                bad[0] ^= 1;
+                server.chunk(&id, "f", 0, &bad, &file[..1024]);
+            }
+        }
+        let (result, totals) = join(handle);
+        match result {
+            Err(Failure::Integrity(why)) => assert!(why.contains("3 bad copies"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(copies, 3, "the first copy and chunk_retries (2) more");
+        assert_eq!(totals.refetched, 3);
+    }
+
+    #[test]
+    fn a_silent_server_is_asked_again_on_new_connections_then_given_up() {
+        let server = FakeServer::new();
+        let dir = TempDir::new("silent");
+        let started = Instant::now();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let mut senders = Vec::new();
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                assert_eq!(request, Request::Stat { name: "f".into() });
+                senders.push(id);
+            }
+        }
+        let (result, totals) = join(handle);
+        assert!(matches!(result, Err(Failure::NoAnswer(_))), "{result:?}");
+        assert_eq!(senders.len(), 3, "asked once, then once per retry (2)");
+        assert_eq!(
+            senders.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "each time on a new connection"
+        );
+        assert_eq!(totals.reconnects, 2);
+        // Three silent timeouts of 300 ms before giving up.
+        assert!(started.elapsed() >= Duration::from_millis(850));
+    }
+
+    #[test]
+    fn silence_mid_transfer_sends_every_outstanding_fetch_again() {
+        let dir = TempDir::new("resend");
+        let dest = dir.0.join("out");
+        let file = content(4 << 10);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        let first: Vec<(Vec<u8>, Request)> = (0..3).map(|_| server.next()).collect();
+        let offsets: BTreeSet<u64> = first.iter().map(|(_, r)| fetch_of(r).0).collect();
+        assert_eq!(offsets, BTreeSet::from([0, 1024, 2048]));
+        // Not answered: after the timeout the same three come again, from a
+        // new connection.
+        let again: Vec<(Vec<u8>, Request)> = (0..3).map(|_| server.next()).collect();
+        let offsets_again: BTreeSet<u64> = again.iter().map(|(_, r)| fetch_of(r).0).collect();
+        assert_eq!(offsets_again, offsets);
+        assert!(again
+            .iter()
+            .all(|(id, _)| *id != first[0].0 && *id == again[0].0));
+        for (id, request) in &again {
+            let (offset, length) = fetch_of(request);
+            let range = offset as usize..(offset + u64::from(length)) as usize;
+            server.chunk(id, "f", offset, &file[range.clone()], &file[range]);
+        }
+        serve_rest(&server, "f", &file, &handle);
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
+        assert_eq!(totals.reconnects, 1);
+    }
+
+    #[test]
+    fn refusals_and_errors_end_the_transfer_as_refused() {
+        let dir = TempDir::new("refused");
+        let file = content(2 << 10);
+        // STAT 404.
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("a"));
+        let (id, request) = server.next();
+        server.answer(&id, protocol::refusal(&request, Status::NOT_FOUND, "no f"));
+        match join(handle).0 {
+            Err(Failure::Refused { status, reason, .. }) => {
+                assert_eq!((status, reason.as_str()), (Status::NOT_FOUND, "no f"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A FETCH refused 403.
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("b"));
+        server.stat("f", &file);
+        let (id, request) = server.next();
+        server.answer(&id, protocol::refusal(&request, Status::REFUSED, "not now"));
+        match join(handle).0 {
+            Err(Failure::Refused { status, what, .. }) => {
+                assert_eq!((status, what.as_str()), (Status::REFUSED, "f"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // ERROR 400 during the transfer.
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("c"));
+        server.stat("f", &file);
+        let (id, _) = server.next();
+        server.answer(&id, protocol::error(Status::MALFORMED, "what?"));
+        match join(handle).0 {
+            Err(Failure::Refused { status, what, .. }) => {
+                assert_eq!(
+                    (status, what.as_str()),
+                    (Status::MALFORMED, "a request for f")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // ERROR 400 to a STAT.
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("d"));
+        let (id, _) = server.next();
+        server.answer(&id, protocol::error(Status::MALFORMED, "what?"));
+        match join(handle).0 {
+            Err(Failure::Refused { status, what, .. }) => {
+                assert_eq!((status, what.as_str()), (Status::MALFORMED, "a request"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_whole_file_hash_removes_the_partial_file() {
+        let dir = TempDir::new("whole");
+        let dest = dir.0.join("out");
+        let file = content(2 << 10);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        let (id, _) = server.next();
+        server.answer(&id, protocol::stat_ok("f", 2048, &protocol::hash(b"other")));
+        serve_rest(&server, "f", &file, &handle);
+        match join(handle).0 {
+            Err(Failure::Integrity(why)) => {
+                assert!(why.contains("partial file was removed"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dest.exists());
+        assert!(!suffixed(&dest, ".part").exists());
+        assert!(!suffixed(&dest, ".part.state").exists());
+    }
+
+    /// The offsets fetched for `dest` with `part` (bytes) and `state` beside it.
+    fn fetched_after(part: &[u8], state: &State, file: &[u8]) -> (Vec<u64>, Outcome) {
+        let dir = TempDir::new("resume");
+        let dest = dir.0.join("out");
+        std::fs::write(suffixed(&dest, ".part"), part).unwrap();
+        write_state(&suffixed(&dest, ".part.state"), state).unwrap();
+        let server = FakeServer::new();
+        let options = ClientOptions {
+            window: 1,
+            ..options(&server)
+        };
+        let handle = spawn_fetch(options, "f", &dest);
+        server.stat("f", file);
+        let mut offsets = Vec::new();
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                let (offset, length) = fetch_of(&request);
+                offsets.push(offset);
+                let range = offset as usize..(offset + u64::from(length)) as usize;
+                server.chunk(&id, "f", offset, &file[range.clone()], &file[range]);
+            }
+        }
+        let outcome = join(handle);
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
+        (offsets, outcome)
+    }
+
+    #[test]
+    fn a_part_file_with_its_state_is_resumed_and_anything_else_starts_over() {
+        let file = content(4 << 10);
+        let state = |verified: u64| State {
+            name: "f".into(),
+            size: file.len() as u64,
+            hash: protocol::hex(&protocol::hash(&file)),
+            verified,
+        };
+        let (offsets, (result, _)) = fetched_after(&file[..2048], &state(2048), &file);
+        result.unwrap();
+        assert_eq!(offsets, [2048, 3072], "resumed at the verified offset");
+        // A state edited by hand: back to the chunk boundary below.
+        let (offsets, _) = fetched_after(&file[..2100], &state(2100), &file);
+        assert_eq!(offsets, [2048, 3072]);
+        // Verified as far as the whole file: nothing fetched.
+        let (offsets, _) = fetched_after(&file, &state(4096), &file);
+        assert_eq!(offsets, Vec::<u64>::new());
+        // The .part shorter than its state says, or a state for another
+        // source (name, size or hash), or one past the size: from the start.
+        let all = [0, 1024, 2048, 3072];
+        assert_eq!(fetched_after(&file[..1024], &state(2048), &file).0, all);
+        let other_name = State {
+            name: "g".into(),
+            ..state(2048)
+        };
+        assert_eq!(fetched_after(&file[..2048], &other_name, &file).0, all);
+        let other_size = State {
+            size: 8192,
+            ..state(2048)
+        };
+        assert_eq!(fetched_after(&file[..2048], &other_size, &file).0, all);
+        let other_hash = State {
+            hash: protocol::hex(&[7; 32]),
+            ..state(2048)
+        };
+        assert_eq!(fetched_after(&file[..2048], &other_hash, &file).0, all);
+        let mut long_part = file.clone();
+        long_part.extend_from_slice(&[1; 1024]);
+        assert_eq!(fetched_after(&long_part, &state(5120), &file).0, all);
+    }
+
+    #[test]
+    fn a_destination_that_holds_the_same_bytes_is_left_alone() {
+        let dir = TempDir::new("same");
+        let dest = dir.0.join("out");
+        let file = content(3 << 10);
+        std::fs::write(&dest, &file).unwrap();
+        std::fs::write(suffixed(&dest, ".part"), b"old").unwrap();
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        assert!(server.within(200).is_none(), "no FETCH");
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(totals.files, 1);
+        assert!(!suffixed(&dest, ".part").exists());
+        // The same size, other bytes: fetched.
+        let mut changed = file.clone();
+        changed[2000] ^= 1;
+        std::fs::write(&dest, &changed).unwrap();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        serve_rest(&server, "f", &file, &handle);
+        join(handle).0.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
+    }
+
+    #[test]
+    fn replies_that_are_not_sft_or_malformed_are_dropped_and_counted() {
+        let dir = TempDir::new("malformed");
+        let file = content(1 << 10);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let (id, _) = server.next();
+        server.answer(&id, vec![b"junk".to_vec()]);
+        server.answer(&id, vec![protocol::SIGNATURE.to_vec(), vec![0x42]]);
+        // A STAT-OK for another name: not the answer asked for.
+        server.answer(&id, protocol::stat_ok("g", 5, &[0; 32]));
+        server.answer(&id, protocol::stat_ok("f", 1024, &protocol::hash(&file)));
+        serve_rest(&server, "f", &file, &handle);
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!((totals.malformed, totals.duplicates), (2, 1));
+    }
+
+    #[test]
+    fn a_stat_answered_hashing_or_busy_is_asked_again_a_little_later() {
+        let dir = TempDir::new("hashing");
+        let file = content(1 << 10);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let mut answered = Instant::now();
+        for status in [Status::HASHING, Status::BUSY] {
+            let (id, request) = server.next();
+            if status == Status::BUSY {
+                // A quarter of the 300 ms timeout after the 202.
+                assert!(answered.elapsed() >= Duration::from_millis(70));
+            }
+            server.answer(&id, protocol::refusal(&request, status, "wait"));
+            answered = Instant::now();
+        }
+        let (id, request) = server.next();
+        // A tenth of the timeout after the 429.
+        assert!(answered.elapsed() >= Duration::from_millis(25));
+        assert_eq!(request, Request::Stat { name: "f".into() });
+        server.answer(&id, protocol::stat_ok("f", 1024, &protocol::hash(&file)));
+        serve_rest(&server, "f", &file, &handle);
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(totals.reconnects, 0);
+    }
+
+    #[test]
+    fn the_state_is_saved_every_sync_every_bytes_with_the_part_as_long() {
+        let dir = TempDir::new("sync");
+        let dest = dir.0.join("out");
+        let mut file = content(8 << 10);
+        // A zero chunk just before a save: not written, but the file is
+        // extended over it before the state claims it.
+        file[5120..6144].fill(0);
+        let server = FakeServer::new();
+        let options = ClientOptions {
+            window: 1,
+            sync_every: 2048,
+            ..options(&server)
+        };
+        let handle = spawn_fetch(options, "f", &dest);
+        server.stat("f", &file);
+        let state_path = suffixed(&dest, ".part.state");
+        let mut saved = Vec::new();
+        loop {
+            let (id, request) = server.next();
+            let (offset, length) = fetch_of(&request);
+            if let Some(state) = read_state(&state_path) {
+                if saved.last() != Some(&state.verified) {
+                    let part = std::fs::metadata(suffixed(&dest, ".part")).unwrap().len();
+                    assert!(part >= state.verified, "{part} < {}", state.verified);
+                    saved.push(state.verified);
+                }
+            }
+            let range = offset as usize..(offset + u64::from(length)) as usize;
+            server.chunk(&id, "f", offset, &file[range.clone()], &file[range]);
+            if offset == 7168 {
+                break;
+            }
+        }
+        join(handle).0.unwrap();
+        // Saved at the start (0), then at every 2 KiB verified.
+        assert_eq!(saved, [0, 2048, 4096, 6144]);
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
+    }
+
+    #[test]
+    fn a_rate_limit_holds_from_the_first_chunk_on() {
+        let dir = TempDir::new("rate");
+        let file = content(4 << 10);
+        let server = FakeServer::new();
+        let options = ClientOptions {
+            limit_rate: Some(8 << 10),
+            timeout: Duration::from_secs(2),
+            ..options(&server)
+        };
+        let started = Instant::now();
+        let handle = spawn_fetch(options, "f", &dir.0.join("out"));
+        server.stat("f", &file);
+        serve_rest(&server, "f", &file, &handle);
+        let (result, totals) = join(handle);
+        result.unwrap();
+        // One chunk at once, three more at 8 KiB/s: at least 375 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(360),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(totals.reconnects, 0, "waiting for the rate is not silence");
+    }
+
+    #[test]
+    fn a_tree_is_fetched_under_the_destination_and_hostile_listings_are_refused() {
+        let dir = TempDir::new("tree");
+        let a = content(1 << 10);
+        let b = content(2 << 10);
+        let server = FakeServer::new();
+        let listing = |entries: &[(&str, u64)]| {
+            let entries: Vec<Entry> = entries
+                .iter()
+                .map(|(name, size)| Entry {
+                    name: name.to_string(),
+                    size: *size,
+                })
+                .collect();
+            protocol::list_ok("d", &entries)
+        };
+        let get = |name: &str, dest: PathBuf| {
+            let options = options(&server);
+            let name = name.to_string();
+            std::thread::spawn(move || -> Outcome {
+                let mut client = Client::new(options).unwrap();
+                let result = client.get(&name, &dest).map(|files| assert_eq!(files, 2));
+                (result, client.totals().clone())
+            })
+        };
+        let handle = get("d", dir.0.join("copy"));
+        let (id, request) = server.next();
+        assert_eq!(request, Request::List { prefix: "d".into() });
+        server.answer(&id, listing(&[("d/a", 1024), ("d/sub/b", 2048)]));
+        for (name, file) in [("d/a", &a), ("d/sub/b", &b)] {
+            server.stat(name, file);
+            for _ in 0..file.len() / 1024 {
+                let (id, request) = server.next();
+                let (offset, length) = fetch_of(&request);
+                let range = offset as usize..(offset + u64::from(length)) as usize;
+                server.chunk(&id, name, offset, &file[range.clone()], &file[range]);
+            }
+        }
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(totals.files, 2);
+        assert_eq!(std::fs::read(dir.0.join("copy/a")).unwrap(), a);
+        assert_eq!(std::fs::read(dir.0.join("copy/sub/b")).unwrap(), b);
+
+        // (A name with `..` does not get this far: the listing is dropped
+        // as malformed.)
+        for hostile in ["e/x", "dx/y"] {
+            let handle = get("d", dir.0.join(hostile.replace('/', "-")));
+            let (id, _) = server.next();
+            server.answer(&id, listing(&[("d/a", 1024), (hostile, 1)]));
+            server.stat("d/a", &a);
+            let (id, request) = server.next();
+            let (offset, _) = fetch_of(&request);
+            server.chunk(&id, "d/a", offset, &a, &a);
+            match join(handle).0 {
+                Err(Failure::Local(message)) => {
+                    assert!(message.contains("the server listed"), "{message}")
+                }
+                other => panic!("{hostile:?}: {other:?}"),
+            }
+        }
+
+        // One file asked for, into a directory: under its own name there.
+        let single = std::thread::spawn({
+            let options = options(&server);
+            let dest = dir.0.join("copy");
+            move || {
+                let mut client = Client::new(options).unwrap();
+                client.get("d/sub/b", &dest)
+            }
+        });
+        let (id, _) = server.next();
+        server.answer(
+            &id,
+            protocol::list_ok(
+                "d/sub/b",
+                &[Entry {
+                    name: "d/sub/b".into(),
+                    size: 2048,
+                }],
+            ),
+        );
+        server.stat("d/sub/b", &b);
+        for _ in 0..2 {
+            let (id, request) = server.next();
+            let (offset, length) = fetch_of(&request);
+            let range = offset as usize..(offset + u64::from(length)) as usize;
+            server.chunk(&id, "d/sub/b", offset, &b[range.clone()], &b[range]);
+        }
+        assert_eq!(single.join().unwrap().unwrap(), 1);
+        assert_eq!(std::fs::read(dir.0.join("copy/b")).unwrap(), b);
+    }
 }
