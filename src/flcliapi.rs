@@ -485,9 +485,16 @@ pub fn resolve_names(
             return Ok(false);
         }
     }
-    let usec = start.elapsed().as_micros() / u128::from(requests.max(1));
-    println!("Average round trip cost: {usec} usec");
+    println!(
+        "Average round trip cost: {} usec",
+        average_usec(start.elapsed(), requests)
+    );
     Ok(true)
+}
+
+/// `elapsed` over `requests` (at least one), in whole microseconds.
+fn average_usec(elapsed: Duration, requests: u64) -> u128 {
+    elapsed.as_micros() / u128::from(requests.max(1))
 }
 
 #[cfg(test)]
@@ -732,5 +739,119 @@ mod tests {
         assert_eq!(agent.warned.len(), UNKNOWN_WARNINGS);
         assert!(agent.is_busy());
         assert_eq!(agent.server_message(Message::new(), t0), None);
+    }
+
+    #[test]
+    fn resolve_names_stops_at_the_first_unanswered_request() {
+        let mut calls = 0;
+        let all = resolve_names(5, |_| {
+            calls += 1;
+            Ok(Some(Message::from_frames(["OK"])))
+        });
+        assert!(all.unwrap());
+        assert_eq!(calls, 5);
+        let mut calls = 0;
+        let none = resolve_names(5, |request| {
+            assert_eq!(request.first(), Some(&b"random name"[..]));
+            calls += 1;
+            Ok((calls < 3).then(Message::new))
+        });
+        assert!(!none.unwrap());
+        assert_eq!(calls, 3, "stopped at the first failure");
+        assert!(resolve_names(3, |_| Err(Error::Interrupted)).is_err());
+        assert_eq!(average_usec(Duration::from_millis(10), 4), 2500);
+        assert_eq!(average_usec(Duration::from_micros(7), 0), 7);
+    }
+
+    /// A Freelance server on `endpoint` (ipc), its identity the endpoint, in
+    /// a thread: PING gets PONG, a request `[sequence][body]` gets
+    /// `[sequence][served by <endpoint>]`; it ends when `stop` is set.
+    fn fake_server(
+        context: &zmq::Context,
+        endpoint: String,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<usize> {
+        let socket = server_socket(context, zmq::ROUTER)
+            .linger(0)
+            .build()
+            .unwrap();
+        socket.set_identity(endpoint.as_bytes()).unwrap();
+        socket.set_rcvtimeo(50).unwrap();
+        socket.bind(&endpoint).unwrap();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut frames) = socket.recv_multipart(0) else {
+                    continue;
+                };
+                if frames.len() == 2 && frames[1] == b"PING" {
+                    frames[1] = b"PONG".to_vec();
+                } else if frames.len() >= 3 {
+                    frames.truncate(2);
+                    frames.push(format!("served by {endpoint}").into_bytes());
+                    served += 1;
+                } else {
+                    continue;
+                }
+                socket.send_multipart(frames, 0).unwrap();
+            }
+            served
+        })
+    }
+
+    /// The frontend and the agent thread over real sockets: requests are
+    /// answered by the one live server, each reply is the request's own, and
+    /// a server that does not exist is skipped.
+    #[test]
+    fn the_client_gets_each_request_answered_through_its_agent() {
+        let context = zmq::Context::new();
+        let dir = std::env::temp_dir();
+        let endpoint = |name: &str| {
+            format!(
+                "ipc://{}/zguide-flcliapi-{}-{name}",
+                dir.display(),
+                std::process::id()
+            )
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = endpoint("live");
+        let server = fake_server(&context, live.clone(), stop.clone());
+        let mut client = FreelanceClient::new().unwrap();
+        client.connect(&endpoint("absent")).unwrap();
+        client.connect(&live).unwrap();
+        for _ in 0..3 {
+            let reply = client
+                .request(Message::from_frames(["random name"]))
+                .unwrap()
+                .expect("a reply");
+            assert_eq!(
+                reply.into_frames(),
+                [format!("served by {live}").into_bytes()]
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(server.join().unwrap(), 3, "each request served once");
+    }
+
+    #[test]
+    fn a_server_socket_takes_frames_up_to_64_kib() {
+        let context = zmq::Context::new();
+        let endpoint = format!(
+            "ipc://{}/zguide-flcliapi-{}-frames",
+            std::env::temp_dir().display(),
+            std::process::id()
+        );
+        let server = server_socket(&context, zmq::ROUTER)
+            .linger(0)
+            .build()
+            .unwrap();
+        server.set_rcvtimeo(5000).unwrap();
+        server.bind(&endpoint).unwrap();
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.set_linger(0).unwrap();
+        client.connect(&endpoint).unwrap();
+        client.send(vec![7u8; 64 << 10], 0).unwrap();
+        let frames = server.recv_multipart(0).expect("a 64 KiB frame");
+        assert_eq!(frames[1].len(), 64 << 10);
     }
 }
