@@ -122,3 +122,76 @@ fn parse_reply(mut msg: Message) -> Result<Message, Error> {
     msg.pop(); // the service name
     Ok(msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mdp::fake_broker::{frames, FakeBroker};
+
+    #[test]
+    fn requests_go_out_at_once_and_replies_come_back_in_any_order() {
+        let broker = FakeBroker::new();
+        let mut client = AsyncClient::new(&broker.endpoint, false).unwrap();
+        client.set_timeout(5000);
+        for body in ["one", "two"] {
+            client.send("echo", Message::from_frames([body])).unwrap();
+        }
+        let mut ids = Vec::new();
+        for body in [b"one", b"two"] {
+            let request = broker.next();
+            assert_eq!(
+                request[1..],
+                frames(&[b"", protocol::CLIENT, b"echo", body]),
+                "{request:?}"
+            );
+            ids.push(request[0].clone());
+        }
+        // Junk first: dropped, and the good reply after it is returned.
+        broker.send(vec![ids[0].clone(), b"junk".to_vec()]);
+        for body in [b"2", b"1"] {
+            let mut reply = vec![ids[0].clone()];
+            reply.extend(frames(&[b"", protocol::CLIENT, b"echo", body]));
+            broker.send(reply);
+        }
+        assert_eq!(
+            client.recv().unwrap().unwrap().into_frames(),
+            frames(&[b"2"])
+        );
+        assert_eq!(
+            client.recv().unwrap().unwrap().into_frames(),
+            frames(&[b"1"])
+        );
+    }
+
+    #[test]
+    fn recv_gives_up_after_its_timeout() {
+        let broker = FakeBroker::new();
+        let mut client = AsyncClient::new(&broker.endpoint, false).unwrap();
+        client.set_timeout(150);
+        let started = Instant::now();
+        assert!(client.recv().unwrap().is_none());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(140), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[test]
+    fn replies_are_checked_frame_by_frame() {
+        let reply = |texts: &[&[u8]]| Message::from_frames(frames(texts));
+        let body = parse_reply(reply(&[b"", protocol::CLIENT, b"echo", b"a", b"b"])).unwrap();
+        assert_eq!(body.into_frames(), frames(&[b"a", b"b"]));
+        assert_eq!(
+            parse_reply(reply(&[b"", protocol::CLIENT, b"echo", b""]))
+                .unwrap()
+                .into_frames(),
+            frames(&[b""])
+        );
+        for bad in [
+            reply(&[b"", protocol::CLIENT, b"echo"]),
+            reply(&[b"x", protocol::CLIENT, b"echo", b"a"]),
+            reply(&[b"", b"MDPC02", b"echo", b"a"]),
+        ] {
+            assert!(matches!(parse_reply(bad), Err(Error::Protocol(_))));
+        }
+    }
+}

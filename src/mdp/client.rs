@@ -133,3 +133,112 @@ fn connect(context: &zmq::Context, broker: &str, verbose: bool) -> Result<zmq::S
     }
     Ok(socket)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::mdp::fake_broker::{frames, FakeBroker};
+
+    /// `[id][""][MDPC01][service][body…]`, as the broker reads a request.
+    fn is_request(message: &[Vec<u8>], service: &[u8], body: &[u8]) -> bool {
+        message.len() == 5
+            && message[1].is_empty()
+            && message[2] == protocol::CLIENT
+            && message[3] == service
+            && message[4] == body
+    }
+
+    fn answer(broker: &FakeBroker, request: &[Vec<u8>], reply: &[&[u8]]) {
+        let mut message = vec![request[0].clone(), Vec::new()];
+        message.extend(frames(reply));
+        broker.send(message);
+    }
+
+    #[test]
+    fn a_request_goes_out_as_mdp_and_the_reply_body_comes_back() {
+        let broker = FakeBroker::new();
+        let mut client = Client::new(&broker.endpoint, false).unwrap();
+        let handle = std::thread::spawn(move || {
+            let reply = client.send("echo", Message::from_frames(["hello"]));
+            (client, reply)
+        });
+        let request = broker.next();
+        assert!(is_request(&request, b"echo", b"hello"), "{request:?}");
+        answer(
+            &broker,
+            &request,
+            &[protocol::CLIENT, b"echo", b"hi", b"there"],
+        );
+        let (_, reply) = handle.join().unwrap();
+        assert_eq!(reply.unwrap().into_frames(), frames(&[b"hi", b"there"]));
+    }
+
+    /// Every attempt on a new socket (a new identity); after the last a
+    /// timeout, and the client still works for the next request.
+    #[test]
+    fn an_unanswered_request_is_sent_again_on_new_sockets_then_times_out() {
+        let broker = FakeBroker::new();
+        let mut client = Client::new(&broker.endpoint, false).unwrap();
+        client.set_timeout(100);
+        client.set_retries(3);
+        let handle = std::thread::spawn(move || {
+            let first = client.send("echo", Message::from_frames(["a"]));
+            (client, first)
+        });
+        let mut senders = BTreeSet::new();
+        while !handle.is_finished() {
+            if let Some(request) = broker.within(20) {
+                assert!(is_request(&request, b"echo", b"a"), "{request:?}");
+                senders.insert(request[0].clone());
+            }
+        }
+        let (mut client, first) = handle.join().unwrap();
+        assert!(matches!(first, Err(Error::Timeout)), "{first:?}");
+        assert_eq!(senders.len(), 3, "three attempts, each on its own socket");
+        let handle = std::thread::spawn(move || client.send("echo", Message::from_frames(["b"])));
+        let request = broker.next();
+        assert!(
+            !senders.contains(&request[0]),
+            "a fresh socket after giving up"
+        );
+        answer(&broker, &request, &[protocol::CLIENT, b"echo", b"ok"]);
+        assert_eq!(
+            handle.join().unwrap().unwrap().into_frames(),
+            frames(&[b"ok"])
+        );
+    }
+
+    /// A malformed reply, or one for another service, counts as a failed
+    /// attempt: the request goes again, and the good answer is taken.
+    #[test]
+    fn a_bad_reply_is_an_attempt_lost() {
+        let broker = FakeBroker::new();
+        let mut client = Client::new(&broker.endpoint, false).unwrap();
+        client.set_timeout(2000);
+        client.set_retries(3);
+        let handle = std::thread::spawn(move || client.send("echo", Message::from_frames(["x"])));
+        let request = broker.next();
+        answer(&broker, &request, &[b"MDPC02", b"echo", b"bad"]);
+        let request = broker.next();
+        answer(&broker, &request, &[protocol::CLIENT, b"other", b"bad"]);
+        let request = broker.next();
+        answer(&broker, &request, &[protocol::CLIENT, b"echo", b"good"]);
+        assert_eq!(
+            handle.join().unwrap().unwrap().into_frames(),
+            frames(&[b"good"])
+        );
+    }
+
+    #[test]
+    fn at_least_one_attempt_is_made() {
+        let broker = FakeBroker::new();
+        let mut client = Client::new(&broker.endpoint, false).unwrap();
+        client.set_timeout(50);
+        client.set_retries(0);
+        let result = client.send("echo", Message::from_frames(["x"]));
+        assert!(matches!(result, Err(Error::Timeout)));
+        assert!(broker.within(1000).is_some(), "the one attempt");
+    }
+}

@@ -93,3 +93,49 @@ fn wait_writable(socket: &zmq::Socket) -> Result<(), crate::Error> {
         }
     }
 }
+
+/// A broker the MDP API tests script by hand: a ROUTER on a free loopback
+/// port that reads and writes raw frames.
+#[cfg(test)]
+pub(crate) mod fake_broker {
+    pub(crate) struct FakeBroker {
+        pub(crate) router: zmq::Socket,
+        pub(crate) endpoint: String,
+        _context: zmq::Context,
+    }
+
+    impl FakeBroker {
+        pub(crate) fn new() -> FakeBroker {
+            let context = zmq::Context::new();
+            let router = context.socket(zmq::ROUTER).unwrap();
+            router.set_linger(0).unwrap();
+            router.bind("tcp://127.0.0.1:*").unwrap();
+            let endpoint = router.get_last_endpoint().unwrap().unwrap();
+            FakeBroker {
+                router,
+                endpoint,
+                _context: context,
+            }
+        }
+
+        /// The next message within `ms`, its sender's routing id first.
+        pub(crate) fn within(&self, ms: i32) -> Option<Vec<Vec<u8>>> {
+            self.router.set_rcvtimeo(ms).unwrap();
+            self.router.recv_multipart(0).ok()
+        }
+
+        /// The next message (at most 10 s).
+        pub(crate) fn next(&self) -> Vec<Vec<u8>> {
+            self.within(10_000).expect("a message from the API")
+        }
+
+        pub(crate) fn send(&self, frames: Vec<Vec<u8>>) {
+            self.router.send_multipart(frames, 0).unwrap();
+        }
+    }
+
+    /// Frames from text.
+    pub(crate) fn frames(texts: &[&[u8]]) -> Vec<Vec<u8>> {
+        texts.iter().map(|t| t.to_vec()).collect()
+    }
+}

@@ -152,3 +152,152 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::mdp::fake_broker::{frames, FakeBroker};
+
+    /// `[id][""][MDPW01][command][rest…]` → (id, command, rest).
+    fn split(message: Vec<Vec<u8>>) -> (Vec<u8>, Command, Vec<Vec<u8>>) {
+        assert!(message.len() >= 4, "{message:?}");
+        assert!(
+            message[1].is_empty() && message[2] == protocol::WORKER,
+            "{message:?}"
+        );
+        let command = Command::from_frame(&message[3]).expect("a command");
+        (message[0].clone(), command, message[4..].to_vec())
+    }
+
+    /// The next message that is not a HEARTBEAT.
+    fn next_not_heartbeat(broker: &FakeBroker) -> (Vec<u8>, Command, Vec<Vec<u8>>) {
+        loop {
+            let message = split(broker.next());
+            if message.1 != Command::Heartbeat {
+                return message;
+            }
+        }
+    }
+
+    fn to_worker(id: &[u8], command: Command, rest: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut message = vec![id.to_vec(), Vec::new(), protocol::WORKER.to_vec()];
+        message.push(vec![command as u8]);
+        message.extend(frames(rest));
+        message
+    }
+
+    /// A worker in a thread: each request body it gets goes out on the
+    /// channel; each reply comes in on the other.
+    fn spawn_worker(
+        endpoint: String,
+        heartbeat_ms: u64,
+    ) -> (mpsc::Receiver<Message>, mpsc::Sender<Message>) {
+        let (got, requests) = mpsc::channel();
+        let (replies, reply) = mpsc::channel::<Message>();
+        std::thread::spawn(move || {
+            let mut worker = Worker::new(&endpoint, "echo", false).unwrap();
+            worker.set_heartbeat(heartbeat_ms);
+            worker.set_reconnect(heartbeat_ms);
+            let mut answer = None;
+            loop {
+                let Ok(request) = worker.recv(answer.take()) else {
+                    return;
+                };
+                if got.send(request).is_err() {
+                    return;
+                }
+                match reply.recv() {
+                    Ok(message) => answer = Some(message),
+                    Err(_) => return,
+                }
+            }
+        });
+        (requests, replies)
+    }
+
+    #[test]
+    fn a_worker_registers_takes_a_request_and_replies_to_its_client() {
+        let broker = FakeBroker::new();
+        let (requests, replies) = spawn_worker(broker.endpoint.clone(), 2500);
+        let (id, command, rest) = split(broker.next());
+        assert_eq!((command, rest), (Command::Ready, frames(&[b"echo"])));
+        broker.send(to_worker(
+            &id,
+            Command::Request,
+            &[b"client-1", b"", b"ping"],
+        ));
+        let body = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(body.into_frames(), frames(&[b"ping"]));
+        replies.send(Message::from_frames(["pong"])).unwrap();
+        let (from, command, rest) = next_not_heartbeat(&broker);
+        assert_eq!(from, id);
+        assert_eq!(
+            (command, rest),
+            (Command::Reply, frames(&[b"client-1", b"", b"pong"]))
+        );
+        // A bad command and junk are dropped; the next request still comes.
+        broker.send(to_worker(&id, Command::Ready, &[b"echo"]));
+        broker.send(vec![id.clone(), b"junk".to_vec()]);
+        broker.send(to_worker(
+            &id,
+            Command::Request,
+            &[b"client-2", b"", b"again"],
+        ));
+        let body = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(body.into_frames(), frames(&[b"again"]));
+    }
+
+    /// Silent broker: HEARTBEATs every interval, then after three missed a
+    /// new socket (a new identity) says READY again. DISCONNECT does the
+    /// same at once.
+    #[test]
+    fn a_worker_heartbeats_and_registers_again_when_the_broker_is_silent_or_says_disconnect() {
+        let broker = FakeBroker::new();
+        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100);
+        let (first, command, _) = split(broker.next());
+        assert_eq!(command, Command::Ready);
+        let mut beats = 0;
+        let started = Instant::now();
+        let second = loop {
+            let (id, command, _) = split(broker.next());
+            match command {
+                Command::Heartbeat => {
+                    assert_eq!(id, first);
+                    beats += 1;
+                }
+                Command::Ready => break id,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_ne!(second, first, "registered again on a new socket");
+        assert!(
+            (1..=4).contains(&beats),
+            "{beats} heartbeats before giving up"
+        );
+        // Three intervals of silence, then the reconnect delay: 400 ms.
+        assert!(started.elapsed() >= Duration::from_millis(350));
+        broker.send(to_worker(&second, Command::Disconnect, &[]));
+        let (third, command, _) = next_not_heartbeat(&broker);
+        assert_eq!(command, Command::Ready);
+        assert_ne!(third, second);
+    }
+
+    /// Traffic from the broker keeps the worker on its socket.
+    #[test]
+    fn heartbeats_from_the_broker_keep_the_worker_registered() {
+        let broker = FakeBroker::new();
+        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100);
+        let (id, command, _) = split(broker.next());
+        assert_eq!(command, Command::Ready);
+        let until = Instant::now() + Duration::from_millis(1000);
+        while Instant::now() < until {
+            broker.send(to_worker(&id, Command::Heartbeat, &[]));
+            if let Some(message) = broker.within(50) {
+                let (from, command, _) = split(message);
+                assert_eq!((from, command), (id.clone(), Command::Heartbeat));
+            }
+        }
+    }
+}
