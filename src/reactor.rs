@@ -448,4 +448,56 @@ mod tests {
         let timeout = reactor.poll_timeout();
         assert!((900..=1000).contains(&timeout), "{timeout}");
     }
+
+    struct TwoPipes {
+        first: Pipe,
+        second: Pipe,
+        got: Vec<String>,
+    }
+
+    /// Both readable in the same round: each handler is called once and
+    /// reads its own socket (without waiting: a handler called for the
+    /// other's socket fails); an ended reader is gone from `has_reader`.
+    #[test]
+    fn two_readers_each_read_their_own_socket() {
+        let mut state = TwoPipes {
+            first: pipe("reactor-first"),
+            second: pipe("reactor-second"),
+            got: Vec::new(),
+        };
+        state.first.tx.send("1", 0).unwrap();
+        state.second.tx.send("2", 0).unwrap();
+        let mut reactor = Reactor::new();
+        reactor.reader(
+            "first",
+            |t: &TwoPipes| &t.first.rx,
+            |reactor, t| {
+                let text = t.first.rx.recv_string(zmq::DONTWAIT)?.unwrap_or_default();
+                t.got.push(format!("first {text}"));
+                if t.got.len() == 2 {
+                    reactor.stop();
+                }
+                Ok(())
+            },
+        );
+        reactor.reader(
+            "second",
+            |t: &TwoPipes| &t.second.rx,
+            |reactor, t| {
+                let text = t.second.rx.recv_string(zmq::DONTWAIT)?.unwrap_or_default();
+                t.got.push(format!("second {text}"));
+                if t.got.len() == 2 {
+                    reactor.stop();
+                }
+                Ok(())
+            },
+        );
+        assert!(reactor.has_reader("first") && reactor.has_reader("second"));
+        assert!(!reactor.has_reader("third"));
+        reactor.run(&mut state).unwrap();
+        state.got.sort();
+        assert_eq!(state.got, ["first 1", "second 2"]);
+        reactor.reader_end("first");
+        assert!(!reactor.has_reader("first") && reactor.has_reader("second"));
+    }
 }
