@@ -316,7 +316,9 @@ mod tests {
         let mut log = Log::default();
         reactor.run(&mut log).unwrap();
         assert_eq!(log.events.iter().filter(|e| *e == "three").count(), 3);
-        assert!(log.events.iter().filter(|e| *e == "forever").count() >= 3);
+        // Every 5 ms for 100 ms: about 20 calls, not one per turn of the loop.
+        let forever = log.events.iter().filter(|e| *e == "forever").count();
+        assert!((3..=40).contains(&forever), "{forever}");
     }
 
     struct Pipe {

@@ -137,6 +137,7 @@ fn connect(context: &zmq::Context, broker: &str, verbose: bool) -> Result<zmq::S
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::mdp::fake_broker::{frames, FakeBroker};
@@ -182,7 +183,8 @@ mod tests {
         let broker = FakeBroker::new();
         let mut client = Client::new(&broker.endpoint, false).unwrap();
         client.set_timeout(100);
-        client.set_retries(3);
+        client.set_retries(2);
+        let started = Instant::now();
         let handle = std::thread::spawn(move || {
             let first = client.send("echo", Message::from_frames(["a"]));
             (client, first)
@@ -196,7 +198,13 @@ mod tests {
         }
         let (mut client, first) = handle.join().unwrap();
         assert!(matches!(first, Err(Error::Timeout)), "{first:?}");
-        assert_eq!(senders.len(), 3, "three attempts, each on its own socket");
+        assert_eq!(senders.len(), 2, "two attempts, each on its own socket");
+        // Two of 100 ms (the default is three of 2.5 s).
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         let handle = std::thread::spawn(move || client.send("echo", Message::from_frames(["b"])));
         let request = broker.next();
         assert!(
@@ -240,5 +248,6 @@ mod tests {
         let result = client.send("echo", Message::from_frames(["x"]));
         assert!(matches!(result, Err(Error::Timeout)));
         assert!(broker.within(1000).is_some(), "the one attempt");
+        assert!(broker.within(300).is_none(), "and no other");
     }
 }

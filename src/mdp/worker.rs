@@ -193,13 +193,14 @@ mod tests {
     fn spawn_worker(
         endpoint: String,
         heartbeat_ms: u64,
+        reconnect_ms: u64,
     ) -> (mpsc::Receiver<Message>, mpsc::Sender<Message>) {
         let (got, requests) = mpsc::channel();
         let (replies, reply) = mpsc::channel::<Message>();
         std::thread::spawn(move || {
             let mut worker = Worker::new(&endpoint, "echo", false).unwrap();
             worker.set_heartbeat(heartbeat_ms);
-            worker.set_reconnect(heartbeat_ms);
+            worker.set_reconnect(reconnect_ms);
             let mut answer = None;
             loop {
                 let Ok(request) = worker.recv(answer.take()) else {
@@ -220,7 +221,7 @@ mod tests {
     #[test]
     fn a_worker_registers_takes_a_request_and_replies_to_its_client() {
         let broker = FakeBroker::new();
-        let (requests, replies) = spawn_worker(broker.endpoint.clone(), 2500);
+        let (requests, replies) = spawn_worker(broker.endpoint.clone(), 2500, 2500);
         let (id, command, rest) = split(broker.next());
         assert_eq!((command, rest), (Command::Ready, frames(&[b"echo"])));
         broker.send(to_worker(
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn a_worker_heartbeats_and_registers_again_when_the_broker_is_silent_or_says_disconnect() {
         let broker = FakeBroker::new();
-        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100);
+        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100, 50);
         let (first, command, _) = split(broker.next());
         assert_eq!(command, Command::Ready);
         let mut beats = 0;
@@ -276,8 +277,11 @@ mod tests {
             (1..=4).contains(&beats),
             "{beats} heartbeats before giving up"
         );
-        // Three intervals of silence, then the reconnect delay: 400 ms.
-        assert!(started.elapsed() >= Duration::from_millis(350));
+        // Three intervals of 100 ms of silence, then the reconnect delay of
+        // 50 ms (the defaults: 2.5 s each).
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
         broker.send(to_worker(&second, Command::Disconnect, &[]));
         let (third, command, _) = next_not_heartbeat(&broker);
         assert_eq!(command, Command::Ready);
@@ -288,7 +292,7 @@ mod tests {
     #[test]
     fn heartbeats_from_the_broker_keep_the_worker_registered() {
         let broker = FakeBroker::new();
-        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100);
+        let (_requests, _replies) = spawn_worker(broker.endpoint.clone(), 100, 50);
         let (id, command, _) = split(broker.next());
         assert_eq!(command, Command::Ready);
         let until = Instant::now() + Duration::from_millis(1000);
