@@ -118,10 +118,11 @@ impl NodeOptions {
         for endpoint in &self.gossip_connect {
             gossip_endpoint("--gossip-connect", endpoint)?;
         }
-        let gossip = bind.is_some() || !self.gossip_connect.is_empty();
+        // A --gossip-bind makes a gossip node: its address, if it names one,
+        // is where the mailbox is reached.
         let interface = match (self.interface, bind.map(|b| b.ip())) {
             (Some(interface), _) => Some(interface),
-            (None, Some(IpAddr::V4(ip))) if gossip && !ip.is_unspecified() => Some(ip),
+            (None, Some(IpAddr::V4(ip))) if !ip.is_unspecified() => Some(ip),
             (None, _) => None,
         };
         Ok(NodeConfig {
@@ -326,5 +327,54 @@ mod tests {
         assert!(parse_header("=v").is_err());
         let refused = parse(&["--header", "nokey"]).unwrap_err();
         assert!(refused.to_string().contains("KEY=VALUE"), "{refused}");
+    }
+
+    #[test]
+    fn a_gossip_bind_alone_makes_a_gossip_node_bound_on_its_address() {
+        let config = config_from(&["--gossip-bind", "tcp://10.99.0.1:5671"]).unwrap();
+        assert!(config.gossip());
+        assert_eq!(config.interface, Some(Ipv4Addr::new(10, 99, 0, 1)));
+    }
+
+    #[test]
+    fn curve_flags_give_keys_and_a_trust_list() {
+        use std::collections::HashSet;
+        let dir = std::env::temp_dir().join(format!("zguide-zre-options-{}", std::process::id()));
+        let trust = dir.join("trust");
+        std::fs::create_dir_all(&trust).unwrap();
+        let ours = Keys::generate().unwrap();
+        let ours_path = dir.join("node.key");
+        ours.save(&ours_path).unwrap();
+        let friend = Keys::generate().unwrap();
+        friend.save(&trust.join("friend.key")).unwrap();
+
+        assert!(
+            config_from(&[]).unwrap().curve.is_none(),
+            "plain by default"
+        );
+        let fresh = config_from(&["--curve"]).unwrap().curve.expect("--curve");
+        assert!(fresh.keys.secret.is_some() && fresh.trusted.is_none());
+        // The public file names the pair: the secret comes from beside it.
+        for path in [&ours_path, &curve::secret_path(&ours_path)] {
+            let path = path.to_str().unwrap();
+            let loaded = config_from(&["--curve-keys", path])
+                .unwrap()
+                .curve
+                .expect("keys");
+            assert_eq!(loaded.keys, ours);
+        }
+        let trusted = config_from(&["--curve-trust", trust.to_str().unwrap()])
+            .unwrap()
+            .curve
+            .expect("--curve-trust implies --curve");
+        assert_eq!(trusted.trusted, Some(HashSet::from([friend.public])));
+        assert_ne!(trusted.keys.public, friend.public, "a key pair of our own");
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let refused = config_from(&["--curve-trust", empty.to_str().unwrap()]);
+        assert!(matches!(refused, Err(Error::Protocol(why)) if why.contains("no public key")));
+        let missing = config_from(&["--curve-keys", dir.join("none").to_str().unwrap()]);
+        assert!(matches!(missing, Err(Error::Protocol(why)) if why.starts_with("--curve-keys")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
