@@ -280,4 +280,90 @@ mod tests {
         ];
         assert_eq!(hex(&uuid), "418E98D4B7184844B7D5E0EE5691084C");
     }
+
+    /// The next event within `ms`, as text frames.
+    fn event(interface: &Interface, ms: i64) -> Option<Vec<String>> {
+        let mut items = [interface.socket().as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, ms).unwrap();
+        if !items[0].is_readable() {
+            return None;
+        }
+        let message = interface.recv().unwrap();
+        Some(
+            message
+                .into_frames()
+                .into_iter()
+                .map(|f| String::from_utf8(f).unwrap())
+                .collect(),
+        )
+    }
+
+    /// Two agents on one port see each other (never themselves), a peer of
+    /// raw datagrams joins once and leaves when silent, datagrams of other
+    /// sizes are nobody, and beacons go out at their interval.
+    #[test]
+    fn agents_see_each_other_and_a_raw_peer_join_and_leave() {
+        let context = zmq::Context::new();
+        let settings = Settings {
+            port: 5848,
+            broadcast: crate::udp::DEFAULT_BROADCAST,
+            ping_interval: Duration::from_millis(50),
+            peer_expiry: Duration::from_millis(400),
+        };
+        let raw = Udp::new(settings.port, settings.broadcast).unwrap();
+        let a = Interface::with_settings(&context, settings.clone()).unwrap();
+        let b = Interface::with_settings(&context, settings.clone()).unwrap();
+        let joined = |interface: &Interface| match event(interface, 5000) {
+            Some(frames) if frames.len() == 2 && frames[0] == "JOINED" => frames[1].clone(),
+            other => panic!("wanted JOINED, got {other:?}"),
+        };
+        let (b_seen_by_a, a_seen_by_b) = (joined(&a), joined(&b));
+        assert_ne!(b_seen_by_a, a_seen_by_b);
+
+        // Beacons every 50 ms from each agent: about 10 each in 250 ms.
+        let mut heard: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut buffer = [0u8; 64];
+        let until = Instant::now() + Duration::from_millis(250);
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            let items = [Pollable::Fd(raw.fd())];
+            if interrupt::poll_any(&items, left.as_millis() as i64).unwrap()[0] {
+                while let Some((data, _)) = raw.recv(&mut buffer).unwrap() {
+                    *heard.entry(data.to_vec()).or_default() += 1;
+                }
+            }
+        }
+        let mut senders: Vec<String> = heard.keys().map(|uuid| hex(uuid)).collect();
+        senders.sort();
+        let mut both = vec![b_seen_by_a.clone(), a_seen_by_b.clone()];
+        both.sort();
+        assert_eq!(senders, both, "each agent's UUID is its beacon");
+        for count in heard.values() {
+            assert!(
+                (2..=25).contains(count),
+                "{count} beacons in 250 ms: {heard:?}"
+            );
+        }
+
+        // A raw peer: a 17-byte datagram (its first 16 bytes another UUID)
+        // and a 15-byte one are nobody; its 16-byte beacon joins once.
+        let stranger = [0x5A_u8; UUID_SIZE];
+        let mut long = vec![0x6B_u8; UUID_SIZE];
+        long.push(0);
+        raw.send(&long).unwrap();
+        raw.send(&stranger[..15]).unwrap();
+        for _ in 0..3 {
+            raw.send(&stranger).unwrap();
+        }
+        for interface in [&a, &b] {
+            assert_eq!(joined(interface), hex(&stranger));
+            // Silent now: it leaves, once, and nothing else happens.
+            assert_eq!(
+                event(interface, 5000),
+                Some(vec!["LEFT".to_string(), hex(&stranger)])
+            );
+        }
+        assert_eq!(event(&a, 300), None, "b is still there");
+        drop(b);
+        assert_eq!(event(&a, 5000), Some(vec!["LEFT".to_string(), b_seen_by_a]));
+    }
 }
