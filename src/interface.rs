@@ -305,7 +305,7 @@ mod tests {
     fn agents_see_each_other_and_a_raw_peer_join_and_leave() {
         let context = zmq::Context::new();
         let settings = Settings {
-            port: 5848,
+            port: crate::udp::free_port(),
             broadcast: crate::udp::DEFAULT_BROADCAST,
             ping_interval: Duration::from_millis(50),
             peer_expiry: Duration::from_millis(400),

@@ -195,16 +195,48 @@ mod tests {
         assert!(broadcast_of("no-such-interface0").is_err());
     }
 
+    /// A broadcast address exactly where the kernel's flags say
+    /// IFF_BROADCAST (loopback has none), and an interface's name gives its
+    /// own.
+    #[test]
+    fn broadcast_addresses_follow_the_interface_flags_and_names() {
+        for interface in interfaces().unwrap() {
+            let path = format!("/sys/class/net/{}/flags", interface.name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue; // an alias such as eth0:1
+            };
+            let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap();
+            let broadcast = flags & libc::IFF_BROADCAST as u32 != 0;
+            assert_eq!(
+                interface.broadcast.is_some(),
+                broadcast,
+                "{interface:?}: {text}"
+            );
+            match interface.broadcast {
+                Some(address) => assert_eq!(broadcast_of(&interface.name), Ok(address)),
+                None => assert!(broadcast_of(&interface.name).is_err(), "{interface:?}"),
+            }
+        }
+    }
+
     #[test]
     fn reuse_address_lets_two_listeners_share_a_port_and_both_hear_a_beacon() {
         // A port nobody else uses, loopback broadcast only.
         let port = free_port();
         let first = Udp::new(port, DEFAULT_BROADCAST).unwrap();
         let second = Udp::new(port, DEFAULT_BROADCAST).unwrap();
+        assert_eq!((first.port(), first.broadcast()), (port, DEFAULT_BROADCAST));
         assert!(
             Udp::bind(port, DEFAULT_BROADCAST, false).is_err(),
             "udpping1's socket must clash"
         );
+        // Nothing yet: the descriptor is not readable and a read gives None.
+        for udp in [&first, &second] {
+            let mut items = [zmq::PollItem::from_fd(udp.fd(), zmq::POLLIN)];
+            zmq::poll(&mut items, 0).unwrap();
+            assert!(!items[0].is_readable(), "readable before any beacon");
+            assert!(udp.recv(&mut [0u8; 16]).unwrap().is_none());
+        }
         first.send(b"!").unwrap();
         for udp in [&first, &second] {
             let mut buffer = [0u8; 16];
@@ -212,7 +244,8 @@ mod tests {
             let mut got = None;
             while got.is_none() && std::time::Instant::now() < deadline {
                 let mut items = [zmq::PollItem::from_fd(udp.fd(), zmq::POLLIN)];
-                zmq::poll(&mut items, 100).unwrap();
+                zmq::poll(&mut items, 5000).unwrap();
+                assert!(items[0].is_readable(), "the beacon makes the fd readable");
                 got = udp
                     .recv(&mut buffer)
                     .unwrap()
