@@ -1838,27 +1838,93 @@ mod tests {
 
     #[test]
     fn a_rate_limit_holds_from_the_first_chunk_on() {
-        let dir = TempDir::new("rate");
+        // Waits for the rate (250 ms a chunk) longer than the timeout, then
+        // shorter.
+        for timeout in [Duration::from_millis(100), Duration::from_secs(2)] {
+            let dir = TempDir::new("rate");
+            let file = content(4 << 10);
+            let server = FakeServer::new();
+            let options = ClientOptions {
+                limit_rate: Some(4 << 10),
+                timeout,
+                ..options(&server)
+            };
+            let dest = dir.0.join("out");
+            let started = Instant::now();
+            let handle = std::thread::spawn(move || {
+                let mut client = Client::new(options).unwrap();
+                let cpu = crate::broker::thread_cpu();
+                let result = client.fetch_file("f", &dest);
+                let cpu = crate::broker::thread_cpu() - cpu;
+                (result, client.totals().clone(), cpu)
+            });
+            server.stat("f", &file);
+            while !handle.is_finished() {
+                if let Some((id, request)) = server.within(50) {
+                    let (offset, length) = fetch_of(&request);
+                    let range = offset as usize..(offset + u64::from(length)) as usize;
+                    server.chunk(&id, "f", offset, &file[range.clone()], &file[range]);
+                }
+            }
+            let (result, totals, cpu) = handle.join().unwrap();
+            let took = started.elapsed();
+            result.unwrap();
+            // One chunk at once, three more at 4 KiB/s: 750 ms, not seconds
+            // (a client that woke only at its timeout would take 6 s).
+            assert!(took >= Duration::from_millis(720), "{timeout:?}: {took:?}");
+            assert!(took < Duration::from_secs(3), "{timeout:?}: {took:?}");
+            assert_eq!(totals.reconnects, 0, "waiting for the rate is not silence");
+            // It sleeps while it waits: a loop that polled without waiting
+            // would take the whole 750 ms.
+            assert!(cpu < Duration::from_millis(150), "{cpu:?} of CPU");
+        }
+    }
+
+    #[test]
+    fn silence_mid_transfer_is_given_up_after_the_retries() {
+        let dir = TempDir::new("silent-transfer");
         let file = content(4 << 10);
         let server = FakeServer::new();
-        let options = ClientOptions {
-            limit_rate: Some(8 << 10),
-            timeout: Duration::from_secs(2),
-            ..options(&server)
-        };
-        let started = Instant::now();
-        let handle = spawn_fetch(options, "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
         server.stat("f", &file);
-        serve_rest(&server, "f", &file, &handle);
+        let mut rounds: BTreeMap<Vec<u8>, BTreeSet<u64>> = BTreeMap::new();
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                rounds.entry(id).or_default().insert(fetch_of(&request).0);
+            }
+        }
         let (result, totals) = join(handle);
-        result.unwrap();
-        // One chunk at once, three more at 8 KiB/s: at least 375 ms.
-        assert!(
-            started.elapsed() >= Duration::from_millis(360),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(totals.reconnects, 0, "waiting for the rate is not silence");
+        assert!(matches!(result, Err(Failure::NoAnswer(_))), "{result:?}");
+        // The first round and one per retry (2), each on a new connection,
+        // each with the whole window.
+        assert_eq!(rounds.len(), 3, "{rounds:?}");
+        for offsets in rounds.values() {
+            assert_eq!(offsets, &BTreeSet::from([0, 1024, 2048]));
+        }
+        assert_eq!(totals.reconnects, 2);
+    }
+
+    #[test]
+    fn the_last_chunk_is_as_long_as_what_is_left() {
+        let dir = TempDir::new("odd");
+        let dest = dir.0.join("out");
+        let file = content(2500);
+        let server = FakeServer::new();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        let mut asked = Vec::new();
+        while !handle.is_finished() {
+            if let Some((id, request)) = server.within(50) {
+                let (offset, length) = fetch_of(&request);
+                asked.push((offset, length));
+                let range = offset as usize..(offset as usize + length as usize).min(file.len());
+                server.chunk(&id, "f", offset, &file[range.clone()], &file[range]);
+            }
+        }
+        join(handle).0.unwrap();
+        asked.sort();
+        assert_eq!(asked, [(0, 1024), (1024, 1024), (2048, 452)]);
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
     }
 
     #[test]
@@ -1877,16 +1943,27 @@ mod tests {
                 .collect();
             protocol::list_ok("d", &entries)
         };
-        let get = |name: &str, dest: PathBuf| {
+        let get = |name: &str, dest: PathBuf, files: u64| {
             let options = options(&server);
             let name = name.to_string();
             std::thread::spawn(move || -> Outcome {
                 let mut client = Client::new(options).unwrap();
-                let result = client.get(&name, &dest).map(|files| assert_eq!(files, 2));
+                let result = client.get(&name, &dest).map(|got| assert_eq!(got, files));
                 (result, client.totals().clone())
             })
         };
-        let handle = get("d", dir.0.join("copy"));
+        // A directory of one file is a directory.
+        let handle = get("d", dir.0.join("one"), 1);
+        let (id, _) = server.next();
+        server.answer(&id, listing(&[("d/only", 1024)]));
+        server.stat("d/only", &a);
+        let (id, request) = server.next();
+        let (offset, _) = fetch_of(&request);
+        server.chunk(&id, "d/only", offset, &a, &a);
+        join(handle).0.unwrap();
+        assert_eq!(std::fs::read(dir.0.join("one/only")).unwrap(), a);
+
+        let handle = get("d", dir.0.join("copy"), 2);
         let (id, request) = server.next();
         assert_eq!(request, Request::List { prefix: "d".into() });
         server.answer(&id, listing(&[("d/a", 1024), ("d/sub/b", 2048)]));
@@ -1908,7 +1985,7 @@ mod tests {
         // (A name with `..` does not get this far: the listing is dropped
         // as malformed.)
         for hostile in ["e/x", "dx/y"] {
-            let handle = get("d", dir.0.join(hostile.replace('/', "-")));
+            let handle = get("d", dir.0.join(hostile.replace('/', "-")), 2);
             let (id, _) = server.next();
             server.answer(&id, listing(&[("d/a", 1024), (hostile, 1)]));
             server.stat("d/a", &a);
