@@ -1763,10 +1763,17 @@ mod tests {
         // A STAT-OK for another name: not the answer asked for.
         server.answer(&id, protocol::stat_ok("g", 5, &[0; 32]));
         server.answer(&id, protocol::stat_ok("f", 1024, &protocol::hash(&file)));
-        serve_rest(&server, "f", &file, &handle);
+        // During the transfer: a STAT-OK and a chunk of another file are
+        // not answers either (the chunk's bytes are counted as received).
+        let (id, request) = server.next();
+        assert_eq!(fetch_of(&request), (0, 1024));
+        server.answer(&id, protocol::stat_ok("f", 1024, &protocol::hash(&file)));
+        server.chunk(&id, "g", 0, &file, &file);
+        server.chunk(&id, "f", 0, &file, &file);
         let (result, totals) = join(handle);
         result.unwrap();
-        assert_eq!((totals.malformed, totals.duplicates), (2, 1));
+        assert_eq!((totals.malformed, totals.duplicates), (2, 3));
+        assert_eq!((totals.chunks, totals.bytes), (2, 2048));
     }
 
     #[test]
