@@ -450,7 +450,9 @@ mod tests {
         let mut presence = Presence::new(Duration::from_secs(5));
         let a: SocketAddrV4 = "10.0.0.1:5670".parse().unwrap();
         let b: SocketAddrV4 = "10.0.0.2:5670".parse().unwrap();
+        assert!(presence.is_empty());
         assert!(presence.heard(a, start));
+        assert!(!presence.is_empty());
         assert!(!presence.heard(a, start + Duration::from_secs(1)));
         assert!(presence.heard(b, start + Duration::from_secs(2)));
         assert!(presence
@@ -497,5 +499,130 @@ mod tests {
             drained += 1;
             assert!(drained < 1000, "beacons keep coming after silence");
         }
+    }
+
+    /// A raw sender on a loopback address of its own.
+    fn raw_sender(port: u16) -> impl Fn(&[u8]) {
+        let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        socket.set_broadcast(true).unwrap();
+        move |payload: &[u8]| {
+            socket
+                .send_to(payload, (udp::DEFAULT_BROADCAST, port))
+                .unwrap();
+        }
+    }
+
+    /// Datagrams up to MAX_BEACON bytes are beacons, longer ones are not;
+    /// a beacon equal to ours from a loopback address is ours; after
+    /// UNSUBSCRIBE nothing is reported; PUBLISH takes MAX_BEACON bytes.
+    #[test]
+    fn bounds_own_beacons_and_unsubscribe() {
+        let port = udp::free_port();
+        let context = zmq::Context::new();
+        let beacon = Beacon::new(&context, port, udp::DEFAULT_BROADCAST).unwrap();
+        let send = raw_sender(port);
+        assert!(beacon
+            .publish(&[b'x'; MAX_BEACON + 1], MIN_INTERVAL)
+            .is_err());
+        let ours = [b'o'; MAX_BEACON];
+        beacon.publish(&ours, Duration::from_secs(60)).unwrap();
+        beacon.subscribe(b"").unwrap();
+        send(&[b'l'; MAX_BEACON + 1]);
+        send(&ours); // from 127.0.0.2: loopback, so one of our own
+        send(&[b'm'; MAX_BEACON]);
+        let heard = beacon.recv_timeout(5000).unwrap().expect("a beacon");
+        assert_eq!(
+            heard.payload, [b'm'; MAX_BEACON],
+            "the first beacon reported"
+        );
+        assert_eq!(heard.from.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        beacon.unsubscribe().unwrap();
+        send(b"after");
+        assert_eq!(beacon.recv_timeout(300).unwrap(), None, "unsubscribed");
+        beacon.subscribe(b"aft").unwrap();
+        send(b"after");
+        let heard = beacon
+            .recv_timeout(5000)
+            .unwrap()
+            .expect("subscribed again");
+        assert_eq!(heard.payload, b"after");
+    }
+
+    /// A writer that sends each line on, and fails after `lines` lines (how
+    /// the test ends `listen`, which otherwise runs until Ctrl-C).
+    struct Lines {
+        text: Vec<u8>,
+        sent: std::sync::mpsc::Sender<String>,
+        left: usize,
+    }
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::Error::other("enough"));
+            }
+            self.text.extend_from_slice(bytes);
+            while let Some(end) = self.text.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.text.drain(..=end).collect();
+                let _ = self
+                    .sent
+                    .send(String::from_utf8_lossy(&line).trim_end().to_string());
+                self.left -= 1;
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `presence`'s loop: JOINED once for a service's beacons (malformed
+    /// ones ignored), LEFT when they stop.
+    #[test]
+    fn listen_prints_joined_then_left() {
+        let port = udp::free_port();
+        let context = zmq::Context::new();
+        let speaker = Beacon::new(&context, port, udp::DEFAULT_BROADCAST).unwrap();
+        let (sent, lines) = std::sync::mpsc::channel();
+        let listening = std::thread::spawn(move || {
+            let context = zmq::Context::new();
+            let listener = Beacon::new(&context, port, udp::DEFAULT_BROADCAST).unwrap();
+            let settings = ListenSettings {
+                header: b"FOO1".to_vec(),
+                expiry: Duration::from_millis(300),
+                reap_every: Duration::from_millis(50),
+            };
+            let mut out = Lines {
+                text: Vec::new(),
+                sent,
+                left: 2,
+            };
+            listen(&listener, &settings, &mut out)
+        });
+        let send = raw_sender(port);
+        let line = || lines.recv_timeout(Duration::from_secs(10)).expect("a line");
+        // Malformed (one byte of port) and foreign beacons say nothing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let joined = loop {
+            assert!(Instant::now() < deadline, "no JOINED");
+            send(b"FOO1\x16");
+            send(b"BAR1\x16\x26");
+            speaker
+                .publish(&presence_beacon(b"FOO1", 5670), Duration::from_millis(20))
+                .unwrap();
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+                break line;
+            }
+        };
+        assert!(
+            joined.starts_with("JOINED 127.0.0.") && joined.ends_with(":5670"),
+            "{joined}"
+        );
+        speaker.silence().unwrap();
+        assert_eq!(line(), joined.replace("JOINED", "LEFT"));
+        // Its writer refused a third line: listen returns the error.
+        send(&presence_beacon(b"FOO1", 5671));
+        assert!(listening.join().unwrap().is_err());
     }
 }
