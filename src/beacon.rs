@@ -598,7 +598,9 @@ mod tests {
                 sent,
                 left: 2,
             };
-            listen(&listener, &settings, &mut out)
+            let cpu = crate::broker::thread_cpu();
+            let result = listen(&listener, &settings, &mut out);
+            (result, crate::broker::thread_cpu() - cpu)
         });
         let send = raw_sender(port);
         let line = || lines.recv_timeout(Duration::from_secs(10)).expect("a line");
@@ -623,6 +625,10 @@ mod tests {
         assert_eq!(line(), joined.replace("JOINED", "LEFT"));
         // Its writer refused a third line: listen returns the error.
         send(&presence_beacon(b"FOO1", 5671));
-        assert!(listening.join().unwrap().is_err());
+        let (result, cpu) = listening.join().unwrap();
+        assert!(result.is_err());
+        // It waited for beacons and reaps in between: a loop that reaped on
+        // every turn would have used the CPU for the whole time.
+        assert!(cpu < Duration::from_millis(150), "{cpu:?} of CPU");
     }
 }

@@ -80,4 +80,49 @@ mod tests {
             Err(Error::Timeout)
         ));
     }
+
+    /// `run` in a child process (it installs the logger and the Ctrl-C
+    /// handler for the whole process): an error is logged with the C's
+    /// `E:` prefix and exits 1, success and Ctrl-C exit 0.
+    #[test]
+    fn run_logs_an_error_as_e_and_gives_its_exit_code() {
+        const CHILD: &str = "ZGUIDE_PROGRAM_RUN_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let failed = run(|| Err(Error::Protocol("the reason".into())));
+            let fine = run_logging("debug", || {
+                log::debug!("debug is on");
+                Ok(())
+            });
+            let stopped = run(|| Err(Error::Interrupted));
+            println!(
+                "codes {} {} {}",
+                failed == ExitCode::FAILURE,
+                fine == ExitCode::SUCCESS,
+                stopped == ExitCode::SUCCESS
+            );
+            return;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "program::tests::run_logs_an_error_as_e_and_gives_its_exit_code",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(stdout.contains("codes true true true"), "{stdout}{stderr}");
+        assert!(
+            stderr.lines().any(|l| l == "E: protocol error: the reason"),
+            "{stderr}"
+        );
+        // The logger is installed once, by the first run (at I: level).
+        assert!(!stderr.contains("debug is on"), "{stderr}");
+    }
 }
