@@ -1297,9 +1297,25 @@ mod tests {
 
     impl FakeServer {
         fn new() -> FakeServer {
+            FakeServer::bound(zmq::Context::new(), |_| {})
+        }
+
+        /// A CURVE server with `keys`, whose ZAP handler lets in `allowed`.
+        fn curve(keys: &Keys, allowed: &[[u8; 32]]) -> (FakeServer, crate::curve::Authenticator) {
             let context = zmq::Context::new();
+            let allowed = allowed.iter().copied().collect();
+            let zap = crate::curve::Authenticator::start(&context, allowed, false).unwrap();
+            let server = FakeServer::bound(context, |router| {
+                keys.make_server(router).unwrap();
+                router.set_zap_domain("global").unwrap();
+            });
+            (server, zap)
+        }
+
+        fn bound(context: zmq::Context, setup: impl FnOnce(&zmq::Socket)) -> FakeServer {
             let router = context.socket(zmq::ROUTER).unwrap();
             router.set_linger(0).unwrap();
+            setup(&router);
             router.bind("tcp://127.0.0.1:*").unwrap();
             let endpoint = router.get_last_endpoint().unwrap().unwrap();
             FakeServer {
@@ -1787,14 +1803,18 @@ mod tests {
             let (id, request) = server.next();
             if status == Status::BUSY {
                 // A quarter of the 300 ms timeout after the 202.
-                assert!(answered.elapsed() >= Duration::from_millis(70));
+                let waited = answered.elapsed();
+                assert!(waited >= Duration::from_millis(70), "{waited:?}");
+                assert!(waited < Duration::from_millis(1500), "{waited:?}");
             }
             server.answer(&id, protocol::refusal(&request, status, "wait"));
             answered = Instant::now();
         }
         let (id, request) = server.next();
-        // A tenth of the timeout after the 429.
-        assert!(answered.elapsed() >= Duration::from_millis(25));
+        // A tenth of the timeout after the 429 (not ten times it).
+        let waited = answered.elapsed();
+        assert!(waited >= Duration::from_millis(25), "{waited:?}");
+        assert!(waited < Duration::from_millis(1500), "{waited:?}");
         assert_eq!(request, Request::Stat { name: "f".into() });
         server.answer(&id, protocol::stat_ok("f", 1024, &protocol::hash(&file)));
         serve_rest(&server, "f", &file, &handle);
@@ -2036,5 +2056,47 @@ mod tests {
         }
         assert_eq!(single.join().unwrap().unwrap(), 1);
         assert_eq!(std::fs::read(dir.0.join("copy/b")).unwrap(), b);
+    }
+
+    /// With CURVE: a key the server's ZAP handler lets in is served; one it
+    /// refuses is reported as refused at once (the socket's monitor sees
+    /// the handshake fail), not after the silent timeouts.
+    #[test]
+    fn curve_keys_are_let_in_or_refused_at_once() {
+        let server_keys = Keys::generate().unwrap();
+        let ours = Keys::generate().unwrap();
+        let file = content(1 << 10);
+        let dir = TempDir::new("curve");
+
+        let (server, _zap) = FakeServer::curve(&server_keys, &[ours.public]);
+        let allowed = ClientOptions {
+            curve: Some((ours.clone(), server_keys.public)),
+            ..options(&server)
+        };
+        let handle = spawn_fetch(allowed, "f", &dir.0.join("in"));
+        server.stat("f", &file);
+        serve_rest(&server, "f", &file, &handle);
+        join(handle).0.unwrap();
+
+        let (server, _zap) = FakeServer::curve(&server_keys, &[server_keys.public]);
+        let refused = ClientOptions {
+            curve: Some((ours, server_keys.public)),
+            timeout: Duration::from_secs(2),
+            ..options(&server)
+        };
+        let started = Instant::now();
+        let (result, _) = join(spawn_fetch(refused, "f", &dir.0.join("out")));
+        match result {
+            Err(Failure::Refused { what, status, .. }) => {
+                assert_eq!((what.as_str(), status), ("our CURVE key", Status(400)))
+            }
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "{took:?}: not after a timeout"
+        );
+        assert!(server.within(100).is_none(), "nothing got through");
     }
 }
