@@ -2074,9 +2074,18 @@ mod tests {
             ..options(&server)
         };
         let handle = spawn_fetch(allowed, "f", &dir.0.join("in"));
-        server.stat("f", &file);
+        // Two STATs go unanswered: each time the client reconnects, with a
+        // new socket and a new monitor, and asks again.
+        let senders: Vec<Vec<u8>> = (0..3).map(|_| server.next().0).collect();
+        assert_eq!(senders.iter().collect::<BTreeSet<_>>().len(), 3);
+        server.answer(
+            &senders[2],
+            protocol::stat_ok("f", 1024, &protocol::hash(&file)),
+        );
         serve_rest(&server, "f", &file, &handle);
-        join(handle).0.unwrap();
+        let (result, totals) = join(handle);
+        result.unwrap();
+        assert_eq!(totals.reconnects, 2);
 
         let (server, _zap) = FakeServer::curve(&server_keys, &[server_keys.public]);
         let refused = ClientOptions {
