@@ -200,4 +200,76 @@ mod tests {
         assert!((0..1000).all(|_| randof(5) < 5));
         assert_eq!(randof(0), 0);
     }
+
+    #[test]
+    fn randof_draws_every_value() {
+        let mut seen = [false; 5];
+        for _ in 0..1000 {
+            seen[randof(5) as usize] = true;
+        }
+        assert_eq!(seen, [true; 5]);
+    }
+
+    #[test]
+    fn set_random_identity_gives_the_socket_that_identity() {
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::DEALER).unwrap();
+        let identity = set_random_identity(&socket).unwrap();
+        assert_eq!(socket.get_identity().unwrap(), identity.as_bytes());
+        assert_eq!(identity.len(), 9);
+    }
+
+    #[test]
+    fn clock_ms_is_the_wall_clock() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(clock_ms().abs_diff(now) < 1000);
+    }
+
+    #[test]
+    fn strings_go_out_without_a_nul_and_come_back_lossy() {
+        let context = zmq::Context::new();
+        let (tx, rx) = (
+            context.socket(zmq::PAIR).unwrap(),
+            context.socket(zmq::PAIR).unwrap(),
+        );
+        rx.bind("inproc://helpers-strings").unwrap();
+        tx.connect("inproc://helpers-strings").unwrap();
+        // Every receive below waits at most 5 s for its message.
+        let arrived = || {
+            let mut items = [rx.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, 5000).unwrap();
+            assert!(items[0].is_readable(), "nothing came");
+        };
+        assert_eq!(try_recv_string(&rx).unwrap(), None, "nothing waiting");
+        send_more(&tx, "first").unwrap();
+        send_string(&tx, "second").unwrap();
+        arrived();
+        assert_eq!(rx.recv_bytes(0).unwrap(), b"first");
+        assert!(rx.get_rcvmore().unwrap());
+        assert_eq!(recv_string(&rx).unwrap(), "second");
+        assert!(!rx.get_rcvmore().unwrap());
+        tx.send(&b"caf\xC3\xA9 \xFF"[..], 0).unwrap();
+        arrived();
+        assert_eq!(recv_string(&rx).unwrap(), "café \u{FFFD}");
+        tx.send("next", 0).unwrap();
+        arrived();
+        assert_eq!(try_recv_string(&rx).unwrap().as_deref(), Some("next"));
+    }
+
+    #[test]
+    fn arguments_and_counts_fall_back_to_their_defaults() {
+        assert_eq!(arg_or(0, "x"), std::env::args().next().unwrap());
+        assert_eq!(arg_or(10_000, "the default"), "the default");
+        const NAME: &str = "ZGUIDE_HELPERS_TEST_COUNT";
+        std::env::remove_var(NAME);
+        assert_eq!(env_count(NAME, 7), 7);
+        for (text, count) in [("12", 12), (" 3 ", 3), ("x", 7), ("-1", 7)] {
+            std::env::set_var(NAME, text);
+            assert_eq!(env_count(NAME, 7), count, "{text:?}");
+        }
+        std::env::remove_var(NAME);
+    }
 }
