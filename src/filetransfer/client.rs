@@ -1033,15 +1033,21 @@ impl ProgressState {
             bar.set_position(written);
             return;
         }
-        let Some(every) = self.every else {
-            return;
-        };
+        if let Some(line) = self.line(written, now) {
+            log::info!("{line}");
+        }
+    }
+
+    /// The plain progress line due at `now` (`every` after the last one),
+    /// with the rate since the last one.
+    fn line(&mut self, written: u64, now: Instant) -> Option<String> {
+        let every = self.every?;
         if now.duration_since(self.last) < every {
-            return;
+            return None;
         }
         let seconds = now.duration_since(self.last).as_secs_f64();
         let rate = (written - self.last_bytes) as f64 / seconds / 1e6;
-        log::info!(
+        let line = format!(
             "progress {}: {written} of {} bytes ({:.0}%) {rate:.1} MB/s",
             self.name,
             self.size,
@@ -1053,6 +1059,7 @@ impl ProgressState {
         );
         self.last = now;
         self.last_bytes = written;
+        Some(line)
     }
 
     fn done(&mut self, client: &Client, written: u64, start: u64, started: Instant) {
@@ -2107,5 +2114,43 @@ mod tests {
             "{took:?}: not after a timeout"
         );
         assert!(server.within(100).is_none(), "nothing got through");
+    }
+
+    #[test]
+    fn progress_lines_come_every_interval_with_the_rate_since_the_last() {
+        let start = Instant::now();
+        let mut progress = ProgressState {
+            name: "f".into(),
+            size: 4_000_000,
+            every: Some(Duration::from_secs(1)),
+            last: start,
+            last_bytes: 1_000_000,
+        };
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(progress.line(1_500_000, at(999)), None, "not yet");
+        assert_eq!(
+            progress.line(2_000_000, at(1000)).as_deref(),
+            Some("progress f: 2000000 of 4000000 bytes (50%) 1.0 MB/s")
+        );
+        assert_eq!(progress.line(2_100_000, at(1500)), None);
+        assert_eq!(
+            progress.line(3_000_000, at(3000)).as_deref(),
+            Some("progress f: 3000000 of 4000000 bytes (75%) 0.5 MB/s")
+        );
+        let mut empty = ProgressState {
+            size: 0,
+            every: Some(Duration::ZERO),
+            last_bytes: 0,
+            ..progress
+        };
+        assert_eq!(
+            empty.line(0, at(4000)).as_deref(),
+            Some("progress f: 0 of 0 bytes (100%) 0.0 MB/s")
+        );
+        let mut quiet = ProgressState {
+            every: None,
+            ..empty
+        };
+        assert_eq!(quiet.line(0, at(9000)), None);
     }
 }
