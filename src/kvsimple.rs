@@ -258,4 +258,45 @@ mod tests {
             KvSimple::with("key", 7, "body")
         );
     }
+
+    #[test]
+    fn accessors_and_setters_reach_the_frames() {
+        let mut kv = KvSimple::new(5);
+        assert_eq!((kv.sequence(), kv.body()), (5, &b""[..]));
+        kv.set_key("k");
+        kv.set_sequence(-9);
+        kv.set_body(vec![1u8, 2]);
+        assert_eq!(
+            (kv.key(), kv.sequence(), kv.body()),
+            (&b"k"[..], -9, &[1u8, 2][..])
+        );
+        let frames = kv.to_message().into_frames();
+        assert_eq!(
+            frames,
+            [b"k".to_vec(), (-9i64).to_be_bytes().to_vec(), vec![1, 2]]
+        );
+    }
+
+    #[test]
+    fn malformed_messages_say_what_is_wrong() {
+        for (what, text) in [
+            (
+                Malformed::FrameCount {
+                    expected: 3,
+                    got: 2,
+                },
+                "2 frame(s), not 3",
+            ),
+            (Malformed::SequenceSize(7), "a 7-byte sequence, not 8"),
+            (Malformed::KeyTooLong(300), "a 300-byte key, over 255"),
+            (Malformed::UuidSize(3), "a 3-byte UUID, not 16 or empty"),
+            (Malformed::Properties("no ="), "bad properties: no ="),
+        ] {
+            assert_eq!(what.to_string(), text);
+        }
+        assert_eq!(
+            Error::from(Malformed::SequenceSize(0)).to_string(),
+            "protocol error: malformed key-value message: a 0-byte sequence, not 8"
+        );
+    }
 }
