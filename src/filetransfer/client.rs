@@ -1688,6 +1688,12 @@ mod tests {
         let server = FakeServer::new();
         let options = ClientOptions {
             window: 1,
+            // 1 KiB chunks for small files, 256 KiB for large ones.
+            chunk_size: if file.len() > 1 << 20 {
+                256 << 10
+            } else {
+                1024
+            },
             ..options(&server)
         };
         let handle = spawn_fetch(options, "f", &dest);
@@ -1746,6 +1752,18 @@ mod tests {
         let mut long_part = file.clone();
         long_part.extend_from_slice(&[1; 1024]);
         assert_eq!(fetched_after(&long_part, &state(5120), &file).0, all);
+        // A verified prefix of more than one 1 MiB piece is hashed again
+        // piece by piece, the last piece cut at the prefix's end.
+        let large = content(3 << 20);
+        let large_state = State {
+            name: "f".into(),
+            size: large.len() as u64,
+            hash: protocol::hex(&protocol::hash(&large)),
+            verified: 3 << 19,
+        };
+        let (offsets, (result, _)) = fetched_after(&large[..3 << 19], &large_state, &large);
+        result.unwrap();
+        assert_eq!(offsets.first(), Some(&(3 << 19)), "resumed at 1.5 MiB");
     }
 
     #[test]
@@ -1763,6 +1781,15 @@ mod tests {
         result.unwrap();
         assert_eq!(totals.files, 1);
         assert!(!suffixed(&dest, ".part").exists());
+        // The same bytes and more: fetched (to the right length).
+        let mut longer = file.clone();
+        longer.extend_from_slice(b"more");
+        std::fs::write(&dest, &longer).unwrap();
+        let handle = spawn_fetch(options(&server), "f", &dest);
+        server.stat("f", &file);
+        serve_rest(&server, "f", &file, &handle);
+        join(handle).0.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), file);
         // The same size, other bytes: fetched.
         let mut changed = file.clone();
         changed[2000] ^= 1;
