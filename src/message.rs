@@ -392,4 +392,94 @@ mod tests {
         msg.set_last("z");
         assert_eq!(msg.last(), Some(&b"z"[..]));
     }
+
+    /// A connected PAIR of PAIRs, each with high-water mark `hwm`.
+    fn pair(name: &str, hwm: i32) -> (zmq::Context, zmq::Socket, zmq::Socket) {
+        let context = zmq::Context::new();
+        let rx = context.socket(zmq::PAIR).unwrap();
+        rx.set_rcvhwm(hwm).unwrap();
+        rx.bind(&format!("inproc://{name}")).unwrap();
+        let tx = context.socket(zmq::PAIR).unwrap();
+        tx.set_sndhwm(hwm).unwrap();
+        tx.connect(&format!("inproc://{name}")).unwrap();
+        (context, tx, rx)
+    }
+
+    /// Every receive and send keeps a message's frames, in order, as one
+    /// message; an empty message goes out as one empty frame.
+    #[test]
+    fn messages_cross_a_socket_whole() {
+        let (_context, tx, rx) = pair("message-whole", 1000);
+        let three = || Message::from_frames(["a", "", "c"]);
+        assert!(Message::try_recv(&rx).unwrap().is_none(), "nothing waiting");
+        assert!(Message::recv_timeout(&rx, 50).unwrap().is_none());
+        three().send(&tx).unwrap();
+        three().send_flags(&tx, zmq::DONTWAIT).unwrap();
+        assert!(three().send_or_drop(&tx).unwrap());
+        Message::new().send(&tx).unwrap();
+        Message::from_frames(["one"]).send(&tx).unwrap();
+        // Each receive below waits at most 5 s for its message.
+        let arrived = || {
+            let mut items = [rx.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, 5000).unwrap();
+            assert!(items[0].is_readable(), "nothing came");
+        };
+        arrived();
+        assert_eq!(Message::recv(&rx).unwrap(), three());
+        assert_eq!(Message::recv_timeout(&rx, 5000).unwrap(), Some(three()));
+        arrived();
+        assert_eq!(Message::recv_now(&rx).unwrap(), three());
+        arrived();
+        assert_eq!(
+            Message::try_recv(&rx).unwrap(),
+            Some(Message::from_frames([""]))
+        );
+        arrived();
+        assert_eq!(
+            Message::try_recv(&rx).unwrap(),
+            Some(Message::from_frames(["one"]))
+        );
+        // dump_socket: one message, as s_dump prints it.
+        Message::from_frames(["Hi"]).send(&tx).unwrap();
+        arrived();
+        assert_eq!(
+            dump_socket(&rx).unwrap(),
+            format!("{DUMP_RULE}\n[002] Hi\n")
+        );
+    }
+
+    /// A peer that does not read: the message is dropped whole (false).
+    #[test]
+    fn send_or_drop_drops_when_the_peer_does_not_read() {
+        let (_context, tx, rx) = pair("message-drop", 1);
+        let mut queued = 0;
+        while Message::from_frames(["x", "y"]).send_or_drop(&tx).unwrap() {
+            queued += 1;
+            assert!(queued < 100, "the queue never filled");
+        }
+        // What was queued arrives whole; nothing half-sent.
+        for _ in 0..queued {
+            let message = Message::try_recv(&rx).unwrap().expect("a queued message");
+            assert_eq!(message, Message::from_frames(["x", "y"]));
+        }
+        assert!(Message::try_recv(&rx).unwrap().is_none());
+    }
+
+    #[test]
+    fn accessors_and_texts() {
+        let message: Message = ["a", "bc"].into_iter().collect();
+        assert!(!message.is_empty() && Message::new().is_empty());
+        assert_eq!(message.get(1), Some(&b"bc"[..]));
+        assert_eq!(message.get(2), None);
+        assert_eq!(message.iter().collect::<Vec<_>>(), [&b"a"[..], &b"bc"[..]]);
+        assert_eq!(message.to_string(), message.dump());
+        assert_eq!(format!("{message:?}"), r#"["a", "bc"]"#);
+        assert_eq!(
+            message.dump_short(),
+            format!("{DUMP_RULE}\n[001] a\n[002] bc\n")
+        );
+        // Exactly SUMMARY_FRAMES frames: no ellipsis.
+        let six = Message::from_frames(vec!["f"; SUMMARY_FRAMES]);
+        assert!(!six.summary().ends_with('…'), "{}", six.summary());
+    }
 }
