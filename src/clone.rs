@@ -1203,4 +1203,65 @@ mod tests {
             "{dump}"
         );
     }
+
+    /// kvsimple through the map's trait: its fields, its cost, its frames,
+    /// KTHXBAI, a "delete" that is an empty value, and no expiry.
+    #[test]
+    fn kvsimple_entries_through_the_trait() {
+        let mut entry = KvSimple::with("key", 3, "body");
+        assert_eq!(
+            (Entry::key(&entry), Entry::body(&entry)),
+            (&b"key"[..], &b"body"[..])
+        );
+        assert_eq!(Entry::sequence(&entry), 3);
+        Entry::set_sequence(&mut entry, -4);
+        assert_eq!(Entry::sequence(&entry), -4);
+        assert_eq!(Entry::cost(&entry), 3 + 4);
+        let frames = Entry::to_message(&entry);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(<KvSimple as Entry>::from_message(frames), Ok(entry.clone()));
+        let end = <KvSimple as Entry>::kthxbai(9);
+        assert_eq!((end.key(), end.sequence()), (KTHXBAI.as_bytes(), 9));
+        assert_eq!(Entry::expiry_ms(&entry), None);
+        let mut map = KvMap::new();
+        map.store(entry.clone());
+        assert!(map.expired(u64::MAX).is_empty(), "kvsimple never expires");
+        let gone = entry.into_delete();
+        assert_eq!((gone.key(), gone.body()), (&b"key"[..], &b""[..]));
+    }
+
+    /// The snapshot ROUTER: frames up to 64 KiB come in, a larger one drops
+    /// the sender; its send HWM holds a whole snapshot and its KTHXBAI.
+    #[test]
+    fn the_snapshot_socket_takes_frames_up_to_64_kib() {
+        let context = zmq::Context::new();
+        let endpoint = format!(
+            "ipc://{}/zguide-clone-snapshot-{}",
+            std::env::temp_dir().display(),
+            std::process::id()
+        );
+        let router = snapshot_socket(&context, &endpoint).unwrap();
+        assert_eq!(router.get_sndhwm().unwrap(), MAX_KEYS as i32 + 1);
+        router.set_rcvtimeo(5000).unwrap();
+        let client = |size: usize| {
+            let dealer = context.socket(zmq::DEALER).unwrap();
+            dealer.set_linger(0).unwrap();
+            dealer.connect(&endpoint).unwrap();
+            dealer.send(vec![b'x'; size], 0).unwrap();
+            dealer
+        };
+        let _over = client((64 << 10) + 1);
+        let _fits = client(64 << 10);
+        let frames = router.recv_multipart(0).expect("the 64 KiB frame");
+        assert_eq!(frames[1].len(), 64 << 10);
+        router.set_rcvtimeo(300).unwrap();
+        assert!(
+            router.recv_multipart(0).is_err(),
+            "the larger frame came in"
+        );
+        let voter = context.socket(zmq::ROUTER).unwrap();
+        configure_snapshot_socket(&voter).unwrap();
+        assert_eq!(voter.get_sndhwm().unwrap(), MAX_KEYS as i32 + 1);
+        assert_eq!(voter.get_maxmsgsize().unwrap(), 64 << 10);
+    }
 }
