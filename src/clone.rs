@@ -1264,4 +1264,136 @@ mod tests {
         assert_eq!(voter.get_sndhwm().unwrap(), MAX_KEYS as i32 + 1);
         assert_eq!(voter.get_maxmsgsize().unwrap(), 64 << 10);
     }
+
+    /// kvmsg through the trait: its sequence and frames, the ttl stamped as
+    /// an absolute expiry, and a delete without the client's UUID.
+    #[test]
+    fn kvmsg_entries_through_the_trait() {
+        let mut entry = kv("k", 1, "v");
+        entry.set_uuid();
+        entry.set_prop("ttl", "30").unwrap();
+        Entry::set_sequence(&mut entry, 7);
+        assert_eq!(KvMsg::sequence(&entry), 7);
+        assert_eq!(Entry::to_message(&entry), entry.to_message());
+        assert_eq!(Entry::to_message(&entry).len(), 5);
+        Entry::stamp_expiry(&mut entry, 1_000);
+        assert_eq!(Entry::expiry_ms(&entry), Some(31_000));
+        let delete = Entry::into_delete(entry);
+        assert_eq!(
+            (delete.key(), delete.body(), delete.uuid()),
+            (&b"k"[..], &b""[..], None)
+        );
+    }
+
+    #[test]
+    fn the_map_lists_clears_and_takes_a_same_size_rewrite_when_full() {
+        let (a, b) = (kv("a", 1, "xx"), kv("b", 2, "yy"));
+        let mut map = KvMap::with_limits(2, a.cost() + b.cost());
+        assert!(map.is_empty());
+        assert!(map.store(a) && map.store(b));
+        assert!(!map.is_empty());
+        let keys: Vec<&[u8]> = map.iter().map(|e| e.key()).collect();
+        assert_eq!(keys, [&b"a"[..], &b"b"[..]]);
+        // Full to the byte: a rewrite of the same size still fits, a
+        // larger one does not.
+        assert!(map.admits(&kv("a", 3, "zz")));
+        assert!(!map.admits(&kv("a", 3, "zzz")));
+        map.clear();
+        assert!(map.is_empty() && map.bytes() == 0 && map.iter().next().is_none());
+    }
+
+    /// The server's snapshot and update rules over real sockets.
+    #[test]
+    fn snapshots_and_updates_over_sockets() {
+        let context = zmq::Context::new();
+        let snapshot = snapshot_socket(&context, "inproc://clone-snapshot-test").unwrap();
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.connect("inproc://clone-snapshot-test").unwrap();
+        let publisher = context.socket(zmq::PUB).unwrap();
+        publisher.bind("inproc://clone-updates-test").unwrap();
+        let subscriber = context.socket(zmq::SUB).unwrap();
+        subscriber.set_subscribe(b"").unwrap();
+        subscriber.connect("inproc://clone-updates-test").unwrap();
+        let mut warnings = Warnings::default();
+        let mut map = KvMap::with_limits(2, 1 << 20);
+        let mut sequence = 0;
+        for (key, body) in [("/a/1", "x"), ("/b/1", "y")] {
+            let published = publish_update(
+                &mut map,
+                &mut sequence,
+                &publisher,
+                kv(key, 0, body),
+                &mut warnings,
+            );
+            assert_eq!(published.unwrap(), Some(sequence));
+        }
+        assert_eq!(sequence, 2);
+        // Full (two keys): refused, not published, the sequence unchanged.
+        let refused = publish_update(
+            &mut map,
+            &mut sequence,
+            &publisher,
+            kv("/c", 0, "z"),
+            &mut warnings,
+        );
+        assert_eq!((refused.unwrap(), sequence), (None, 2));
+        let mut items = [subscriber.as_poll_item(zmq::POLLIN)];
+        for want in [("/a/1", 1), ("/b/1", 2)] {
+            zmq::poll(&mut items, 5000).unwrap();
+            let update = KvMsg::from_message(Message::recv_now(&subscriber).unwrap()).unwrap();
+            assert_eq!(
+                (update.key(), update.sequence()),
+                (want.0.as_bytes(), want.1)
+            );
+        }
+        assert!(
+            Message::try_recv(&subscriber).unwrap().is_none(),
+            "the refused one"
+        );
+
+        assert_eq!(
+            serve_snapshot(&snapshot, &map, sequence, true, &mut warnings).unwrap(),
+            None
+        );
+        Message::from_frames([ICANHAZ, "/b"]).send(&client).unwrap();
+        let mut items = [snapshot.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, 5000).unwrap();
+        assert_eq!(
+            serve_snapshot(&snapshot, &map, sequence, true, &mut warnings).unwrap(),
+            Some(1)
+        );
+        let mut items = [client.as_poll_item(zmq::POLLIN)];
+        let mut got = Vec::new();
+        loop {
+            zmq::poll(&mut items, 5000).unwrap();
+            let entry = KvMsg::from_message(Message::recv_now(&client).unwrap()).unwrap();
+            got.push((entry.key().to_vec(), entry.sequence()));
+            if entry.key() == KTHXBAI.as_bytes() {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            [(b"/b/1".to_vec(), 2), (KTHXBAI.as_bytes().to_vec(), 2)]
+        );
+        assert!(try_recv::<KvMsg>(&subscriber, &mut warnings)
+            .unwrap()
+            .is_none());
+        // A rewrite of a key fits the full map: published as sequence 3.
+        let rewrite = publish_update(
+            &mut map,
+            &mut sequence,
+            &publisher,
+            kv("/a/1", 0, "w"),
+            &mut warnings,
+        );
+        assert_eq!(rewrite.unwrap(), Some(3));
+        let mut items = [subscriber.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, 5000).unwrap();
+        let received = try_recv::<KvMsg>(&subscriber, &mut warnings)
+            .unwrap()
+            .expect("the rewrite");
+        assert_eq!((received.body(), received.sequence()), (&b"w"[..], 3));
+        assert_eq!(map.get(b"/a/1").unwrap().body(), b"w");
+    }
 }
