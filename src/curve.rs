@@ -416,4 +416,98 @@ mod tests {
         let reply = zap_reply(&request("CURVE", &known.public), &allowed, false);
         assert_eq!(reply.iter().nth(1), Some(&b"7"[..]));
     }
+
+    #[test]
+    fn client_settings_need_both_files_and_find_the_secret_beside() {
+        let dir = temp_dir("client");
+        let (ours, server) = (Keys::generate().unwrap(), Keys::generate().unwrap());
+        ours.save(&dir.join("ours")).unwrap();
+        server.save(&dir.join("server")).unwrap();
+        assert!(load_client(None, None).unwrap().is_none());
+        let (keys, server_public) = load_client(Some(&dir.join("ours")), Some(&dir.join("server")))
+            .unwrap()
+            .expect("both given");
+        assert_eq!((keys, server_public), (ours.clone(), server.public));
+        assert!(load_client(Some(&dir.join("ours")), None).is_err());
+        assert!(load_client(None, Some(&dir.join("server"))).is_err());
+        // A secret file alone in a trust directory trusts nobody.
+        let trust = dir.join("trust");
+        fs::create_dir_all(&trust).unwrap();
+        fs::copy(dir.join("ours_secret"), trust.join("x_secret")).unwrap();
+        fs::create_dir_all(trust.join("sub")).unwrap();
+        assert!(load_public_keys(&trust).unwrap().is_empty());
+        // Key files up to 64 KiB are read; larger ones are not.
+        let text = fs::read_to_string(dir.join("server")).unwrap();
+        let padded = |size: u64| format!("{text}{}", "#".repeat(size as usize - text.len()));
+        fs::write(dir.join("big"), padded(MAX_KEY_FILE)).unwrap();
+        assert_eq!(Keys::load(&dir.join("big")).unwrap().public, server.public);
+        fs::write(dir.join("big"), padded(MAX_KEY_FILE + 1)).unwrap();
+        assert!(Keys::load(&dir.join("big")).is_err());
+        assert!(format!("{ours:?}").contains(&ours.public_text()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn zap_requests_need_six_frames_and_version_1_0() {
+        let allowed = HashSet::new();
+        let code = |frames: &[&[u8]]| {
+            let reply = zap_reply(
+                &Message::from_frames(frames.iter().copied()),
+                &allowed,
+                false,
+            );
+            let code = reply.iter().nth(2).unwrap_or_default().to_vec();
+            code
+        };
+        let six: [&[u8]; 6] = [b"1.0", b"7", b"", b"127.0.0.1", b"", b"CURVE"];
+        assert_eq!(code(&six), b"400", "no key: not allowed");
+        assert_eq!(code(&six[..5]), b"500", "five frames: malformed");
+        let mut other = six.to_vec();
+        other[0] = b"2.0";
+        other.push(&[0; 32]);
+        assert_eq!(code(&other), b"500", "another version: malformed");
+    }
+
+    /// Real handshakes: the ZAP handler lets a known key in and keeps a
+    /// stranger out; the sockets get the keys they were given.
+    #[test]
+    fn a_curve_server_with_the_handler_admits_known_keys_only() {
+        let context = zmq::Context::new();
+        let (server_keys, known, stranger) = (
+            Keys::generate().unwrap(),
+            Keys::generate().unwrap(),
+            Keys::generate().unwrap(),
+        );
+        let _zap = Authenticator::start(&context, HashSet::from([known.public]), false).unwrap();
+        let server = context.socket(zmq::ROUTER).unwrap();
+        server.set_linger(0).unwrap();
+        server_keys.make_server(&server).unwrap();
+        assert!(server.is_curve_server().unwrap());
+        server.set_zap_domain("global").unwrap();
+        server.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = server.get_last_endpoint().unwrap().unwrap();
+        let client = |keys: &Keys| {
+            let socket = context.socket(zmq::DEALER).unwrap();
+            socket.set_linger(0).unwrap();
+            keys.make_client(&socket, &server_keys.public).unwrap();
+            assert_eq!(socket.get_curve_serverkey().unwrap(), server_keys.public);
+            socket.connect(&endpoint).unwrap();
+            socket
+        };
+        // The stranger first.
+        let outsider = client(&stranger);
+        outsider.send("let me in", 0).unwrap();
+        let insider = client(&known);
+        insider.send("hello", 0).unwrap();
+        server.set_rcvtimeo(5000).unwrap();
+        let frames = server
+            .recv_multipart(0)
+            .expect("the known client's message");
+        assert_eq!(frames[1], b"hello");
+        server.set_rcvtimeo(300).unwrap();
+        assert!(
+            server.recv_multipart(0).is_err(),
+            "the stranger got through"
+        );
+    }
 }
