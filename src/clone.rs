@@ -1235,11 +1235,8 @@ mod tests {
     #[test]
     fn the_snapshot_socket_takes_frames_up_to_64_kib() {
         let context = zmq::Context::new();
-        let endpoint = format!(
-            "ipc://{}/zguide-clone-snapshot-{}",
-            std::env::temp_dir().display(),
-            std::process::id()
-        );
+        let dir = crate::test_support::TempDir::new("clone-snapshot");
+        let endpoint = format!("ipc://{}/snapshot", dir.path().display());
         let router = snapshot_socket(&context, &endpoint).unwrap();
         assert_eq!(router.get_sndhwm().unwrap(), MAX_KEYS as i32 + 1);
         router.set_rcvtimeo(5000).unwrap();

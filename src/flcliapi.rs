@@ -805,14 +805,8 @@ mod tests {
     #[test]
     fn the_client_gets_each_request_answered_through_its_agent() {
         let context = zmq::Context::new();
-        let dir = std::env::temp_dir();
-        let endpoint = |name: &str| {
-            format!(
-                "ipc://{}/zguide-flcliapi-{}-{name}",
-                dir.display(),
-                std::process::id()
-            )
-        };
+        let dir = crate::test_support::TempDir::new("flcliapi-agent");
+        let endpoint = |name: &str| format!("ipc://{}/{name}", dir.path().display());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let live = endpoint("live");
         let server = fake_server(&context, live.clone(), stop.clone());
@@ -836,11 +830,8 @@ mod tests {
     #[test]
     fn a_server_socket_takes_frames_up_to_64_kib() {
         let context = zmq::Context::new();
-        let endpoint = format!(
-            "ipc://{}/zguide-flcliapi-{}-frames",
-            std::env::temp_dir().display(),
-            std::process::id()
-        );
+        let dir = crate::test_support::TempDir::new("flcliapi-frames");
+        let endpoint = format!("ipc://{}/server", dir.path().display());
         let server = server_socket(&context, zmq::ROUTER)
             .linger(0)
             .build()

@@ -76,6 +76,9 @@ pub mod survey;
 pub mod udp;
 pub mod zre;
 
+#[cfg(test)]
+mod test_support;
+
 pub use message::Message;
 
 use std::fmt;

@@ -435,33 +435,11 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::sync::mpsc;
 
-    /// A fresh directory under the system's temporary one, removed on drop.
-    struct TempDir(PathBuf);
+    use crate::test_support::TempDir;
 
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let unique = format!(
-                "zguide-store-{name}-{}-{:?}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            );
-            let dir = std::env::temp_dir().join(unique);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn db(&self) -> PathBuf {
-            self.0.join("requests.redb")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// The store's file in `dir`.
+    fn db(dir: &TempDir) -> PathBuf {
+        dir.path().join("requests.redb")
     }
 
     fn request(n: u64) -> Request {
@@ -498,8 +476,8 @@ mod tests {
 
     #[test]
     fn accept_forget_and_load_keep_requests_in_order() {
-        let dir = TempDir::new("round-trip");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-round-trip");
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert!(store.is_empty().unwrap());
         let ids = accept(&mut store, 0, 5);
         assert_eq!(ids, vec![0, 1, 2, 3, 4]);
@@ -517,29 +495,29 @@ mod tests {
         assert_eq!(stored[1].request, request(2));
         drop(store);
         // Forgets are durable after a clean close.
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert_eq!(correlations(&store.load().unwrap()), vec![0, 2, 4, 5, 6]);
     }
 
     #[test]
     fn ids_continue_after_a_reopen_even_when_everything_was_forgotten() {
-        let dir = TempDir::new("ids");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-ids");
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert_eq!(accept(&mut store, 0, 3), vec![0, 1, 2]);
         drop(store);
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert_eq!(accept(&mut store, 3, 4), vec![3]);
         store.forget(&[0, 1, 2, 3]).unwrap();
         drop(store);
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert!(store.load().unwrap().is_empty());
         assert_eq!(accept(&mut store, 4, 6), vec![4, 5]);
     }
 
     #[test]
     fn a_batch_past_a_bound_is_refused_whole() {
-        let dir = TempDir::new("bounds");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-bounds");
+        let mut store = Store::open(&db(&dir)).unwrap();
         let good = request(1);
         let mut long_correlation = request(2);
         long_correlation.correlation = vec![b'c'; MAX_CORRELATION + 1];
@@ -564,8 +542,8 @@ mod tests {
 
     #[test]
     fn a_request_at_every_bound_is_kept_and_one_byte_more_is_refused() {
-        let dir = TempDir::new("at-bounds");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-at-bounds");
+        let mut store = Store::open(&db(&dir)).unwrap();
         let mut largest = request(1);
         largest.service = vec![b's'; MAX_NAME];
         largest.address = vec![b'a'; MAX_NAME];
@@ -590,8 +568,8 @@ mod tests {
 
     #[test]
     fn records_that_do_not_decode_or_break_a_bound_are_deleted_by_load() {
-        let dir = TempDir::new("garbage");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-garbage");
+        let mut store = Store::open(&db(&dir)).unwrap();
         accept(&mut store, 0, 2);
         let mut long_correlation = request(9);
         long_correlation.correlation = vec![b'c'; MAX_CORRELATION + 1];
@@ -627,19 +605,19 @@ mod tests {
         assert_eq!(correlations(&stored), vec![0, 1, 2]);
         assert_eq!(store.len().unwrap(), 3);
         drop(store);
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         assert_eq!(store.len().unwrap(), 3);
         assert_eq!(correlations(&store.load().unwrap()), vec![0, 1, 2]);
     }
 
     #[test]
     fn a_batch_of_a_thousand_survives_a_reopen() {
-        let dir = TempDir::new("thousand");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-thousand");
+        let mut store = Store::open(&db(&dir)).unwrap();
         let ids = accept(&mut store, 0, 1000);
         assert_eq!(ids, (0..1000).collect::<Vec<_>>());
         drop(store);
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         let stored = store.load().unwrap();
         assert_eq!(correlations(&stored), (0..1000).collect::<Vec<_>>());
         assert!(stored.iter().all(|s| s.request == request(s.id)));
@@ -682,10 +660,10 @@ mod tests {
         if let Some(path) = std::env::var_os(CHILD) {
             writer(Path::new(&path));
         }
-        let dir = TempDir::new("crash");
+        let dir = TempDir::new("store-crash");
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([CRASH_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD, dir.db())
+            .env(CHILD, db(&dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -745,7 +723,7 @@ mod tests {
             assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", shown());
         }
 
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         let stored = store.load().unwrap();
         let present: std::collections::BTreeSet<u64> = stored.iter().map(|s| s.id).collect();
         let missing: Vec<&u64> = kept.iter().filter(|id| !present.contains(id)).collect();
@@ -787,15 +765,19 @@ mod tests {
 
     /// What survives the child's end, by whether it synced.
     fn after_exit(sync: bool) -> Vec<u64> {
-        let dir = TempDir::new(if sync { "synced" } else { "unsynced" });
+        let dir = TempDir::new(if sync {
+            "store-synced"
+        } else {
+            "store-unsynced"
+        });
         let status = Command::new(std::env::current_exe().unwrap())
             .args([EXIT_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(EXIT_CHILD, format!("{}:{}", sync, dir.db().display()))
+            .env(EXIT_CHILD, format!("{}:{}", sync, db(&dir).display()))
             .stdout(Stdio::null())
             .status()
             .unwrap();
         assert!(status.success(), "child {status}");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let mut store = Store::open(&db(&dir)).unwrap();
         correlations(&store.load().unwrap())
     }
 
@@ -816,8 +798,8 @@ mod tests {
     #[test]
     fn load_logs_ten_bad_records_and_counts_the_rest() {
         crate::log_limit::captured::install();
-        let dir = TempDir::new("many-bad");
-        let mut store = Store::open(&dir.db()).unwrap();
+        let dir = TempDir::new("store-many-bad");
+        let mut store = Store::open(&db(&dir)).unwrap();
         accept(&mut store, 0, 1);
         {
             let txn = store.db.begin_write().unwrap();
@@ -831,7 +813,7 @@ mod tests {
         }
         assert_eq!(correlations(&store.load().unwrap()), vec![0]);
         let about_this_store =
-            crate::log_limit::captured::lines_with(&dir.db().display().to_string());
+            crate::log_limit::captured::lines_with(&db(&dir).display().to_string());
         let deleted = about_this_store
             .iter()
             .filter(|line| line.contains(": record "))

@@ -1261,33 +1261,10 @@ mod tests {
     use std::collections::BTreeSet;
     use std::thread::JoinHandle;
 
+    use crate::test_support::TempDir;
+
     /// The longest any one expected message may take.
     const WAIT_MS: i32 = 10_000;
-
-    /// A fresh directory under the system's temporary one, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let unique = format!(
-                "zguide-ftclient-{name}-{}-{:?}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            );
-            let dir = std::env::temp_dir().join(unique);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// `length` bytes, none of its 1 KiB chunks all zero.
     fn content(length: usize) -> Vec<u8> {
@@ -1429,8 +1406,8 @@ mod tests {
 
     #[test]
     fn a_file_arrives_through_bad_copies_duplicates_and_busy_answers_within_its_window() {
-        let dir = TempDir::new("window");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-window");
+        let dest = dir.path().join("out");
         let file = content(8 << 10);
         let server = FakeServer::new();
         let handle = spawn_fetch(options(&server), "f", &dest);
@@ -1518,14 +1495,14 @@ mod tests {
 
     #[test]
     fn a_chunk_that_keeps_arriving_corrupt_fails_after_its_retries() {
-        let dir = TempDir::new("corrupt");
+        let dir = TempDir::new("ftclient-corrupt");
         let file = content(2 << 10);
         let server = FakeServer::new();
         let options = ClientOptions {
             window: 1,
             ..options(&server)
         };
-        let handle = spawn_fetch(options, "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options, "f", &dir.path().join("out"));
         server.stat("f", &file);
         let mut copies = 0;
         while !handle.is_finished() {
@@ -1549,9 +1526,9 @@ mod tests {
     #[test]
     fn a_silent_server_is_asked_again_on_new_connections_then_given_up() {
         let server = FakeServer::new();
-        let dir = TempDir::new("silent");
+        let dir = TempDir::new("ftclient-silent");
         let started = Instant::now();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("out"));
         let mut senders = Vec::new();
         while !handle.is_finished() {
             if let Some((id, request)) = server.within(50) {
@@ -1574,8 +1551,8 @@ mod tests {
 
     #[test]
     fn silence_mid_transfer_sends_every_outstanding_fetch_again() {
-        let dir = TempDir::new("resend");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-resend");
+        let dest = dir.path().join("out");
         let file = content(4 << 10);
         let server = FakeServer::new();
         let handle = spawn_fetch(options(&server), "f", &dest);
@@ -1605,11 +1582,11 @@ mod tests {
 
     #[test]
     fn refusals_and_errors_end_the_transfer_as_refused() {
-        let dir = TempDir::new("refused");
+        let dir = TempDir::new("ftclient-refused");
         let file = content(2 << 10);
         // STAT 404.
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("a"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("a"));
         let (id, request) = server.next();
         server.answer(&id, protocol::refusal(&request, Status::NOT_FOUND, "no f"));
         match join(handle).0 {
@@ -1620,7 +1597,7 @@ mod tests {
         }
         // A FETCH refused 403.
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("b"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("b"));
         server.stat("f", &file);
         let (id, request) = server.next();
         server.answer(&id, protocol::refusal(&request, Status::REFUSED, "not now"));
@@ -1632,7 +1609,7 @@ mod tests {
         }
         // ERROR 400 during the transfer.
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("c"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("c"));
         server.stat("f", &file);
         let (id, _) = server.next();
         server.answer(&id, protocol::error(Status::MALFORMED, "what?"));
@@ -1647,7 +1624,7 @@ mod tests {
         }
         // ERROR 400 to a STAT.
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("d"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("d"));
         let (id, _) = server.next();
         server.answer(&id, protocol::error(Status::MALFORMED, "what?"));
         match join(handle).0 {
@@ -1660,8 +1637,8 @@ mod tests {
 
     #[test]
     fn a_wrong_whole_file_hash_removes_the_partial_file() {
-        let dir = TempDir::new("whole");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-whole");
+        let dest = dir.path().join("out");
         let file = content(2 << 10);
         let server = FakeServer::new();
         let handle = spawn_fetch(options(&server), "f", &dest);
@@ -1681,8 +1658,8 @@ mod tests {
 
     /// The offsets fetched for `dest` with `part` (bytes) and `state` beside it.
     fn fetched_after(part: &[u8], state: &State, file: &[u8]) -> (Vec<u64>, Outcome) {
-        let dir = TempDir::new("resume");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-resume");
+        let dest = dir.path().join("out");
         std::fs::write(suffixed(&dest, ".part"), part).unwrap();
         write_state(&suffixed(&dest, ".part.state"), state).unwrap();
         let server = FakeServer::new();
@@ -1768,8 +1745,8 @@ mod tests {
 
     #[test]
     fn a_destination_that_holds_the_same_bytes_is_left_alone() {
-        let dir = TempDir::new("same");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-same");
+        let dest = dir.path().join("out");
         let file = content(3 << 10);
         std::fs::write(&dest, &file).unwrap();
         std::fs::write(suffixed(&dest, ".part"), b"old").unwrap();
@@ -1803,10 +1780,10 @@ mod tests {
 
     #[test]
     fn replies_that_are_not_sft_or_malformed_are_dropped_and_counted() {
-        let dir = TempDir::new("malformed");
+        let dir = TempDir::new("ftclient-malformed");
         let file = content(1 << 10);
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("out"));
         let (id, _) = server.next();
         server.answer(&id, vec![b"junk".to_vec()]);
         server.answer(&id, vec![protocol::SIGNATURE.to_vec(), vec![0x42]]);
@@ -1828,10 +1805,10 @@ mod tests {
 
     #[test]
     fn a_stat_answered_hashing_or_busy_is_asked_again_a_little_later() {
-        let dir = TempDir::new("hashing");
+        let dir = TempDir::new("ftclient-hashing");
         let file = content(1 << 10);
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("out"));
         let mut answered = Instant::now();
         for status in [Status::HASHING, Status::BUSY] {
             let (id, request) = server.next();
@@ -1859,8 +1836,8 @@ mod tests {
 
     #[test]
     fn the_state_is_saved_every_sync_every_bytes_with_the_part_as_long() {
-        let dir = TempDir::new("sync");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-sync");
+        let dest = dir.path().join("out");
         let mut file = content(8 << 10);
         // A zero chunk just before a save: not written, but the file is
         // extended over it before the state claims it.
@@ -1902,7 +1879,7 @@ mod tests {
         // Waits for the rate (250 ms a chunk) longer than the timeout, then
         // shorter.
         for timeout in [Duration::from_millis(100), Duration::from_secs(2)] {
-            let dir = TempDir::new("rate");
+            let dir = TempDir::new("ftclient-rate");
             let file = content(4 << 10);
             let server = FakeServer::new();
             let options = ClientOptions {
@@ -1910,7 +1887,7 @@ mod tests {
                 timeout,
                 ..options(&server)
             };
-            let dest = dir.0.join("out");
+            let dest = dir.path().join("out");
             let started = Instant::now();
             let handle = std::thread::spawn(move || {
                 let mut client = Client::new(options).unwrap();
@@ -1943,10 +1920,10 @@ mod tests {
 
     #[test]
     fn silence_mid_transfer_is_given_up_after_the_retries() {
-        let dir = TempDir::new("silent-transfer");
+        let dir = TempDir::new("ftclient-silent-transfer");
         let file = content(4 << 10);
         let server = FakeServer::new();
-        let handle = spawn_fetch(options(&server), "f", &dir.0.join("out"));
+        let handle = spawn_fetch(options(&server), "f", &dir.path().join("out"));
         server.stat("f", &file);
         let mut rounds: BTreeMap<Vec<u8>, BTreeSet<u64>> = BTreeMap::new();
         while !handle.is_finished() {
@@ -1967,8 +1944,8 @@ mod tests {
 
     #[test]
     fn the_last_chunk_is_as_long_as_what_is_left() {
-        let dir = TempDir::new("odd");
-        let dest = dir.0.join("out");
+        let dir = TempDir::new("ftclient-odd");
+        let dest = dir.path().join("out");
         let file = content(2500);
         let server = FakeServer::new();
         let handle = spawn_fetch(options(&server), "f", &dest);
@@ -1990,7 +1967,7 @@ mod tests {
 
     #[test]
     fn a_tree_is_fetched_under_the_destination_and_hostile_listings_are_refused() {
-        let dir = TempDir::new("tree");
+        let dir = TempDir::new("ftclient-tree");
         let a = content(1 << 10);
         let b = content(2 << 10);
         let server = FakeServer::new();
@@ -2014,7 +1991,7 @@ mod tests {
             })
         };
         // A directory of one file is a directory.
-        let handle = get("d", dir.0.join("one"), 1);
+        let handle = get("d", dir.path().join("one"), 1);
         let (id, _) = server.next();
         server.answer(&id, listing(&[("d/only", 1024)]));
         server.stat("d/only", &a);
@@ -2022,9 +1999,9 @@ mod tests {
         let (offset, _) = fetch_of(&request);
         server.chunk(&id, "d/only", offset, &a, &a);
         join(handle).0.unwrap();
-        assert_eq!(std::fs::read(dir.0.join("one/only")).unwrap(), a);
+        assert_eq!(std::fs::read(dir.path().join("one/only")).unwrap(), a);
 
-        let handle = get("d", dir.0.join("copy"), 2);
+        let handle = get("d", dir.path().join("copy"), 2);
         let (id, request) = server.next();
         assert_eq!(request, Request::List { prefix: "d".into() });
         server.answer(&id, listing(&[("d/a", 1024), ("d/sub/b", 2048)]));
@@ -2040,13 +2017,13 @@ mod tests {
         let (result, totals) = join(handle);
         result.unwrap();
         assert_eq!(totals.files, 2);
-        assert_eq!(std::fs::read(dir.0.join("copy/a")).unwrap(), a);
-        assert_eq!(std::fs::read(dir.0.join("copy/sub/b")).unwrap(), b);
+        assert_eq!(std::fs::read(dir.path().join("copy/a")).unwrap(), a);
+        assert_eq!(std::fs::read(dir.path().join("copy/sub/b")).unwrap(), b);
 
         // (A name with `..` does not get this far: the listing is dropped
         // as malformed.)
         for hostile in ["e/x", "dx/y"] {
-            let handle = get("d", dir.0.join(hostile.replace('/', "-")), 2);
+            let handle = get("d", dir.path().join(hostile.replace('/', "-")), 2);
             let (id, _) = server.next();
             server.answer(&id, listing(&[("d/a", 1024), (hostile, 1)]));
             server.stat("d/a", &a);
@@ -2064,7 +2041,7 @@ mod tests {
         // One file asked for, into a directory: under its own name there.
         let single = std::thread::spawn({
             let options = options(&server);
-            let dest = dir.0.join("copy");
+            let dest = dir.path().join("copy");
             move || {
                 let mut client = Client::new(options).unwrap();
                 client.get("d/sub/b", &dest)
@@ -2089,7 +2066,7 @@ mod tests {
             server.chunk(&id, "d/sub/b", offset, &b[range.clone()], &b[range]);
         }
         assert_eq!(single.join().unwrap().unwrap(), 1);
-        assert_eq!(std::fs::read(dir.0.join("copy/b")).unwrap(), b);
+        assert_eq!(std::fs::read(dir.path().join("copy/b")).unwrap(), b);
     }
 
     /// With CURVE: a key the server's ZAP handler lets in is served; one it
@@ -2100,14 +2077,14 @@ mod tests {
         let server_keys = Keys::generate().unwrap();
         let ours = Keys::generate().unwrap();
         let file = content(1 << 10);
-        let dir = TempDir::new("curve");
+        let dir = TempDir::new("ftclient-curve");
 
         let (server, _zap) = FakeServer::curve(&server_keys, &[ours.public]);
         let allowed = ClientOptions {
             curve: Some((ours.clone(), server_keys.public)),
             ..options(&server)
         };
-        let handle = spawn_fetch(allowed, "f", &dir.0.join("in"));
+        let handle = spawn_fetch(allowed, "f", &dir.path().join("in"));
         // Two STATs go unanswered: each time the client reconnects, with a
         // new socket and a new monitor, and asks again.
         let senders: Vec<Vec<u8>> = (0..3).map(|_| server.next().0).collect();
@@ -2128,7 +2105,7 @@ mod tests {
             ..options(&server)
         };
         let started = Instant::now();
-        let (result, _) = join(spawn_fetch(refused, "f", &dir.0.join("out")));
+        let (result, _) = join(spawn_fetch(refused, "f", &dir.path().join("out")));
         match result {
             Err(Failure::Refused { what, status, .. }) => {
                 assert_eq!((what.as_str(), status), ("our CURVE key", Status(400)))
