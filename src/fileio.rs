@@ -104,6 +104,17 @@ pub fn open_testdata() -> Result<File, Error> {
 /// (`pread`), so the file has no position to go stale between clients.
 pub fn read_chunk(file: &File, offset: u64, size: usize) -> Result<zmq::Message, Error> {
     let length = file.metadata().map_err(io_error)?.len();
+    read_chunk_from(file, length, offset, size)
+}
+
+/// [`read_chunk`] from any positional reader whose length was `length` a
+/// moment ago (the file may shrink under us: then we send what we read).
+fn read_chunk_from(
+    source: &impl FileExt,
+    length: u64,
+    offset: u64,
+    size: usize,
+) -> Result<zmq::Message, Error> {
     let size = size.min(
         length
             .saturating_sub(offset)
@@ -113,7 +124,7 @@ pub fn read_chunk(file: &File, offset: u64, size: usize) -> Result<zmq::Message,
     let mut chunk = zmq::Message::with_size(size);
     let mut filled = 0;
     while filled < size {
-        match file.read_at(&mut chunk[filled..], offset + filled as u64) {
+        match source.read_at(&mut chunk[filled..], offset + filled as u64) {
             Ok(0) => break, // the file shrank under us: send what we have
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -212,9 +223,11 @@ pub struct Drops {
 
 impl Drops {
     /// A reply that could not be queued for `identity`, its queue full.
-    pub fn reply(&mut self, identity: &[u8]) {
+    /// Says whether it was logged (the first [`LOGGED_DROPS`] are).
+    pub fn reply(&mut self, identity: &[u8]) -> bool {
         self.replies += 1;
-        if self.replies <= LOGGED_DROPS {
+        let logged = self.replies <= LOGGED_DROPS;
+        if logged {
             log::warn!(
                 "reply to {} dropped: its queue is full (more requests than its credit?){}",
                 show(identity),
@@ -225,12 +238,15 @@ impl Drops {
                 }
             );
         }
+        logged
     }
 
-    /// A request that was not `[fetch][offset][size]`.
-    pub fn request(&mut self, msg: &Message) {
+    /// A request that was not `[fetch][offset][size]`. Says whether it was
+    /// logged (the first [`LOGGED_DROPS`] are).
+    pub fn request(&mut self, msg: &Message) -> bool {
         self.requests += 1;
-        if self.requests <= LOGGED_DROPS {
+        let logged = self.requests <= LOGGED_DROPS;
+        if logged {
             log::warn!(
                 "bad request ignored: {}{}",
                 msg.summary(),
@@ -241,6 +257,7 @@ impl Drops {
                 }
             );
         }
+        logged
     }
 }
 
@@ -262,7 +279,9 @@ pub fn serve_requests(pipe: &Pipe, router: &zmq::Socket, file: &File) -> Result<
         let chunk = read_chunk(file, offset, size)?;
         match send_chunk(router, &identity, chunk)? {
             Sent::Queued => {}
-            Sent::Full => drops.reply(&identity),
+            Sent::Full => {
+                drops.reply(&identity);
+            }
             Sent::Gone => log::debug!("reply to {} dropped: peer gone", show(&identity)),
         }
     }
@@ -402,5 +421,199 @@ mod tests {
         assert_eq!(read_chunk(&file, u64::MAX, 100).unwrap().len(), 0);
         assert_eq!(read_chunk(&file, 0, 0).unwrap().len(), 0);
         let _ = std::fs::remove_file(path);
+    }
+
+    /// A positional reader that hands out at most three bytes a call, fails
+    /// first with the errors it is given, and may have shrunk to `end` bytes.
+    struct Stingy {
+        data: Vec<u8>,
+        end: usize,
+        errors: std::cell::RefCell<Vec<std::io::ErrorKind>>,
+    }
+
+    impl Stingy {
+        fn new(errors: &[std::io::ErrorKind], end: usize) -> Stingy {
+            Stingy {
+                data: (0..100).collect(),
+                end,
+                errors: std::cell::RefCell::new(errors.to_vec()),
+            }
+        }
+    }
+
+    impl FileExt for Stingy {
+        fn read_at(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            if let Some(kind) = self.errors.borrow_mut().pop() {
+                return Err(kind.into());
+            }
+            let offset = offset as usize;
+            let n = buffer.len().min(3).min(self.end.saturating_sub(offset));
+            buffer[..n].copy_from_slice(&self.data[offset..offset + n]);
+            Ok(n)
+        }
+
+        fn write_at(&self, _: &[u8], _: u64) -> std::io::Result<usize> {
+            unreachable!("chunks are only read")
+        }
+    }
+
+    #[test]
+    fn chunks_are_read_through_short_and_interrupted_reads_and_errors_are_reported() {
+        use std::io::ErrorKind::{Interrupted, PermissionDenied};
+        let data: Vec<u8> = (0..100).collect();
+        // Seventeen short reads at the right offsets, after two EINTRs.
+        let reader = Stingy::new(&[Interrupted, Interrupted], 100);
+        let chunk = read_chunk_from(&reader, 100, 10, 50).unwrap();
+        assert_eq!(&chunk[..], &data[10..60]);
+        // The file shrank to 30 bytes after its length was read: what was
+        // there, not 50 bytes padded with zeros.
+        let reader = Stingy::new(&[], 30);
+        let chunk = read_chunk_from(&reader, 100, 10, 50).unwrap();
+        assert_eq!(&chunk[..], &data[10..30]);
+        // Any other error is the caller's (and is not retried).
+        let reader = Stingy::new(&[PermissionDenied], 100);
+        let error = read_chunk_from(&reader, 100, 0, 10).unwrap_err();
+        assert!(error.to_string().contains("denied"), "{error}");
+    }
+
+    #[test]
+    fn drops_log_only_the_first_few_of_each_kind() {
+        let mut drops = Drops::default();
+        let replies: Vec<bool> = (0..LOGGED_DROPS + 5)
+            .map(|_| drops.reply(b"peer"))
+            .collect();
+        let logged = LOGGED_DROPS as usize;
+        assert!(replies[..logged].iter().all(|&l| l), "{replies:?}");
+        assert!(replies[logged..].iter().all(|&l| !l), "{replies:?}");
+        // Requests are counted apart from replies.
+        let junk = Message::from_frames(["junk"]);
+        let requests: Vec<bool> = (0..LOGGED_DROPS + 5)
+            .map(|_| drops.request(&junk))
+            .collect();
+        assert!(requests[..logged].iter().all(|&l| l), "{requests:?}");
+        assert!(requests[logged..].iter().all(|&l| !l), "{requests:?}");
+    }
+
+    fn recv_within(socket: &zmq::Socket, ms: i64) -> Option<Vec<u8>> {
+        let ready = socket.poll(zmq::POLLIN, ms).unwrap() > 0;
+        ready.then(|| socket.recv_bytes(0).unwrap())
+    }
+
+    #[test]
+    fn send_chunk_queues_then_reports_full_and_gone_without_blocking() {
+        let context = zmq::Context::new();
+        let router = crate::socket::new(&context, zmq::ROUTER)
+            .send_hwm(2)
+            .router_mandatory()
+            .bind("inproc://fileio-send-chunk")
+            .unwrap();
+        let dealer = crate::socket::new(&context, zmq::DEALER)
+            .identity("client")
+            .receive_hwm(2)
+            .connect("inproc://fileio-send-chunk")
+            .unwrap();
+        let chunk = |text: &str| zmq::Message::from(text.as_bytes());
+        assert_eq!(
+            send_chunk(&router, b"client", chunk("first")).unwrap(),
+            Sent::Queued
+        );
+        assert_eq!(recv_within(&dealer, 2000).as_deref(), Some(&b"first"[..]));
+        assert_eq!(
+            send_chunk(&router, b"nobody", chunk("lost")).unwrap(),
+            Sent::Gone
+        );
+        // The dealer stops reading: its queue fills, and then every reply
+        // is refused at once (a blocking send would hang this test).
+        let mut queued = 0;
+        while send_chunk(&router, b"client", chunk("more")).unwrap() == Sent::Queued {
+            queued += 1;
+            assert!(queued < 100, "a queue of HWM 2 + 2 took {queued} replies");
+        }
+        assert_eq!(
+            send_chunk(&router, b"client", chunk("more")).unwrap(),
+            Sent::Full
+        );
+        assert!(queued >= 2, "only {queued} replies queued");
+    }
+
+    #[test]
+    fn serve_requests_answers_fetches_ignores_garbage_idles_and_stops_when_told() {
+        let dir = crate::test_support::TempDir::new("fileio-serve");
+        let path = dir.path().join("testdata");
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let context = zmq::Context::new();
+        let (done_tx, done_rx) = mpsc::channel();
+        let router = crate::socket::new(&context, zmq::ROUTER)
+            .router_mandatory()
+            .bind("inproc://fileio-serve")
+            .unwrap();
+        let server = Actor::new(&context, move |pipe| {
+            let _ = pipe.signal(0);
+            let cpu = crate::broker::thread_cpu();
+            let result = serve_requests(pipe, &router, &file);
+            let _ = done_tx.send((result, crate::broker::thread_cpu() - cpu));
+        })
+        .unwrap();
+        let dealer = crate::socket::new(&context, zmq::DEALER)
+            .connect("inproc://fileio-serve")
+            .unwrap();
+        let fetch = |offset: &str, size: &str| {
+            Message::from_frames(["fetch", offset, size])
+                .send(&dealer)
+                .unwrap()
+        };
+        fetch("990", "100");
+        assert_eq!(recv_within(&dealer, 2000).unwrap(), &data[990..]);
+        Message::from_frames(["junk"]).send(&dealer).unwrap();
+        fetch("0", "5");
+        assert_eq!(recv_within(&dealer, 2000).unwrap(), &data[..5]);
+        // Idle, the server sleeps in poll: a loop that woke every
+        // millisecond would spend several ms of CPU in this second.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(server);
+        let (result, cpu) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the server stops when its actor is dropped");
+        result.unwrap();
+        assert!(cpu < std::time::Duration::from_millis(3), "{cpu:?} of CPU");
+    }
+
+    #[test]
+    fn the_tally_counts_and_copies_every_chunk_in_order() {
+        let dir = crate::test_support::TempDir::new("fileio-tally");
+        let path = dir.path().join("copy");
+        let mut tally = Tally {
+            chunks: 0,
+            total: 0,
+            copy: Some(BufWriter::new(File::create(&path).unwrap())),
+        };
+        tally.add(b"hello, ").unwrap();
+        tally.add(b"").unwrap();
+        tally.add(b"world").unwrap();
+        assert_eq!((tally.chunks, tally.total), (3, 12));
+        tally.report().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
+    }
+
+    #[test]
+    fn run_waits_for_the_client_stops_the_server_and_returns_the_clients_error() {
+        let context = zmq::Context::new();
+        let (stopped_tx, stopped_rx) = mpsc::channel();
+        let server = move |pipe: &Pipe| {
+            while pipe.poll(&[], -1)?.is_some() {}
+            let _ = stopped_tx.send(());
+            Ok(())
+        };
+        let error = run(&context, server, || {
+            Err(Error::Protocol("the client failed".into()))
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("the client failed"), "{error}");
+        stopped_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the server was stopped");
+        run(&context, |_: &Pipe| Ok(()), || Ok(())).unwrap();
     }
 }
