@@ -409,16 +409,27 @@ fn head_end(head: &[u8]) -> Option<usize> {
     }
 }
 
+/// How long [`close`] reads what a client still sends after the answer.
+const DRAIN_TIME: Duration = Duration::from_millis(200);
+/// The most [`close`] reads of it (plus at most one read's worth).
+const DRAIN_LIMIT: usize = 64 << 10;
+
 /// Closes after the answer: our side first, then what the client still
-/// sends is read and dropped for a moment (at most 64 KiB, 200 ms), so the
-/// close does not reset the connection before the client has read the
-/// answer (it would, with unread bytes, e.g. after a 431).
+/// sends is read and dropped for a moment ([`DRAIN_LIMIT`], [`DRAIN_TIME`]),
+/// so the close does not reset the connection before the client has read
+/// the answer (it would, with unread bytes, e.g. after a 431).
 fn close(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_millis(200);
+    drain(&mut stream, DRAIN_TIME, DRAIN_LIMIT);
+}
+
+/// Reads and drops what the peer sends until it stops sending, `within` has
+/// passed or `limit` bytes are read; says how many bytes that was.
+fn drain(stream: &mut TcpStream, within: Duration, limit: usize) -> usize {
+    let deadline = Instant::now() + within;
     let mut drained = 0;
     let mut buffer = [0u8; 4096];
-    while drained < 64 << 10 {
+    while drained < limit {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             break;
@@ -428,6 +439,7 @@ fn close(mut stream: TcpStream) {
             Ok(n) => drained += n,
         }
     }
+    drained
 }
 
 #[cfg(test)]
@@ -618,5 +630,98 @@ mod tests {
         assert!(TcpStream::connect(addr).is_err());
         TcpListener::bind(addr).unwrap();
         assert!(MetricsServer::start("256.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn metrics_have_their_content_type_and_only_http_1_is_understood() {
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        let addr = server.local_addr();
+        let answer = get(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            answer.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{answer}"
+        );
+        let answer = get(addr, b"GET /other HTTP/1.1\r\n\r\n");
+        assert!(
+            answer.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+            "{answer}"
+        );
+        for version in ["HTTP/2.0", "FTP/1.1", "http/1.1"] {
+            let request = format!("GET /metrics {version}\r\n\r\n");
+            let answer = get(addr, request.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{version}: {answer}");
+        }
+    }
+
+    #[test]
+    fn a_head_that_ends_just_past_the_bound_is_too_large() {
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        // A head whose blank line ends 4 bytes past MAX_HEAD: the server
+        // must stop reading at the bound, not a buffer later.
+        let mut head = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+        head.resize(MAX_HEAD, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let answer = get(server.local_addr(), &head);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        // One that ends exactly at the bound is read and answered.
+        head.truncate(MAX_HEAD - 4);
+        head.extend_from_slice(b"\r\n\r\n");
+        let answer = get(server.local_addr(), &head);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    }
+
+    #[test]
+    fn an_idle_server_logs_nothing() {
+        crate::log_limit::captured::install();
+        let server = MetricsServer::start("127.0.0.1:0").unwrap();
+        // Several polls of an empty listener (each a WouldBlock).
+        std::thread::sleep(POLL * 4);
+        drop(server);
+        let lines = crate::log_limit::captured::lines_with("metrics: accept failed");
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+
+    /// A connected pair on loopback: (the client's end, the server's end).
+    fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn close_drains_what_the_client_still_sends_within_its_bounds() {
+        // A client that sends 10 bytes and stops: they are read, and the
+        // drain ends at its deadline (the client never closes).
+        let (mut client, mut server) = connected();
+        client.write_all(b"0123456789").unwrap();
+        let start = Instant::now();
+        assert_eq!(drain(&mut server, DRAIN_TIME, DRAIN_LIMIT), 10);
+        assert!(start.elapsed() >= DRAIN_TIME, "{:?}", start.elapsed());
+        // One that closes after 10 bytes: the drain ends at once.
+        let (mut client, mut server) = connected();
+        client.write_all(b"0123456789").unwrap();
+        drop(client);
+        let start = Instant::now();
+        assert_eq!(drain(&mut server, Duration::from_secs(30), DRAIN_LIMIT), 10);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // One that floods: the drain stops at the limit, give or take the
+        // last read, well before its deadline.
+        let (mut client, mut server) = connected();
+        let writer = std::thread::spawn(move || {
+            let block = [b'x'; 4096];
+            for _ in 0..1024 {
+                if client.write_all(&block).is_err() {
+                    break;
+                }
+            }
+        });
+        let drained = drain(&mut server, Duration::from_secs(30), DRAIN_LIMIT);
+        assert!(
+            (DRAIN_LIMIT..DRAIN_LIMIT + 4096).contains(&drained),
+            "{drained}"
+        );
+        drop(server);
+        writer.join().unwrap();
     }
 }
