@@ -634,8 +634,14 @@ const AGENT_REPLY_MS: i64 = 5000;
 impl Client {
     /// Starts the agent (`clone_new`).
     pub fn new(context: &zmq::Context) -> Result<Client, Error> {
-        let actor = Actor::new(context, |pipe| {
-            if let Err(e) = Agent::run(pipe) {
+        Client::start(context, Duration::from_millis(SERVER_TTL_MS))
+    }
+
+    /// Starts the agent with a server's silence tolerated for `server_ttl`
+    /// (tests use a short one).
+    fn start(context: &zmq::Context, server_ttl: Duration) -> Result<Client, Error> {
+        let actor = Actor::new(context, move |pipe| {
+            if let Err(e) = Agent::run(pipe, server_ttl) {
                 log::error!("clone agent: {e}");
             }
         })?;
@@ -738,13 +744,21 @@ struct Agent<'p> {
     /// yet, held back (at most [`MAX_HELD`]).
     held: Vec<KvMsg>,
     warnings: Warnings,
+    /// How long a server may be silent before we fail over
+    /// ([`SERVER_TTL_MS`]).
+    server_ttl: Duration,
 }
+
+/// Turns of every clone agent's loop in this process, for the test that an
+/// idle agent sleeps.
+#[cfg(test)]
+static AGENT_TURNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The most updates the agent holds back for a server not yet listening.
 const MAX_HELD: usize = 1000;
 
 impl<'p> Agent<'p> {
-    fn run(pipe: &'p Pipe) -> Result<(), Error> {
+    fn run(pipe: &'p Pipe, server_ttl: Duration) -> Result<(), Error> {
         let mut agent = Agent {
             pipe,
             map: KvMap::new(),
@@ -755,6 +769,7 @@ impl<'p> Agent<'p> {
             sequence: 0,
             held: Vec::new(),
             warnings: Warnings::default(),
+            server_ttl,
         };
         pipe.signal(0)?;
         agent.serve()
@@ -762,6 +777,8 @@ impl<'p> Agent<'p> {
 
     fn serve(&mut self) -> Result<(), Error> {
         loop {
+            #[cfg(test)]
+            AGENT_TURNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut timeout = -1;
             if let Some(server) = self.servers.get_mut(self.current) {
                 if self.state == State::Initial {
@@ -775,7 +792,7 @@ impl<'p> Agent<'p> {
                         request.send_or_drop(&server.snapshot)?;
                         server.requests += 1;
                     }
-                    server.expiry = Instant::now() + Duration::from_millis(SERVER_TTL_MS);
+                    server.expiry = Instant::now() + self.server_ttl;
                     self.state = State::Syncing;
                 }
                 let left = server.expiry.saturating_duration_since(Instant::now());
@@ -951,7 +968,7 @@ impl<'p> Agent<'p> {
             subscriber,
             publisher,
             listening: false,
-            expiry: Instant::now() + Duration::from_millis(SERVER_TTL_MS),
+            expiry: Instant::now() + self.server_ttl,
             requests: 0,
         });
         Ok(())
@@ -966,7 +983,7 @@ impl<'p> Agent<'p> {
             _ => &server.snapshot,
         };
         let msg = Message::recv_now(socket)?;
-        server.expiry = Instant::now() + Duration::from_millis(SERVER_TTL_MS);
+        server.expiry = Instant::now() + self.server_ttl;
         let Some(update) = decode::<KvMsg>(msg, &mut self.warnings)? else {
             return Ok(());
         };
@@ -1392,5 +1409,286 @@ mod tests {
             .expect("the rewrite");
         assert_eq!((received.body(), received.sequence()), (&b"w"[..], 3));
         assert_eq!(map.get(b"/a/1").unwrap().body(), b"w");
+    }
+
+    /// Waits up to `ms` for a message on `socket`.
+    fn recv_within(socket: &zmq::Socket, ms: i64) -> Option<Vec<Vec<u8>>> {
+        (socket.poll(zmq::POLLIN, ms).unwrap() > 0).then(|| socket.recv_multipart(0).unwrap())
+    }
+
+    #[test]
+    fn flush_expired_deletes_and_publishes_each_expired_entry_with_the_next_sequence() {
+        let context = zmq::Context::new();
+        let publisher = context.socket(zmq::PUB).unwrap();
+        publisher.bind("inproc://clone-flush-test").unwrap();
+        let subscriber = context.socket(zmq::SUB).unwrap();
+        subscriber.set_subscribe(b"").unwrap();
+        subscriber.connect("inproc://clone-flush-test").unwrap();
+        let mut map = KvMap::new();
+        let mut expired = kv("/gone", 1, "v");
+        expired.set_prop("ttl", "1").unwrap();
+        expired.stamp_expiry(helpers::clock_ms() - 10_000);
+        map.store(expired);
+        let mut later = kv("/later", 2, "v");
+        later.set_prop("ttl", "3600").unwrap();
+        later.stamp_expiry(helpers::clock_ms());
+        map.store(later);
+        let mut sequence = 5;
+        assert_eq!(
+            flush_expired(&mut map, &mut sequence, &publisher).unwrap(),
+            [6]
+        );
+        assert_eq!(sequence, 6);
+        assert!(map.get(b"/gone").is_none());
+        assert!(map.get(b"/later").is_some());
+        let delete = KvMsg::from_message(Message::from_frames(
+            recv_within(&subscriber, 5000).expect("the delete is published"),
+        ))
+        .unwrap();
+        assert_eq!(
+            (delete.key(), delete.sequence(), delete.body()),
+            (&b"/gone"[..], 6, &b""[..])
+        );
+        assert!(flush_expired(&mut map, &mut sequence, &publisher)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn get_snapshot_stores_entries_until_kthxbai_and_returns_its_sequence() {
+        let context = zmq::Context::new();
+        let router = context.socket(zmq::ROUTER).unwrap();
+        router.bind("inproc://clone-get-snapshot-test").unwrap();
+        let server = std::thread::spawn(move || {
+            let request = recv_within(&router, 10_000).expect("a snapshot request");
+            assert_eq!(&request[1..], [ICANHAZ.as_bytes(), b"/s/"]);
+            for entry in [kv("/s/a", 3, "A"), kv("/s/b", 4, "B"), KvMsg::kthxbai(42)] {
+                let mut msg = entry.to_message();
+                msg.push(request[0].clone());
+                msg.send(&router).unwrap();
+            }
+        });
+        let snapshot = context.socket(zmq::DEALER).unwrap();
+        snapshot
+            .connect("inproc://clone-get-snapshot-test")
+            .unwrap();
+        let mut map = KvMap::new();
+        let sequence =
+            get_snapshot::<KvMsg>(&snapshot, Some("/s/"), &mut map, &mut Warnings::default())
+                .unwrap();
+        server.join().unwrap();
+        assert_eq!(sequence, 42);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get(b"/s/b").unwrap().body(), b"B");
+        assert!(map.get(KTHXBAI.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn an_update_that_does_not_fit_is_warned_about_and_one_that_fits_is_not() {
+        crate::log_limit::captured::install();
+        let mut warnings = Warnings::default();
+        let mut map = KvMap::with_limits(1, 1 << 20);
+        store_or_warn(&mut map, kv("/fits-in-the-map", 1, "v"), &mut warnings);
+        store_or_warn(&mut map, kv("/over-the-map", 2, "v"), &mut warnings);
+        let lines = crate::log_limit::captured::lines_with("map full");
+        assert!(
+            lines.iter().any(|l| l.contains("/over-the-map")),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("/fits-in-the-map")),
+            "{lines:?}"
+        );
+    }
+
+    /// In a child process (this binary, this test alone): `env_limit` and
+    /// `dump_on_exit` read the environment the parent gives, and an agent
+    /// with no server sleeps (its loop turns only for commands).
+    #[test]
+    fn env_limit_dump_on_exit_and_an_idle_agent_in_a_child() {
+        const CHILD: &str = "ZGUIDE_CLONE_CHILD";
+        const LIMIT: &str = "ZGUIDE_CLONE_TEST_LIMIT";
+        if std::env::var_os(CHILD).is_some() {
+            println!(
+                "limits {:?} {:?}",
+                env_limit(LIMIT),
+                env_limit("ZGUIDE_CLONE_TEST_UNSET")
+            );
+            let mut map = KvMap::new();
+            map.store(kv("/dumped", 9, "yes"));
+            dump_on_exit(&map, 9);
+            let context = zmq::Context::new();
+            let clone = Client::new(&context).unwrap();
+            clone.get("/warm-up").unwrap();
+            let before = AGENT_TURNS.load(std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(Duration::from_secs(1));
+            let turns = AGENT_TURNS.load(std::sync::atomic::Ordering::Relaxed) - before;
+            println!("idle turns {turns}");
+            return;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "clone::tests::env_limit_dump_on_exit_and_an_idle_agent_in_a_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env(LIMIT, "250")
+            .env(DUMP_ENV, "1")
+            .env_remove("ZGUIDE_CLONE_TEST_UNSET")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stdout.contains("limits Some(250) None"), "{stdout}{stderr}");
+        assert!(stdout.contains("map: /dumped = yes\n"), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("map: 1 entries, sequence 9, digest"),
+            "{stdout}{stderr}"
+        );
+        let turns: u64 = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("idle turns "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no figure from the child: {stdout}{stderr}"));
+        // Nothing to do for a second: a loop that polled with a timeout of
+        // a millisecond turns about a thousand times.
+        assert!(turns < 50, "{turns} turns in an idle second");
+    }
+
+    #[test]
+    fn a_request_to_an_agent_that_never_answers_times_out() {
+        let context = zmq::Context::new();
+        let mute = Actor::new(&context, |pipe| {
+            let _ = pipe.signal(0);
+            while let Ok(Some(_)) = pipe.poll(&[], -1) {}
+        })
+        .unwrap();
+        let clone = Client { actor: mute };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(clone.get("/k"));
+        });
+        let result = done_rx
+            .recv_timeout(Duration::from_millis(AGENT_REPLY_MS as u64 + 20_000))
+            .expect("the request returns after its timeout");
+        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    }
+
+    #[test]
+    fn a_silent_server_is_asked_for_a_snapshot_twice_a_ttl_apart_and_no_more() {
+        const TTL: Duration = Duration::from_millis(300);
+        let context = zmq::Context::new();
+        let router = context.socket(zmq::ROUTER).unwrap();
+        router.bind("inproc://clone-silent:5556").unwrap();
+        let clone = Client::start(&context, TTL).unwrap();
+        clone.connect("inproc://clone-silent", "5556").unwrap();
+        let mut asked = Vec::new();
+        for _ in 0..2 {
+            recv_within(&router, 20_000).expect("a snapshot request");
+            asked.push(Instant::now());
+        }
+        assert!(
+            asked[1] - asked[0] >= TTL * 9 / 10,
+            "{:?}",
+            asked[1] - asked[0]
+        );
+        assert!(
+            recv_within(&router, (TTL * 4).as_millis() as i64).is_none(),
+            "a third request"
+        );
+    }
+
+    #[test]
+    fn the_agent_fails_over_from_a_silent_server_to_the_next() {
+        const TTL: Duration = Duration::from_millis(300);
+        let context = zmq::Context::new();
+        let silent = context.socket(zmq::ROUTER).unwrap();
+        silent.bind("inproc://clone-failover-a:5556").unwrap();
+        let backup = context.socket(zmq::ROUTER).unwrap();
+        backup.bind("inproc://clone-failover-b:5556").unwrap();
+        let clone = Client::start(&context, TTL).unwrap();
+        clone.connect("inproc://clone-failover-a", "5556").unwrap();
+        clone.connect("inproc://clone-failover-b", "5556").unwrap();
+        recv_within(&silent, 20_000).expect("the first server is asked first");
+        let request = recv_within(&backup, 20_000).expect("then the second");
+        for entry in [kv("/k", 1, "from b"), KvMsg::kthxbai(1)] {
+            let mut msg = entry.to_message();
+            msg.push(request[0].clone());
+            msg.send(&backup).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while clone.get("/k").unwrap() != b"from b" {
+            assert!(Instant::now() < deadline, "no snapshot from the second");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_server_that_keeps_speaking_stays_current() {
+        const TTL: Duration = Duration::from_secs(2);
+        let context = zmq::Context::new();
+        let router = context.socket(zmq::ROUTER).unwrap();
+        router.bind("inproc://clone-speaking:5556").unwrap();
+        let publisher = context.socket(zmq::PUB).unwrap();
+        publisher.bind("inproc://clone-speaking:5557").unwrap();
+        let clone = Client::start(&context, TTL).unwrap();
+        clone.connect("inproc://clone-speaking", "5556").unwrap();
+        let request = recv_within(&router, 20_000).expect("a snapshot request");
+        let mut end = KvMsg::kthxbai(1).to_message();
+        end.push(request[0].clone());
+        end.send(&router).unwrap();
+        // HUGZ ten times a TTL, for one and a half TTLs: never asked again.
+        for _ in 0..15 {
+            kv(HUGZ, 1, "").to_message().send(&publisher).unwrap();
+            assert!(
+                recv_within(&router, (TTL / 10).as_millis() as i64).is_none(),
+                "asked for a snapshot again while the server spoke"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_set_before_the_collector_listens_are_held_up_to_the_bound() {
+        let context = zmq::Context::new();
+        let clone = Client::start(&context, Duration::from_secs(600)).unwrap();
+        clone.connect("inproc://clone-held", "5556").unwrap();
+        for n in 0..MAX_HELD + 5 {
+            clone.set(&format!("/held/{n:04}"), "v", 0).unwrap();
+        }
+        assert_eq!(clone.get("/held/0999").unwrap(), b"v");
+        assert_eq!(clone.get("/held/1000").unwrap(), b"", "dropped, not stored");
+        // The collector comes: its subscription releases what was held.
+        let collector = context.socket(zmq::SUB).unwrap();
+        collector.set_subscribe(b"").unwrap();
+        collector.bind("inproc://clone-held:5558").unwrap();
+        for n in 0..MAX_HELD {
+            let frames = recv_within(&collector, 10_000)
+                .unwrap_or_else(|| panic!("held update {n} not released"));
+            let update = KvMsg::from_message(Message::from_frames(frames)).unwrap();
+            assert_eq!(update.key(), format!("/held/{n:04}").as_bytes());
+        }
+        // All were sent in one go, so a 1001st would be here already.
+        assert!(collector.recv_multipart(zmq::DONTWAIT).is_err());
+    }
+
+    #[test]
+    fn an_unknown_command_is_logged_with_its_frames() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let clone = Client::new(&context).unwrap();
+        clone
+            .actor
+            .send(Message::from_frames(["BOGUS", "the-argument"]))
+            .unwrap();
+        clone.get("/k").unwrap();
+        let lines = crate::log_limit::captured::lines_with("unknown command");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("BOGUS") && l.contains("the-argument")),
+            "{lines:?}"
+        );
     }
 }
