@@ -279,27 +279,35 @@ impl Server {
     /// The loop: requests in, jobs out to the readers, replies back.
     pub fn serve(&mut self) -> Result<(), Error> {
         loop {
-            let ready = interrupt::poll(&[&self.router, &self.results], -1)?;
-            if ready[1] {
-                // Replies first: they free pool slots.
-                for _ in 0..1000 {
-                    let Some(frames) = recv_messages(&self.results)? else {
-                        break;
-                    };
-                    self.forward(frames)?;
-                }
-            }
-            if ready[0] {
-                for _ in 0..1000 {
-                    let Some(mut frames) = recv_bytes(&self.router)? else {
-                        break;
-                    };
-                    let identity = frames.remove(0);
-                    self.request(identity, frames)?;
-                }
-            }
-            self.dispatch();
+            self.turn(-1)?;
         }
+    }
+
+    /// One turn of the loop: waits up to `timeout_ms` (-1: for ever) for
+    /// replies from the readers and requests from clients, takes them, and
+    /// hands out jobs.
+    fn turn(&mut self, timeout_ms: i64) -> Result<(), Error> {
+        let ready = interrupt::poll(&[&self.router, &self.results], timeout_ms)?;
+        if ready[1] {
+            // Replies first: they free pool slots.
+            for _ in 0..1000 {
+                let Some(frames) = recv_messages(&self.results)? else {
+                    break;
+                };
+                self.forward(frames)?;
+            }
+        }
+        if ready[0] {
+            for _ in 0..1000 {
+                let Some(mut frames) = recv_bytes(&self.router)? else {
+                    break;
+                };
+                let identity = frames.remove(0);
+                self.request(identity, frames)?;
+            }
+        }
+        self.dispatch();
+        Ok(())
     }
 
     fn request(&mut self, identity: Vec<u8>, frames: Vec<Vec<u8>>) -> Result<(), Error> {
@@ -1472,5 +1480,155 @@ mod tests {
         assert_eq!(server.stats.refused, refused_before + 1);
         assert_eq!(server.peers[&b"E".to_vec()].queued.len(), 1);
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn accounting_keeps_each_flag_apart() {
+        for bits in 0..8u8 {
+            let a = Accounting {
+                status: 200,
+                chunk: bits & 1 != 0,
+                compressed: bits & 2 != 0,
+                busy: bits & 4 != 0,
+                raw: 1,
+                wire: 2,
+            };
+            let b = Accounting::from_bytes(&a.to_bytes());
+            assert_eq!(
+                (b.chunk, b.compressed, b.busy),
+                (a.chunk, a.compressed, a.busy),
+                "flags {bits:03b}"
+            );
+        }
+    }
+
+    #[test]
+    fn io_errors_become_the_documented_statuses() {
+        use std::io::{Error as IoError, ErrorKind};
+        let status = |e: IoError| io_refusal(&e).0;
+        assert_eq!(status(ErrorKind::NotFound.into()), Status::NOT_FOUND);
+        assert_eq!(status(ErrorKind::PermissionDenied.into()), Status::REFUSED);
+        let (code, why) = io_refusal(&IoError::from_raw_os_error(libc::ELOOP));
+        assert_eq!((code, why.as_str()), (Status::REFUSED, "too many symlinks"));
+        let (code, why) = io_refusal(&IoError::from_raw_os_error(libc::ENOTDIR));
+        assert_eq!((code, why.as_str()), (Status::NOT_FOUND, "no such file"));
+        let (code, why) = io_refusal(&IoError::from_raw_os_error(libc::EIO));
+        assert_eq!(code, Status::READ_ERROR);
+        assert!(why.starts_with("cannot read: "), "{why}");
+    }
+
+    /// A FIFO in the served tree is refused at once: opened without
+    /// O_NONBLOCK, it would wait for a writer for ever.
+    #[test]
+    fn a_fifo_is_not_a_file_and_does_not_block() {
+        let (base, root) = tree("fifo");
+        let fifo = root.join("pipe");
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let (done_tx, done_rx) = mpsc::channel();
+        let served = root.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(resolve(&served, "pipe").map(|_| ()));
+        });
+        let result = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("resolve returns without a writer");
+        assert_eq!(
+            result.unwrap_err(),
+            (Status::NOT_FOUND, "not a regular file".to_string())
+        );
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    /// The whole path through the real readers: requests in, jobs to the
+    /// pool, replies back through the results socket, several in a row.
+    #[test]
+    fn the_readers_answer_list_stat_and_fetches_one_after_another() {
+        use protocol::Reply;
+        use std::time::Instant;
+        let (base, root) = tree("readers");
+        let context = zmq::Context::new();
+        let endpoint = format!("inproc://fileserver-readers-{}", std::process::id());
+        let options = ServerOptions {
+            root,
+            binds: vec![endpoint.clone()],
+            readers: 2,
+            compress: false,
+            ..ServerOptions::default()
+        };
+        let mut server = Server::new(&context, options).unwrap();
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.set_linger(0).unwrap();
+        client.connect(&endpoint).unwrap();
+        let fetch = |name: &str, offset: u64, length: u32| Request::Fetch {
+            name: name.into(),
+            offset,
+            length,
+            zstd: false,
+        };
+        let requests = [
+            Request::List {
+                prefix: String::new(),
+            },
+            Request::Stat {
+                name: "a.txt".into(),
+            },
+            fetch("a.txt", 0, 5),
+            fetch("sub/b.bin", 1024, 1024),
+            fetch("missing", 0, 10),
+        ];
+        for request in &requests {
+            client.send_multipart(request.to_frames(), 0).unwrap();
+        }
+        let mut replies = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while replies.len() < requests.len() {
+            assert!(Instant::now() < deadline, "only {replies:?}");
+            server.turn(50).unwrap();
+            while let Ok(frames) = client.recv_multipart(zmq::DONTWAIT) {
+                match protocol::parse_reply(frames) {
+                    protocol::Parsed::Ok(reply) => replies.push(reply),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let mut seen = [false; 5];
+        for reply in replies {
+            match reply {
+                Reply::ListOk { result, .. } => {
+                    let names: Vec<String> = result.unwrap().into_iter().map(|e| e.name).collect();
+                    assert!(names.contains(&"sub/b.bin".to_string()), "{names:?}");
+                    seen[0] = true;
+                }
+                Reply::StatOk { name, result } => {
+                    assert_eq!((name.as_str(), result.unwrap().0), ("a.txt", 5));
+                    seen[1] = true;
+                }
+                Reply::Chunk {
+                    name,
+                    offset,
+                    result,
+                } => match (name.as_str(), offset) {
+                    ("a.txt", 0) => {
+                        assert_eq!(result.unwrap().data, b"alpha");
+                        seen[2] = true;
+                    }
+                    ("sub/b.bin", 1024) => {
+                        assert_eq!(result.unwrap().data, vec![7u8; 1024]);
+                        seen[3] = true;
+                    }
+                    ("missing", 0) => {
+                        assert_eq!(result.unwrap_err().0, Status::NOT_FOUND);
+                        seen[4] = true;
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, [true; 5]);
+        drop(server);
+        let _ = std::fs::remove_dir_all(base);
     }
 }
