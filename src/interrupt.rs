@@ -356,13 +356,36 @@ fn deadline_after(timeout_ms: i64) -> Option<Instant> {
 fn remaining_ms(deadline: Option<Instant>, timeout_ms: i64) -> i64 {
     match deadline {
         None => timeout_ms,
-        Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i64,
+        // Rounded up: a 1 ms timeout asked for a few µs ago is still 1 ms,
+        // not a poll that returns at once (which made a caller that loops
+        // until its deadline spin for the last millisecond of every wait).
+        Some(d) => d
+            .saturating_duration_since(Instant::now())
+            .as_micros()
+            .div_ceil(1000) as i64,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_left_of_a_timeout_is_rounded_up_to_the_millisecond() {
+        assert_eq!(remaining_ms(Some(Instant::now()), 5), 0);
+        assert_eq!(remaining_ms(None, -1), -1);
+        // An idle poll of 1 ms really waits (it returned at once, so a loop
+        // polling until a deadline spun).
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::PULL).unwrap();
+        let start = Instant::now();
+        let mut polls = 0;
+        while start.elapsed() < Duration::from_millis(50) {
+            poll_any(&[Pollable::Socket(&socket)], 1).unwrap();
+            polls += 1;
+        }
+        assert!(polls <= 55, "{polls} polls of 1 ms in 50 ms");
+    }
 
     #[test]
     fn poll_any_reports_sockets_and_raw_fds() {

@@ -335,6 +335,10 @@ pub struct Broker {
     started: Instant,
     next_correlation: u64,
     heartbeat_at: Instant,
+    /// When the deadlines and silent workers are next checked.
+    next_tick: Instant,
+    /// When the metrics are next rendered.
+    next_publish: Instant,
     /// One log window per place a fault is noticed, so that a flood of one
     /// kind does not hide the others.
     faults: HashMap<u32, Window>,
@@ -435,6 +439,8 @@ impl Broker {
             started: Instant::now(),
             next_correlation: 0,
             heartbeat_at: Instant::now() + options.heartbeat,
+            next_tick: Instant::now() + TICK,
+            next_publish: Instant::now(),
             faults: HashMap::new(),
             survey,
             survey_port,
@@ -478,79 +484,88 @@ impl Broker {
 
     /// Runs until Ctrl-C/SIGTERM (then returns `Ok`).
     pub fn run(&mut self) -> Result<(), Error> {
-        let mut next_tick = Instant::now() + TICK;
-        let mut next_publish = Instant::now();
         loop {
-            let now = Instant::now();
-            let mut wake = next_tick.min(self.heartbeat_at);
-            if let Some(pair) = &self.pair {
-                wake = wake.min(pair.next_tick());
-            }
-            let wait = wake.saturating_duration_since(now);
-            let mut items = vec![Pollable::Socket(&self.socket)];
-            let survey_index = items.len();
-            if let Some(responder) = &self.survey {
-                items.push(Pollable::Fd(responder.socket().as_raw_fd()));
-            }
-            let pair_index = items.len();
-            if let Some(pair) = &self.pair {
-                items.extend(pair.sockets().map(Pollable::Socket));
-            }
-            let peers_index = items.len();
-            if let Some(peering) = &self.peering {
-                items.extend(peering.sockets().map(Pollable::Socket));
-            }
-            let ready = match interrupt::poll_any(&items, wait.as_millis() as i64 + 1) {
-                Ok(ready) => ready,
+            match self.turn(None) {
+                Ok(()) => {}
                 Err(Error::Interrupted) => return self.shutdown(),
                 Err(e) => return Err(e),
-            };
-            if ready[0] {
-                // Read on while messages wait (a few batches at most, so the
-                // timers below still run on time under load).
-                for _ in 0..8 {
-                    if self.read_batch()? < BATCH {
-                        break;
-                    }
+            }
+        }
+    }
+
+    /// One turn of [`run`](Broker::run)'s loop: waits for a message or the
+    /// next timer (at most `longest`, for tests), handles what came and the
+    /// timers that are due. `Error::Interrupted` on Ctrl-C.
+    fn turn(&mut self, longest: Option<Duration>) -> Result<(), Error> {
+        let now = Instant::now();
+        let mut wake = self.next_tick.min(self.heartbeat_at);
+        if let Some(pair) = &self.pair {
+            wake = wake.min(pair.next_tick());
+        }
+        let mut wait = wake.saturating_duration_since(now);
+        if let Some(longest) = longest {
+            wait = wait.min(longest);
+        }
+        let mut items = vec![Pollable::Socket(&self.socket)];
+        let survey_index = items.len();
+        if let Some(responder) = &self.survey {
+            items.push(Pollable::Fd(responder.socket().as_raw_fd()));
+        }
+        let pair_index = items.len();
+        if let Some(pair) = &self.pair {
+            items.extend(pair.sockets().map(Pollable::Socket));
+        }
+        let peers_index = items.len();
+        if let Some(peering) = &self.peering {
+            items.extend(peering.sockets().map(Pollable::Socket));
+        }
+        let ready = interrupt::poll_any(&items, wait.as_millis() as i64 + 1)?;
+        if ready[0] {
+            // Read on while messages wait (a few batches at most, so the
+            // timers below still run on time under load).
+            for _ in 0..8 {
+                if self.read_batch()? < BATCH {
+                    break;
                 }
             }
-            if self.survey.is_some() && ready.get(survey_index).copied().unwrap_or(false) {
-                self.answer_surveys();
-            }
-            if self.pair.is_some() {
-                self.pair_messages(
-                    ready.get(pair_index).copied().unwrap_or(false),
-                    ready.get(pair_index + 1).copied().unwrap_or(false),
-                )?;
-            }
-            for (index, _) in ready
-                .iter()
-                .skip(peers_index)
-                .enumerate()
-                .filter(|(_, ready)| **ready)
-            {
-                self.peer_replies(index);
-            }
-            let now = Instant::now();
-            if now >= next_tick {
-                self.tick_peering(now);
-                let actions = self.state.tick(now_ms(), now);
-                self.perform(actions);
-                self.forget_silent_workers();
-                self.expire_parked(now);
-                next_tick = now + TICK;
-            }
-            if now >= self.heartbeat_at {
-                self.heartbeat_workers();
-                self.heartbeat_at = now + self.options.heartbeat;
-                self.report_held_faults();
-            }
-            if now >= next_publish {
-                self.publish_metrics();
-                next_publish = now + Duration::from_secs(1);
-            }
-            self.flush_store();
         }
+        if self.survey.is_some() && ready.get(survey_index).copied().unwrap_or(false) {
+            self.answer_surveys();
+        }
+        if self.pair.is_some() {
+            self.pair_messages(
+                ready.get(pair_index).copied().unwrap_or(false),
+                ready.get(pair_index + 1).copied().unwrap_or(false),
+            )?;
+        }
+        for (index, _) in ready
+            .iter()
+            .skip(peers_index)
+            .enumerate()
+            .filter(|(_, ready)| **ready)
+        {
+            self.peer_replies(index);
+        }
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.tick_peering(now);
+            let actions = self.state.tick(now_ms(), now);
+            self.perform(actions);
+            self.forget_silent_workers();
+            self.expire_parked(now);
+            self.next_tick = now + TICK;
+        }
+        if now >= self.heartbeat_at {
+            self.heartbeat_workers();
+            self.heartbeat_at = now + self.options.heartbeat;
+            self.report_held_faults();
+        }
+        if now >= self.next_publish {
+            self.publish_metrics();
+            self.next_publish = now + Duration::from_secs(1);
+        }
+        self.flush_store();
+        Ok(())
     }
 
     /// Logs how many faults were counted but not logged.
@@ -2091,5 +2106,272 @@ mod tests {
         assert_eq!(broker.figures.dropped_sends, dropped + 2);
         broker.park(b"I", frames(&[b"i"]), None);
         assert_eq!(broker.parked[&b"I".to_vec()].len(), 1, "per client");
+    }
+
+    /// A broker on a fresh inproc endpoint with `options` (binds replaced).
+    fn broker_with(context: &zmq::Context, options: Options) -> (Broker, String) {
+        let n = ENDPOINTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let endpoint = format!("inproc://server-loop-test-{n}");
+        let options = Options {
+            binds: vec![endpoint.clone()],
+            ..options
+        };
+        (Broker::new(context, options).unwrap(), endpoint)
+    }
+
+    /// Turns the broker's loop (20 ms at most a turn) until `done`; fails
+    /// after 20 s.
+    fn turn_until<T>(
+        broker: &mut Broker,
+        what: &str,
+        mut done: impl FnMut(&Broker) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = done(broker) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 20 s");
+            broker.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+    }
+
+    fn sbp_client(context: &zmq::Context, endpoint: &str) -> crate::broker::client::Client {
+        let options = crate::broker::client::ClientOptions {
+            endpoint: endpoint.to_string(),
+            timeout: Duration::from_secs(60),
+            retries: 1,
+            ..Default::default()
+        };
+        crate::broker::client::Client::with_context(context, options).unwrap()
+    }
+
+    fn sbp_worker(
+        context: &zmq::Context,
+        endpoint: &str,
+        service: &str,
+    ) -> crate::broker::worker::Worker {
+        let options = crate::broker::worker::WorkerOptions {
+            endpoint: endpoint.to_string(),
+            service: service.to_string(),
+            ..Default::default()
+        };
+        crate::broker::worker::Worker::with_context(context, options).unwrap()
+    }
+
+    fn reply_of(event: Option<crate::broker::client::Event>) -> Option<Reply> {
+        match event {
+            Some(crate::broker::client::Event::Reply(reply)) => Some(reply),
+            Some(other) => panic!("{other:?}"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn the_loop_takes_requests_to_a_worker_and_replies_to_their_client() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker_with(&context, Options::default());
+        let mut worker = sbp_worker(&context, &endpoint, "echo");
+        let mut client = sbp_client(&context, &endpoint);
+        let correlation = client
+            .send("echo", vec![b"hi".to_vec()], &Default::default())
+            .unwrap();
+        let incoming = turn_until(&mut broker, "the request at the worker", |_| {
+            worker.recv_timeout(Duration::ZERO).unwrap()
+        });
+        assert_eq!(incoming.request.body, [b"hi".to_vec()]);
+        worker
+            .reply(&incoming, Status::OK, vec![b"HI".to_vec()], None)
+            .unwrap();
+        let reply = turn_until(&mut broker, "the reply at the client", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        assert_eq!(
+            (reply.status, reply.correlation, reply.body),
+            (Status::OK, correlation, vec![b"HI".to_vec()])
+        );
+        assert_eq!((broker.figures.requests, broker.figures.malformed), (1, 0));
+        // A management request counts as a request too.
+        client
+            .send("mmi.service", vec![b"echo".to_vec()], &Default::default())
+            .unwrap();
+        let reply = turn_until(&mut broker, "the mmi reply", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        assert_eq!(reply.status, Status::OK);
+        assert_eq!(broker.figures.requests, 2);
+        // Garbage is counted as a fault.
+        let raw = context.socket(zmq::DEALER).unwrap();
+        raw.connect(&endpoint).unwrap();
+        raw.send("garbage", 0).unwrap();
+        turn_until(&mut broker, "the fault counted", |broker| {
+            (broker.figures.malformed == 1).then_some(())
+        });
+    }
+
+    #[test]
+    fn stored_requests_are_served_again_by_the_next_broker_on_the_store() {
+        let dir = crate::test_support::TempDir::new("server-restore");
+        let context = zmq::Context::new();
+        let options = Options {
+            store: Some(dir.path().join("requests")),
+            ..Options::default()
+        };
+        let (mut first, endpoint) = broker_with(&context, options.clone());
+        // The same request twice (a resend): stored once.
+        let raw = context.socket(zmq::DEALER).unwrap();
+        raw.set_linger(0).unwrap();
+        raw.connect(&endpoint).unwrap();
+        let request = |correlation: &str, body: Vec<Vec<u8>>| {
+            ClientCommand::Request(Request {
+                service: b"later".to_vec(),
+                address: Vec::new(),
+                properties: Properties::default(),
+                correlation: correlation.as_bytes().to_vec(),
+                body,
+            })
+            .to_frames(false)
+        };
+        let kept = request("c-1", vec![b"keep me".to_vec()]);
+        raw.send_multipart(&kept, 0).unwrap();
+        raw.send_multipart(&kept, 0).unwrap();
+        turn_until(&mut first, "two requests read", |broker| {
+            (broker.figures.requests == 2).then_some(())
+        });
+        assert_eq!(first.store.as_ref().unwrap().len().unwrap(), 1);
+        // Bounds: 1000 body frames are stored, 1001 refused with 400; the
+        // longest routing id taken (254 bytes) is stored.
+        raw.send_multipart(
+            request("c-2", vec![b"x".to_vec(); store::MAX_BODY_FRAMES]),
+            0,
+        )
+        .unwrap();
+        raw.send_multipart(
+            request("c-3", vec![b"x".to_vec(); store::MAX_BODY_FRAMES + 1]),
+            0,
+        )
+        .unwrap();
+        let refusal = turn_until(&mut first, "the refusal", |_| {
+            raw.recv_multipart(zmq::DONTWAIT).ok()
+        });
+        match protocol::parse_client(&refusal).map(|parsed| parsed.command) {
+            Ok(ClientCommand::Reply(reply)) => assert_eq!(
+                (reply.correlation, reply.status),
+                (b"c-3".to_vec(), Status::MALFORMED)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let long = context.socket(zmq::DEALER).unwrap();
+        long.set_linger(0).unwrap();
+        long.set_identity(&[b'i'; protocol::MAX_NAME - 1]).unwrap();
+        long.connect(&endpoint).unwrap();
+        long.send_multipart(request("c-4", vec![b"long".to_vec()]), 0)
+            .unwrap();
+        // (The refused one is not a request the broker took.)
+        turn_until(&mut first, "all requests read", |broker| {
+            (broker.figures.requests == 4).then_some(())
+        });
+        assert_eq!(first.store.as_ref().unwrap().len().unwrap(), 3);
+        drop(first);
+        // The next broker on the store serves them again.
+        let (mut second, endpoint) = broker_with(&context, options);
+        let mut worker = sbp_worker(&context, &endpoint, "later");
+        let incoming = turn_until(&mut second, "a stored request at a worker", |_| {
+            worker.recv_timeout(Duration::ZERO).unwrap()
+        });
+        assert_eq!(
+            (incoming.request.correlation, incoming.request.body),
+            (b"c-1".to_vec(), vec![b"keep me".to_vec()])
+        );
+    }
+
+    #[test]
+    fn a_deadline_passes_on_the_loops_tick() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker_with(&context, Options::default());
+        let mut client = sbp_client(&context, &endpoint);
+        let start = Instant::now();
+        let options =
+            crate::broker::client::RequestOptions::deadline_in(Duration::from_millis(300));
+        client
+            .send("nobody", vec![b"x".to_vec()], &options)
+            .unwrap();
+        let reply = turn_until(&mut broker, "the 504", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        assert_eq!(reply.status, Status::DEADLINE_PASSED);
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_idle_loop_sleeps_between_its_ticks() {
+        let context = zmq::Context::new();
+        let options = Options {
+            heartbeat: Duration::from_millis(300),
+            ..Options::default()
+        };
+        let (mut broker, _) = broker_with(&context, options);
+        let start = Instant::now();
+        let mut turns = 0;
+        while start.elapsed() < Duration::from_millis(600) {
+            broker.turn(None).unwrap();
+            turns += 1;
+        }
+        // A tick every 100 ms and two heartbeats: about ten turns; a loop
+        // that did not wait turns thousands of times.
+        assert!(turns < 40, "{turns} turns in 600 ms");
+    }
+
+    #[test]
+    fn workers_get_a_heartbeat_each_interval_and_faults_held_back_are_counted() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let options = Options {
+            heartbeat: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let (mut broker, endpoint) = broker_with(&context, options);
+        let worker = context.socket(zmq::DEALER).unwrap();
+        worker.set_linger(0).unwrap();
+        worker.connect(&endpoint).unwrap();
+        let ready = WorkerCommand::Ready {
+            service: b"beats".to_vec(),
+            properties: Properties::default(),
+        };
+        worker.send_multipart(ready.to_frames(false), 0).unwrap();
+        // Faults past the log's limit, to be reported as held back.
+        for _ in 0..FAULT_LINES * 3 {
+            worker.send("garbage", 0).unwrap();
+        }
+        let heartbeat = WorkerCommand::Heartbeat.to_frames(false);
+        let start = Instant::now();
+        let mut beats = 0;
+        while start.elapsed() < Duration::from_secs(1) {
+            broker.turn(Some(Duration::from_millis(20))).unwrap();
+            while let Ok(frames) = worker.recv_multipart(zmq::DONTWAIT) {
+                beats += usize::from(frames == heartbeat);
+            }
+        }
+        assert!(
+            (3..=25).contains(&beats),
+            "{beats} heartbeats in 1 s at 100 ms"
+        );
+        assert_eq!(broker.figures.malformed, u64::from(FAULT_LINES) * 3);
+        let held = crate::log_limit::captured::lines_with("more faults not logged");
+        assert!(
+            held.iter()
+                .any(|l| l.contains(&format!("{} more", FAULT_LINES * 2))),
+            "{held:?}"
+        );
+        assert!(
+            !crate::log_limit::captured::lines_with("broker: 0 more faults")
+                .iter()
+                .any(|_| true),
+            "nothing held back is not reported"
+        );
     }
 }
