@@ -104,17 +104,19 @@ pub fn open_testdata() -> Result<File, Error> {
 /// (`pread`), so the file has no position to go stale between clients.
 pub fn read_chunk(file: &File, offset: u64, size: usize) -> Result<zmq::Message, Error> {
     let length = file.metadata().map_err(io_error)?.len();
-    read_chunk_from(file, length, offset, size)
+    read_at_most(file, length, offset, size).map_err(io_error)
 }
 
-/// [`read_chunk`] from any positional reader whose length was `length` a
-/// moment ago (the file may shrink under us: then we send what we read).
-fn read_chunk_from(
+/// Up to `size` bytes at `offset` from any positional reader whose length
+/// was `length` a moment ago, in a message of exactly the size read: what
+/// [`read_chunk`] and the file-transfer server's FETCH share. If the file
+/// shrank under us, what there is.
+pub(crate) fn read_at_most(
     source: &impl FileExt,
     length: u64,
     offset: u64,
     size: usize,
-) -> Result<zmq::Message, Error> {
+) -> std::io::Result<zmq::Message> {
     let size = size.min(
         length
             .saturating_sub(offset)
@@ -128,7 +130,7 @@ fn read_chunk_from(
             Ok(0) => break, // the file shrank under us: send what we have
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(e)),
+            Err(e) => return Err(e),
         }
     }
     if filled < size {
@@ -463,16 +465,16 @@ mod tests {
         let data: Vec<u8> = (0..100).collect();
         // Seventeen short reads at the right offsets, after two EINTRs.
         let reader = Stingy::new(&[Interrupted, Interrupted], 100);
-        let chunk = read_chunk_from(&reader, 100, 10, 50).unwrap();
+        let chunk = read_at_most(&reader, 100, 10, 50).unwrap();
         assert_eq!(&chunk[..], &data[10..60]);
         // The file shrank to 30 bytes after its length was read: what was
         // there, not 50 bytes padded with zeros.
         let reader = Stingy::new(&[], 30);
-        let chunk = read_chunk_from(&reader, 100, 10, 50).unwrap();
+        let chunk = read_at_most(&reader, 100, 10, 50).unwrap();
         assert_eq!(&chunk[..], &data[10..30]);
         // Any other error is the caller's (and is not retried).
         let reader = Stingy::new(&[PermissionDenied], 100);
-        let error = read_chunk_from(&reader, 100, 0, 10).unwrap_err();
+        let error = read_at_most(&reader, 100, 0, 10).unwrap_err();
         assert!(error.to_string().contains("denied"), "{error}");
     }
 

@@ -532,7 +532,7 @@ fn send_reply(
 }
 
 /// What a reader tells the ROUTER thread about a reply, for the figures.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Accounting {
     status: u16,
     chunk: bool,
@@ -775,20 +775,10 @@ fn fetch(
             std::thread::sleep(*delay);
         }
     }
-    let size = u64::from(length).min(metadata.len().saturating_sub(offset)) as usize;
-    let mut raw = zmq::Message::with_size(size);
-    let mut filled = 0;
-    while filled < size {
-        match file.read_at(&mut raw[filled..], offset + filled as u64) {
-            Ok(0) => break, // the file shrank: send what there is
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((Status::READ_ERROR, format!("cannot read: {e}"))),
-        }
-    }
-    if filled < size {
-        raw = zmq::Message::from(&raw[..filled]);
-    }
+    // (If the file shrank since, what there is.)
+    let raw = crate::fileio::read_at_most(&file, metadata.len(), offset, length as usize)
+        .map_err(|e| (Status::READ_ERROR, format!("cannot read: {e}")))?;
+    let filled = raw.len();
     // The hash of these bytes as the file was when STAT hashed it, merged
     // from the cached leaves when they cover the chunk (no pass over the
     // bytes); else hashed now. A file changed since (same size and mtime)
@@ -907,6 +897,23 @@ fn hash_file(
 /// The regular files under `root/prefix` (or `prefix` itself if it is a
 /// file), names relative to `root`, sorted.
 pub fn list(root: &Path, prefix: &str) -> Result<Vec<Entry>, Refusal> {
+    list_bounded(
+        root,
+        prefix,
+        protocol::MAX_LIST_ENTRIES,
+        protocol::MAX_LIST_BYTES,
+    )
+}
+
+/// [`list`] with its bounds given: at most `max_entries` entries of at most
+/// `max_bytes` on the wire (name and 12 bytes each), after looking at no
+/// more than four times `max_entries` directory entries.
+fn list_bounded(
+    root: &Path,
+    prefix: &str,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Vec<Entry>, Refusal> {
     protocol::check_prefix(prefix).map_err(|why| (Status::REFUSED, why.to_string()))?;
     let base = if prefix.is_empty() {
         root.to_path_buf()
@@ -926,7 +933,7 @@ pub fn list(root: &Path, prefix: &str) -> Result<Vec<Entry>, Refusal> {
     let too_many = || {
         (
             Status::TOO_LARGE,
-            format!("more than {} entries", protocol::MAX_LIST_ENTRIES),
+            format!("more than {max_entries} entries"),
         )
     };
     let mut entries = Vec::new();
@@ -940,7 +947,7 @@ pub fn list(root: &Path, prefix: &str) -> Result<Vec<Entry>, Refusal> {
         };
         for item in listing.flatten() {
             visited += 1;
-            if visited > 4 * protocol::MAX_LIST_ENTRIES {
+            if visited > 4 * max_entries {
                 return Err(too_many());
             }
             let Some(file_name) = item.file_name().to_str().map(str::to_string) else {
@@ -977,11 +984,14 @@ pub fn list(root: &Path, prefix: &str) -> Result<Vec<Entry>, Refusal> {
             if let Some(size) = size {
                 bytes += name.len() + 12;
                 entries.push(Entry { name, size });
-                if entries.len() > protocol::MAX_LIST_ENTRIES {
+                if entries.len() > max_entries {
                     return Err(too_many());
                 }
-                if bytes > protocol::MAX_LIST_BYTES {
-                    return Err((Status::TOO_LARGE, "listing larger than 16 MiB".into()));
+                if bytes > max_bytes {
+                    return Err((
+                        Status::TOO_LARGE,
+                        format!("listing larger than {} MiB", max_bytes >> 20),
+                    ));
                 }
             }
         }
@@ -1629,6 +1639,146 @@ mod tests {
         }
         assert_eq!(seen, [true; 5]);
         drop(server);
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    fn shared_for(root: &Path, compress: bool) -> Shared {
+        Shared {
+            root: root.to_path_buf(),
+            compress,
+            verbose: false,
+            slow: None,
+            cache: Mutex::new(StatCache::default()),
+        }
+    }
+
+    #[test]
+    fn fetch_takes_up_to_max_chunk_and_compresses_only_what_shrinks_for_who_accepts_it() {
+        let (base, root) = tree("fetch-bounds");
+        let mut noise = vec![0u8; 4096];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for byte in &mut noise {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        std::fs::write(root.join("noise"), &noise).unwrap();
+        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+        let on = shared_for(&root, true);
+        let off = shared_for(&root, false);
+        let fetched = |shared: &Shared,
+                       name: &str,
+                       length: u32,
+                       zstd: bool,
+                       compressor: &mut zstd::bulk::Compressor<'static>| {
+            fetch(shared, name, 0, length, zstd, Some(compressor))
+        };
+        assert!(fetched(&on, "a.txt", protocol::MAX_CHUNK, false, &mut compressor).is_ok());
+        let refusal = fetched(
+            &on,
+            "a.txt",
+            protocol::MAX_CHUNK + 1,
+            false,
+            &mut compressor,
+        );
+        assert_eq!(refusal.unwrap_err().0, Status::TOO_LARGE);
+        // 3000 sevens: compressed for a client that accepts zstd on a
+        // server that compresses, raw otherwise.
+        let (accounting, frames) = fetched(&on, "sub/b.bin", 4096, true, &mut compressor).unwrap();
+        assert!(accounting.compressed, "compressible, accepted, allowed");
+        assert_eq!(accounting.raw, 3000);
+        assert!(accounting.wire < 100, "{}", accounting.wire);
+        assert_eq!(frames.last().unwrap().len() as u64, accounting.wire);
+        for (shared, accepts) in [(&on, false), (&off, true)] {
+            let (accounting, frames) =
+                fetched(shared, "sub/b.bin", 4096, accepts, &mut compressor).unwrap();
+            assert!(!accounting.compressed);
+            assert_eq!((accounting.raw, accounting.wire), (3000, 3000));
+            assert_eq!(&frames.last().unwrap()[..], &[7u8; 3000][..]);
+        }
+        // Noise does not shrink: raw. An empty file: raw, nothing to pack.
+        let (accounting, frames) = fetched(&on, "noise", 4096, true, &mut compressor).unwrap();
+        assert!(!accounting.compressed);
+        assert_eq!(&frames.last().unwrap()[..], &noise[..]);
+        for accepts in [false, true] {
+            let (accounting, _) =
+                fetched(&on, "sub/deeper/c", 4096, accepts, &mut compressor).unwrap();
+            assert_eq!((accounting.compressed, accounting.wire), (false, 0));
+        }
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn a_file_of_hash_now_bytes_is_hashed_at_once_and_cached() {
+        let (base, root) = tree("stat-bound");
+        let path = root.join("edge.img");
+        File::create(&path).unwrap().set_len(HASH_NOW).unwrap();
+        let shared = shared_for(&root, false);
+        let mut announced = false;
+        let answer = stat(&shared, "edge.img", &mut Vec::new(), &mut || {
+            announced = true
+        });
+        assert!(matches!(answer, Hashed::Now(Ok((HASH_NOW, _)))));
+        assert!(!announced, "HASH_NOW bytes are hashed before answering");
+        let key = CacheKey::new(path.clone(), &std::fs::metadata(&path).unwrap());
+        assert!(
+            shared.cache.lock().unwrap().get(&key).is_some(),
+            "the answer is cached"
+        );
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_hashed_is_a_read_error() {
+        let (base, root) = tree("shrunk");
+        let file = File::open(root.join("a.txt")).unwrap();
+        let error = hash_file(&file, 5 + 100, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            error,
+            (
+                Status::READ_ERROR,
+                "the file shrank while it was hashed".to_string()
+            )
+        );
+        let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn listings_stop_at_their_bounds_and_not_before() {
+        let (base, root) = tree("list-bounds");
+        // a.txt, inner-link, sub/b.bin, sub/deeper/c: 4 entries, 84 bytes.
+        let names =
+            |entries: Vec<Entry>| -> Vec<String> { entries.into_iter().map(|e| e.name).collect() };
+        assert_eq!(
+            names(list_bounded(&root, "", 4, 84).unwrap()),
+            ["a.txt", "inner-link", "sub/b.bin", "sub/deeper/c"]
+        );
+        let too_large = |result: Result<Vec<Entry>, Refusal>| {
+            assert_eq!(result.unwrap_err().0, Status::TOO_LARGE);
+        };
+        too_large(list_bounded(&root, "", 3, 1000));
+        too_large(list_bounded(&root, "", 100, 83));
+        // Looked at: at most four entries of the directory per entry
+        // allowed. Eleven empty directories and a file are twelve.
+        let wide = base.join("wide");
+        for n in 0..11 {
+            std::fs::create_dir_all(wide.join(format!("d{n}"))).unwrap();
+        }
+        std::fs::write(wide.join("f"), b"x").unwrap();
+        let wide = wide.canonicalize().unwrap();
+        assert_eq!(names(list_bounded(&wide, "", 3, 1000).unwrap()), ["f"]);
+        too_large(list_bounded(&wide, "", 2, 1000));
+        // Names: up to MAX_NAME bytes are listed, longer ones skipped.
+        let deep = base.join("deep");
+        let dirs = ["a", "b", "c", "d"].map(|c| c.repeat(250)).join("/");
+        std::fs::create_dir_all(deep.join(&dirs)).unwrap();
+        let longest = protocol::MAX_NAME - dirs.len() - 1;
+        std::fs::write(deep.join(&dirs).join("x".repeat(longest)), b"").unwrap();
+        std::fs::write(deep.join(&dirs).join("y".repeat(longest + 1)), b"").unwrap();
+        let listed = names(list_bounded(&deep.canonicalize().unwrap(), "", 10, 1 << 20).unwrap());
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].len(), protocol::MAX_NAME);
         let _ = std::fs::remove_dir_all(base);
     }
 }
