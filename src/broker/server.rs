@@ -2374,4 +2374,186 @@ mod tests {
             "nothing held back is not reported"
         );
     }
+
+    /// An MMI request as the broker's `management` sees it.
+    fn mmi(broker: &mut Broker, service: &str, environment: &str, body: &[&[u8]]) -> (u16, Frames) {
+        let request = Request {
+            service: service.as_bytes().to_vec(),
+            address: Vec::new(),
+            properties: Properties::build(None, 0, Some(environment), false, None),
+            correlation: b"m".to_vec(),
+            body: body.iter().map(|f| f.to_vec()).collect(),
+        };
+        let (status, frames) = broker.management(&request);
+        (status.0, frames)
+    }
+
+    #[test]
+    fn management_services_answer_by_the_rules_and_names_are_bounded() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker_with(&context, Options::default());
+        // mmi.service: 404 without a worker, 200 with one; the last frame
+        // becomes the code.
+        assert_eq!(
+            mmi(&mut broker, "mmi.service", "default", &[b"echo"]),
+            (404, vec![b"404".to_vec()])
+        );
+        let _worker = sbp_worker(&context, &endpoint, "echo");
+        turn_until(&mut broker, "the worker registered", |broker| {
+            (broker.state.workers_of("default", b"echo") > 0).then_some(())
+        });
+        assert_eq!(
+            mmi(&mut broker, "mmi.service", "default", &[b"x", b"echo"]),
+            (200, vec![b"x".to_vec(), b"200".to_vec()])
+        );
+        assert_eq!(mmi(&mut broker, "mmi.service", "default", &[]).0, 400);
+        let (status, frames) = mmi(&mut broker, "mmi.services", "default", &[]);
+        assert_eq!(status, 200);
+        let document: serde_json::Value = serde_json::from_slice(&frames[1]).unwrap();
+        assert_eq!(document["broker"]["workers"], 1, "{document}");
+        // Names: printable ASCII, 1 to MAX_NAME bytes, per environment.
+        let longest = vec![b'n'; protocol::MAX_NAME];
+        for (name, status) in [
+            (&b"svc"[..], 200),
+            (&b"!~"[..], 200),
+            (&longest[..], 200),
+            (&b""[..], 400),
+            (&b"with space"[..], 400),
+            (&b"del\x7f"[..], 400),
+            (&[b'n'; protocol::MAX_NAME + 1][..], 400),
+        ] {
+            assert_eq!(
+                mmi(&mut broker, "mmi.register", "prod", &[name, b"tcp://h:1"]).0,
+                status,
+                "name {}",
+                show(name)
+            );
+            assert_eq!(
+                mmi(&mut broker, "mmi.register", "prod", &[b"ok", name]).0,
+                status,
+                "endpoint {}",
+                show(name)
+            );
+        }
+        assert_eq!(mmi(&mut broker, "mmi.register", "prod", &[b"svc"]).0, 400);
+        assert_eq!(
+            mmi(&mut broker, "mmi.lookup", "prod", &[b"svc"]),
+            (200, vec![b"200".to_vec(), b"tcp://h:1".to_vec()])
+        );
+        assert_eq!(mmi(&mut broker, "mmi.lookup", "test", &[b"svc"]).0, 404);
+        assert_eq!(mmi(&mut broker, "mmi.lookup", "prod", &[b"a", b"b"]).0, 400);
+        assert_eq!(mmi(&mut broker, "mmi.unregister", "prod", &[b"svc"]).0, 200);
+        assert_eq!(mmi(&mut broker, "mmi.unregister", "prod", &[b"svc"]).0, 404);
+        assert_eq!(mmi(&mut broker, "mmi.unregister", "prod", &[]).0, 400);
+        assert_eq!(mmi(&mut broker, "mmi.lookup", "prod", &[b"svc"]).0, 404);
+        assert_eq!(mmi(&mut broker, "mmi.other", "prod", &[]).0, 501);
+        // At most MAX_NAMES names: then 503 for a new one, a known one may
+        // still change.
+        assert_eq!(
+            mmi(&mut broker, "mmi.register", "full", &[b"kept", b"e"]).0,
+            200
+        );
+        while broker.names.len() < MAX_NAMES {
+            let name = format!("n{}", broker.names.len());
+            assert_eq!(
+                mmi(
+                    &mut broker,
+                    "mmi.register",
+                    "full",
+                    &[name.as_bytes(), b"e"]
+                )
+                .0,
+                200
+            );
+        }
+        assert_eq!(
+            mmi(&mut broker, "mmi.register", "full", &[b"new", b"e"]).0,
+            503
+        );
+        assert_eq!(
+            mmi(&mut broker, "mmi.register", "full", &[b"kept", b"e2"]).0,
+            200
+        );
+    }
+
+    #[test]
+    fn mdp_clients_and_workers_through_the_loop_heartbeats_and_a_silent_worker_forgotten() {
+        let context = zmq::Context::new();
+        let options = Options {
+            heartbeat: Duration::from_millis(100),
+            config: Config {
+                default_policy: crate::broker::state::Policy::Notify,
+                worker_expiry: Duration::from_millis(600),
+                ..Config::default()
+            },
+            ..Options::default()
+        };
+        let (mut broker, endpoint) = broker_with(&context, options);
+        let socket = |identity: &str| {
+            let socket = context.socket(zmq::DEALER).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.set_identity(identity.as_bytes()).unwrap();
+            socket.connect(&endpoint).unwrap();
+            socket
+        };
+        let send = |socket: &zmq::Socket, parts: &[&[u8]]| socket.send_multipart(parts, 0).unwrap();
+        let worker = socket("W");
+        send(&worker, &[b"", b"MDPW01", &[0x01], b"echo"]);
+        let client = socket("C");
+        send(&client, &[b"", b"MDPC01", b"echo", b"hi"]);
+        // The worker gets the request between heartbeats.
+        let request = turn_until(&mut broker, "the request at the MDP worker", |_| {
+            let frames = worker.recv_multipart(zmq::DONTWAIT).ok()?;
+            (frames[2] == [0x02]).then_some(frames)
+        });
+        assert_eq!(&request[..3], [&b""[..], b"MDPW01", &[0x02]]);
+        assert_eq!(&request[4..], [&b""[..], b"hi"]);
+        let address = request[3].clone();
+        send(&worker, &[b"", b"MDPW01", &[0x03], &address, b"", b"HI"]);
+        let reply = turn_until(&mut broker, "the reply at the MDP client", |_| {
+            client.recv_multipart(zmq::DONTWAIT).ok()
+        });
+        assert_eq!(reply, [&b""[..], b"MDPC01", b"echo", b"HI"]);
+        // An error status is not sent to an MDP/0.1 client (it has no way
+        // to say it), except from an mmi.* service: the next thing this
+        // client hears is the mmi answer.
+        send(&client, &[b"", b"MDPC01", b"nobody", b"x"]);
+        send(&client, &[b"", b"MDPC01", b"mmi.service", b"nobody"]);
+        let reply = turn_until(&mut broker, "the mmi answer", |_| {
+            client.recv_multipart(zmq::DONTWAIT).ok()
+        });
+        assert_eq!(reply, [&b""[..], b"MDPC01", b"mmi.service", b"404"]);
+        // The worker goes silent: heartbeats keep coming until it is
+        // forgotten and told to go.
+        let mut heartbeats = 0;
+        let disconnect = turn_until(&mut broker, "the silent worker told to go", |_| {
+            let frames = worker.recv_multipart(zmq::DONTWAIT).ok()?;
+            match frames[2].as_slice() {
+                [0x04] => {
+                    heartbeats += 1;
+                    None
+                }
+                _ => Some(frames),
+            }
+        });
+        assert_eq!(disconnect, [&b""[..], b"MDPW01", &[0x05]]);
+        assert!(heartbeats >= 2, "{heartbeats} heartbeats before the expiry");
+        assert_eq!(broker.state.workers_of("default", b"echo"), 0);
+        // A worker that changes dialect is disconnected.
+        let turncoat = socket("T");
+        send(&turncoat, &[b"", b"MDPW01", &[0x01], b"echo"]);
+        send(
+            &turncoat,
+            &WorkerCommand::Heartbeat
+                .to_frames(true)
+                .iter()
+                .map(Vec::as_slice)
+                .collect::<Vec<_>>(),
+        );
+        let frames = turn_until(&mut broker, "the turncoat told to go", |_| {
+            let frames = turncoat.recv_multipart(zmq::DONTWAIT).ok()?;
+            (frames != [&b""[..], b"MDPW01", &[0x04]]).then_some(frames)
+        });
+        assert_eq!(frames, [&b""[..], b"MDPW01", &[0x05]]);
+    }
 }
