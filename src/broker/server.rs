@@ -2556,4 +2556,82 @@ mod tests {
         });
         assert_eq!(frames, [&b""[..], b"MDPW01", &[0x05]]);
     }
+
+    #[test]
+    fn mdp02_partials_stream_to_rfc18_clients_and_are_joined_within_bounds_for_others() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker_with(&context, Options::default());
+        let socket = |identity: &str| {
+            let socket = context.socket(zmq::DEALER).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.set_identity(identity.as_bytes()).unwrap();
+            socket.connect(&endpoint).unwrap();
+            socket
+        };
+        let send = |socket: &zmq::Socket, parts: &[&[u8]]| socket.send_multipart(parts, 0).unwrap();
+        let worker = socket("W");
+        send(&worker, &[b"MDPW02", &[0x01], b"stream"]);
+        // The next REQUEST at the worker: its client's address.
+        let next_request = |broker: &mut Broker| -> Vec<u8> {
+            let request = turn_until(broker, "a request at the worker", |_| {
+                let frames = worker.recv_multipart(zmq::DONTWAIT).ok()?;
+                (frames[1] == [0x02]).then_some(frames)
+            });
+            request[2].clone()
+        };
+        let reply_at = |broker: &mut Broker, client: &zmq::Socket| {
+            turn_until(broker, "a reply at the client", |_| {
+                client.recv_multipart(zmq::DONTWAIT).ok()
+            })
+        };
+        // An RFC 18 client gets each PARTIAL as it comes, then the FINAL.
+        let streaming = socket("R");
+        send(&streaming, &[b"MDPC02", &[0x01], b"stream", b"go"]);
+        let address = next_request(&mut broker);
+        send(&worker, &[b"MDPW02", &[0x03], &address, b"", b"p1"]);
+        assert_eq!(
+            reply_at(&mut broker, &streaming),
+            [&b"MDPC02"[..], &[0x02], b"stream", b"p1"]
+        );
+        send(&worker, &[b"MDPW02", &[0x04], &address, b"", b"end"]);
+        assert_eq!(
+            reply_at(&mut broker, &streaming),
+            [&b"MDPC02"[..], &[0x03], b"stream", b"end"]
+        );
+        // An MDP/0.1 client gets one reply: the partials and the final.
+        let whole = socket("O");
+        send(&whole, &[b"", b"MDPC01", b"stream", b"go"]);
+        let address = next_request(&mut broker);
+        for part in [&b"a"[..], b"b"] {
+            send(&worker, &[b"MDPW02", &[0x03], &address, b"", part]);
+        }
+        send(&worker, &[b"MDPW02", &[0x04], &address, b"", b"c"]);
+        assert_eq!(
+            reply_at(&mut broker, &whole),
+            [&b""[..], b"MDPC01", b"stream", b"a", b"b", b"c"]
+        );
+        // Past MAX_PARTIAL_BYTES the held partials are dropped: the final
+        // alone arrives. Exactly at the bound they are kept.
+        let half = vec![b'h'; MAX_PARTIAL_BYTES / 2];
+        for (parts, kept) in [(2, true), (3, false)] {
+            send(&whole, &[b"", b"MDPC01", b"stream", b"go"]);
+            let address = next_request(&mut broker);
+            for _ in 0..parts {
+                send(&worker, &[b"MDPW02", &[0x03], &address, b"", &half]);
+            }
+            send(&worker, &[b"MDPW02", &[0x04], &address, b"", b"z"]);
+            let reply = reply_at(&mut broker, &whole);
+            let held = reply.len() - 4;
+            assert_eq!(held, if kept { parts } else { 0 }, "{parts} halves");
+            assert_eq!(reply.last().unwrap(), b"z");
+        }
+        // A PARTIAL for a client the worker does not serve: told to go.
+        send(&worker, &[b"MDPW02", &[0x03], b"\x01nobody", b"", b"x"]);
+        let frames = turn_until(&mut broker, "the worker told to go", |_| {
+            let frames = worker.recv_multipart(zmq::DONTWAIT).ok()?;
+            (frames[1] != [0x05]).then_some(frames)
+        });
+        assert_eq!(frames, [&b"MDPW02"[..], &[0x06]]);
+        assert_eq!(broker.state.workers_of("default", b"stream"), 0);
+    }
 }
