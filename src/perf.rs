@@ -497,4 +497,123 @@ mod tests {
             None
         );
     }
+
+    /// Runs `task` on a thread and waits at most 20 s for its result.
+    fn within<T: Send + 'static>(
+        task: impl FnOnce() -> T + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<T> {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(task());
+        });
+        done_rx
+    }
+
+    fn pair(
+        context: &zmq::Context,
+        endpoint: &str,
+        kinds: (zmq::SocketType, zmq::SocketType),
+        hwm: i32,
+    ) -> (zmq::Socket, zmq::Socket) {
+        let receiver = context.socket(kinds.0).unwrap();
+        receiver.set_rcvhwm(hwm).unwrap();
+        receiver.bind(endpoint).unwrap();
+        let sender = context.socket(kinds.1).unwrap();
+        sender.set_sndhwm(hwm).unwrap();
+        sender.set_linger(0).unwrap();
+        sender.connect(endpoint).unwrap();
+        (receiver, sender)
+    }
+
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    #[test]
+    fn throughput_loops_move_exactly_count_messages_past_the_check_interval() {
+        let context = zmq::Context::new();
+        let (pull, push) = pair(&context, "inproc://perf-thr", (zmq::PULL, zmq::PUSH), 1000);
+        let count = CHECK_EVERY + 100;
+        let sent = within(move || send_messages(&push, 8, count).map(|()| push));
+        let elapsed = receive_messages(&pull, 8, count).unwrap();
+        assert!(elapsed >= 1);
+        let _push = sent.recv_timeout(WAIT).expect("the sender ends").unwrap();
+        assert!(
+            pull.recv_bytes(zmq::DONTWAIT).is_err(),
+            "more than count sent"
+        );
+    }
+
+    #[test]
+    fn a_sender_held_at_the_high_water_mark_waits_and_loses_nothing() {
+        let context = zmq::Context::new();
+        let (pull, push) = pair(&context, "inproc://perf-hwm", (zmq::PULL, zmq::PUSH), 2);
+        let sent = within(move || send_messages(&push, 8, 50).map(|()| push));
+        // Not read for longer than the send timeout: the sender's sends time
+        // out (EAGAIN) and it waits for room, then goes on.
+        std::thread::sleep(std::time::Duration::from_millis(
+            u64::from(WAKE_UP_MS as u32) + 200,
+        ));
+        receive_messages(&pull, 8, 50).unwrap();
+        let _push = sent.recv_timeout(WAIT).expect("the sender ends").unwrap();
+        assert!(pull.recv_bytes(zmq::DONTWAIT).is_err(), "more than 50 sent");
+    }
+
+    #[test]
+    fn the_clock_runs_from_the_first_message_to_the_last_and_sizes_are_checked() {
+        let context = zmq::Context::new();
+        let (pull, push) = pair(
+            &context,
+            "inproc://perf-clock",
+            (zmq::PULL, zmq::PUSH),
+            1000,
+        );
+        let sent = within(move || {
+            push.send(&[0u8; 8][..], 0).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            push.send(&[0u8; 8][..], 0).unwrap();
+            push.send(&[0u8; 9][..], 0).unwrap();
+            push
+        });
+        let elapsed = receive_messages(&pull, 8, 2).unwrap();
+        assert!(elapsed >= 45_000, "{elapsed} µs");
+        let error = receive_messages(&pull, 8, 1).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("incorrect size received (9 bytes, expected 8)"),
+            "{error}"
+        );
+        drop(sent.recv_timeout(WAIT).unwrap());
+    }
+
+    #[test]
+    fn latency_loops_echo_every_round_trip() {
+        let context = zmq::Context::new();
+        let (rep, req) = pair(&context, "inproc://perf-lat", (zmq::REP, zmq::REQ), 1000);
+        let echoed = within(move || echo_round_trips(&rep, 16, 100).map(|()| rep));
+        let elapsed = within(move || time_round_trips(&req, 16, 100).map(|us| (us, req)))
+            .recv_timeout(WAIT)
+            .expect("every round trip came back");
+        assert!(elapsed.unwrap().0 >= 1);
+        echoed.recv_timeout(WAIT).expect("the echo ends").unwrap();
+    }
+
+    /// An idle receiver sleeps until its first message.
+    #[test]
+    fn waiting_for_the_first_message_costs_no_cpu() {
+        let context = zmq::Context::new();
+        let (pull, push) = pair(&context, "inproc://perf-idle", (zmq::PULL, zmq::PUSH), 1000);
+        let received = within(move || {
+            let cpu = crate::broker::thread_cpu();
+            let result = receive_messages(&pull, 8, 1);
+            (result, crate::broker::thread_cpu() - cpu)
+        });
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        push.send(&[0u8; 8][..], 0).unwrap();
+        let (result, cpu) = received.recv_timeout(WAIT).expect("the receiver ends");
+        result.unwrap();
+        assert!(
+            cpu < std::time::Duration::from_millis(5),
+            "{cpu:?} of CPU while idle"
+        );
+    }
 }
