@@ -645,6 +645,13 @@ mod tests {
             }
         );
         assert_eq!(peering.capacity(1, "default", b"none"), Capacity::default());
+        assert_eq!(peering.sockets().count(), 2);
+        // A service a peer knows but has no worker for is not forwarded.
+        let none = Request {
+            service: b"none".to_vec(),
+            ..request("0", false)
+        };
+        assert!(peering.forward(b"C".to_vec(), none).is_err());
         // The idle one scores 1, the busy one 0.
         assert_eq!(
             peering.forward(b"C".to_vec(), request("1", false)).unwrap(),
@@ -723,5 +730,46 @@ mod tests {
         hopped.properties = hopped.properties.forwarded().unwrap();
         assert!(peering.forward(b"C".to_vec(), hopped).is_err());
         assert!(peering.forward(b"C".to_vec(), request("1", false)).is_ok());
+    }
+
+    /// Every request forwarded gets a correlation of its own, whatever
+    /// capacity polls come between: a reused one would hand one client's
+    /// reply to another.
+    #[test]
+    fn forwarded_correlations_are_never_reused() {
+        let context = zmq::Context::new();
+        let (peer, endpoint) = fake_peer(&context, "unique");
+        let interval = Duration::from_millis(50);
+        let mut peering = Peering::new(&context, &[endpoint], interval, PEER_TTL, 1 << 20).unwrap();
+        let start = Instant::now();
+        peering.tick(start);
+        let (id, poll) = recv_request(&peer);
+        answer(
+            &peer,
+            &id,
+            &poll.correlation,
+            200,
+            vec![b"200".to_vec(), capacity_json(&[("echo", 9, 9)])],
+        );
+        pump(&mut peering, 0, has_capacity(0));
+        let mut seen = std::collections::HashSet::new();
+        for (n, client) in ["A", "B", "C", "D"].iter().enumerate() {
+            peering
+                .forward(client.as_bytes().to_vec(), request("1", false))
+                .unwrap();
+            // A capacity poll between forwards.
+            peering.tick(start + interval * (n as u32 + 2));
+            loop {
+                let (_, received) = recv_request(&peer);
+                if received.service == b"echo" {
+                    assert!(
+                        seen.insert(received.correlation.clone()),
+                        "{} reused",
+                        show(&received.correlation)
+                    );
+                    break;
+                }
+            }
+        }
     }
 }
