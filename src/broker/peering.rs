@@ -772,4 +772,42 @@ mod tests {
             }
         }
     }
+
+    /// A PONG proves a peer alive; a request or garbage from it is counted
+    /// as a stray and otherwise ignored.
+    #[test]
+    fn pongs_are_heard_and_anything_else_but_replies_is_a_stray() {
+        let context = zmq::Context::new();
+        let (peer, endpoint) = fake_peer(&context, "strays");
+        let mut peering = Peering::new(
+            &context,
+            &[endpoint],
+            Duration::from_millis(50),
+            PEER_TTL,
+            1 << 20,
+        )
+        .unwrap();
+        peering.tick(Instant::now());
+        let (id, _) = recv_request(&peer);
+        let send = |frames: Vec<Vec<u8>>| {
+            let mut all = vec![id.clone()];
+            all.extend(frames);
+            peer.send_multipart(all, 0).unwrap();
+        };
+        send(ClientCommand::Pong.to_frames(false));
+        pump(&mut peering, 0, |peering, _| {
+            peering.links[0].last_heard.is_some()
+        });
+        assert_eq!(peering.strays, 0, "a PONG is not a stray");
+        send(ClientCommand::Request(request("r", false)).to_frames(false));
+        send(vec![b"garbage".to_vec()]);
+        pump(&mut peering, 0, |peering, _| peering.strays >= 2);
+        // (A PONG sent last and read: nothing more was counted.)
+        send(ClientCommand::Pong.to_frames(false));
+        let heard = peering.links[0].last_heard.unwrap();
+        pump(&mut peering, 0, |peering, _| {
+            peering.links[0].last_heard != Some(heard)
+        });
+        assert_eq!(peering.strays, 2);
+    }
 }
