@@ -337,4 +337,66 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert_eq!(svg.matches("<circle").count(), 9, "3 series × 3 points");
     }
+
+    /// Where everything goes: two panels of 380 × 260 with 60 px margins,
+    /// x on a log scale from the smallest HWM to the largest, y linear from
+    /// 0 to 1.1 × the largest value.
+    #[test]
+    fn the_svg_puts_each_point_and_label_where_the_scales_say() {
+        let drawing = svg(&rows());
+        for expected in [
+            r#"width="900" height="380" viewBox="0 0 900 380""#,
+            // Panel 1 at (60, 60); lost 50, 40, 10 % of a y_max of 55.
+            r##"<rect x="60" y="60" width="380" height="260" fill="none" stroke="#888"/>"##,
+            r#"<text x="250" y="48" text-anchor="middle" font-weight="bold">messages lost (%)</text>"#,
+            r#"<text x="250" y="356" text-anchor="middle">high-water mark"#,
+            r#"<text x="60.0" y="336" text-anchor="middle">10</text>"#,
+            r#"<text x="250.0" y="336" text-anchor="middle">100</text>"#,
+            r#"<text x="440.0" y="336" text-anchor="middle">1000</text>"#,
+            r#"<polyline points="60.0,83.6 250.0,130.9 440.0,272.7""#,
+            r#"<circle cx="250.0" cy="130.9" r="3""#,
+            r##"<line x1="60" x2="440" y1="201.8" y2="201.8" stroke="#ddd"/><text x="54" y="205.8" text-anchor="end">25.0</text>"##,
+            r##"<text x="68" y="76" fill="#c0392b">lost</text>"##,
+            // Panel 2 at (520, 60); p50 1 ms and p99 2 ms of a y_max of 2.2.
+            r##"<rect x="520" y="60" width="380" height="260""##,
+            r##"<polyline points="520.0,201.8 710.0,201.8 900.0,201.8" fill="none" stroke="#2980b9""##,
+            r##"<polyline points="520.0,83.6 710.0,83.6 900.0,83.6" fill="none" stroke="#8e44ad""##,
+            r##"<text x="528" y="92" fill="#8e44ad">p99</text>"##,
+        ] {
+            assert!(drawing.contains(expected), "no {expected} in\n{drawing}");
+        }
+        // One HWM only: no division by a zero-width scale.
+        let one = svg(&rows()[..1]);
+        assert!(!one.contains("NaN") && !one.contains("inf"), "{one}");
+    }
+
+    /// A short real run per HWM over loopback TCP: every message sent is
+    /// received or counted lost, and latencies are in milliseconds.
+    #[test]
+    fn a_run_measures_one_row_per_hwm() {
+        let settings = StudySettings {
+            hwms: vec![1000, 2000],
+            rate: 1000,
+            size: 32,
+            duration: Duration::from_millis(200),
+            slow: Duration::ZERO,
+            tcp_buffer: 0,
+        };
+        let mut heard = Vec::new();
+        let rows = run(&settings, |row| heard.push(row.hwm)).unwrap();
+        assert_eq!(heard, [1000, 2000]);
+        assert_eq!(rows.iter().map(|r| r.hwm).collect::<Vec<_>>(), [1000, 2000]);
+        for row in &rows {
+            assert!(row.sent > 0, "{row:?}");
+            assert_eq!(row.received + row.lost, row.sent, "{row:?}");
+            assert_eq!(row.lost, 0, "nothing lost, nothing slow: {row:?}");
+            // Milliseconds, not microseconds: loopback takes well under
+            // a few seconds per message.
+            assert!(row.max_ms < 5000.0, "{row:?}");
+            assert!(
+                row.p50_ms <= row.p99_ms && row.p99_ms <= row.max_ms,
+                "{row:?}"
+            );
+        }
+    }
 }
