@@ -810,4 +810,95 @@ mod tests {
         });
         assert_eq!(peering.strays, 2);
     }
+
+    /// Capacity polls go out once an interval, each with its own
+    /// correlation; a capacity answer that is not one is a stray; a change
+    /// of the services a peer has workers for is logged once.
+    #[test]
+    fn capacity_polls_keep_their_interval_and_answers_are_checked() {
+        crate::log_limit::captured::install();
+        let context = zmq::Context::new();
+        let (peer, endpoint) = fake_peer(&context, "polls");
+        let interval = Duration::from_millis(1000);
+        let mut peering = Peering::new(
+            &context,
+            std::slice::from_ref(&endpoint),
+            interval,
+            PEER_TTL,
+            1 << 20,
+        )
+        .unwrap();
+        let start = Instant::now();
+        let mut polls = Vec::new();
+        for at in [0, 500, 999, 1000, 1500, 2000] {
+            peering.tick(start + Duration::from_millis(at));
+            peer.set_rcvtimeo(200).unwrap();
+            while let Ok(mut frames) = peer.recv_multipart(0) {
+                let id = frames.remove(0);
+                let ClientCommand::Request(poll) = protocol::parse_client(&frames).unwrap().command
+                else {
+                    panic!("not a poll")
+                };
+                polls.push((at, id, poll.correlation));
+            }
+        }
+        let times: Vec<u64> = polls.iter().map(|(at, _, _)| *at).collect();
+        assert_eq!(times, [0, 1000, 2000], "a poll per interval");
+        let correlations: std::collections::HashSet<_> =
+            polls.iter().map(|(_, _, c)| c.clone()).collect();
+        assert_eq!(correlations.len(), 3, "{polls:?}");
+        // Not a capacity document: a stray, nothing learnt.
+        let (_, id, correlation) = &polls[0];
+        answer(
+            &peer,
+            id,
+            correlation,
+            200,
+            vec![b"200".to_vec(), b"not json".to_vec()],
+        );
+        pump(&mut peering, 0, |peering, _| peering.strays == 1);
+        assert!(peering.links[0].capacity.is_empty());
+        // Seven services (one in another environment): one line, five
+        // names and a count; the same again: no new line.
+        let services: Vec<(&str, usize, usize)> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|s| (*s, 1, 1))
+            .collect();
+        let mut document: serde_json::Value =
+            serde_json::from_slice(&capacity_json(&services)).unwrap();
+        document["services"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+            {"environment": "prod", "service": "x", "workers": 1, "idle": 0, "queued": 0}));
+        let body = document.to_string().into_bytes();
+        let (_, id, correlation) = &polls[1];
+        answer(
+            &peer,
+            id,
+            correlation,
+            200,
+            vec![b"200".to_vec(), body.clone()],
+        );
+        pump(&mut peering, 0, |peering, _| {
+            peering.capacity(0, "prod", b"x").workers == 1
+        });
+        let heard = peering.links[0].last_heard;
+        let (_, id, correlation) = &polls[2];
+        answer(&peer, id, correlation, 200, vec![b"200".to_vec(), body]);
+        pump(&mut peering, 0, |peering, _| {
+            peering.links[0].last_heard != heard
+        });
+        let lines: Vec<String> = crate::log_limit::captured::lines_with(&endpoint)
+            .into_iter()
+            .filter(|l| l.contains("has workers"))
+            .collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "broker: peer {endpoint} has workers for 7 services: a b c d e and 2 more"
+            )]
+        );
+        assert_eq!(peering.strays, 1);
+    }
 }
