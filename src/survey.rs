@@ -659,4 +659,70 @@ mod tests {
         assert!(Service::parse("echo").is_err());
         assert!(Service::parse("echo:99999").is_err());
     }
+
+    /// The longest name there is, both ways through real sockets: the
+    /// receive buffers hold a whole answer.
+    #[test]
+    fn a_service_name_of_the_longest_size_is_surveyed_and_answered_whole() {
+        let port = crate::udp::free_port();
+        let context = zmq::Context::new();
+        let longest = "s".repeat(MAX_SERVICE);
+        let service = Service::parse(&format!("{longest}:6000")).unwrap();
+        let actor = Responder::new(bind_udp(port).unwrap(), vec![service], 100)
+            .unwrap()
+            .spawn(&context)
+            .unwrap();
+        let target = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        let surveyed = survey(
+            &bind_udp(0).unwrap(),
+            target,
+            &longest,
+            Duration::from_secs(2),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(surveyed.found.len(), 1, "{:?}", surveyed.ignored);
+        assert_eq!(surveyed.found[0].service, longest);
+        assert_eq!(surveyed.found[0].address.port(), 6000);
+        drop(actor);
+    }
+
+    #[test]
+    fn faults_and_counts_read_as_words_and_add_up() {
+        let ignored = Ignored {
+            bad_header: 1,
+            truncated: 2,
+            bad_name: 4,
+            foreign_id: 8,
+            rate_limited: 16,
+        };
+        assert_eq!(ignored.total(), 31);
+        assert_eq!(
+            ignored.to_string(),
+            "ignored 1 bad header, 2 truncated, 4 bad name, 8 foreign id, 16 over rate"
+        );
+        let words: Vec<String> = [
+            Fault::BadHeader,
+            Fault::Truncated,
+            Fault::BadName,
+            Fault::ForeignId,
+            Fault::RateLimited,
+        ]
+        .iter()
+        .map(Fault::to_string)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "bad header",
+                "truncated",
+                "bad service name",
+                "foreign request id",
+                "over the answer rate"
+            ]
+        );
+        // Short garbage that is not the start of the header is a bad
+        // header, not a truncated one.
+        assert_eq!(Request::decode(b"XY"), Err(Fault::BadHeader));
+    }
 }
