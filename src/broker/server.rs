@@ -2634,4 +2634,176 @@ mod tests {
         assert_eq!(frames, [&b"MDPW02"[..], &[0x06]]);
         assert_eq!(broker.state.workers_of("default", b"stream"), 0);
     }
+
+    /// Turns two brokers in step (10 ms at most each) until `done`.
+    fn turn_both_until<T>(
+        a: &mut Broker,
+        b: &mut Broker,
+        what: &str,
+        mut done: impl FnMut(&Broker) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = done(a) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 20 s");
+            a.turn(Some(Duration::from_millis(10))).unwrap();
+            b.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_worker_here_is_served_by_a_peer_and_fails_when_the_peer_dies() {
+        let context = zmq::Context::new();
+        let (mut peer, peer_endpoint) = broker_with(&context, Options::default());
+        let options = Options {
+            peers: vec![peer_endpoint.clone()],
+            peer_interval: Duration::from_millis(100),
+            peer_ttl: Duration::from_millis(600),
+            config: Config {
+                default_policy: crate::broker::state::Policy::Forward,
+                ..Config::default()
+            },
+            ..Options::default()
+        };
+        let (mut broker, endpoint) = broker_with(&context, options);
+        let mut worker = sbp_worker(&context, &peer_endpoint, "echo");
+        let mut client = sbp_client(&context, &endpoint);
+        turn_both_until(
+            &mut broker,
+            &mut peer,
+            "the peer's capacity known",
+            |broker| {
+                let peering = broker.peering.as_ref()?;
+                (peering.capacity(0, "default", b"echo").workers == 1).then_some(())
+            },
+        );
+        let correlation = client
+            .send("echo", vec![b"hi".to_vec()], &Default::default())
+            .unwrap();
+        let incoming = turn_both_until(
+            &mut broker,
+            &mut peer,
+            "the request at the peer's worker",
+            |_| worker.recv_timeout(Duration::ZERO).unwrap(),
+        );
+        assert_eq!(incoming.request.body, [b"hi".to_vec()]);
+        worker
+            .reply(&incoming, Status::OK, vec![b"HI".to_vec()], None)
+            .unwrap();
+        let reply = turn_both_until(&mut broker, &mut peer, "the reply through the peer", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        assert_eq!(
+            (reply.status, reply.correlation, reply.body),
+            (Status::OK, correlation, vec![b"HI".to_vec()])
+        );
+        // A second request reaches the peer's worker, then the peer dies:
+        // once it has been silent for its TTL, the client hears 500.
+        let lost = client
+            .send("echo", vec![b"lost".to_vec()], &Default::default())
+            .unwrap();
+        turn_both_until(
+            &mut broker,
+            &mut peer,
+            "the second request at the worker",
+            |_| worker.recv_timeout(Duration::ZERO).unwrap(),
+        );
+        drop(peer);
+        drop(worker);
+        let reply = turn_until(&mut broker, "the 500 for the dead peer's request", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        assert_eq!(
+            (reply.status, reply.correlation),
+            (Status::WORKER_FAILED, lost)
+        );
+    }
+
+    /// A Binary Star pair of brokers in one test: the active one serves and
+    /// replicates what it accepted; the passive one sends workers away; when
+    /// the active one dies, the other takes over on a client's vote and
+    /// serves the replicated request.
+    #[test]
+    fn a_pair_serves_from_the_active_one_and_the_backup_takes_over_what_was_accepted() {
+        use crate::bstar::{Role, State};
+        let context = zmq::Context::new();
+        let n = ENDPOINTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (primary_pair, backup_pair) = (
+            format!("inproc://pair-test-{n}-primary"),
+            format!("inproc://pair-test-{n}-backup"),
+        );
+        let pair = |role, bind: &str, connect: &str| Options {
+            pair: Some(PairOptions {
+                role,
+                bind: bind.to_string(),
+                connect: connect.to_string(),
+            }),
+            ..Options::default()
+        };
+        let (mut primary, primary_endpoint) =
+            broker_with(&context, pair(Role::Primary, &primary_pair, &backup_pair));
+        let (mut backup, backup_endpoint) =
+            broker_with(&context, pair(Role::Backup, &backup_pair, &primary_pair));
+        let state = |broker: &Broker| broker.pair.as_ref().unwrap().state();
+        turn_both_until(&mut primary, &mut backup, "the primary active", |primary| {
+            (state(primary) == State::Active).then_some(())
+        });
+        turn_both_until(&mut backup, &mut primary, "the backup passive", |backup| {
+            (state(backup) == State::Passive).then_some(())
+        });
+        // A worker at the passive backup is sent away.
+        let stray = context.socket(zmq::DEALER).unwrap();
+        stray.set_linger(0).unwrap();
+        stray.connect(&backup_endpoint).unwrap();
+        let ready = WorkerCommand::Ready {
+            service: b"echo".to_vec(),
+            properties: Properties::default(),
+        };
+        stray.send_multipart(ready.to_frames(false), 0).unwrap();
+        let told = turn_until(&mut backup, "the stray worker told to go", |_| {
+            stray.recv_multipart(zmq::DONTWAIT).ok()
+        });
+        assert_eq!(told, WorkerCommand::Disconnect.to_frames(false));
+        // The active primary takes a request and replicates it.
+        let mut worker = sbp_worker(&context, &primary_endpoint, "echo");
+        let mut client = sbp_client(&context, &primary_endpoint);
+        client
+            .send("echo", vec![b"keep".to_vec()], &Default::default())
+            .unwrap();
+        turn_both_until(
+            &mut primary,
+            &mut backup,
+            "the request at the worker",
+            |_| worker.recv_timeout(Duration::ZERO).unwrap(),
+        );
+        turn_both_until(
+            &mut backup,
+            &mut primary,
+            "the request replicated",
+            |backup| (backup.pair.as_ref().unwrap().logged() == 1).then_some(()),
+        );
+        // The primary dies with the request unanswered. A client's request
+        // at the backup is a vote: once the primary is silent for long, the
+        // backup goes active and serves what was accepted.
+        drop(primary);
+        drop(worker);
+        let voter = context.socket(zmq::DEALER).unwrap();
+        voter.set_linger(0).unwrap();
+        voter.connect(&backup_endpoint).unwrap();
+        let vote = ClientCommand::Ping.to_frames(false);
+        turn_until(&mut backup, "the backup active", |backup| {
+            if state(backup) == State::Active {
+                return Some(());
+            }
+            voter.send_multipart(&vote, zmq::DONTWAIT).unwrap();
+            None
+        });
+        let mut worker = sbp_worker(&context, &backup_endpoint, "echo");
+        let incoming = turn_until(&mut backup, "the replicated request served", |_| {
+            worker.recv_timeout(Duration::ZERO).unwrap()
+        });
+        assert_eq!(incoming.request.body, [b"keep".to_vec()]);
+    }
 }
