@@ -942,4 +942,150 @@ mod tests {
         assert_eq!(json["publishers"][0]["received"], 1);
         assert_eq!(json["latency_us"]["p99.9"], 2.0);
     }
+
+    #[test]
+    fn stamps_are_bounded_at_their_sizes_and_the_clock_is_the_wall_clock() {
+        // Exactly MAX_STAMP bytes are read (and found not a stamp); one
+        // more is refused unread.
+        let read = Stamp::decode(&[0xc1; MAX_STAMP]).unwrap_err();
+        assert!(read.starts_with("bad stamp"), "{read}");
+        let refused = Stamp::decode(&[0xc1; MAX_STAMP + 1]).unwrap_err();
+        assert_eq!(refused, format!("stamp of {} bytes", MAX_STAMP + 1));
+        let named = |length: usize| Stamp {
+            publisher: "n".repeat(length),
+            seq: 1,
+            sent_ns: 2,
+            end: false,
+            topics: 0,
+        };
+        assert_eq!(
+            Stamp::decode(&named(MAX_NAME).encode()),
+            Ok(named(MAX_NAME))
+        );
+        assert!(Stamp::decode(&named(MAX_NAME + 1).encode()).is_err());
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(SystemClock.now_ns().abs_diff(wall) < 60_000_000_000);
+        let report = PublisherReport {
+            sent: 3000,
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(report.rate(), 2000.0);
+    }
+
+    #[test]
+    fn tcp_buffers_are_set_only_when_asked() {
+        let context = zmq::Context::new();
+        let set = publisher_socket(&context, (10, 10), (4096, 8192), 0).unwrap();
+        assert_eq!(
+            (set.get_sndbuf().unwrap(), set.get_rcvbuf().unwrap()),
+            (4096, 8192)
+        );
+        let default = subscriber_socket(&context, (10, 10), (0, 0), &[], 1024).unwrap();
+        let untouched = context.socket(zmq::SUB).unwrap();
+        assert_eq!(
+            (default.get_sndbuf().unwrap(), default.get_rcvbuf().unwrap()),
+            (
+                untouched.get_sndbuf().unwrap(),
+                untouched.get_rcvbuf().unwrap()
+            )
+        );
+    }
+
+    /// Publishes over inproc to a SUB in the test, after waiting for it.
+    fn publish_to_a_subscriber(
+        settings: PublisherSettings,
+    ) -> (PublisherReport, Vec<(String, Stamp)>) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let endpoint = format!("inproc://pubsub-stats-{}", N.fetch_add(1, Ordering::SeqCst));
+        let context = zmq::Context::new();
+        let publisher = publisher_socket(&context, (100_000, 1000), (0, 0), 0).unwrap();
+        publisher.bind(&endpoint).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let settings = PublisherSettings {
+            done: Some(done.clone()),
+            ..settings
+        };
+        let publishing = std::thread::spawn(move || {
+            let report = publish(&publisher, &settings, &SystemClock).unwrap();
+            (report, publisher)
+        });
+        let subscriber =
+            subscriber_socket(&context, (100_000, 1000), (0, 0), &[String::new()], 1024).unwrap();
+        subscriber.connect(&endpoint).unwrap();
+        let mut received = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "no end marker");
+            if subscriber.poll(zmq::POLLIN, 100).unwrap() == 0 {
+                continue;
+            }
+            let frames = subscriber.recv_multipart(0).unwrap();
+            let stamp = Stamp::decode(&frames[1]).unwrap();
+            let end = stamp.end;
+            received.push((String::from_utf8(frames[0].clone()).unwrap(), stamp));
+            if end {
+                break;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        let (report, _publisher) = publishing.join().unwrap();
+        (report, received)
+    }
+
+    fn settings(name: &str) -> PublisherSettings {
+        PublisherSettings {
+            name: name.into(),
+            rate: 0,
+            size: 16,
+            topics: 2,
+            duration: None,
+            count: None,
+            wait_subscribers: 1,
+            end_wait: Duration::from_secs(10),
+            done: None,
+        }
+    }
+
+    #[test]
+    fn a_publisher_waits_for_its_subscriber_and_sends_count_messages_round_robin() {
+        let (report, received) = publish_to_a_subscriber(PublisherSettings {
+            count: Some(100),
+            ..settings("counted")
+        });
+        assert_eq!(report.sent, 100);
+        let data: Vec<&(String, Stamp)> = received.iter().filter(|(_, s)| !s.end).collect();
+        assert_eq!(
+            data.len(),
+            100,
+            "nothing lost: it waited for the subscriber"
+        );
+        for (n, (topic, stamp)) in data.iter().enumerate() {
+            assert_eq!(topic, &topic_name(n as u32 % 2));
+            assert_eq!(
+                (stamp.seq, stamp.publisher.as_str()),
+                (n as u64 / 2, "counted")
+            );
+        }
+        let end = &received.last().unwrap().1;
+        assert_eq!((end.end, end.topics), (true, 2));
+    }
+
+    #[test]
+    fn a_publisher_keeps_its_rate_for_its_duration() {
+        let (report, received) = publish_to_a_subscriber(PublisherSettings {
+            rate: 1000,
+            duration: Some(Duration::from_millis(500)),
+            ..settings("timed")
+        });
+        assert!(report.elapsed >= Duration::from_millis(500), "{report:?}");
+        // 1000 a second for half a second: about 500, sent in small bursts.
+        assert!((400..=560).contains(&report.sent), "{report:?}");
+        assert_eq!(
+            received.iter().filter(|(_, s)| !s.end).count() as u64,
+            report.sent
+        );
+    }
 }
