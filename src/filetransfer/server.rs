@@ -1327,6 +1327,16 @@ mod tests {
             mtime_ns: 0,
         };
         assert!(cache.leaves(&oldest).is_none());
+        // The same file's leaves again replace the old ones, bytes and all.
+        let newest = CacheKey {
+            inode: files as u64 - 1,
+            ..oldest
+        };
+        let before = cache.leaves_bytes;
+        cache.insert_leaves(newest.clone(), leaves.clone());
+        cache.insert_leaves(newest, leaves);
+        assert_eq!(cache.leaves_bytes, before);
+        assert_eq!(cache.leaves.len(), LEAF_CACHE_BYTES / each);
     }
 
     #[test]
