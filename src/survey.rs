@@ -725,4 +725,94 @@ mod tests {
         // header, not a truncated one.
         assert_eq!(Request::decode(b"XY"), Err(Fault::BadHeader));
     }
+
+    /// A surveyor against a responder the test plays by hand: answers to
+    /// another survey, duplicates and garbage are not found; each distinct
+    /// answer is found once, and printed as where to connect.
+    #[test]
+    fn a_survey_keeps_its_own_distinct_answers_only() {
+        let fake = bind_udp(0).unwrap();
+        fake.set_nonblocking(false).unwrap();
+        fake.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let port = fake.local_addr().unwrap().port();
+        let answering = std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            let (size, from) = fake.recv_from(&mut buffer).unwrap();
+            let id = Request::decode(&buffer[..size]).unwrap().id;
+            let answer = |id: u32, port: u16, service: &str| {
+                Answer {
+                    id,
+                    port,
+                    service: service.into(),
+                }
+                .encode()
+            };
+            for datagram in [
+                answer(id ^ 1, 1, "echo"),
+                answer(id, 2, "echo"),
+                answer(id, 2, "echo"),
+                answer(id, 3, "other"),
+                b"JUNK".to_vec(),
+            ] {
+                fake.send_to(&datagram, from).unwrap();
+            }
+        });
+        let target = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        let mut heard = 0;
+        let surveyed = survey(
+            &bind_udp(0).unwrap(),
+            target,
+            "",
+            Duration::from_secs(1),
+            |_| heard += 1,
+        )
+        .unwrap();
+        answering.join().unwrap();
+        let found: Vec<String> = surveyed.found.iter().map(Found::to_string).collect();
+        assert_eq!(
+            found,
+            ["echo at tcp://127.0.0.1:2", "other at tcp://127.0.0.1:3"]
+        );
+        assert_eq!(heard, 2);
+        assert_eq!(
+            (surveyed.ignored.foreign_id, surveyed.ignored.bad_header),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_responder_answers_for_the_services_it_is_given_and_counts_its_answers() {
+        let port = crate::udp::free_port();
+        let mut r = responder(100);
+        let many: Vec<Service> = (0..MAX_SERVICES + 6)
+            .map(|n| Service::parse(&format!("s{n}:{}", 7000 + n)).unwrap())
+            .collect();
+        r.set_services(many);
+        assert_eq!(r.services.len(), MAX_SERVICES);
+        let ask = |service: &str| {
+            Request {
+                id: 1,
+                service: service.into(),
+            }
+            .encode()
+        };
+        assert!(
+            r.handle(&ask("echo"), from(), Instant::now()).is_empty(),
+            "replaced"
+        );
+        assert_eq!(r.handle(&ask("s3"), from(), Instant::now())[0].port, 7003);
+        // Through its socket: every answer sent is counted.
+        let asker = bind_udp(port).unwrap();
+        let target = r.socket().local_addr().unwrap();
+        asker.send_to(&ask("s1"), target).unwrap();
+        asker.send_to(&ask("s2"), target).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.answered < 2 {
+            assert!(Instant::now() < deadline, "answered {}", r.answered);
+            r.serve_batch();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(r.answered, 2);
+    }
 }
