@@ -546,15 +546,24 @@ mod tests {
     fn a_sender_held_at_the_high_water_mark_waits_and_loses_nothing() {
         let context = zmq::Context::new();
         let (pull, push) = pair(&context, "inproc://perf-hwm", (zmq::PULL, zmq::PUSH), 2);
-        let sent = within(move || send_messages(&push, 8, 50).map(|()| push));
+        let sent = within(move || {
+            let cpu = crate::broker::thread_cpu();
+            let result = send_messages(&push, 8, 50).map(|()| push);
+            (result, crate::broker::thread_cpu() - cpu)
+        });
         // Not read for longer than the send timeout: the sender's sends time
         // out (EAGAIN) and it waits for room, then goes on.
-        std::thread::sleep(std::time::Duration::from_millis(
-            u64::from(WAKE_UP_MS as u32) + 200,
-        ));
+        std::thread::sleep(std::time::Duration::from_millis(3 * WAKE_UP_MS as u64));
         receive_messages(&pull, 8, 50).unwrap();
-        let _push = sent.recv_timeout(WAIT).expect("the sender ends").unwrap();
+        let (result, cpu) = sent.recv_timeout(WAIT).expect("the sender ends");
+        let _push = result.unwrap();
         assert!(pull.recv_bytes(zmq::DONTWAIT).is_err(), "more than 50 sent");
+        // Held, it sleeps in its poll: about 0.5 ms of CPU in all here; a
+        // loop polling every millisecond spends about 20 ms in these 1.5 s.
+        assert!(
+            cpu < std::time::Duration::from_millis(4),
+            "{cpu:?} of CPU while held"
+        );
     }
 
     #[test]
