@@ -585,6 +585,22 @@ mod tests {
         move |peering, _| !peering.links[index].capacity.is_empty()
     }
 
+    /// One link to a fake peer named `name`, polled every `interval`; the
+    /// first capacity poll sent and read: the peer's socket, the link set,
+    /// the poll's routing id and correlation, and when it was sent.
+    fn one_link(
+        context: &zmq::Context,
+        name: &str,
+        interval: Duration,
+    ) -> (zmq::Socket, Peering, Vec<u8>, Vec<u8>, Instant) {
+        let (peer, endpoint) = fake_peer(context, name);
+        let mut peering = Peering::new(context, &[endpoint], interval, PEER_TTL, 1 << 20).unwrap();
+        let start = Instant::now();
+        peering.tick(start);
+        let (id, poll) = recv_request(&peer);
+        (peer, peering, id, poll.correlation, start)
+    }
+
     fn request(correlation: &str, idempotent: bool) -> Request {
         Request {
             service: b"echo".to_vec(),
@@ -707,21 +723,12 @@ mod tests {
     #[test]
     fn a_forwarded_request_is_not_forwarded_again() {
         let context = zmq::Context::new();
-        let (peer, endpoint) = fake_peer(&context, "hop");
-        let mut peering = Peering::new(
-            &context,
-            &[endpoint],
-            Duration::from_millis(50),
-            PEER_TTL,
-            1 << 20,
-        )
-        .unwrap();
-        peering.tick(Instant::now());
-        let (id, poll) = recv_request(&peer);
+        let (peer, mut peering, id, correlation, _) =
+            one_link(&context, "hop", Duration::from_millis(50));
         answer(
             &peer,
             &id,
-            &poll.correlation,
+            &correlation,
             200,
             vec![b"200".to_vec(), capacity_json(&[("echo", 1, 1)])],
         );
@@ -738,16 +745,12 @@ mod tests {
     #[test]
     fn forwarded_correlations_are_never_reused() {
         let context = zmq::Context::new();
-        let (peer, endpoint) = fake_peer(&context, "unique");
         let interval = Duration::from_millis(50);
-        let mut peering = Peering::new(&context, &[endpoint], interval, PEER_TTL, 1 << 20).unwrap();
-        let start = Instant::now();
-        peering.tick(start);
-        let (id, poll) = recv_request(&peer);
+        let (peer, mut peering, id, correlation, start) = one_link(&context, "unique", interval);
         answer(
             &peer,
             &id,
-            &poll.correlation,
+            &correlation,
             200,
             vec![b"200".to_vec(), capacity_json(&[("echo", 9, 9)])],
         );
@@ -778,17 +781,7 @@ mod tests {
     #[test]
     fn pongs_are_heard_and_anything_else_but_replies_is_a_stray() {
         let context = zmq::Context::new();
-        let (peer, endpoint) = fake_peer(&context, "strays");
-        let mut peering = Peering::new(
-            &context,
-            &[endpoint],
-            Duration::from_millis(50),
-            PEER_TTL,
-            1 << 20,
-        )
-        .unwrap();
-        peering.tick(Instant::now());
-        let (id, _) = recv_request(&peer);
+        let (peer, mut peering, id, _, _) = one_link(&context, "strays", Duration::from_millis(50));
         let send = |frames: Vec<Vec<u8>>| {
             let mut all = vec![id.clone()];
             all.extend(frames);
