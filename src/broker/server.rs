@@ -2125,6 +2125,20 @@ mod tests {
         turn_with(broker, None, what, done)
     }
 
+    /// A raw DEALER named `identity` connected to `endpoint`, to play a
+    /// client or a worker of any dialect by hand.
+    fn dealer(context: &zmq::Context, endpoint: &str, identity: &str) -> zmq::Socket {
+        let socket = context.socket(zmq::DEALER).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_identity(identity.as_bytes()).unwrap();
+        socket.connect(endpoint).unwrap();
+        socket
+    }
+
+    fn send(socket: &zmq::Socket, parts: &[&[u8]]) {
+        socket.send_multipart(parts, 0).unwrap();
+    }
+
     fn sbp_client(context: &zmq::Context, endpoint: &str) -> crate::broker::client::Client {
         let options = crate::broker::client::ClientOptions {
             endpoint: endpoint.to_string(),
@@ -2480,14 +2494,7 @@ mod tests {
             ..Options::default()
         };
         let (mut broker, endpoint) = broker_with(&context, options);
-        let socket = |identity: &str| {
-            let socket = context.socket(zmq::DEALER).unwrap();
-            socket.set_linger(0).unwrap();
-            socket.set_identity(identity.as_bytes()).unwrap();
-            socket.connect(&endpoint).unwrap();
-            socket
-        };
-        let send = |socket: &zmq::Socket, parts: &[&[u8]]| socket.send_multipart(parts, 0).unwrap();
+        let socket = |identity: &str| dealer(&context, &endpoint, identity);
         let worker = socket("W");
         send(&worker, &[b"", b"MDPW01", &[0x01], b"echo"]);
         let client = socket("C");
@@ -2552,14 +2559,7 @@ mod tests {
     fn mdp02_partials_stream_to_rfc18_clients_and_are_joined_within_bounds_for_others() {
         let context = zmq::Context::new();
         let (mut broker, endpoint) = broker_with(&context, Options::default());
-        let socket = |identity: &str| {
-            let socket = context.socket(zmq::DEALER).unwrap();
-            socket.set_linger(0).unwrap();
-            socket.set_identity(identity.as_bytes()).unwrap();
-            socket.connect(&endpoint).unwrap();
-            socket
-        };
-        let send = |socket: &zmq::Socket, parts: &[&[u8]]| socket.send_multipart(parts, 0).unwrap();
+        let socket = |identity: &str| dealer(&context, &endpoint, identity);
         let worker = socket("W");
         send(&worker, &[b"MDPW02", &[0x01], b"stream"]);
         // The next REQUEST at the worker: its client's address.
