@@ -2849,4 +2849,35 @@ mod tests {
             last = get();
         }
     }
+
+    /// An answered request is forgotten by the store (else the next broker
+    /// on it would serve it again).
+    #[test]
+    fn an_answered_request_leaves_the_store() {
+        let dir = crate::test_support::TempDir::new("server-forget");
+        let context = zmq::Context::new();
+        let options = Options {
+            store: Some(dir.path().join("requests")),
+            ..Options::default()
+        };
+        let (mut broker, endpoint) = broker_with(&context, options);
+        let mut worker = sbp_worker(&context, &endpoint, "echo");
+        let mut client = sbp_client(&context, &endpoint);
+        client
+            .send("echo", vec![b"once".to_vec()], &Default::default())
+            .unwrap();
+        let incoming = turn_until(&mut broker, "the request at the worker", |_| {
+            worker.recv_timeout(Duration::ZERO).unwrap()
+        });
+        assert_eq!(broker.store.as_ref().unwrap().len().unwrap(), 1);
+        worker
+            .reply(&incoming, Status::OK, vec![b"done".to_vec()], None)
+            .unwrap();
+        turn_until(&mut broker, "the reply", |_| {
+            reply_of(client.recv(Duration::ZERO).unwrap())
+        });
+        turn_until(&mut broker, "the request forgotten", |broker| {
+            (broker.store.as_ref().unwrap().len().unwrap() == 0).then_some(())
+        });
+    }
 }
