@@ -371,6 +371,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_eintr_without_a_signal_is_retried() {
+        let mut calls = 0;
+        let result = retry_eintr(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(zmq::Error::EINTR)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result.unwrap(), 3);
+        assert!(matches!(
+            retry_eintr(|| Err::<(), _>(zmq::Error::EAGAIN)),
+            Err(Error::Zmq(zmq::Error::EAGAIN))
+        ));
+    }
+
+    #[test]
     fn what_is_left_of_a_timeout_is_rounded_up_to_the_millisecond() {
         assert_eq!(remaining_ms(Some(Instant::now()), 5), 0);
         assert_eq!(remaining_ms(None, -1), -1);
