@@ -2880,4 +2880,63 @@ mod tests {
             (broker.store.as_ref().unwrap().len().unwrap() == 0).then_some(())
         });
     }
+
+    /// `run` serves until SIGINT, then shuts down (the store synced) and
+    /// returns `Ok`. In a child process (this test binary, this test alone),
+    /// as Ctrl-C is process-wide.
+    #[test]
+    fn run_serves_until_sigint_then_shuts_down() {
+        const CHILD: &str = "ZGUIDE_BROKER_RUN_CHILD";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            crate::interrupt::catch_signals();
+            let context = zmq::Context::new();
+            let options = Options {
+                binds: vec![format!("ipc://{}/broker", dir.to_string_lossy())],
+                store: Some(std::path::Path::new(&dir).join("requests")),
+                ..Options::default()
+            };
+            let mut broker = Broker::new(&context, options).unwrap();
+            let result = broker.run();
+            println!("run returned {result:?}");
+            return;
+        }
+        let dir = crate::test_support::TempDir::new("server-run");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "broker::server::tests::run_serves_until_sigint_then_shuts_down",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Serving: a PING is answered.
+        let context = zmq::Context::new();
+        let endpoint = format!("ipc://{}/broker", dir.path().display());
+        let ping = ClientCommand::Ping.to_frames(false);
+        let probe = dealer(&context, &endpoint, "probe");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the broker never answered a PING"
+            );
+            probe.send_multipart(&ping, 0).unwrap();
+            if probe.poll(zmq::POLLIN, 200).unwrap() > 0 {
+                break;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run returned before SIGINT"
+        );
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(stdout.contains("run returned Ok(())"), "{stdout}");
+    }
 }
