@@ -2193,7 +2193,14 @@ mod tests {
             (reply.status, reply.correlation, reply.body),
             (Status::OK, correlation, vec![b"HI".to_vec()])
         );
-        assert_eq!((broker.figures.requests, broker.figures.malformed), (1, 0));
+        assert_eq!(
+            (
+                broker.figures.requests,
+                broker.figures.replies,
+                broker.figures.malformed
+            ),
+            (1, 1, 0)
+        );
         // A management request counts as a request too.
         client
             .send("mmi.service", vec![b"echo".to_vec()], &Default::default())
