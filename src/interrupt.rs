@@ -371,6 +371,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sleeps_sleep_and_blocking_receives_wait_without_spinning() {
+        let start = Instant::now();
+        sleep_ms(50).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // A receive with no time limit blocks in libzmq until the message
+        // comes (a 1 ms receive timeout would spin here for a second).
+        let context = zmq::Context::new();
+        let pull = context.socket(zmq::PULL).unwrap();
+        pull.bind("inproc://interrupt-blocking").unwrap();
+        let push = context.socket(zmq::PUSH).unwrap();
+        push.connect("inproc://interrupt-blocking").unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            push.send("late", 0).unwrap();
+            push
+        });
+        let cpu = crate::broker::thread_cpu();
+        let message = recv_blocking(&pull, || pull.recv_bytes(0)).unwrap();
+        let cpu = crate::broker::thread_cpu() - cpu;
+        assert_eq!(message, b"late");
+        assert!(
+            cpu < Duration::from_millis(5),
+            "{cpu:?} of CPU while blocked"
+        );
+        drop(sender.join().unwrap());
+    }
+
+    #[test]
     fn an_eintr_without_a_signal_is_retried() {
         let mut calls = 0;
         let result = retry_eintr(|| {
