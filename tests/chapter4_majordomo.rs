@@ -931,6 +931,13 @@ fn mdworker_blocked_sending_to_a_broker_that_stopped_reading_exits_on_sigint() {
         replies < 2000,
         "the worker was never blocked: {replies} replies"
     );
+    // `-v` cuts frames as czmq's zmsg_dump does, in both directions: the
+    // replies echo 64 KiB bodies, which must not become 64 KiB log lines.
+    let longest = sc.lines(worker).iter().map(String::len).max().unwrap_or(0);
+    assert!(
+        longest < 200,
+        "a {longest}-byte line in the worker's -v output"
+    );
     drop(router);
 }
 

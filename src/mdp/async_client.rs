@@ -16,7 +16,7 @@
 //! the caller decides how many requests are outstanding (mdclient2 sends
 //! 100,000 before it reads a reply) and a full DEALER queue would otherwise
 //! block `send`, or make the broker's ROUTER drop replies; LINGER is 0; `-v`
-//! dumps replies with frames cut to 32 bytes.
+//! dumps requests and replies with frames cut to 32 bytes (czmq's `zmsg_dump`).
 
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,7 @@ impl AsyncClient {
         request.push(Vec::new());
         if self.verbose {
             clock_log(&format!("I: send request to '{}' service:", show(service)));
-            print!("{}", request.dump());
+            print!("{}", request.dump_short());
         }
         super::send(&self.socket, request)
     }

@@ -9,8 +9,8 @@
 //!
 //! Differences from `mdcliapi.c`: a malformed reply is logged and counted as
 //! a failed attempt instead of `assert`ing (logged through `Message::summary`,
-//! and `-v` dumps replies with frames cut to 32 bytes, so nothing the broker
-//! sends can flood or forge log lines); a send waits for a full queue but
+//! and `-v` dumps requests and replies with frames cut to 32 bytes as czmq's
+//! `zmsg_dump` does, so nothing the broker sends can flood or forge log lines); a send waits for a full queue but
 //! ends on Ctrl-C; LINGER is 0 so a discarded socket
 //! with an unanswered request never blocks the exit (czmq's `zctx` did the
 //! same); and after giving up the client reconnects anyway, so the same
@@ -72,7 +72,7 @@ impl Client {
         request.push(protocol::CLIENT);
         if self.verbose {
             clock_log(&format!("I: send request to '{}' service:", show(service)));
-            print!("{}", request.dump());
+            print!("{}", request.dump_short());
         }
         let result = self.attempts(service, &request);
         if let Err(Error::Interrupted) = result {

@@ -11,7 +11,8 @@
 //!
 //! Differences from `mdwrkapi.c`: bad messages from the broker are logged and
 //! dropped instead of `assert`ing (logged bounded and escaped; `-v` dumps
-//! what the broker sent with frames cut to 32 bytes); the reconnect sleep and
+//! both directions with frames cut to 32 bytes as czmq's `zmsg_dump` does: a
+//! reply echoes a client's bytes, and a 64 KiB body was a 64 KiB log line); the reconnect sleep and
 //! a send to a broker that stopped reading end early on Ctrl-C; LINGER is 0
 //! on discarded sockets.
 
@@ -93,7 +94,7 @@ impl Worker {
         let msg = protocol::worker_message(command, option, body);
         if self.verbose {
             clock_log(&format!("I: sending {} to broker", command.name()));
-            print!("{}", msg.dump());
+            print!("{}", msg.dump_short());
         }
         super::send(&self.socket, msg)
     }

@@ -435,11 +435,23 @@ impl Scenario {
     /// Waits until a line after the last `expect`ed one contains `needle`, and
     /// returns that line. A line still being written (no newline yet) counts.
     pub fn expect(&mut self, pid: Pid, needle: &str, timeout: Duration) -> String {
+        // Whole lines already searched are not searched again on the next
+        // change: the check runs under the output's lock, and a rescan of a
+        // large output on every chunk would stall the reader and, through the
+        // full pipe, the program itself.
+        let searched = std::cell::Cell::new(0);
         let (line, end) = self.wait_output(
             pid,
             timeout,
             &format!("a line containing {needle:?}"),
-            |text, cursor| find_line(text, cursor, needle),
+            |text, cursor| {
+                let from = cursor.max(searched.get());
+                let found = find_line(text, from, needle);
+                if found.is_none() {
+                    searched.set(from + text[from..].rfind('\n').map_or(0, |i| i + 1));
+                }
+                found
+            },
         );
         self.procs[pid.0].cursor = end;
         line
@@ -447,11 +459,25 @@ impl Scenario {
 
     /// Waits until `needle` appears on `n` lines in total (from the start).
     pub fn expect_count(&mut self, pid: Pid, needle: &str, n: usize, timeout: Duration) {
+        // Counts each whole line once (see `expect`): (end of the last whole
+        // line counted, lines with `needle` up to there).
+        let counted = std::cell::Cell::new((0, 0));
         self.wait_output(
             pid,
             timeout,
             &format!("{n} lines containing {needle:?}"),
-            |text, _| (text.lines().filter(|l| l.contains(needle)).count() >= n).then_some(()),
+            |text, _| {
+                let (from, mut count) = counted.get();
+                let whole = from + text[from..].rfind('\n').map_or(0, |i| i + 1);
+                count += text[from..whole]
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .count();
+                counted.set((whole, count));
+                // A line still being written counts too.
+                let partial = usize::from(text[whole..].contains(needle));
+                (count + partial >= n).then_some(())
+            },
         );
     }
 
