@@ -248,6 +248,13 @@ fn raw_frames_request_reply_heartbeat_and_mmi() {
             mmi(&ctx, b"mmi.service", b"nobody"),
             frames(&[b"MDPC01", b"mmi.service", b"404"])
         );
+        // Nor do queued requests make a service without workers exist.
+        let queued = probe(&ctx, zmq::DEALER);
+        send(&queued, &[b"", b"MDPC01", b"nobody", b"waits"]);
+        assert_eq!(
+            mmi(&ctx, b"mmi.service", b"nobody"),
+            frames(&[b"MDPC01", b"mmi.service", b"404"])
+        );
 
         // A REQ client: the broker adds the REQUEST envelope for the worker.
         let client = probe(&ctx, zmq::REQ);
@@ -266,14 +273,23 @@ fn raw_frames_request_reply_heartbeat_and_mmi() {
             frames(&[b"MDPC01", b"echo", b"Hi", b"there"])
         );
 
-        // Idle workers get HEARTBEAT every 2.5 s.
+        // Idle workers get HEARTBEAT every 2.5 s: once, then not again
+        // within a second (even though the worker's own HEARTBEAT makes
+        // the broker turn).
         assert_eq!(recv(&worker), frames(&[b"", b"MDPW01", b"\x04"]));
         send(&worker, &[b"", b"MDPW01", b"\x04"]);
+        assert_eq!(
+            worker.poll(zmq::POLLIN, timeout_ms(1000).into()).unwrap(),
+            0
+        );
 
-        // A DEALER client must send the empty frame itself.
+        // A DEALER client must send the empty frame itself: a request
+        // with anything else in its place is dropped.
         let dealer = probe(&ctx, zmq::DEALER);
+        send(&dealer, &[b"junk", b"MDPC01", b"echo", b"bad"]);
         send(&dealer, &[b"", b"MDPC01", b"echo", b"async"]);
         let request = recv_skip_heartbeats(&worker);
+        assert_eq!(&request[4..], &frames(&[b"", b"async"])[..]);
         let client_id = request[3].clone();
         send(
             &worker,
@@ -303,6 +319,7 @@ fn raw_frames_protocol_errors_get_disconnect() {
                 vec![b"", b"MDPW01", b"\x03", b"client", b"", b"x"],
             ),
             ("unknown command", vec![b"", b"MDPW01", b"\x09"]),
+            ("no command", vec![b"", b"MDPW01"]),
             (
                 "request from a worker",
                 vec![b"", b"MDPW01", b"\x02", b"c", b"", b"x"],

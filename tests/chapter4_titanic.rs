@@ -140,6 +140,11 @@ fn titanic_raw_frames_refuse_paths_and_bad_requests() {
         // A request needs a service and a body.
         assert_eq!(tsp(&ctx, b"titanic.request", &[b"echo"]), refused);
         assert_eq!(tsp(&ctx, b"titanic.request", &[b"", b"x"]), refused);
+        // Service names up to 255 bytes, exactly (MDP's own bound).
+        let longest = vec![b's'; 255];
+        assert_eq!(tsp(&ctx, b"titanic.request", &[&longest, b"x"])[0], b"200");
+        let too_long = vec![b's'; 256];
+        assert_eq!(tsp(&ctx, b"titanic.request", &[&too_long, b"x"]), refused);
         // A good request: 200 + UUID, then 300 while no worker exists.
         let accepted = tsp(&ctx, b"titanic.request", &[b"echo", b"Hello", b"raw"]);
         assert_eq!(accepted.len(), 2, "{accepted:?}");
