@@ -810,3 +810,33 @@ fn ticlient_and_titanic_exit_cleanly_on_signals_while_a_request_is_pending() {
     assert_eq!(sc.wait_exit(titanic, secs(5)), 0, "{}", sc.report());
     eprintln!("both stopped in {:?}", started.elapsed());
 }
+
+#[test]
+fn a_reply_too_large_to_store_fails_its_request_with_500() {
+    let mut sc = Scenario::new("titanic-reply-too-large");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let uuid = submit(&ctx, b"big", &[b"small request"]);
+        // A worker whose answer fits every socket (two 700 KiB frames) but
+        // not the store (1 MiB a message): the request can never be
+        // answered, and says so (500) instead of waiting (300) forever.
+        let worker = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"big"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(
+            request.get(2).map(Vec::as_slice),
+            Some(&b"\x02"[..]),
+            "{request:?}"
+        );
+        let frame = vec![b'R'; 700 << 10];
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &request[3], b"", &frame, &frame],
+        );
+        assert_eq!(await_reply(&ctx, &uuid, secs(30)), frames(&[b"500"]));
+        assert_eq!(tsp(&ctx, b"titanic.close", &[&uuid]), frames(&[b"200"]));
+        assert_eq!(tsp(&ctx, b"titanic.reply", &[&uuid]), frames(&[b"400"]));
+    });
+    sc.stop_cleanly(titanic, secs(20));
+}
