@@ -190,9 +190,7 @@ impl Agent {
         let mut send_at = Instant::now();
         loop {
             let timeout = match self.transmit {
-                Some(_) => send_at
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as i64,
+                Some(_) => interrupt::millis_until(send_at),
                 None => -1,
             };
             let items = [Pollable::Socket(pipe.socket()), Pollable::Fd(self.udp.fd())];
@@ -396,9 +394,7 @@ pub fn listen(
             .map_err(|e| Error::Protocol(format!("cannot write: {e}")))
     };
     loop {
-        let timeout = reap_at
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i64;
+        let timeout = interrupt::millis_until(reap_at);
         match beacon.recv_timeout(timeout) {
             Ok(Some(heard)) => {
                 let (SocketAddr::V4(from), Some(port)) =

@@ -692,7 +692,7 @@ impl Client {
             if left.is_zero() {
                 return Err(Error::Timeout);
             }
-            match zmq::poll(&mut items, left.as_millis() as i64) {
+            match zmq::poll(&mut items, crate::interrupt::millis(left)) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -795,8 +795,7 @@ impl<'p> Agent<'p> {
                     server.expiry = Instant::now() + self.server_ttl;
                     self.state = State::Syncing;
                 }
-                let left = server.expiry.saturating_duration_since(Instant::now());
-                timeout = left.as_millis() as i64;
+                timeout = crate::interrupt::millis_until(server.expiry);
             }
             // Poll without the Ctrl-C wake-up: the agent ends on $TERM only.
             let (pipe_ready, server_ready, publishers_ready) = {

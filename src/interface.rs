@@ -174,7 +174,7 @@ impl Agent {
         loop {
             let timeout = ping_at.saturating_duration_since(Instant::now());
             let items = [Pollable::Socket(pipe.socket()), Pollable::Fd(self.udp.fd())];
-            let ready = interrupt::poll_any(&items, timeout.as_millis() as i64)?;
+            let ready = interrupt::poll_any(&items, interrupt::millis(timeout))?;
             if ready[0] && actor::is_term(&pipe.recv()?) {
                 return Ok(());
             }

@@ -356,19 +356,39 @@ fn deadline_after(timeout_ms: i64) -> Option<Instant> {
 fn remaining_ms(deadline: Option<Instant>, timeout_ms: i64) -> i64 {
     match deadline {
         None => timeout_ms,
-        // Rounded up: a 1 ms timeout asked for a few µs ago is still 1 ms,
-        // not a poll that returns at once (which made a caller that loops
-        // until its deadline spin for the last millisecond of every wait).
-        Some(d) => d
-            .saturating_duration_since(Instant::now())
-            .as_micros()
-            .div_ceil(1000) as i64,
+        Some(d) => millis_until(d),
     }
+}
+
+/// `wait` as a poll timeout in milliseconds, rounded up: 0.4 ms is 1 ms, not
+/// a poll that returns at once, which made a loop that polls until a
+/// deadline spin through the last millisecond of every wait.
+pub fn millis(wait: Duration) -> i64 {
+    i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+/// The poll timeout, rounded up, from now until `deadline` (0 once it passed).
+pub fn millis_until(deadline: Instant) -> i64 {
+    millis(deadline.saturating_duration_since(Instant::now()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_micros(999)), 1);
+        assert_eq!(millis(Duration::from_millis(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1001)), 2);
+        assert_eq!(millis(Duration::from_millis(2500)), 2500);
+        assert_eq!(millis(Duration::MAX), i64::MAX);
+        assert_eq!(millis_until(Instant::now() - Duration::from_secs(1)), 0);
+        let later = millis_until(Instant::now() + Duration::from_millis(300));
+        assert!((200..=300).contains(&later), "{later}");
+    }
 
     #[test]
     fn sleeps_sleep_and_blocking_receives_wait_without_spinning() {

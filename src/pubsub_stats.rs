@@ -733,7 +733,7 @@ pub fn subscribe(
             continue;
         }
         let wake = deadline.map_or(next_report, |d| d.min(next_report));
-        let timeout = wake.saturating_duration_since(now).as_millis() as i64 + 1;
+        let timeout = interrupt::millis(wake.saturating_duration_since(now));
         match interrupt::wait_readable(socket, timeout) {
             Ok(false) => continue,
             Ok(true) => {}

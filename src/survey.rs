@@ -299,10 +299,7 @@ pub fn survey(
         if left.is_zero() {
             break;
         }
-        match interrupt::poll_any(
-            &[Pollable::Fd(socket.as_raw_fd())],
-            left.as_millis() as i64 + 1,
-        ) {
+        match interrupt::poll_any(&[Pollable::Fd(socket.as_raw_fd())], interrupt::millis(left)) {
             Ok(_) => {}
             Err(Error::Interrupted) => break,
             Err(e) => return Err(e),

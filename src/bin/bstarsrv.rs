@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         let result = (|| -> Result<(), Error> {
             loop {
                 let time_left = send_state_at.saturating_duration_since(Instant::now());
-                let ready = interrupt::poll(&[&frontend, &statesub], time_left.as_millis() as i64)?;
+                let ready = interrupt::poll(&[&frontend, &statesub], interrupt::millis(time_left))?;
                 if ready[0] {
                     // Have a client request.
                     if let Some(msg) = Message::try_recv(&frontend)? {

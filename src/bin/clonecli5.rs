@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             let mut alarm = Instant::now() + Duration::from_secs(1);
             loop {
                 let tickless = alarm.saturating_duration_since(Instant::now());
-                if interrupt::wait_readable(&subscriber, tickless.as_millis() as i64)? {
+                if interrupt::wait_readable(&subscriber, interrupt::millis(tickless))? {
                     if let Some(kvmsg) = clone::try_recv::<KvMsg>(&subscriber, &mut warnings)? {
                         // Discard out-of-sequence kvmsgs, incl. heartbeats
                         if clone::apply_update(&mut kvmap, &mut sequence, kvmsg, &mut warnings) {

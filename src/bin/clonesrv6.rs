@@ -56,7 +56,7 @@ use zguide::clone::{self, Entry, KvMap, Warnings, HUGZ, ICANHAZ, KTHXBAI};
 use zguide::kvmsg::KvMsg;
 use zguide::mdp::protocol::clock_log;
 use zguide::reactor::Reactor;
-use zguide::{program, Error, Message};
+use zguide::{interrupt, program, Error, Message};
 
 /// The most updates the pending list holds.
 const MAX_PENDING: usize = 10_000;
@@ -378,7 +378,7 @@ impl CloneServer {
         let mut kvmap = KvMap::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some(msg) = Message::recv_timeout(&snapshot, left.as_millis() as i64)? else {
+            let Some(msg) = Message::recv_timeout(&snapshot, interrupt::millis(left))? else {
                 self.warnings.warn(format_args!(
                     "no snapshot from {endpoint} in time; will ask again"
                 ));

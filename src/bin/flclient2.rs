@@ -108,7 +108,7 @@ impl Flclient {
             if left.is_zero() {
                 return Ok(None);
             }
-            let Some(mut reply) = Message::recv_timeout(&self.socket, left.as_millis() as i64)?
+            let Some(mut reply) = Message::recv_timeout(&self.socket, interrupt::millis(left))?
             else {
                 return Ok(None);
             };

@@ -239,7 +239,7 @@ impl Broker {
     fn run(&mut self) -> Result<(), Error> {
         loop {
             let wait = self.heartbeat_at.saturating_duration_since(Instant::now());
-            let readable = interrupt::poll(&[&self.socket], wait.as_millis() as i64)?[0];
+            let readable = interrupt::poll(&[&self.socket], interrupt::millis(wait))?[0];
             if readable {
                 for _ in 0..BATCH {
                     match Message::try_recv(&self.socket)? {

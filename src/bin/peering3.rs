@@ -283,7 +283,7 @@ impl Broker {
             // request we could route now: the C polls only these four, so a
             // request reaching an idle broker waited for the next wake-up
             // (up to 1 s; for ever with cloud capacity only).
-            let timeout = beat.time_left(Instant::now()).as_millis() as i64;
+            let timeout = interrupt::millis(beat.time_left(Instant::now()));
             let mut primary = vec![&self.localbe, &self.cloudbe, &self.statefe, &self.monitor];
             primary.extend(self.routable());
             let ready = interrupt::poll(&primary, timeout)?;

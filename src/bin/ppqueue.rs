@@ -96,7 +96,7 @@ fn main() -> ExitCode {
                 &[&backend, &frontend]
             };
             let timeout = heartbeat_at.saturating_duration_since(Instant::now());
-            let readable = interrupt::poll(sockets, timeout.as_millis() as i64)?;
+            let readable = interrupt::poll(sockets, interrupt::millis(timeout))?;
 
             // Handle worker activity on the backend.
             if readable[0] {

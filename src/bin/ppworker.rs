@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 
         let mut faults = FaultSimulator::from_env(5);
         loop {
-            if interrupt::wait_readable(&worker, HEARTBEAT_INTERVAL.as_millis() as i64)? {
+            if interrupt::wait_readable(&worker, interrupt::millis(HEARTBEAT_INTERVAL))? {
                 // Three frames: a request. One frame: a heartbeat.
                 let msg = Message::recv_now(&worker)?;
                 match ppp::classify_queue_message(msg, dialect) {

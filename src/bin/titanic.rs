@@ -222,12 +222,9 @@ fn main() -> ExitCode {
         let mut next_expiry = Instant::now() + EXPIRY_CHECK;
         loop {
             dispatcher.start_calls()?;
-            let timeout = dispatcher.next_deadline().map_or(1000, |deadline| {
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as i64
-                    + 1
-            });
+            let timeout = dispatcher
+                .next_deadline()
+                .map_or(1000, interrupt::millis_until);
             let ready = {
                 let mut sockets = vec![request_pipe.socket()];
                 sockets.extend(dispatcher.calls.iter().map(|call| &call.socket));

@@ -51,7 +51,7 @@ fn run(broadcast: Ipv4Addr) -> Result<(), Error> {
     let mut buffer = [0u8; 1500];
     loop {
         let timeout = ping_at.saturating_duration_since(Instant::now());
-        let ready = interrupt::poll_any(&[Pollable::Fd(udp.fd())], timeout.as_millis() as i64)?;
+        let ready = interrupt::poll_any(&[Pollable::Fd(udp.fd())], interrupt::millis(timeout))?;
         // Someone answered our ping.
         if ready[0] {
             while let Some((_beacon, from)) =

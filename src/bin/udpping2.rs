@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         let mut buffer = [0u8; 1500];
         loop {
             let timeout = ping_at.saturating_duration_since(Instant::now());
-            let ready = interrupt::poll_any(&[Pollable::Fd(udp.fd())], timeout.as_millis() as i64)?;
+            let ready = interrupt::poll_any(&[Pollable::Fd(udp.fd())], interrupt::millis(timeout))?;
             // Someone answered our ping: read it, nothing more.
             if ready[0] {
                 while let Ok(Some(_)) = udp.recv(&mut buffer) {}

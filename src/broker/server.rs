@@ -519,7 +519,7 @@ impl Broker {
         if let Some(peering) = &self.peering {
             items.extend(peering.sockets().map(Pollable::Socket));
         }
-        let ready = interrupt::poll_any(&items, wait.as_millis() as i64 + 1)?;
+        let ready = interrupt::poll_any(&items, interrupt::millis(wait))?;
         if ready[0] {
             // Read on while messages wait (a few batches at most, so the
             // timers below still run on time under load).

@@ -803,7 +803,7 @@ impl Client {
             if let Some(monitor) = &self.monitor {
                 sockets.push(monitor);
             }
-            let ready = interrupt::poll(&sockets, left.as_millis() as i64)?;
+            let ready = interrupt::poll(&sockets, interrupt::millis(left))?;
             if ready.get(1) == Some(&true) {
                 self.check_monitor()?;
             }

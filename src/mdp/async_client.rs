@@ -78,7 +78,7 @@ impl AsyncClient {
         let deadline = Instant::now() + Duration::from_millis(self.timeout_ms);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let msg = match Message::recv_timeout(&self.socket, left.as_millis() as i64) {
+            let msg = match Message::recv_timeout(&self.socket, crate::interrupt::millis(left)) {
                 Ok(Some(msg)) => msg,
                 Ok(None) => break,
                 Err(Error::Interrupted) => {

@@ -121,7 +121,7 @@ impl Worker {
             }
         }
         loop {
-            if interrupt::wait_readable(&self.socket, self.heartbeat.as_millis() as i64)? {
+            if interrupt::wait_readable(&self.socket, interrupt::millis(self.heartbeat))? {
                 let msg = Message::recv_now(&self.socket)?;
                 if self.verbose {
                     clock_log("I: received message from broker:");
