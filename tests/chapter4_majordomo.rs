@@ -92,6 +92,9 @@ fn mdclient_gets_every_reply_through_broker_and_worker() {
     sc.expect(worker, "W: interrupt received, killing worker...", secs(5));
     sc.stop_cleanly(broker, secs(20));
     sc.expect(broker, "W: interrupt received, shutting down...", secs(5));
+    // Every send succeeded: the quiet broker reported no fault.
+    let output = sc.output(broker);
+    assert!(!output.contains("dropped"), "{output}");
 }
 
 #[test]
@@ -381,7 +384,132 @@ fn expired_workers_behind_a_live_one_are_purged() {
             mmi(&ctx, b"mmi.service", b"echo"),
             frames(&[b"MDPC01", b"mmi.service", b"200"])
         );
+        // An idle worker that went silent is forgotten without a word (as
+        // in the C): only heartbeats reached it, never a DISCONNECT.
+        while silent.poll(zmq::POLLIN, timeout_ms(1000).into()).unwrap() > 0 {
+            assert_eq!(recv(&silent), frames(&[b"", b"MDPW01", b"\x04"]));
+        }
         drop(silent);
+    });
+    sc.stop_cleanly(broker, secs(20));
+    // The heartbeating worker was never purged (and so never had to
+    // register again): two registrations in all, one expiry.
+    let output = sc.output(broker);
+    assert_eq!(
+        output.matches("I: registering new worker").count(),
+        2,
+        "{output}"
+    );
+    assert_eq!(
+        output.matches("I: deleting expired worker").count(),
+        1,
+        "{output}"
+    );
+}
+
+#[test]
+fn a_worker_that_leaves_takes_nothing_from_the_others() {
+    let mut sc = Scenario::new("mdp-leave");
+    let broker = start_quiet_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // Two waiting workers for one service; the first leaves.
+        let first = raw_worker(&ctx, "FIRST", b"pair");
+        let second = raw_worker(&ctx, "SECOND", b"pair");
+        wait_mmi(&ctx, b"pair", b"200", secs(10));
+        send(&first, &[b"", b"MDPW01", b"\x05"]);
+        // The service and the other worker stay: a request reaches it.
+        let client = probe(&ctx, zmq::DEALER);
+        send(&client, &[b"", b"MDPC01", b"pair", b"still there?"]);
+        let (address, body) = next_request(&second);
+        assert_eq!(body, frames(&[b"still there?"]));
+        reply(&second, &address, b"yes");
+        assert_eq!(recv(&client), frames(&[b"", b"MDPC01", b"pair", b"yes"]));
+        // Requests queued while the last worker is busy survive its leaving
+        // and go to the next worker that comes.
+        send(&client, &[b"", b"MDPC01", b"pair", b"one"]);
+        send(&client, &[b"", b"MDPC01", b"pair", b"two"]);
+        let (_, body) = next_request(&second);
+        assert_eq!(body, frames(&[b"one"]));
+        send(&second, &[b"", b"MDPW01", b"\x05"]);
+        let third = raw_worker(&ctx, "THIRD", b"pair");
+        let (address, body) = next_request(&third);
+        assert_eq!(body, frames(&[b"two"]));
+        reply(&third, &address, b"done");
+        assert_eq!(recv(&client), frames(&[b"", b"MDPC01", b"pair", b"done"]));
+        drop(first);
+    });
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
+fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
+    // A request counts its frames' bytes plus 64 bytes plus 48 a frame:
+    // eight requests [X][""][4,194,095 bytes] from a client named with one
+    // byte make exactly 32 MiB (8 × (64 + 1 + 4,194,095 + 3 × 48)), the
+    // client bound. Clients A and B fill service s1 to exactly its 64 MiB,
+    // C fills s2, and the broker holds exactly its 96 MiB. Everything up to
+    // each bound is queued; one byte more is dropped.
+    const BODY: usize = (32 << 20) / 8 - 64 - 1 - 3 * 48;
+    let mut sc = Scenario::new("mdp-bounds");
+    let broker = start_quiet_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let body = vec![b'b'; BODY];
+        let client = |name: &str| {
+            wire::probe(&ctx, zmq::DEALER)
+                .identity(name)
+                .connect("tcp://localhost:5555")
+        };
+        // Sends eight full requests, then waits for an MMI answer on the
+        // same connection: the broker has taken them all.
+        let fill = |client: &zmq::Socket, service: &[u8]| {
+            for _ in 0..8 {
+                send(client, &[b"", b"MDPC01", service, &body]);
+            }
+            send(client, &[b"", b"MDPC01", b"mmi.service", service]);
+            assert_eq!(recv(client)[2], b"mmi.service");
+        };
+        let (a, b, c, d) = (client("A"), client("B"), client("C"), client("D"));
+        fill(&a, b"s1");
+        send(&a, &[b"", b"MDPC01", b"s1", b"over the client bound"]);
+        fill(&b, b"s1");
+        fill(&c, b"s2");
+        send(&d, &[b"", b"MDPC01", b"s3", b"over the broker bound"]);
+        send(&d, &[b"", b"MDPC01", b"mmi.service", b"s3"]);
+        assert_eq!(recv(&d)[2], b"mmi.service");
+
+        // Workers come; once a worker holds a client's first request there
+        // is room for that client again, and its last request marks its end.
+        let serve = |service: &[u8], clients: &[(&[u8], &zmq::Socket)]| {
+            let worker = raw_worker(&ctx, &format!("W-{}", service[1]), service);
+            let mut sizes = Vec::new();
+            let mut ends = 0;
+            let mut started = Vec::new();
+            while ends < clients.len() {
+                let (address, request) = next_request(&worker);
+                if !started.contains(&address) {
+                    let (_, client) = clients.iter().find(|(name, _)| *name == address).unwrap();
+                    send(client, &[b"", b"MDPC01", service, b"end"]);
+                    started.push(address.clone());
+                }
+                reply(&worker, &address, b"ok");
+                match &request[..] {
+                    [only] if only == b"end" => ends += 1,
+                    [only] => sizes.push(only.len()),
+                    other => panic!("a request of {} frames", other.len()),
+                }
+            }
+            sizes
+        };
+        let s1 = serve(b"s1", &[(b"A", &a), (b"B", &b)]);
+        assert_eq!(s1, vec![BODY; 16], "served for s1");
+        assert_eq!(serve(b"s2", &[(b"C", &c)]), vec![BODY; 8], "served for s2");
+        // D's first request was dropped: nothing of D's is queued, so its
+        // end must be sent first by hand.
+        send(&d, &[b"", b"MDPC01", b"s3", b"end"]);
+        let worker = raw_worker(&ctx, "W-3", b"s3");
+        assert_eq!(next_request(&worker).1, frames(&[b"end"]), "served for s3");
     });
     sc.stop_cleanly(broker, secs(20));
 }
@@ -763,6 +891,13 @@ fn huge_and_hostile_service_names_are_refused() {
                 "READY with a 1000-byte name"
             );
         }
+        // The bound is 255 bytes, exactly.
+        let worker = probe(&ctx, zmq::DEALER);
+        send(&worker, &[b"", b"MDPW01", b"\x01", &[b'N'; 256]]);
+        assert_eq!(recv(&worker), frames(&[b"", b"MDPW01", b"\x05"]));
+        let longest = probe(&ctx, zmq::DEALER);
+        send(&longest, &[b"", b"MDPW01", b"\x01", &[b'N'; 255]]);
+        wait_mmi(&ctx, &[b'N'; 255], b"200", secs(10));
         let client = probe(&ctx, zmq::DEALER);
         send(&client, &[b"", b"MDPC01", &long, b"body"]);
         assert_eq!(
