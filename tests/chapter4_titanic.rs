@@ -840,3 +840,53 @@ fn a_reply_too_large_to_store_fails_its_request_with_500() {
     });
     sc.stop_cleanly(titanic, secs(20));
 }
+
+#[test]
+fn titanic_asks_about_a_service_without_workers_once_a_second() {
+    let mut sc = Scenario::new("titanic-retry");
+    let broker = start_broker(&mut sc);
+    let titanic = sc.start("titanic", bin!("titanic"), &[]);
+    for _ in 0..3 {
+        sc.expect(broker, "I: registering new worker", secs(30));
+    }
+    let uuid = sc.in_namespace(|| submit(&zmq::Context::new(), b"nobody", &[b"waits"]));
+    // Each lookup (`mmi.service` for "nobody") shows in the verbose
+    // broker's dump as a frame line of its own.
+    let lookups = |sc: &Scenario| sc.count(broker, "[006] nobody");
+    sc.wait_for(broker, secs(10), "a first lookup", |output| {
+        output.matches("[006] nobody").count() >= 2
+    });
+    let (before, (woke, ticks)) = (lookups(&sc), sc.idle_cost(titanic));
+    // A window to measure in, not a synchronisation.
+    std::thread::sleep(secs(3));
+    let (after, (woke_after, ticks_after)) = (lookups(&sc), sc.idle_cost(titanic));
+    let (asked, woke, cpu) = (after - before, woke_after - woke, ticks_after - ticks);
+    eprintln!("in 3 s: {asked} lookups, titanic woke {woke} times, used {cpu} ticks");
+    // One lookup a second (the retry delay); a dispatcher that forgot the
+    // delay asks hundreds of times and spins.
+    assert!(
+        asked <= 8,
+        "{asked} lookups for a service without workers in 3 s"
+    );
+    assert!(
+        woke <= 60 && cpu <= 50,
+        "titanic woke {woke} times, used {cpu} ticks in 3 s"
+    );
+    // And it keeps asking: a worker that comes later gets the request.
+    sc.in_namespace(move || {
+        let ctx = zmq::Context::new();
+        let worker = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"nobody"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"waits"[..]));
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &request[3], b"", b"found"],
+        );
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(30)),
+            frames(&[b"200", b"found"])
+        );
+    });
+    sc.stop_cleanly(titanic, secs(20));
+}
