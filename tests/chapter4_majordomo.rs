@@ -359,6 +359,22 @@ fn raw_frames_protocol_errors_get_disconnect() {
         );
     });
     assert!(sc.output(broker).contains("second READY"));
+    // Past 20 faults in an interval the rest are only counted, and the
+    // count is reported once the interval ends, even if all is quiet.
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let garbage = probe(&ctx, zmq::DEALER);
+        for _ in 0..30 {
+            send(&garbage, &[b"", b"junk"]);
+        }
+        // Sent: the broker has read them once it answers after them.
+        assert_eq!(mmi(&ctx, b"mmi.service", b"x")[2], b"404");
+    });
+    sc.expect(
+        broker,
+        "more peer fault(s) in the last interval not shown",
+        secs(10),
+    );
     sc.assert_running(broker);
     sc.stop_cleanly(broker, secs(20));
 }
@@ -395,6 +411,7 @@ fn expired_workers_behind_a_live_one_are_purged() {
     // The heartbeating worker was never purged (and so never had to
     // register again): two registrations in all, one expiry.
     let output = sc.output(broker);
+    assert!(!output.contains("peer fault"), "{output}");
     assert_eq!(
         output.matches("I: registering new worker").count(),
         2,
@@ -898,6 +915,10 @@ fn huge_and_hostile_service_names_are_refused() {
         let longest = probe(&ctx, zmq::DEALER);
         send(&longest, &[b"", b"MDPW01", b"\x01", &[b'N'; 255]]);
         wait_mmi(&ctx, &[b'N'; 255], b"200", secs(10));
+        let asker = probe(&ctx, zmq::DEALER);
+        send(&asker, &[b"", b"MDPC01", &[b'N'; 255], b"longest"]);
+        let request = recv_skip_heartbeats(&longest);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"longest"[..]));
         let client = probe(&ctx, zmq::DEALER);
         send(&client, &[b"", b"MDPC01", &long, b"body"]);
         assert_eq!(
