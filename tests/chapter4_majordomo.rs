@@ -460,6 +460,33 @@ fn a_worker_that_leaves_takes_nothing_from_the_others() {
 }
 
 #[test]
+fn at_ten_thousand_services_only_workers_of_known_ones_are_welcome() {
+    let mut sc = Scenario::new("mdp-services");
+    let broker = start_quiet_broker(&mut sc);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        // 10,000 services (the bound), each with one queued request.
+        let client = probe(&ctx, zmq::DEALER);
+        for n in 0..10_000 {
+            send(&client, &[b"", b"MDPC01", format!("s{n}").as_bytes(), b"x"]);
+        }
+        send(&client, &[b"", b"MDPC01", b"mmi.service", b"s0"]);
+        assert_eq!(
+            recv(&client),
+            frames(&[b"", b"MDPC01", b"mmi.service", b"404"])
+        );
+        // A worker for a new service is refused, one for a known service
+        // is welcome and gets its request.
+        let newcomer = probe(&ctx, zmq::DEALER);
+        send(&newcomer, &[b"", b"MDPW01", b"\x01", b"new"]);
+        assert_eq!(recv(&newcomer), frames(&[b"", b"MDPW01", b"\x05"]));
+        let worker = raw_worker(&ctx, "W", b"s5");
+        assert_eq!(next_request(&worker).1, frames(&[b"x"]));
+    });
+    sc.stop_cleanly(broker, secs(20));
+}
+
+#[test]
 fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
     // A request counts its frames' bytes plus 64 bytes plus 48 a frame:
     // eight requests [X][""][4,194,095 bytes] from a client named with one
