@@ -724,6 +724,21 @@ mod tests {
         dir
     }
 
+    #[test]
+    fn store_errors_say_what_went_wrong() {
+        // These lines reach the log ("reply … not stored (…)").
+        assert_eq!(
+            StoreError::Full("too many requests").to_string(),
+            "store full (too many requests)"
+        );
+        assert_eq!(
+            StoreError::TooLarge(2_000_000).to_string(),
+            "message too large (2000000 bytes)"
+        );
+        let io = io::Error::other("disk on fire");
+        assert_eq!(StoreError::from(io).to_string(), "disk on fire");
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
