@@ -1108,6 +1108,80 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_request_loads_back_as_it_was() {
+        let dir = fresh_dir("load-back");
+        let store = Store::open(&dir).unwrap();
+        let request = Message::from_frames(["echo", "hello", "", "world"]);
+        let uuid = store.store_request(&request).unwrap();
+        assert_eq!(store.load_request(&uuid).unwrap(), Some(request));
+        assert_eq!(store.load_reply(&uuid).unwrap(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_request_answered_just_before_a_crash_is_not_pending_again() {
+        let dir = fresh_dir("answered-crash");
+        let uuid = {
+            let store = Store::open(&dir).unwrap();
+            let uuid = store
+                .store_request(&Message::from_frames(["echo", "x"]))
+                .unwrap();
+            // The reply reached the disk, the queue's `+` did not.
+            let reply = encode(&Message::from_frames(["y"]));
+            write_atomically(&store.path(&uuid, "rep"), &reply).unwrap();
+            uuid
+        };
+        let store = Store::open(&dir).unwrap();
+        assert!(store.pending().is_empty(), "{:?}", store.pending());
+        assert!(store.has_reply(&uuid));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn close_reports_what_it_could_not_remove() {
+        let dir = fresh_dir("close-errors");
+        let store = Store::open(&dir).unwrap();
+        let uuid = store
+            .store_request(&Message::from_frames(["echo", "x"]))
+            .unwrap();
+        // A directory where the reply would be: it cannot be removed.
+        fs::create_dir(store.path(&uuid, "rep")).unwrap();
+        assert!(store.close(&uuid).is_err());
+        fs::remove_dir(store.path(&uuid, "rep")).unwrap();
+        // A link to itself where the marker would be: it cannot be read.
+        std::os::unix::fs::symlink(format!("{uuid}.err"), store.path(&uuid, "err")).unwrap();
+        assert!(store.close(&uuid).is_err());
+        fs::remove_file(store.path(&uuid, "err")).unwrap();
+        store.close(&uuid).unwrap();
+        assert_eq!(store.usage(), Usage::default());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_written_counts_nothing() {
+        let dir = fresh_dir("reply-write");
+        let store = Store::open(&dir).unwrap();
+        let uuid = store
+            .store_request(&Message::from_frames(["echo", "x"]))
+            .unwrap();
+        // The store's directory replaced by a file: no file can be made.
+        let aside = dir.with_extension("aside");
+        fs::rename(&dir, &aside).unwrap();
+        fs::write(&dir, b"").unwrap();
+        let reply = Message::from_frames(["answer"]);
+        assert!(matches!(
+            store.save_reply(&uuid, &reply),
+            Err(StoreError::Io(_))
+        ));
+        assert_eq!(store.usage().reply_bytes, 0);
+        fs::remove_file(&dir).unwrap();
+        fs::rename(&aside, &dir).unwrap();
+        store.save_reply(&uuid, &reply).unwrap();
+        assert_eq!(store.usage().reply_bytes, encode(&reply).len() as u64);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_failed_write_stores_and_counts_nothing() {
         let dir = fresh_dir("failed-write");
         let store = Store::open(&dir).unwrap();
