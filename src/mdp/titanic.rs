@@ -1023,6 +1023,9 @@ mod tests {
 
     #[test]
     fn expiry_forgets_old_requests_only() {
+        use crate::log_limit::captured;
+        captured::install();
+        let expired_lines = || captured::lines_with("expired unclosed");
         let dir = fresh_dir("expiry");
         let store = Store::open(&dir).unwrap();
         let old = store
@@ -1036,6 +1039,7 @@ mod tests {
             .unwrap();
         let now = SystemTime::now();
         assert_eq!(store.expire(now).unwrap(), 0);
+        assert!(expired_lines().is_empty(), "{:?}", expired_lines());
         // Age the old request's files past the expiry.
         let past = now - LIMITS.expiry - Duration::from_secs(5);
         for extension in ["req", "rep"] {
@@ -1046,6 +1050,10 @@ mod tests {
             file.set_modified(past).unwrap();
         }
         assert_eq!(store.expire(now).unwrap(), 1);
+        assert_eq!(
+            expired_lines(),
+            ["titanic: 1 request(s) expired unclosed, forgotten"]
+        );
         assert!(!store.has_request(&old) && !store.has_reply(&old));
         assert!(store.has_request(&young));
         assert_eq!(store.pending().len(), 1);
