@@ -872,6 +872,9 @@ fn titanic_asks_about_a_service_without_workers_once_a_second() {
         woke <= 60 && cpu <= 50,
         "titanic woke {woke} times, used {cpu} ticks in 3 s"
     );
+    // Only asked: the request itself went to the broker twice (in from
+    // the client, out to titanic.request), never to the missing service.
+    assert_eq!(sc.count(broker, "[005] waits"), 2, "{}", sc.output(broker));
     // And it keeps asking: a worker that comes later gets the request.
     sc.in_namespace(move || {
         let ctx = zmq::Context::new();
