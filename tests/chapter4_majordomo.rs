@@ -493,11 +493,13 @@ fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
     // byte make exactly 32 MiB (8 × (64 + 1 + 4,194,095 + 3 × 48)), the
     // client bound. Clients A and B fill service s1 to exactly its 64 MiB,
     // C fills s2, and the broker holds exactly its 96 MiB. Everything up to
-    // each bound is queued; one byte more is dropped.
+    // each bound is queued; one byte more is dropped. Requests that expired
+    // before give all their bytes back.
     const BODY: usize = (32 << 20) / 8 - 64 - 1 - 3 * 48;
     let mut sc = Scenario::new("mdp-bounds");
     let broker = start_quiet_broker(&mut sc);
-    sc.in_namespace(|| {
+    let (tell_expired, expired) = std::sync::mpsc::channel::<()>();
+    let work = sc.in_namespace_background(move || {
         let ctx = zmq::Context::new();
         let body = vec![b'b'; BODY];
         let client = |name: &str| {
@@ -515,6 +517,12 @@ fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
             assert_eq!(recv(client)[2], b"mmi.service");
         };
         let (a, b, c, d) = (client("A"), client("B"), client("C"), client("D"));
+        // First 32 MiB that nobody serves: they expire (10 s without a
+        // worker) and must give all their bytes back.
+        fill(&client("E"), b"gone");
+        expired
+            .recv_timeout(secs(60))
+            .expect("E's requests never expired");
         fill(&a, b"s1");
         send(&a, &[b"", b"MDPC01", b"s1", b"over the client bound"]);
         fill(&b, b"s1");
@@ -555,6 +563,17 @@ fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
         let worker = raw_worker(&ctx, "W-3", b"s3");
         assert_eq!(next_request(&worker).1, frames(&[b"end"]), "served for s3");
     });
+    sc.wait_for(broker, secs(30), "E's 8 requests expired", |output| {
+        output
+            .lines()
+            .filter_map(|l| l.split("dropped ").nth(1))
+            .filter_map(|t| t.strip_suffix(" request(s) that waited too long"))
+            .filter_map(|n| n.parse::<usize>().ok())
+            .sum::<usize>()
+            >= 8
+    });
+    tell_expired.send(()).unwrap();
+    work.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
     sc.stop_cleanly(broker, secs(20));
 }
 
