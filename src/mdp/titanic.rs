@@ -1190,6 +1190,56 @@ mod tests {
     }
 
     #[test]
+    fn opening_cuts_a_partial_queue_line_and_removes_temporaries() {
+        use crate::log_limit::captured;
+        captured::install();
+        let dir = fresh_dir("crash-leftovers");
+        let uuid = {
+            let store = Store::open(&dir).unwrap();
+            store
+                .store_request(&Message::from_frames(["echo", "x"]))
+                .unwrap()
+        };
+        // A crash mid-append, and two writes a crash interrupted.
+        let mut queue = OpenOptions::new()
+            .append(true)
+            .open(dir.join("queue"))
+            .unwrap();
+        queue.write_all(b"-0123456789").unwrap();
+        fs::write(dir.join(format!("{uuid}.rep.tmp-00000001")), b"half").unwrap();
+        fs::write(dir.join("0123.req.tmp-00000002"), b"half").unwrap();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("queue")).unwrap(),
+            format!("-{uuid}\n")
+        );
+        assert_eq!(store.pending().len(), 1);
+        assert_eq!(
+            names(&dir),
+            vec![format!("{uuid}.req"), "queue".to_string()]
+        );
+        let cut = || captured::lines_with("cutting a partial line").len();
+        let removed = || captured::lines_with("temporary file(s) left by a crash");
+        assert_eq!(cut(), 1);
+        assert_eq!(
+            removed(),
+            ["titanic: removed 2 temporary file(s) left by a crash"]
+        );
+        // Opening a clean store again says nothing.
+        drop(store);
+        Store::open(&dir).unwrap();
+        assert_eq!((cut(), removed().len()), (1, 1));
+        // What cannot be removed or read is an error, not an empty store.
+        fs::create_dir(dir.join("x.tmp-00000003")).unwrap();
+        assert!(Store::open(&dir).is_err());
+        fs::remove_dir(dir.join("x.tmp-00000003")).unwrap();
+        fs::rename(dir.join("queue"), dir.join("queue-aside")).unwrap();
+        fs::create_dir(dir.join("queue")).unwrap();
+        assert!(Store::open(&dir).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_failed_write_stores_and_counts_nothing() {
         let dir = fresh_dir("failed-write");
         let store = Store::open(&dir).unwrap();
