@@ -412,6 +412,7 @@ fn expired_workers_behind_a_live_one_are_purged() {
     // register again): two registrations in all, one expiry.
     let output = sc.output(broker);
     assert!(!output.contains("peer fault"), "{output}");
+    assert!(!output.contains("dropped"), "nothing was dropped: {output}");
     assert_eq!(
         output.matches("I: registering new worker").count(),
         2,
