@@ -893,3 +893,34 @@ fn titanic_asks_about_a_service_without_workers_once_a_second() {
     });
     sc.stop_cleanly(titanic, secs(20));
 }
+
+#[test]
+fn a_request_whose_worker_vanished_is_sent_again() {
+    let mut sc = Scenario::new("titanic-vanished-worker");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        let uuid = submit(&ctx, b"fragile", &[b"again"]);
+        // A worker takes the request and vanishes without a word.
+        let first = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
+        send(&first, &[b"", b"MDPW01", b"\x01", b"fragile"]);
+        let request = recv_skip_heartbeats(&first);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"again"[..]));
+        drop(first);
+        // Another comes: once the call's deadline passed, Titanic sends
+        // the request again, and this time it is answered.
+        let second = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
+        send(&second, &[b"", b"MDPW01", b"\x01", b"fragile"]);
+        let request = recv_skip_heartbeats(&second);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"again"[..]));
+        send(
+            &second,
+            &[b"", b"MDPW01", b"\x03", &request[3], b"", b"again!"],
+        );
+        assert_eq!(
+            await_reply(&ctx, &uuid, secs(30)),
+            frames(&[b"200", b"again!"])
+        );
+    });
+    sc.stop_cleanly(titanic, secs(20));
+}

@@ -1123,6 +1123,9 @@ mod tests {
         let uuid = store.store_request(&request).unwrap();
         assert_eq!(store.load_request(&uuid).unwrap(), Some(request));
         assert_eq!(store.load_reply(&uuid).unwrap(), None);
+        // What cannot be read is an error, not "no reply yet".
+        std::os::unix::fs::symlink(format!("{uuid}.rep"), store.path(&uuid, "rep")).unwrap();
+        assert!(store.load_reply(&uuid).is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -1214,6 +1217,7 @@ mod tests {
             format!("-{uuid}\n")
         );
         assert_eq!(store.pending().len(), 1);
+        assert_eq!(store.pending()[0].service, b"echo");
         assert_eq!(
             names(&dir),
             vec![format!("{uuid}.req"), "queue".to_string()]
