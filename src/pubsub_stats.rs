@@ -1012,6 +1012,9 @@ mod tests {
             let report = publish(&publisher, &settings, &SystemClock).unwrap();
             (report, publisher)
         });
+        // The subscriber comes late (not a synchronisation: a publisher
+        // that did not wait for it would have sent everything by then).
+        std::thread::sleep(Duration::from_millis(200));
         let subscriber =
             subscriber_socket(&context, (100_000, 1000), (0, 0), &[String::new()], 1024).unwrap();
         subscriber.connect(&endpoint).unwrap();
