@@ -1002,18 +1002,22 @@ mod tests {
 
     #[test]
     fn queued_bytes_are_bounded_per_service_and_in_all() {
-        let config = Config {
-            max_queue_bytes: 10_000,
-            // Each request below costs a little over 4,000 bytes.
-            max_total_bytes: 20_000,
-            ..Config::default()
-        };
-        let mut broker = BrokerState::new(config);
         let big = |service: &str, correlation: &str| {
             let mut r = request(service, correlation, 0, None);
             r.body = vec![vec![0u8; 4000]];
             r
         };
+        // The bounds hold exactly two requests a service and four in all.
+        let one = cost(&Pending {
+            client: b"C".to_vec(),
+            request: Rc::new(big("a", "1")),
+        });
+        let config = Config {
+            max_queue_bytes: 2 * one,
+            max_total_bytes: 4 * one,
+            ..Config::default()
+        };
+        let mut broker = BrokerState::new(config);
         assert!(broker.request(b"C", big("a", "1"), NOW_MS).is_empty());
         assert!(broker.request(b"C", big("a", "2"), NOW_MS).is_empty());
         let refused = broker.request(b"C", big("a", "3"), NOW_MS);
