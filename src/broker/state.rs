@@ -1035,10 +1035,62 @@ mod tests {
     }
 
     #[test]
+    fn a_request_queued_again_counts_its_bytes_and_deadline_again() {
+        let one = cost(&Pending {
+            client: b"C".to_vec(),
+            request: Rc::new(request("svc", "1", 0, Some(NOW_MS + 1000))),
+        });
+        // Once with the service's bound at two requests, once with the
+        // broker's: each must see the request that came back.
+        for (max_queue_bytes, max_total_bytes) in [(2 * one, 1 << 30), (1 << 30, 2 * one)] {
+            let config = Config {
+                max_queue_bytes,
+                max_total_bytes,
+                ..Config::default()
+            };
+            let mut broker = BrokerState::new(config);
+            let now = Instant::now();
+            broker.worker_ready(b"GONE", b"svc".to_vec(), &Properties::default(), now);
+            let deadline = Some(NOW_MS + 1000);
+            let actions = broker.request(b"C", request("svc", "1", 0, deadline), NOW_MS);
+            assert_eq!(handed(&actions), [pair("GONE", "1")]);
+            assert!(broker.worker_unreachable(b"GONE").is_empty());
+            // The others have no deadline (and cost a little less).
+            assert!(broker
+                .request(b"C", request("svc", "2", 0, None), NOW_MS)
+                .is_empty());
+            let refused = broker.request(b"C", request("svc", "3", 0, None), NOW_MS);
+            assert_eq!(answered(&refused), [("C".into(), "3".into(), 503)]);
+            // The requeued request's deadline still holds.
+            let expired = broker.tick(NOW_MS + 1000, now);
+            assert_eq!(answered(&expired), [("C".into(), "1".into(), 504)]);
+            let report = broker.report();
+            assert_eq!((report[0].queued, report[0].failures), (1, 1));
+        }
+    }
+
+    #[test]
+    fn a_worker_that_dies_holding_a_request_counts_a_failed_reply() {
+        let now = Instant::now();
+        let mut broker = BrokerState::new(Config::default());
+        broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
+        broker.request(b"C", request("svc", "1", 0, None), NOW_MS);
+        let actions = broker.worker_gone(b"W");
+        assert_eq!(answered(&actions), [("C".into(), "1".into(), 500)]);
+        let report = broker.report();
+        assert_eq!((report[0].replies, report[0].failures), (1, 1));
+    }
+
+    #[test]
     fn the_report_counts_requests_replies_failures_and_rate() {
         let now = Instant::now();
         let mut broker = BrokerState::new(Config::default());
         broker.worker_ready(b"W", b"svc".to_vec(), &Properties::default(), now);
+        // Two requests before the rate's period starts do not count in it.
+        for correlation in ["early-1", "early-2"] {
+            broker.request(b"C", request("svc", correlation, 0, None), NOW_MS);
+            broker.worker_reply(b"W", b"C", ok(correlation), now);
+        }
         broker.tick(NOW_MS, now);
         for n in 0..10 {
             let correlation = n.to_string();
@@ -1050,6 +1102,8 @@ mod tests {
             broker.worker_reply(b"W", b"C", answer, now);
         }
         broker.request(b"C", request("svc", "queued", 0, None), NOW_MS);
+        // A tick within the period measures nothing yet.
+        broker.tick(NOW_MS, now + RATE_PERIOD / 2);
         broker.tick(NOW_MS, now + RATE_PERIOD);
         let report = broker.report();
         assert_eq!(report.len(), 1);
@@ -1059,7 +1113,7 @@ mod tests {
             ("default", "svc")
         );
         assert_eq!((svc.workers, svc.idle, svc.queued), (1, 0, 0));
-        assert_eq!((svc.requests, svc.replies, svc.failures), (11, 10, 1));
+        assert_eq!((svc.requests, svc.replies, svc.failures), (13, 12, 1));
         let expected = 11.0 / RATE_PERIOD.as_secs_f64();
         assert!((svc.rate - expected).abs() < 1e-9, "rate {}", svc.rate);
     }
