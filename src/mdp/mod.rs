@@ -139,3 +139,42 @@ pub(crate) mod fake_broker {
         texts.iter().map(|t| t.to_vec()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_to_a_full_queue_waits_and_goes_on_once_the_peer_reads() {
+        let context = zmq::Context::new();
+        let router = crate::socket::new(&context, zmq::ROUTER)
+            .receive_hwm(1)
+            .max_message_size(-1)
+            .build()
+            .unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = router.get_last_endpoint().unwrap().unwrap();
+        let dealer = crate::socket::new(&context, zmq::DEALER)
+            .send_hwm(1)
+            .connect(&endpoint)
+            .unwrap();
+        // 64 MiB: far more than the queues and the TCP buffers hold, so the
+        // sender meets a full queue while nobody reads.
+        let sender = std::thread::spawn(move || {
+            for _ in 0..64 {
+                send(&dealer, crate::Message::from_frames([vec![7u8; 1 << 20]])).unwrap();
+            }
+            dealer
+        });
+        // Not a synchronisation: reading late only makes the queue full.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        router.set_rcvtimeo(10_000).unwrap();
+        for n in 0..64 {
+            let message = router
+                .recv_multipart(0)
+                .unwrap_or_else(|e| panic!("message {n} never came: {e}"));
+            assert_eq!(message[1].len(), 1 << 20);
+        }
+        drop(sender.join().unwrap());
+    }
+}
