@@ -924,3 +924,42 @@ fn a_request_whose_worker_vanished_is_sent_again() {
     });
     sc.stop_cleanly(titanic, secs(20));
 }
+
+#[test]
+fn titanic_logs_a_burst_of_refusals_once_with_a_count() {
+    let mut sc = Scenario::new("titanic-refusal-log");
+    let (_broker, titanic) = start_titanic(&mut sc, &[]);
+    let refused = "titanic.request: refused";
+    let before = sc.count(titanic, refused);
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        for _ in 0..30 {
+            assert_eq!(
+                tsp(&ctx, b"titanic.request", &[b"no body"]),
+                frames(&[b"400"])
+            );
+        }
+    });
+    // The limiter is one line a second: what is measured is its window.
+    std::thread::sleep(ms(1100));
+    sc.in_namespace(|| {
+        let ctx = zmq::Context::new();
+        assert_eq!(
+            tsp(&ctx, b"titanic.request", &[b"no body"]),
+            frames(&[b"400"])
+        );
+    });
+    let line = sc.expect(titanic, "similar since)", secs(10));
+    let lines = sc.count(titanic, refused) - before;
+    // The one with the count, and one or two more if the burst (or the
+    // refusal `start_titanic` caused just before) began a new second on a
+    // loaded machine: never one per refusal.
+    assert!((1..=3).contains(&lines), "{lines} refusal lines");
+    let similar: u64 = line
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    assert!(similar >= 15, "{line}");
+    sc.stop_cleanly(titanic, secs(20));
+}
