@@ -364,7 +364,7 @@ fn raw_frames_protocol_errors_get_disconnect() {
     sc.in_namespace(|| {
         let ctx = zmq::Context::new();
         let garbage = probe(&ctx, zmq::DEALER);
-        for _ in 0..30 {
+        for _ in 0..50 {
             send(&garbage, &[b"", b"junk"]);
         }
         // Sent: the broker has read them once it answers after them.
@@ -534,19 +534,22 @@ fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
 
         // Workers come; once a worker holds a client's first request there
         // is room for that client again, and its last request marks its end.
-        let serve = |service: &[u8], clients: &[(&[u8], &zmq::Socket)]| {
-            let worker = raw_worker(&ctx, &format!("W-{}", service[1]), service);
+        // Both workers come at once: requests for a service with a worker
+        // wait 60 s, those without one only 10 s.
+        let w1 = raw_worker(&ctx, "W-1", b"s1");
+        let w2 = raw_worker(&ctx, "W-2", b"s2");
+        let serve = |worker: &zmq::Socket, service: &[u8], clients: &[(&[u8], &zmq::Socket)]| {
             let mut sizes = Vec::new();
             let mut ends = 0;
             let mut started = Vec::new();
             while ends < clients.len() {
-                let (address, request) = next_request(&worker);
+                let (address, request) = next_request(worker);
                 if !started.contains(&address) {
                     let (_, client) = clients.iter().find(|(name, _)| *name == address).unwrap();
                     send(client, &[b"", b"MDPC01", service, b"end"]);
                     started.push(address.clone());
                 }
-                reply(&worker, &address, b"ok");
+                reply(worker, &address, b"ok");
                 match &request[..] {
                     [only] if only == b"end" => ends += 1,
                     [only] => sizes.push(only.len()),
@@ -555,9 +558,10 @@ fn clients_services_and_the_broker_may_queue_exactly_their_bounds() {
             }
             sizes
         };
-        let s1 = serve(b"s1", &[(b"A", &a), (b"B", &b)]);
+        let s1 = serve(&w1, b"s1", &[(b"A", &a), (b"B", &b)]);
         assert_eq!(s1, vec![BODY; 16], "served for s1");
-        assert_eq!(serve(b"s2", &[(b"C", &c)]), vec![BODY; 8], "served for s2");
+        let s2 = serve(&w2, b"s2", &[(b"C", &c)]);
+        assert_eq!(s2, vec![BODY; 8], "served for s2");
         // D's first request was dropped: nothing of D's is queued, so its
         // end must be sent first by hand.
         send(&d, &[b"", b"MDPC01", b"s3", b"end"]);
