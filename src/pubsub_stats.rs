@@ -941,6 +941,17 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(json["publishers"][0]["received"], 1);
         assert_eq!(json["latency_us"]["p99.9"], 2.0);
+        // The optional parts show only when there is something to say.
+        assert!(!text.contains("malformed") && !text.contains("out-of-order"));
+        for (malformed, untracked) in [(1, 0), (0, 1)] {
+            let mut odd = report.clone();
+            (odd.malformed, odd.untracked) = (malformed, untracked);
+            let expected = format!(" | malformed {malformed} untracked {untracked}\n");
+            assert!(odd.text().contains(&expected), "{}", odd.text());
+        }
+        let mut odd = report.clone();
+        odd.publishers[0].out_of_order = 1;
+        assert!(odd.text().contains(" out-of-order 1"), "{}", odd.text());
     }
 
     #[test]
