@@ -963,3 +963,56 @@ fn titanic_logs_a_burst_of_refusals_once_with_a_count() {
     assert!(similar >= 15, "{line}");
     sc.stop_cleanly(titanic, secs(20));
 }
+
+#[test]
+fn a_late_answer_never_becomes_another_requests_reply() {
+    use std::sync::mpsc;
+    let mut sc = Scenario::new("titanic-late-answer");
+    let (_broker, titanic) = start_titanic(&mut sc, &["-v"]);
+    let (uuid_sender, uuid_receiver) = mpsc::channel();
+    let (go, go_receiver) = mpsc::channel::<()>();
+    let client = sc.in_namespace_background(move || {
+        let ctx = zmq::Context::new();
+        let first = submit(&ctx, b"late", &[b"first"]);
+        let second = submit(&ctx, b"late", &[b"second"]);
+        let worker = wire::probe(&ctx, zmq::DEALER).connect("tcp://localhost:5555");
+        send(&worker, &[b"", b"MDPW01", b"\x01", b"late"]);
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"first"[..]));
+        // The client gives up on the first request while its call is in
+        // flight; once the call's deadline passed, the second one is due.
+        assert_eq!(tsp(&ctx, b"titanic.close", &[&first]), frames(&[b"200"]));
+        uuid_sender.send(second.clone()).unwrap();
+        go_receiver
+            .recv_timeout(secs(60))
+            .expect("titanic never dispatched the second request");
+        // Only now does the worker answer the first request, to the
+        // address of the call that timed out.
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &request[3], b"", b"first, late"],
+        );
+        let request = recv_skip_heartbeats(&worker);
+        assert_eq!(request.last().map(Vec::as_slice), Some(&b"second"[..]));
+        send(
+            &worker,
+            &[b"", b"MDPW01", b"\x03", &request[3], b"", b"second"],
+        );
+        await_reply(&ctx, &second, secs(30))
+    });
+    let second = uuid_receiver
+        .recv_timeout(secs(60))
+        .unwrap_or_else(|_| sc.fail("the client never got its requests in"));
+    let line = format!("I: processing request {}", String::from_utf8_lossy(&second));
+    sc.expect(titanic, &line, secs(30));
+    go.send(()).unwrap();
+    let reply = client
+        .join()
+        .unwrap_or_else(|_| sc.fail("the client failed"));
+    // A timed-out call's socket is closed, never reused: reused, it would
+    // take the late answer as the second request's reply (or drop it as a
+    // bad answer while it waits for the broker's lookup).
+    assert_eq!(reply, frames(&[b"200", b"second"]), "{}", sc.report());
+    assert_eq!(sc.count(titanic, "bad answer"), 0, "{}", sc.report());
+    sc.stop_cleanly(titanic, secs(20));
+}
