@@ -2045,6 +2045,32 @@ mod tests {
     }
 
     #[test]
+    fn a_send_to_a_gone_peer_is_unreachable_and_one_to_a_full_peer_is_dropped_and_counted() {
+        let context = zmq::Context::new();
+        let (mut broker, endpoint) = broker(&context);
+        // Nobody by that name: unreachable (a reply gets parked), not a drop.
+        assert_eq!(broker.send_parts(&[b"nobody", b"x"]), Sent::Unreachable);
+        assert_eq!(broker.figures.dropped_sends, 0);
+        // A peer that never reads: deliveries until its queue is full, then
+        // each message is dropped without blocking, and counted.
+        let slow = dealer(&context, &endpoint, "slow");
+        slow.set_rcvhwm(1).unwrap();
+        send(&slow, &[b"hello"]);
+        broker.socket.recv_multipart(0).unwrap();
+        let mut delivered = 0;
+        while broker.send_parts(&[b"slow", b"x"]) == Sent::Delivered {
+            delivered += 1;
+            assert!(delivered < 1_000_000, "the peer's queue never filled");
+        }
+        assert!(delivered >= 1);
+        assert_eq!(broker.figures.dropped_sends, 1);
+        assert_eq!(broker.send_parts(&[b"slow", b"x"]), Sent::Dropped);
+        assert_eq!(broker.figures.dropped_sends, 2);
+        assert_eq!(broker.send_parts(&[b"nobody", b"x"]), Sent::Unreachable);
+        assert_eq!(broker.figures.dropped_sends, 2);
+    }
+
+    #[test]
     fn kept_replies_are_bounded_sent_in_order_when_their_client_comes_and_expire() {
         let context = zmq::Context::new();
         let (mut broker, endpoint) = broker(&context);
