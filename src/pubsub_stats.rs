@@ -903,10 +903,12 @@ mod tests {
         // The next interval starts empty; the total keeps everything.
         assert_eq!(stats.interval_report(1.0).messages, 0);
         assert_eq!(stats.total_report(2.0).messages, 1000);
+        assert_eq!(stats.total_report(2.0).rate, 500.0, "per second");
     }
 
     #[test]
     fn malformed_duplicate_and_too_many_streams_are_counted_not_recorded() {
+        crate::log_limit::captured::install();
         let mut stats = Stats::new(&["".into()]);
         assert_eq!(stats.record(&[b"t".to_vec()], 0), Recorded::Ignored);
         assert_eq!(
@@ -925,6 +927,11 @@ mod tests {
         }
         assert_eq!(stats.streams.len(), MAX_STREAMS);
         assert_eq!(stats.total_report(1.0).untracked, 6);
+        // One warning when the table fills, not one per message past it.
+        assert_eq!(
+            crate::log_limit::captured::lines_with("publisher topics tracked").len(),
+            1
+        );
     }
 
     #[test]
@@ -1101,5 +1108,300 @@ mod tests {
             received.iter().filter(|(_, s)| !s.end).count() as u64,
             report.sent
         );
+    }
+
+    #[test]
+    fn a_publisher_seen_again_from_zero_after_its_end_restarted_and_a_repeat_is_out_of_order() {
+        let mut stats = Stats::new(&["".into()]);
+        for seq in [0, 1, 0] {
+            stats.record(&message("A", 0, seq, 0), 0);
+        }
+        let a = &stats.total_report(1.0).publishers[0];
+        assert_eq!(
+            (a.received, a.out_of_order),
+            (2, 1),
+            "a repeat, not a restart"
+        );
+        stats.record(&end("A", 0, 2, 1), 0);
+        assert_eq!(stats.publishers_ended(), 1);
+        stats.record(&message("A", 0, 0, 0), 0);
+        stats.record(&message("A", 0, 1, 0), 0);
+        let a = &stats.total_report(1.0).publishers[0];
+        assert_eq!((a.received, a.out_of_order, a.lost), (4, 1, 0), "{a:?}");
+        assert!(!a.ended);
+        assert_eq!(stats.publishers_ended(), 0);
+        // Two publishers: each one's end counts.
+        stats.record(&message("B", 0, 0, 0), 0);
+        stats.record(&end("A", 0, 2, 1), 0);
+        assert_eq!(stats.publishers_ended(), 1);
+        stats.record(&end("B", 0, 1, 1), 0);
+        assert_eq!(stats.publishers_ended(), 2);
+    }
+
+    #[test]
+    fn drained_subscriptions_count_the_subscribes_only() {
+        let context = zmq::Context::new();
+        let publisher = publisher_socket(&context, (1000, 1000), (0, 0), 0).unwrap();
+        publisher.bind("inproc://pubsub-stats-drain").unwrap();
+        let upstream = context.socket(zmq::XSUB).unwrap();
+        upstream.connect("inproc://pubsub-stats-drain").unwrap();
+        for subscription in [&b"\x01a"[..], b"\x01b", b"\x00a"] {
+            upstream.send(subscription, 0).unwrap();
+        }
+        // Drain until nothing more comes for 200 ms (however the three
+        // arrive, two of them are subscribes).
+        let mut subscribes = 0;
+        while publisher.poll(zmq::POLLIN, 200).unwrap() > 0 {
+            subscribes += drain_subscriptions(&publisher).unwrap();
+        }
+        assert_eq!(subscribes, 2);
+    }
+
+    /// A publisher with no subscriber to wait for (XPUB drops what nobody
+    /// wants), run on this thread; returns its report and the CPU time this
+    /// thread used.
+    fn publish_alone(settings: PublisherSettings) -> (PublisherReport, Duration) {
+        let context = zmq::Context::new();
+        let publisher = publisher_socket(&context, (1000, 1000), (0, 0), 0).unwrap();
+        let cpu = || {
+            let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+            // SAFETY: getrusage fills the struct it is given.
+            let usage = unsafe {
+                assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()), 0);
+                usage.assume_init()
+            };
+            let time = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            time(usage.ru_utime) + time(usage.ru_stime)
+        };
+        let before = cpu();
+        let report = publish(&publisher, &settings, &SystemClock).unwrap();
+        (report, cpu() - before)
+    }
+
+    #[test]
+    fn a_paced_publisher_sends_its_first_message_at_once_and_sleeps_between_messages() {
+        // One a second for 300 ms: the first message goes at once.
+        let (report, _) = publish_alone(PublisherSettings {
+            rate: 1,
+            duration: Some(Duration::from_millis(300)),
+            wait_subscribers: 0,
+            end_wait: Duration::ZERO,
+            ..settings("slow")
+        });
+        assert_eq!(report.sent, 1);
+        // 100 a second for half a second: it sleeps until each is due; a
+        // loop that spun would use the half second of CPU (or all it got).
+        let (report, cpu) = publish_alone(PublisherSettings {
+            rate: 100,
+            duration: Some(Duration::from_millis(500)),
+            wait_subscribers: 0,
+            end_wait: Duration::ZERO,
+            ..settings("paced")
+        });
+        assert!((10..=51).contains(&report.sent), "{report:?}");
+        eprintln!("paced publisher: {cpu:?} of CPU in 500 ms");
+        assert!(cpu < Duration::from_millis(100), "{cpu:?} of CPU in 500 ms");
+    }
+
+    #[test]
+    fn end_markers_are_repeated_until_the_end_wait_has_passed() {
+        let context = zmq::Context::new();
+        let publisher = publisher_socket(&context, (1000, 1000), (0, 0), 0).unwrap();
+        publisher.bind("inproc://pubsub-stats-ends").unwrap();
+        let end_wait = Duration::from_millis(300);
+        let publishing = std::thread::spawn(move || {
+            let started = Instant::now();
+            let settings = PublisherSettings {
+                count: Some(1),
+                topics: 1,
+                end_wait,
+                ..settings("ending")
+            };
+            publish(&publisher, &settings, &SystemClock).unwrap();
+            started.elapsed()
+        });
+        let subscriber =
+            subscriber_socket(&context, (1000, 1000), (0, 0), &[String::new()], 1024).unwrap();
+        subscriber.connect("inproc://pubsub-stats-ends").unwrap();
+        let mut copies = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !publishing.is_finished() || subscriber.poll(zmq::POLLIN, 0).unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the publisher never stopped");
+            if subscriber.poll(zmq::POLLIN, 50).unwrap() > 0 {
+                let frames = subscriber.recv_multipart(0).unwrap();
+                copies += usize::from(Stamp::decode(&frames[1]).unwrap().end);
+            }
+        }
+        let elapsed = publishing.join().unwrap();
+        assert!(elapsed >= end_wait, "stopped after {elapsed:?}");
+        // Every 10 ms for 300 ms: about 30 copies.
+        assert!(copies >= 3, "{copies} copies of the end marker");
+    }
+
+    /// A clock that always says `NOW`: latencies are then exactly what the
+    /// stamps say.
+    struct StoppedClock;
+    const NOW: u64 = 1_000_000_000_000;
+    impl Clock for StoppedClock {
+        fn now_ns(&self) -> u64 {
+            NOW
+        }
+    }
+
+    fn subscriber_settings() -> SubscriberSettings {
+        SubscriberSettings {
+            topics: vec![String::new()],
+            slow: Duration::ZERO,
+            abort_after: None,
+            report_every: Duration::from_secs(60),
+            publishers: 0,
+            duration: Some(Duration::from_secs(20)),
+            json: false,
+        }
+    }
+
+    /// Runs `subscribe` on a thread, fed `messages` by a raw XPUB once the
+    /// subscription arrived; returns how it ended, what it printed and how
+    /// long it ran.
+    fn run_subscriber(
+        settings: SubscriberSettings,
+        messages: Vec<Vec<Vec<u8>>>,
+    ) -> (Outcome, String, Duration) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let endpoint = format!(
+            "inproc://pubsub-stats-sub-{}",
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let context = zmq::Context::new();
+        let publisher = context.socket(zmq::XPUB).unwrap();
+        publisher.bind(&endpoint).unwrap();
+        let subscriber =
+            subscriber_socket(&context, (1000, 1000), (0, 0), &settings.topics, 1024).unwrap();
+        subscriber.connect(&endpoint).unwrap();
+        assert_eq!(publisher.poll(zmq::POLLIN, 10_000).unwrap(), 1);
+        publisher.recv_bytes(0).unwrap(); // the subscription: nothing fed is lost
+        let running = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut out = Vec::new();
+            let outcome = subscribe(&subscriber, &settings, &StoppedClock, &mut out).unwrap();
+            (outcome, String::from_utf8(out).unwrap(), started.elapsed())
+        });
+        for message in messages {
+            publisher.send_multipart(message, 0).unwrap();
+        }
+        running.join().unwrap()
+    }
+
+    fn done(outcome: Outcome) -> Report {
+        match outcome {
+            Outcome::Done(report) => report,
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_stops_once_every_expected_publisher_ended_and_not_before() {
+        let (outcome, _, elapsed) = run_subscriber(
+            SubscriberSettings {
+                publishers: 2,
+                ..subscriber_settings()
+            },
+            vec![
+                message("A", 0, 0, NOW),
+                message("B", 0, 0, NOW),
+                end("A", 0, 1, 1),
+                message("B", 0, 1, NOW),
+                end("B", 0, 2, 1),
+            ],
+        );
+        assert_eq!(done(outcome).messages, 3, "B's second message counted");
+        // Not by its 20 s duration.
+        assert!(elapsed < Duration::from_secs(10), "ran {elapsed:?}");
+    }
+
+    #[test]
+    fn without_a_publisher_count_a_subscriber_runs_for_its_duration_and_reports_only_with_data() {
+        let duration = Duration::from_millis(1000);
+        let (outcome, printed, elapsed) = run_subscriber(
+            SubscriberSettings {
+                duration: Some(duration),
+                report_every: Duration::from_millis(100),
+                ..subscriber_settings()
+            },
+            vec![
+                message("A", 0, 0, NOW),
+                end("A", 0, 1, 1),
+                message("B", 0, 0, NOW),
+            ],
+        );
+        assert_eq!(done(outcome).messages, 2, "{printed}");
+        assert!(elapsed >= duration, "ran {elapsed:?}");
+        assert!(printed.contains("[interval] "), "{printed}");
+        assert_eq!(
+            printed.matches("[total] 2 messages").count(),
+            1,
+            "{printed}"
+        );
+        // Nothing arrives: no interval report, only the total.
+        let (outcome, printed, _) = run_subscriber(
+            SubscriberSettings {
+                duration: Some(Duration::from_millis(500)),
+                report_every: Duration::from_millis(50),
+                ..subscriber_settings()
+            },
+            Vec::new(),
+        );
+        assert_eq!(done(outcome).messages, 0);
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(printed.starts_with("[total] 0 messages"), "{printed}");
+    }
+
+    #[test]
+    fn a_message_later_than_the_abort_threshold_ends_the_run_and_one_just_at_it_does_not() {
+        let (outcome, _, _) = run_subscriber(
+            SubscriberSettings {
+                abort_after: Some(Duration::from_millis(5)),
+                publishers: 1,
+                ..subscriber_settings()
+            },
+            vec![
+                message("A", 0, 0, NOW - 5_000_000),
+                message("A", 0, 1, NOW - 5_000_001),
+                end("A", 0, 2, 1),
+            ],
+        );
+        match outcome {
+            Outcome::Aborted {
+                latency,
+                publisher,
+                seq,
+                report,
+            } => {
+                assert_eq!(
+                    (latency, publisher.as_str(), seq),
+                    (Duration::from_nanos(5_000_001), "A", 1)
+                );
+                assert_eq!(report.messages, 2);
+            }
+            other => panic!("not aborted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_slow_subscriber_spends_its_time_on_every_message() {
+        let mut messages: Vec<_> = (0..4).map(|seq| message("A", 0, seq, NOW)).collect();
+        messages.push(end("A", 0, 4, 1));
+        let (outcome, _, elapsed) = run_subscriber(
+            SubscriberSettings {
+                slow: Duration::from_millis(25),
+                publishers: 1,
+                ..subscriber_settings()
+            },
+            messages,
+        );
+        assert_eq!(done(outcome).messages, 4);
+        assert!(elapsed >= Duration::from_millis(100), "ran {elapsed:?}");
     }
 }
