@@ -1151,7 +1151,9 @@ mod tests {
         // Drain until nothing more comes for 200 ms (however the three
         // arrive, two of them are subscribes).
         let mut subscribes = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
         while publisher.poll(zmq::POLLIN, 200).unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the subscriptions were never read");
             subscribes += drain_subscriptions(&publisher).unwrap();
         }
         assert_eq!(subscribes, 2);
