@@ -486,13 +486,7 @@ impl Responder {
 
     /// Answers surveys until Ctrl-C (returns `Ok(())` then).
     pub fn run(&mut self) -> Result<(), Error> {
-        loop {
-            match interrupt::poll_any(&[Pollable::Fd(self.socket.as_raw_fd())], -1) {
-                Ok(_) => self.serve_batch(),
-                Err(Error::Interrupted) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
+        self.serve(None)
     }
 
     /// Runs the responder on an [`Actor`] thread beside a server's own work;
@@ -503,24 +497,33 @@ impl Responder {
             if pipe.signal(0).is_err() {
                 return;
             }
-            loop {
-                let items = [
-                    Pollable::Socket(pipe.socket()),
-                    Pollable::Fd(responder.socket.as_raw_fd()),
-                ];
-                match interrupt::poll_any(&items, -1) {
-                    Ok(ready) => {
-                        if ready[0] && pipe.recv().map_or(true, |m| actor::is_term(&m)) {
-                            return;
-                        }
-                        if ready[1] {
-                            responder.serve_batch();
-                        }
-                    }
-                    Err(_) => return,
-                }
+            if let Err(e) = responder.serve(Some(pipe)) {
+                log::warn!("survey responder stopped: {e}");
             }
         })
+    }
+
+    /// The one loop of [`run`](Self::run) and [`spawn`](Self::spawn): sleeps
+    /// in `poll` until a datagram comes (or, on an actor, its pipe speaks);
+    /// `Ok(())` on Ctrl-C or when the actor is told to end.
+    fn serve(&mut self, pipe: Option<&actor::Pipe>) -> Result<(), Error> {
+        loop {
+            let mut items = vec![Pollable::Fd(self.socket.as_raw_fd())];
+            items.extend(pipe.map(|pipe| Pollable::Socket(pipe.socket())));
+            let ready = match interrupt::poll_any(&items, -1) {
+                Ok(ready) => ready,
+                Err(Error::Interrupted) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if let Some(pipe) = pipe.filter(|_| ready[1]) {
+                if pipe.recv().map_or(true, |m| actor::is_term(&m)) {
+                    return Ok(());
+                }
+            }
+            if ready[0] {
+                self.serve_batch();
+            }
+        }
     }
 }
 
@@ -751,6 +754,8 @@ mod tests {
                 answer(id, 2, "echo"),
                 answer(id, 3, "other"),
                 b"JUNK".to_vec(),
+                // One byte over the longest name: ignored, not cut to fit.
+                answer(id, 4, &"n".repeat(MAX_SERVICE + 1)),
             ] {
                 fake.send_to(&datagram, from).unwrap();
             }
@@ -773,9 +778,65 @@ mod tests {
         );
         assert_eq!(heard, 2);
         assert_eq!(
-            (surveyed.ignored.foreign_id, surveyed.ignored.bad_header),
-            (1, 1)
+            (
+                surveyed.ignored.foreign_id,
+                surveyed.ignored.bad_header,
+                surveyed.ignored.bad_name
+            ),
+            (1, 1, 1)
         );
+    }
+
+    /// [`MAX_ANSWERS`] distinct answers are kept, not one more: a fake
+    /// sends five more than that, 50 at a time, each batch once the survey
+    /// has heard the one before (so that loopback drops nothing).
+    #[test]
+    fn a_survey_keeps_at_most_its_bound_of_answers() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let fake = bind_udp(0).unwrap();
+        fake.set_nonblocking(false).unwrap();
+        fake.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let port = fake.local_addr().unwrap().port();
+        let heard = Arc::new(AtomicUsize::new(0));
+        let answering = {
+            let heard = heard.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 512];
+                let (size, from) = fake.recv_from(&mut buffer).unwrap();
+                let id = Request::decode(&buffer[..size]).unwrap().id;
+                for port in 1..=MAX_ANSWERS as u16 + 5 {
+                    let answer = Answer {
+                        id,
+                        port,
+                        service: "s".into(),
+                    };
+                    fake.send_to(&answer.encode(), from).unwrap();
+                    if port % 50 == 0 {
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while heard.load(Ordering::SeqCst) < port as usize {
+                            assert!(Instant::now() < deadline, "answer {port} never heard");
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                }
+            })
+        };
+        let target = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        let surveyed = survey(
+            &bind_udp(0).unwrap(),
+            target,
+            "s",
+            Duration::from_secs(5),
+            |_| {
+                heard.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+        answering.join().unwrap();
+        assert_eq!(surveyed.found.len(), MAX_ANSWERS);
+        assert_eq!(heard.load(Ordering::SeqCst), MAX_ANSWERS);
     }
 
     #[test]

@@ -206,6 +206,24 @@ fn a_responder_counts_bad_datagrams_and_survives_ten_thousand_random_ones() {
 }
 
 #[test]
+fn a_responder_sleeps_while_nobody_surveys() {
+    let mut sc = Scenario::new("respond-idle");
+    let responder = sc.start("respond", bin!("respond"), &["echo:5555"]);
+    sc.expect(responder, "answering surveys", secs(10));
+    // Two idle seconds: it blocks in its poll. With a timeout of 1 ms
+    // instead of -1 it would wake about 2,000 times (or spin).
+    let (wakeups, ticks) = sc.idle_cost(responder);
+    std::thread::sleep(secs(2));
+    let (wakeups_after, ticks_after) = sc.idle_cost(responder);
+    let (woke, cpu) = (wakeups_after - wakeups, ticks_after - ticks);
+    assert!(
+        woke <= 50 && cpu <= 20,
+        "respond woke {woke} times and used {cpu} ticks of CPU in 2 idle seconds"
+    );
+    sc.stop_cleanly(responder, secs(10));
+}
+
+#[test]
 fn the_survey_scenario_runs_to_its_end() {
     let (sc, runner) = common::runs::run_to_the_end("survey", &[], 60);
     let output = sc.output(runner);
