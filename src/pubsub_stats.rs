@@ -1333,7 +1333,7 @@ mod tests {
 
     #[test]
     fn without_a_publisher_count_a_subscriber_runs_for_its_duration_and_reports_only_with_data() {
-        let duration = Duration::from_millis(1000);
+        let duration = Duration::from_millis(1500);
         let (outcome, printed, elapsed) = run_subscriber(
             SubscriberSettings {
                 duration: Some(duration),
