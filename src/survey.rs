@@ -507,9 +507,9 @@ impl Responder {
     /// in `poll` until a datagram comes (or, on an actor, its pipe speaks);
     /// `Ok(())` on Ctrl-C or when the actor is told to end.
     fn serve(&mut self, pipe: Option<&actor::Pipe>) -> Result<(), Error> {
+        let mut items = vec![Pollable::Fd(self.socket.as_raw_fd())];
+        items.extend(pipe.map(|pipe| Pollable::Socket(pipe.socket())));
         loop {
-            let mut items = vec![Pollable::Fd(self.socket.as_raw_fd())];
-            items.extend(pipe.map(|pipe| Pollable::Socket(pipe.socket())));
             let ready = match interrupt::poll_any(&items, -1) {
                 Ok(ready) => ready,
                 Err(Error::Interrupted) => return Ok(()),
