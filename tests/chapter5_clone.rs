@@ -424,6 +424,28 @@ fn start_pair6(sc: &mut Scenario) -> (Pid, Pid) {
     (primary, backup)
 }
 
+/// `-v` traces Binary Star (every state message from the peer); without it
+/// nothing is traced; anything else prints the usage.
+#[test]
+fn clonesrv6_traces_binary_star_only_with_v() {
+    let mut sc = Scenario::new("clone6-verbose");
+    let wrong = sc.start("wrong", bin!("clonesrv6"), &["-v", "-p"]);
+    assert_eq!(sc.wait_exit(wrong, secs(10)), 0, "{}", sc.report());
+    assert_eq!(sc.lines(wrong), ["Usage: clonesrv6 { -p | -b } [-v]"]);
+    let primary = sc.start("primary", bin!("clonesrv6"), &["-p", "-v"]);
+    sc.expect(primary, "I: primary active", secs(10));
+    let backup = sc.start("backup", bin!("clonesrv6"), &["-b"]);
+    sc.expect(
+        backup,
+        "I: connected to primary (active), ready as passive",
+        secs(10),
+    );
+    sc.expect_count(primary, "I: peer state Passive", 2, secs(10));
+    assert_eq!(sc.count(backup, "peer state"), 0, "{}", sc.report());
+    sc.stop_cleanly(backup, secs(10));
+    sc.stop_cleanly(primary, secs(10));
+}
+
 /// The highest sequence a server published itself.
 fn published6(sc: &Scenario, server: Pid) -> i64 {
     [

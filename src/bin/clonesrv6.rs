@@ -10,8 +10,10 @@
 //! out on a PUB bound to `tcp://*:5557`; client updates in on a **SUB** bound
 //! to `tcp://*:5558`; the peer's updates in on a SUB connected to
 //! `tcp://localhost:5567`. `clonesrv6 -b` (backup): 5004/5003, 5566, 5567,
-//! 5568, peer updates from `tcp://localhost:5557`. Anything else prints
-//! `Usage: clonesrv6 { -p | -b }` and exits 0.
+//! 5568, peer updates from `tcp://localhost:5557`. `-v` after the role
+//! traces Binary Star (`I: peer state …` for each state message,
+//! `I: rejected a client request: …`). Anything else prints
+//! `Usage: clonesrv6 { -p | -b } [-v]` and exits 0.
 //!
 //! Active: as `clonesrv5` (logs `I: publishing update=N`,
 //! `I: publishing delete=N`, `I: sending shapshot=N`), plus
@@ -44,7 +46,8 @@
 //!   never keeps them pending (see [`zguide::clone::Entry::into_delete`]);
 //! * a ttl that is absent, 0, negative or not a number never expires;
 //! * a dual-active or dual-passive pair exits with code 1 (Binary Star);
-//!   Binary Star's verbose tracing is off;
+//!   Binary Star's tracing is off unless `-v` is given (the C always
+//!   traces its reactor);
 //! * with `ZGUIDE_CLONE_DUMP` set, prints its map on exit.
 
 use std::collections::VecDeque;
@@ -83,7 +86,9 @@ struct CloneServer {
 type Bstar = BinaryStar<CloneServer>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // The C always traces its Binary Star reactor; here `-v` asks for it.
+    let verbose = args.len() == 2 && args.pop_if(|flag| flag == "-v").is_some();
     let (role, local, remote, voter, port, peer) = match args.as_slice() {
         [flag] if flag == "-p" => {
             clock_log("I: primary active, waiting for backup (passive)");
@@ -96,7 +101,7 @@ fn main() -> ExitCode {
             (Role::Backup, ends.0, ends.1, ends.2, 5566, 5556)
         }
         _ => {
-            println!("Usage: clonesrv6 {{ -p | -b }}");
+            println!("Usage: clonesrv6 {{ -p | -b }} [-v]");
             return ExitCode::SUCCESS;
         }
     };
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
             warnings: Warnings::default(),
         };
         let mut bstar = BinaryStar::new(&context, role, local, remote, server)?;
+        bstar.set_verbose(verbose);
         bstar.voter(voter, zmq::ROUTER, snapshots)?;
         if let Some(voter) = bstar.voter_socket() {
             clone::configure_snapshot_socket(voter)?;
