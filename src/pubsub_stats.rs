@@ -1168,21 +1168,9 @@ mod tests {
     fn publish_alone(settings: PublisherSettings) -> (PublisherReport, Duration) {
         let context = zmq::Context::new();
         let publisher = publisher_socket(&context, (1000, 1000), (0, 0), 0).unwrap();
-        let cpu = || {
-            let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-            // SAFETY: getrusage fills the struct it is given.
-            let usage = unsafe {
-                assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()), 0);
-                usage.assume_init()
-            };
-            let time = |t: libc::timeval| {
-                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-            };
-            time(usage.ru_utime) + time(usage.ru_stime)
-        };
-        let before = cpu();
+        let before = crate::broker::thread_cpu();
         let report = publish(&publisher, &settings, &SystemClock).unwrap();
-        (report, cpu() - before)
+        (report, crate::broker::thread_cpu() - before)
     }
 
     #[test]
