@@ -1084,10 +1084,7 @@ fn simple_pirate_queue_sleeps_while_nothing_happens() {
     // Two idle seconds, a worker waiting: the queue blocks in its poll. With
     // a timeout of 1 ms instead of -1 it would wake about 2,000 times, or
     // (our poll rounds what is left of 1 ms down to 0) spin.
-    let (wakeups, ticks) = sc.idle_cost(queue);
-    std::thread::sleep(secs(2));
-    let (wakeups_after, ticks_after) = sc.idle_cost(queue);
-    let (woke, cpu) = (wakeups_after - wakeups, ticks_after - ticks);
+    let (woke, cpu) = sc.idle_cost_over(queue, secs(2));
     // A spinning queue would use ~200 ticks (2 s of CPU).
     assert!(
         woke <= 50 && cpu <= 20,

@@ -212,10 +212,7 @@ fn a_responder_sleeps_while_nobody_surveys() {
     sc.expect(responder, "answering surveys", secs(10));
     // Two idle seconds: it blocks in its poll. With a timeout of 1 ms
     // instead of -1 it would wake about 2,000 times (or spin).
-    let (wakeups, ticks) = sc.idle_cost(responder);
-    std::thread::sleep(secs(2));
-    let (wakeups_after, ticks_after) = sc.idle_cost(responder);
-    let (woke, cpu) = (wakeups_after - wakeups, ticks_after - ticks);
+    let (woke, cpu) = sc.idle_cost_over(responder, secs(2));
     assert!(
         woke <= 50 && cpu <= 20,
         "respond woke {woke} times and used {cpu} ticks of CPU in 2 idle seconds"

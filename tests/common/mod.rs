@@ -414,6 +414,16 @@ impl Scenario {
         (wakeups, ticks)
     }
 
+    /// [`idle_cost`](Scenario::idle_cost) over `window`: the wake-ups and
+    /// clock ticks `pid` adds while the test waits (a window to measure in,
+    /// not a synchronisation).
+    pub fn idle_cost_over(&self, pid: Pid, window: Duration) -> (u64, u64) {
+        let (wakeups, ticks) = self.idle_cost(pid);
+        std::thread::sleep(window);
+        let (wakeups_after, ticks_after) = self.idle_cost(pid);
+        (wakeups_after - wakeups, ticks_after - ticks)
+    }
+
     /// Everything the process printed so far (all its runs, if restarted).
     pub fn output(&self, pid: Pid) -> String {
         self.procs[pid.0].output.text()
