@@ -731,11 +731,7 @@ mod tests {
     /// answer is found once, and printed as where to connect.
     #[test]
     fn a_survey_keeps_its_own_distinct_answers_only() {
-        let fake = bind_udp(0).unwrap();
-        fake.set_nonblocking(false).unwrap();
-        fake.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let port = fake.local_addr().unwrap().port();
+        let (fake, port) = fake_responder();
         let answering = std::thread::spawn(move || {
             let mut buffer = [0u8; 512];
             let (size, from) = fake.recv_from(&mut buffer).unwrap();
@@ -787,6 +783,17 @@ mod tests {
         );
     }
 
+    /// A UDP socket for a test to play a responder by hand: blocking, with
+    /// a 10 s read timeout; and its port.
+    fn fake_responder() -> (UdpSocket, u16) {
+        let fake = bind_udp(0).unwrap();
+        fake.set_nonblocking(false).unwrap();
+        fake.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let port = fake.local_addr().unwrap().port();
+        (fake, port)
+    }
+
     /// [`MAX_ANSWERS`] distinct answers are kept, not one more: a fake
     /// sends five more than that, 50 at a time, each batch once the survey
     /// has heard the one before (so that loopback drops nothing).
@@ -794,11 +801,7 @@ mod tests {
     fn a_survey_keeps_at_most_its_bound_of_answers() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
-        let fake = bind_udp(0).unwrap();
-        fake.set_nonblocking(false).unwrap();
-        fake.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let port = fake.local_addr().unwrap().port();
+        let (fake, port) = fake_responder();
         let heard = Arc::new(AtomicUsize::new(0));
         let answering = {
             let heard = heard.clone();
