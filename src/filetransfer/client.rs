@@ -1805,12 +1805,13 @@ mod tests {
 
     #[test]
     fn a_stat_answered_hashing_or_busy_is_asked_again_a_little_later() {
+        crate::log_limit::captured::install();
         let dir = TempDir::new("ftclient-hashing");
         let file = content(1 << 10);
         let server = FakeServer::new();
         let handle = spawn_fetch(options(&server), "f", &dir.path().join("out"));
         let mut answered = Instant::now();
-        for status in [Status::HASHING, Status::BUSY] {
+        for status in [Status::HASHING, Status::HASHING, Status::BUSY] {
             let (id, request) = server.next();
             if status == Status::BUSY {
                 // A quarter of the 300 ms timeout after the 202.
@@ -1832,6 +1833,9 @@ mod tests {
         let (result, totals) = join(handle);
         result.unwrap();
         assert_eq!(totals.reconnects, 0);
+        // Said once, not on every 202 or on a 429.
+        let said = crate::log_limit::captured::lines_with("the server is hashing");
+        assert_eq!(said.len(), 1, "{said:?}");
     }
 
     #[test]
