@@ -2881,6 +2881,11 @@ mod tests {
             }
             last = get();
         }
+        // Once a second, not on every turn: a publication due now sets the
+        // next a second later.
+        broker.next_publish = Instant::now();
+        broker.turn(Some(Duration::ZERO)).unwrap();
+        assert!(broker.next_publish > Instant::now() + Duration::from_millis(500));
     }
 
     /// An answered request is forgotten by the store (else the next broker
