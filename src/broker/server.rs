@@ -182,6 +182,15 @@ enum Signature {
     SbpWorker,
 }
 
+/// The partial replies a worker sent before its final one, as kept in
+/// `Broker::partials` (frames, bytes): the frames, and whether some were
+/// dropped past the bound (marked by a size of `usize::MAX`).
+fn held_partials(held: Option<(Vec<Vec<u8>>, usize)>) -> (Vec<Vec<u8>>, bool) {
+    held.map_or((Vec::new(), false), |(frames, size)| {
+        (frames, size == usize::MAX)
+    })
+}
+
 /// What became of a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
@@ -984,9 +993,7 @@ impl Broker {
                     true => None,
                     false => self.partials.remove(&worker),
                 };
-                let (held, dropped) = held.map_or((Vec::new(), false), |(frames, size)| {
-                    (frames, size == usize::MAX)
-                });
+                let (held, dropped) = held_partials(held);
                 let streams = split_token(&client).is_some_and(|(d, _)| d.streams());
                 let body = if streams { body } else { [held, body].concat() };
                 let reply = Reply {
@@ -2042,6 +2049,17 @@ mod tests {
         assert!(is_malformed(&classify(&[
             b"C", b"", b"", b"MDPC01", b"echo"
         ])));
+    }
+
+    #[test]
+    fn held_partials_are_joined_and_a_dropped_batch_is_marked() {
+        assert_eq!(held_partials(None), (Vec::<Vec<u8>>::new(), false));
+        let two = vec![b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(held_partials(Some((two.clone(), 2))), (two, false));
+        assert_eq!(
+            held_partials(Some((Vec::new(), usize::MAX))),
+            (Vec::<Vec<u8>>::new(), true)
+        );
     }
 
     #[test]
